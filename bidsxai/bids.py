@@ -1,0 +1,180 @@
+"""BIDS in and BIDS-Derivatives out: input queries (pybids), output names, dataset description.
+
+Why one module: every stage names files the same way, so a stage can be re-run or fed from an
+earlier run, and the official validator sees a consistent dataset.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bidsxai import __version__
+from bidsxai.atomic import write_json, write_text
+from bidsxai.errors import InvalidBidsError, NothingSelectedError, UsageError
+
+CONTRAST_KEYS = {"t1w": "T1w", "t2w": "T2w", "flair": "FLAIR"}
+DEFAULT_QUERIES = {key: {"datatype": "anat", "suffix": suffix} for key, suffix in CONTRAST_KEYS.items()}
+
+# Entity order of BIDS (with this project's non-standard `method` and `target` last).
+ENTITY_ORDER = ("sub", "ses", "from", "to", "mode", "space", "res", "label", "desc", "stat",
+                "method", "target")
+
+BIDSIGNORE = """\
+# bidsxai outputs that BIDS-Derivatives has no name for yet
+*.html
+*_heatmap.nii.gz
+*_heatmap.json
+*_measures.tsv
+*_measures.json
+*_xfm.mat
+*_xfm.json
+logs/
+models/
+group/
+"""
+
+
+@dataclass
+class SessionInputs:
+    """The raw images of one subject (and session) that bidsxai reads."""
+
+    subject: str
+    session: str | None
+    files: dict = field(default_factory=dict)  # contrast suffix -> absolute path
+
+    @property
+    def key(self):
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+
+def strip_prefix(label, prefix):
+    return label[len(prefix):] if label.startswith(prefix) else label
+
+
+def check_is_bids(bids_dir):
+    desc = Path(bids_dir) / "dataset_description.json"
+    if not desc.is_file():
+        raise InvalidBidsError(f"{bids_dir} is not a BIDS dataset (no dataset_description.json)")
+    try:
+        json.loads(desc.read_text())
+    except (ValueError, OSError) as exc:
+        raise InvalidBidsError(f"{desc}: not valid JSON ({exc})") from None
+
+
+def open_layout(bids_dir, derivatives=None):
+    from bids import BIDSLayout
+
+    try:
+        return BIDSLayout(str(bids_dir), validate=False, derivatives=derivatives or False)
+    except Exception as exc:  # pybids raises its own errors for unreadable datasets
+        raise InvalidBidsError(f"{bids_dir}: pybids cannot index it ({exc})") from None
+
+
+def load_filters(path):
+    """A --bids-filter-file: {"t1w": {entity: value}, ...} merged over the default queries."""
+    queries = {k: dict(v) for k, v in DEFAULT_QUERIES.items()}
+    if path is None:
+        return queries
+    try:
+        user = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--bids-filter-file {path}: cannot read JSON ({exc})") from None
+    unknown = set(user) - set(queries)
+    if not isinstance(user, dict) or unknown:
+        raise UsageError(f"--bids-filter-file keys must be among {sorted(queries)}; got {sorted(unknown)}")
+    for key, extra in user.items():
+        queries[key].update(extra)
+    return queries
+
+
+def select_inputs(layout, participant_labels=None, session_labels=None, filters=None,
+                  contrasts=("T1w", "T2w", "FLAIR")):
+    """One ``SessionInputs`` per selected subject/session; exit 18 when the filters select nothing."""
+    queries = filters or load_filters(None)
+    subjects = sorted(layout.get_subjects())
+    if participant_labels:
+        wanted = [strip_prefix(p, "sub-") for p in participant_labels]
+        missing = [p for p in wanted if p not in subjects]
+        if missing:
+            raise NothingSelectedError(f"participant label(s) not in the dataset: "
+                                       f"{', '.join('sub-' + m for m in missing)}")
+        subjects = wanted
+    wanted_sessions = [strip_prefix(s, "ses-") for s in session_labels or []]
+    selected = []
+    for sub in subjects:
+        sessions = sorted(layout.get_sessions(subject=sub)) or [None]
+        if wanted_sessions:
+            sessions = [s for s in sessions if s in wanted_sessions]
+        for ses in sessions:
+            item = SessionInputs(sub, ses)
+            for key, suffix in CONTRAST_KEYS.items():
+                if suffix not in contrasts:
+                    continue
+                query = dict(queries[key], subject=sub, extension=[".nii", ".nii.gz"],
+                             return_type="file", scope="raw")
+                if ses:
+                    query["session"] = ses
+                found = sorted(layout.get(**query))
+                if found:
+                    item.files[suffix] = Path(found[0])
+            selected.append(item)
+    if not selected:
+        raise NothingSelectedError("the participant/session filters selected no data")
+    return selected
+
+
+def read_participants(bids_dir):
+    path = Path(bids_dir) / "participants.tsv"
+    if not path.is_file():
+        return pd.DataFrame(columns=["participant_id"])
+    table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
+    table["participant_id"] = table["participant_id"].map(lambda p: strip_prefix(p, "sub-"))
+    return table.set_index("participant_id")
+
+
+def entity_name(entities, suffix, extension):
+    """A BIDS file name from entities in BIDS order: entity_name({'sub': '01'}, 'T1w', '.nii.gz')."""
+    unknown = set(entities) - set(ENTITY_ORDER)
+    if unknown:
+        raise ValueError(f"unknown entities {sorted(unknown)}")
+    parts = [f"{k}-{entities[k]}" for k in ENTITY_ORDER if entities.get(k) not in (None, "")]
+    return "_".join(parts + [suffix]) + extension
+
+
+def derivative_path(out_dir, subject, session, suffix, extension, datatype="anat", **entities):
+    folder = Path(out_dir) / f"sub-{subject}"
+    if session:
+        folder = folder / f"ses-{session}"
+    return folder / datatype / entity_name(dict(sub=subject, ses=session, **entities), suffix, extension)
+
+
+def bids_uri(dataset, path, root):
+    """``bids:<dataset>:<relative path>`` as BIDS-Derivatives Sources expect."""
+    return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"
+
+
+def init_derivatives(out_dir, bids_dir):
+    """dataset_description.json and .bidsignore of OUTPUT_DIR (written once, kept if present)."""
+    out_dir = Path(out_dir)
+    desc = out_dir / "dataset_description.json"
+    if not desc.is_file():
+        try:
+            raw_link = os.path.relpath(Path(bids_dir).resolve(), out_dir.resolve())
+        except ValueError:  # different drives on Windows
+            raw_link = Path(bids_dir).resolve().as_uri()
+        generated = {"Name": "bidsxai", "Version": __version__,
+                     "CodeURL": "https://github.com/bidsxai/bidsxai"}
+        if os.environ.get("BIDSXAI_CONTAINER"):
+            generated["Container"] = {"Type": os.environ.get("BIDSXAI_CONTAINER_TYPE", "docker"),
+                                      "Tag": os.environ["BIDSXAI_CONTAINER"]}
+        write_json(desc, {
+            "Name": "bidsxai derivatives", "BIDSVersion": "1.10.0", "DatasetType": "derivative",
+            "GeneratedBy": [generated],
+            "SourceDatasets": [{"URL": "bids:raw:."}],
+            "DatasetLinks": {"raw": raw_link},
+        })
+    if not (out_dir / ".bidsignore").is_file():
+        write_text(out_dir / ".bidsignore", BIDSIGNORE)

@@ -1,0 +1,220 @@
+"""``bidsxai BIDS_DIR OUTPUT_DIR {participant,train,group}``: the BIDS-App entry point.
+
+Every expected failure becomes one line on stderr and a documented exit code (docs/usage.md);
+unexpected ones leave their traceback in OUTPUT_DIR/logs/ and exit 1.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import traceback
+import warnings
+from pathlib import Path
+
+from bidsxai import __version__
+from bidsxai.errors import (EXIT_INTERNAL, BidsxaiError, CannotCreateOutputError, NoInputError,
+                            UsageError)
+
+LEVELS = ("participant", "train", "group")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see bidsxai --help)")
+
+
+class _ListArchitectures(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from bidsxai.models.registry import list_architectures
+
+        for arch in list_architectures():
+            print(f"{arch.name}\t{arch.source}")
+        parser.exit(0)
+
+
+def build_parser():
+    p = _Parser(prog="bidsxai", description="Explain deep networks trained on brain MRI (BIDS-App).")
+    p.add_argument("bids_dir", type=Path, help="the input BIDS dataset (read only)")
+    p.add_argument("output_dir", type=Path, help="where the BIDS-Derivatives go")
+    p.add_argument("analysis_level", choices=LEVELS)
+    p.add_argument("--version", action="version", version=f"bidsxai {__version__}")
+    p.add_argument("--list-architectures", action=_ListArchitectures,
+                   help="print the model architectures (name and paper) and exit")
+    sel = p.add_argument_group("selecting data")
+    sel.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
+                     metavar="LABEL", help="subjects to process ('sub-' prefix optional)")
+    sel.add_argument("--session-label", "--session_label", nargs="+", default=[], metavar="LABEL")
+    sel.add_argument("--bids-filter-file", type=Path, metavar="FILE",
+                     help='JSON {"t1w": {...}, "t2w": {...}, "flair": {...}} of pybids entities')
+    sel.add_argument("--derivatives", nargs="+", default=[], metavar="[NAME=]PATH",
+                     help="derivatives datasets with already preprocessed images (same names)")
+    sel.add_argument("--skip-bids-validation", "--skip_bids_validation", action="store_true")
+    run = p.add_argument_group("running")
+    run.add_argument("-w", "--work-dir", type=Path, help="scratch folder (default: system temp)")
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    run.add_argument("--nprocs", "--n-cpus", type=int, default=os.cpu_count() or 1)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--reports-only", action="store_true",
+                     help="only (re)write the reports from existing outputs")
+    run.add_argument("-v", "--verbose", action="count", default=0)
+    run.add_argument("-q", "--quiet", action="count", default=0)
+    pre = p.add_argument_group("preprocessing")
+    pre.add_argument("--resolution", type=float, default=2.0, help="model grid in mm (default 2)")
+    pre.add_argument("--normalisation", choices=("percentile", "zscore"), default="percentile")
+    pre.add_argument("--nonlinear", action="store_true", help="SyN instead of affine to the template")
+    mod = p.add_argument_group("models and explanations")
+    mod.add_argument("--model", metavar="NAME_OR_PATH",
+                     help="participant: bundle to classify and explain with; train: bundle name")
+    mod.add_argument("--target", default="group", help="participants.tsv column to predict / group by")
+    mod.add_argument("--arch", default="cnn3d", help="architecture to train (--list-architectures)")
+    mod.add_argument("--explain-layer", help="layer for Grad-CAM (default: the last convolutional block)")
+    mod.add_argument("--epochs", type=int, default=40)
+    mod.add_argument("--patience", type=int, default=8)
+    mod.add_argument("--batch-size", type=int, default=4)
+    mod.add_argument("--learning-rate", type=float, default=1e-3)
+    grp = p.add_argument_group("group level")
+    grp.add_argument("--groups", nargs=2, default=[], metavar="GROUP",
+                     help="the pair of groups to compare (default: every pair)")
+    return p
+
+
+def _inside(path, folder):
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def check_paths(args):
+    """Refuse output or work folders that would write into the input dataset."""
+    bids = args.bids_dir.resolve()
+    if not bids.is_dir():
+        raise NoInputError(f"BIDS_DIR {args.bids_dir} does not exist")
+    out = args.output_dir.resolve()
+    if out == bids:
+        raise UsageError("OUTPUT_DIR must not be BIDS_DIR")
+    if _inside(out, bids) and not _inside(out, bids / "derivatives"):
+        raise UsageError("OUTPUT_DIR is inside BIDS_DIR; put it under BIDS_DIR/derivatives/ or elsewhere")
+    if _inside(bids, out):
+        raise UsageError("BIDS_DIR must not be inside OUTPUT_DIR")
+    if args.work_dir is not None and _inside(args.work_dir.resolve(), bids):
+        raise UsageError("the work directory must not be inside BIDS_DIR")
+    derivatives = {}
+    for item in args.derivatives:
+        name, _, path = item.rpartition("=")
+        path = Path(path)
+        if not path.is_dir():
+            raise NoInputError(f"--derivatives {item}: no such folder")
+        derivatives[name or path.name] = path.resolve()
+    for value, flag in ((args.nprocs, "--nprocs"), (args.epochs, "--epochs"),
+                        (args.batch_size, "--batch-size")):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1")
+    if args.resolution <= 0:
+        raise UsageError("--resolution must be positive")
+    return bids, out, derivatives
+
+
+def make_output_dir(path):
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-")
+        probe.close()
+    except OSError as exc:
+        raise CannotCreateOutputError(f"cannot write to OUTPUT_DIR {path}: {exc.strerror}") from None
+
+
+def settings_from(args, bids, out, derivatives):
+    from bidsxai.config import Settings
+
+    return Settings(
+        bids_dir=bids, output_dir=out, level=args.analysis_level,
+        participant_label=args.participant_label, session_label=args.session_label,
+        bids_filter_file=args.bids_filter_file, derivatives=derivatives,
+        work_dir=args.work_dir.resolve() if args.work_dir else None, model=args.model,
+        target=args.target, arch=args.arch, device=args.device, nprocs=args.nprocs, seed=args.seed,
+        skip_bids_validation=args.skip_bids_validation, reports_only=args.reports_only,
+        resolution=args.resolution, normalisation=args.normalisation, nonlinear=args.nonlinear,
+        explain_layer=args.explain_layer, epochs=args.epochs, patience=args.patience,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, groups=args.groups,
+        verbosity=args.verbose - args.quiet)
+
+
+def run(args):
+    from bidsxai.bids import check_is_bids, load_filters, open_layout, select_inputs
+
+    bids, out, derivatives = check_paths(args)
+    check_is_bids(bids)
+    filters = load_filters(args.bids_filter_file)
+    if not args.skip_bids_validation and not args.reports_only:
+        from bidsxai.validator import require_valid
+
+        require_valid(bids)
+    if args.analysis_level == "participant" and args.model:
+        from bidsxai.models.bundle import resolve_bundle
+
+        resolve_bundle(args.model, out)  # fail before any work when the bundle is not there
+    layout = open_layout(bids)
+    sessions = select_inputs(layout, args.participant_label, args.session_label, filters)
+    make_output_dir(out)
+    settings = settings_from(args, bids, out, derivatives)
+    if settings.work_dir:
+        make_output_dir(settings.work_dir)
+    settings.save()
+    if args.analysis_level == "participant":
+        from bidsxai.workflows.participant import run_participant
+
+        code = run_participant(settings, sessions)
+        _say(settings, f"participant level done: reports in {out}/sub-*.html")
+        return code
+    if args.analysis_level == "train":
+        from bidsxai.workflows.train import run_train
+
+        folder, meta = run_train(settings, sessions)
+        test = meta["metrics"].get("test")
+        summary = (f"test set (n={test['n']}): accuracy {test['accuracy']:.3f}, balanced accuracy "
+                   f"{test['balanced_accuracy']:.3f}, AUC {test['auc']:.3f}") if test else "no test set"
+        _say(settings, f"trained {meta['name']}: {summary}; report {folder / 'report.html'}")
+        return 0
+    from bidsxai.workflows.group import run_group
+
+    run_group(settings, {s.subject for s in sessions} if args.participant_label else None)
+    _say(settings, f"group level done: report {out / 'group.html'}")
+    return 0
+
+
+def _say(settings, message):
+    if settings.verbosity >= 0:
+        print(f"bidsxai: {message}")
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.WARNING - 10 * (args.verbose - args.quiet),
+                            format="bidsxai: %(message)s")
+        if args.verbose <= 0:
+            warnings.filterwarnings("ignore")
+        return run(args)
+    except BidsxaiError as exc:
+        print(f"bidsxai: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bidsxai: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line here, the traceback in a file
+        log = Path(tempfile.gettempdir()) / f"bidsxai-crash-{os.getpid()}.txt"
+        log.write_text(traceback.format_exc())
+        print(f"bidsxai: internal error {type(exc).__name__}: {exc} (traceback in {log})",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

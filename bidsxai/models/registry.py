@@ -1,0 +1,34 @@
+"""Architectures by name, so bundles name what to build and later issues only add entries."""
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable  # build(in_channels, n_classes, input_shape, **kwargs) -> nn.Module
+    default_layer: Callable  # default_layer(model) -> dotted module name used for Grad-CAM
+    source: str  # the paper it comes from
+
+
+ARCHITECTURES = {}
+
+
+def register(arch):
+    ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+def get_architecture(name):
+    from bidsxai.models import cnn3d  # noqa: F401  (registers its entries)
+
+    if name not in ARCHITECTURES:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[name]
+
+
+def list_architectures():
+    from bidsxai.models import cnn3d  # noqa: F401
+
+    return sorted(ARCHITECTURES.values(), key=lambda a: a.name)

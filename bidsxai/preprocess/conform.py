@@ -1,0 +1,29 @@
+"""Load an anatomical image, refuse what is not a readable 3D volume, and reorient it to RAS."""
+
+import nibabel as nib
+import numpy as np
+
+from bidsxai.errors import NoInputError
+
+
+def load_volume(path):
+    """A float32 RAS-oriented 3D image; one-line ``NoInputError`` for corrupt, truncated or 4D files.
+
+    Reorientation changes only the voxel order, never world coordinates, so transforms estimated
+    on the conformed image apply to the original file too.
+    """
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)  # reads every byte: finds truncation
+    except Exception as exc:  # nibabel raises many types for damaged files
+        raise NoInputError(f"{path}: not a readable NIfTI image ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise NoInputError(f"{path}: expected a 3D image, got shape {data.shape}")
+    if not np.isfinite(data).all() or float(data.max()) <= float(data.min()):
+        raise NoInputError(f"{path}: image is empty or has non-finite values")
+    img = nib.Nifti1Image(data, img.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    return nib.as_closest_canonical(img)

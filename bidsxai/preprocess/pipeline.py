@@ -1,0 +1,131 @@
+"""One subject/session from raw BIDS to model-ready images in template space.
+
+reorient (RAS) -> N4 -> rigid co-registration of T2w/FLAIR to T1w -> T1w to template (affine, or
+SyN) -> template brain mask -> intensity normalisation -> model grid. Outputs are BIDS-Derivatives
+written atomically; a session whose outputs exist with the same settings key is skipped (resume).
+"""
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import ants
+import numpy as np
+from scipy import ndimage
+
+from bidsxai import __version__
+from bidsxai.atomic import atomic_path, save_nifti, write_json
+from bidsxai.bids import bids_uri, derivative_path
+from bidsxai.errors import NoInputError
+from bidsxai.preprocess.bias import n4
+from bidsxai.preprocess.conform import load_volume
+from bidsxai.preprocess.normalise import normalise
+from bidsxai.preprocess.register import coregister, resample, to_template
+from bidsxai.template import SPACE, load_template, resolution_label
+
+PIPELINE_VERSION = "1"
+
+
+def preproc_path(out_dir, subject, session, contrast, resolution):
+    return derivative_path(out_dir, subject, session, contrast, ".nii.gz", space=SPACE,
+                           res=resolution_label(resolution), desc="preproc")
+
+
+def mask_path(out_dir, subject, session, resolution):
+    return derivative_path(out_dir, subject, session, "mask", ".nii.gz", space=SPACE,
+                           res=resolution_label(resolution), desc="brain")
+
+
+def xfm_path(out_dir, subject, session, source, target):
+    return derivative_path(out_dir, subject, session, "xfm", ".mat", **{"from": source}, to=target,
+                           mode="image")
+
+
+def settings_key(inputs, resolution, normalisation, nonlinear):
+    """Changes when anything that shapes the outputs changes, so resume never reuses stale files."""
+    parts = [PIPELINE_VERSION, f"{resolution:g}", normalisation, str(nonlinear)]
+    for contrast, path in sorted(inputs.files.items()):
+        stat = Path(path).stat()
+        parts += [contrast, Path(path).name, str(stat.st_size), str(int(stat.st_mtime))]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def is_done(inputs, out_dir, resolution, key):
+    t1_json = preproc_path(out_dir, inputs.subject, inputs.session, "T1w", resolution).with_suffix("").with_suffix(".json")
+    if not t1_json.is_file():
+        return False
+    try:
+        sidecar = json.loads(t1_json.read_text())
+    except ValueError:
+        return False
+    paths = [preproc_path(out_dir, inputs.subject, inputs.session, c, resolution) for c in inputs.files]
+    return sidecar.get("PreprocessingKey") == key and all(p.is_file() for p in paths)
+
+
+def preprocess_session(inputs, out_dir, raw_root, work_dir, resolution=2.0,
+                       normalisation="percentile", nonlinear=False):
+    """Write the preprocessed images of one session; returns {contrast: path}. Skips if done."""
+    if "T1w" not in inputs.files:
+        raise NoInputError(f"{inputs.key}: no T1w image found")
+    key = settings_key(inputs, resolution, normalisation, nonlinear)
+    outputs = {c: preproc_path(out_dir, inputs.subject, inputs.session, c, resolution)
+               for c in inputs.files}
+    if is_done(inputs, out_dir, resolution, key):
+        return outputs
+    volumes = {c: load_volume(p) for c, p in inputs.files.items()}  # fail early, before any work
+    template = load_template(resolution)
+    tpl_img = ants.from_nibabel_nifti(template.image(template.t1w))
+    fixed_mask = ants.from_nibabel_nifti(template.image(
+        ndimage.binary_dilation(template.brain_mask, iterations=2), dtype=np.uint8))
+    work = Path(tempfile.mkdtemp(prefix=f"{inputs.key}_", dir=work_dir))
+    try:
+        corrected = {c: n4(ants.from_nibabel_nifti(v)) for c, v in volumes.items()}
+        t1_to_tpl = to_template(tpl_img, corrected["T1w"], fixed_mask, work / "t1w_to_tpl_",
+                                nonlinear)
+        chains = {"T1w": t1_to_tpl}
+        for contrast in corrected:
+            if contrast != "T1w":
+                rigid = coregister(corrected["T1w"], corrected[contrast], work / f"{contrast}_to_t1w_")
+                chains[contrast] = t1_to_tpl + [rigid]
+        write_transforms(inputs, out_dir, chains)
+        for contrast, chain in chains.items():
+            data = resample(tpl_img, corrected[contrast], chain).numpy()
+            data = normalise(data, template.brain_mask, normalisation)
+            save_nifti(template.image(data), outputs[contrast])
+            write_json(outputs[contrast].with_suffix("").with_suffix(".json"), {
+                "Description": f"{contrast} after N4, registration to {SPACE}, brain masking and "
+                               f"{normalisation} intensity normalisation",
+                "SkullStripped": True, "SpatialReference": SPACE,
+                "Resolution": f"{resolution:g} mm isotropic",
+                "Sources": [bids_uri("raw", inputs.files[contrast], raw_root)],
+                "IntensityNormalisation": normalisation,
+                "RegistrationToTemplate": "SyN" if nonlinear else "Affine",
+                "PreprocessingKey": key, "PipelineVersion": PIPELINE_VERSION,
+                "SoftwareVersions": f"bidsxai {__version__}, antspyx {ants.__version__}",
+            })
+        save_nifti(template.image(template.brain_mask, dtype=np.uint8),
+                   mask_path(out_dir, inputs.subject, inputs.session, resolution))
+        write_json(mask_path(out_dir, inputs.subject, inputs.session, resolution).with_suffix("").with_suffix(".json"), {
+            "Type": "Brain", "SpatialReference": SPACE, "Resolution": f"{resolution:g} mm isotropic",
+            "Description": "Template brain mask (the images are in template space)",
+            "Sources": [bids_uri("raw", inputs.files["T1w"], raw_root)]})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return outputs
+
+
+def write_transforms(inputs, out_dir, chains):
+    """Copy ANTs' linear transforms into the derivatives (warps from SyN stay with the .mat)."""
+    for path in chains["T1w"]:
+        if str(path).endswith(".mat"):
+            _copy(path, xfm_path(out_dir, inputs.subject, inputs.session, "T1w", SPACE))
+    for contrast, chain in chains.items():
+        if contrast != "T1w":
+            _copy(chain[-1], xfm_path(out_dir, inputs.subject, inputs.session, contrast, "T1w"))
+
+
+def _copy(src, dst):
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)

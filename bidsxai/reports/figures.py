@@ -1,0 +1,97 @@
+"""Report figures as PNG data URIs, so each HTML report is one self-contained file."""
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def data_uri(fig):
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight", facecolor=fig.get_facecolor())
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def axial_slices(mask, n=8):
+    """Evenly spaced axial slice indices through the mask's extent."""
+    z = np.flatnonzero(mask.any(axis=(0, 1)))
+    return np.linspace(z[0] + 0.1 * (z[-1] - z[0]), z[-1] - 0.1 * (z[-1] - z[0]), n).astype(int)
+
+
+def _mosaic(n):
+    fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 2.0), facecolor="black")
+    for ax in axes:
+        ax.axis("off")
+    return fig, axes
+
+
+def registration_mosaic(image, template, mask, n=8):
+    """The subject's image in template space with the template's tissue edges in red."""
+    fig, axes = _mosaic(n)
+    for ax, z in zip(axes, axial_slices(mask, n)):
+        ax.imshow(image[:, :, z].T, origin="lower", cmap="gray")
+        ax.contour(template[:, :, z].T, levels=[0.45, 0.75], colors=["red"], linewidths=0.5,
+                   origin="lower")
+    return data_uri(fig)
+
+
+def heatmap_mosaic(background, heatmap, mask, n=8):
+    """A heatmap (max-normalised for display only) over the subject's image."""
+    fig, axes = _mosaic(n)
+    peak = float(heatmap[mask].max()) if mask.any() and heatmap[mask].max() > 0 else 1.0
+    for ax, z in zip(axes, axial_slices(mask, n)):
+        ax.imshow(background[:, :, z].T, origin="lower", cmap="gray")
+        shown = np.ma.masked_where(~mask[:, :, z] | (heatmap[:, :, z] <= 0), heatmap[:, :, z] / peak)
+        ax.imshow(shown.T, origin="lower", cmap="jet", vmin=0, vmax=1, alpha=0.5)
+    return data_uri(fig)
+
+
+def stat_mosaic(background, stat, shown_mask, mask, n=8):
+    """A t map over the template, shown where ``shown_mask`` holds (e.g. p_FDR < 0.05)."""
+    fig, axes = _mosaic(n)
+    limit = float(np.abs(stat[mask]).max()) or 1.0
+    for ax, z in zip(axes, axial_slices(mask, n)):
+        ax.imshow(background[:, :, z].T, origin="lower", cmap="gray")
+        shown = np.ma.masked_where(~shown_mask[:, :, z], stat[:, :, z])
+        ax.imshow(shown.T, origin="lower", cmap="coolwarm", vmin=-limit, vmax=limit)
+    return data_uri(fig)
+
+
+def learning_curves(history):
+    fig, ax = plt.subplots(figsize=(5, 3))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], label="training")
+    ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy")
+    ax.legend()
+    return data_uri(fig)
+
+
+def confusion_plot(matrix, classes):
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(3.5, 3))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return data_uri(fig)
+
+
+def measure_boxplot(values_by_group, ylabel):
+    fig, ax = plt.subplots(figsize=(4, 3))
+    names = list(values_by_group)
+    ax.boxplot([values_by_group[g] for g in names])
+    ax.set_xticks(range(1, len(names) + 1), names)
+    for i, g in enumerate(names, start=1):
+        ax.scatter(np.full(len(values_by_group[g]), i), values_by_group[g], s=8, color="k")
+    ax.set_ylabel(ylabel)
+    return data_uri(fig)

@@ -1,0 +1,42 @@
+"""Render the HTML reports and methods text from the packaged templates (reports/, boilerplate/)."""
+
+from datetime import datetime, timezone
+from importlib import resources
+
+import jinja2
+
+from bidsxai import __version__
+from bidsxai.atomic import write_text
+
+
+def _environment(package):
+    folder = resources.files(package)
+    return jinja2.Environment(loader=jinja2.FunctionLoader(lambda name: folder.joinpath(name).read_text("utf-8")),
+                              autoescape=jinja2.select_autoescape(["html", "j2"]),
+                              undefined=jinja2.StrictUndefined)
+
+
+def methods_text(settings, model_meta=None):
+    """The methods paragraph (markdown) for the run's settings."""
+    env = _environment("bidsxai.resources.boilerplate")
+    env.autoescape = False
+    return env.get_template("methods.md.j2").render(version=__version__, s=settings, model=model_meta)
+
+
+def references_bib():
+    return resources.files("bidsxai.resources.boilerplate").joinpath("references.bib").read_text("utf-8")
+
+
+def render_report(template, path, **context):
+    """Write one self-contained HTML report (CSS inlined, figures as data URIs)."""
+    env = _environment("bidsxai.resources.reports")
+    css = resources.files("bidsxai.resources.reports").joinpath("style.css").read_text("utf-8")
+    html = env.get_template(template).render(
+        css=css, version=__version__,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **context)
+    write_text(path, html)
+
+
+def write_citation(out_dir, settings, model_meta=None):
+    write_text(out_dir / "logs" / "CITATION.md", methods_text(settings, model_meta))
+    write_text(out_dir / "logs" / "CITATION.bib", references_bib())

@@ -1,0 +1,68 @@
+"""The per-subject HTML report, built from the files on disk (so --reports-only can redo it)."""
+
+import json
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from bidsxai.bids import read_participants
+from bidsxai.preprocess.pipeline import preproc_path
+from bidsxai.reports import figures
+from bidsxai.reports.render import methods_text, render_report
+from bidsxai.template import SPACE, load_template
+from bidsxai.workflows.classify import heatmap_path, measures_path
+
+
+def _load(path):
+    return np.asarray(nib.load(str(path)).dataobj, np.float32)
+
+
+def session_context(settings, session):
+    out = Path(settings.output_dir)
+    template = load_template(settings.resolution)
+    mask = template.brain_mask
+    t1 = _load(preproc_path(out, session.subject, session.session, "T1w", settings.resolution))
+    qc = {}
+    for contrast in session.files:
+        path = preproc_path(out, session.subject, session.session, contrast, settings.resolution)
+        if path.is_file():
+            image = t1 if contrast == "T1w" else _load(path)
+            qc[contrast] = figures.registration_mosaic(image, template.t1w, mask)
+    heatmaps, prediction = [], None
+    measures = measures_path(out, session)
+    if measures.is_file():
+        import pandas as pd
+
+        table = pd.read_csv(measures, sep="\t")
+        for row in table.itertuples():
+            path = heatmap_path(out, session, row.method, row.target, settings.resolution)
+            if not path.is_file():
+                continue
+            sidecar = json.loads(Path(str(path).replace(".nii.gz", ".json")).read_text())
+            heatmaps.append({"method": row.method, "target": row.target, "p95": row.p95,
+                             "figure": figures.heatmap_mosaic(t1, _load(path), mask)})
+            prediction = {"predicted": sidecar["PredictedClass"],
+                          "probabilities": sidecar["PredictedProbabilities"],
+                          "model": sidecar["Model"], "sha256": sidecar["ModelSha256"],
+                          "split": sidecar["SplitAssignment"], "layer": sidecar["Layer"]}
+    return {"key": session.key, "qc_figures": qc, "heatmaps": heatmaps, "prediction": prediction,
+            "inputs": [str(p) for p in session.files.values()]}
+
+
+def write_subject_reports(settings, sessions):
+    participants = read_participants(settings.bids_dir)
+    by_subject = {}
+    for session in sessions:
+        by_subject.setdefault(session.subject, []).append(session)
+    for subject, items in sorted(by_subject.items()):
+        known = None
+        if settings.target in participants.columns and subject in participants.index:
+            value = participants.loc[subject, settings.target]
+            known = None if value != value else str(value)  # NaN check without pandas
+        render_report("subject.html.j2", Path(settings.output_dir) / f"sub-{subject}.html",
+                      subject=f"sub-{subject}", target=settings.target, known=known,
+                      sessions=[session_context(settings, s) for s in items], space=SPACE,
+                      resolution=f"{settings.resolution:g}", command=" ".join(sys.argv),
+                      settings_toml=settings.to_toml(), methods=methods_text(settings))

@@ -1,0 +1,1 @@
+"""Packaged data: report templates (top-level reports/) and methods boilerplate (boilerplate/)."""

@@ -1,0 +1,412 @@
+"""Synthetic BIDS cohort with planted ground truth (``bidsxai-synth``).
+
+Why: every stage needs a realistic test bed whose truth is known. Each subject is built in template
+space from nilearn's MNI152 tissue maps (ventricles enlarged and white-matter lesions planted
+according to group and severity), given T1w/T2w/FLAIR contrasts, then moved into its own native
+space (random pose, head size, voxel size and field of view) with a smooth bias field and Rician
+noise, so that preprocessing has real work to do. Lesion masks are written in native and template
+space under ``derivatives/groundtruth``.
+"""
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from bidsxai import __version__
+from bidsxai.atomic import save_nifti, write_json, write_text
+from bidsxai.template import SPACE, load_template, resolution_label
+
+CONTRASTS = ("T1w", "T2w", "FLAIR")
+
+# Mean intensity of CSF, GM, WM, lesion and scalp per contrast (relative units): CSF is dark on
+# T1w and FLAIR and bright on T2w; lesions are hypointense on T1w and hyperintense on T2w/FLAIR.
+INTENSITY = {
+    "T1w": dict(csf=0.18, gm=0.55, wm=0.82, lesion=0.38, scalp=0.70),
+    "T2w": dict(csf=1.00, gm=0.58, wm=0.40, lesion=0.85, scalp=0.45),
+    "FLAIR": dict(csf=0.10, gm=0.62, wm=0.45, lesion=1.00, scalp=0.50),
+}
+
+ACQUISITION = {
+    "T1w": dict(RepetitionTime=2.3, EchoTime=0.00298, InversionTime=0.9, FlipAngle=9,
+                PulseSequenceType="MPRAGE"),
+    "T2w": dict(RepetitionTime=3.2, EchoTime=0.408, FlipAngle=120, PulseSequenceType="TSE"),
+    "FLAIR": dict(RepetitionTime=5.0, EchoTime=0.393, InversionTime=1.8, FlipAngle=120,
+                  PulseSequenceType="FLAIR"),
+}
+
+# Lobes as boxes in MNI millimetres (x, y, z ranges): coarse, but enough to place lesions where
+# paper 000 found its groups to differ.
+REGIONS = {
+    "frontal": ((-70, 70), (5, 75), (-20, 80)),
+    "occipital": ((-60, 60), (-110, -65), (-20, 45)),
+    "parietal": ((-65, 65), (-65, -20), (25, 80)),
+    "temporal": ((-75, -30), (-55, 10), (-45, 5)),
+    "temporal_r": ((30, 75), (-55, 10), (-45, 5)),
+}
+PATIENT_PATTERNS = (("occipital",), ("frontal", "temporal", "temporal_r", "parietal"))
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    n_subjects: int = 24
+    groups: tuple = ("HC", "RRMS", "SPMS")
+    contrasts: tuple = CONTRASTS
+    resolution: float = 2.0
+    sessions: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Subject:
+    label: str
+    group: str
+    group_index: int
+    age: float
+    sex: str
+    severity: float
+
+
+def plan_subjects(spec):
+    """Group, age, sex and severity of every subject; groups are balanced and interleaved."""
+    rng = np.random.default_rng(spec.seed)
+    subjects = []
+    for i in range(spec.n_subjects):
+        gi = i % len(spec.groups)
+        severity = 0.0 if gi == 0 else float(np.clip(rng.uniform(0.3, 0.65) + 0.3 * (gi - 1), 0, 1))
+        age = float(np.round(rng.uniform(25, 50) + 6 * gi, 1))
+        subjects.append(Subject(f"{i + 1:02d}", spec.groups[gi], gi, age,
+                                str(rng.choice(["M", "F"])), severity))
+    return subjects
+
+
+def edss_of(subject, session_index=0):
+    """An EDSS-like score in half steps that grows with severity; 'n/a' for controls."""
+    if subject.group_index == 0:
+        return "n/a"
+    sev = min(1.0, subject.severity + 0.1 * session_index)
+    return float(np.clip(np.round((1.0 + 6.5 * sev) * 2) / 2, 0, 9.5))
+
+
+# ---------------------------------------------------------------- anatomy in template space
+class Anatomy:
+    """Template-space tissue maps on a source grid fine enough for the target resolution."""
+
+    def __init__(self, resolution):
+        self.template = load_template(max(1.0, min(2.0, 0.75 * resolution)))
+        t = self.template
+        self.world = _voxel_world_coords(t.shape, t.affine)
+        outside = ndimage.distance_transform_edt(~t.brain_mask, sampling=t.resolution)
+        self.skull = (outside > 0) & (outside <= 4)
+        self.scalp = (outside > 4) & (outside <= 9)
+        self.wm_core = t.wm > 0.9
+        cx, cy, cz = self.world
+        central = (np.abs(cx) < 30) & (cy > -45) & (cy < 25) & (cz > -5) & (cz < 30)
+        ventricles = central & (t.csf > 0.6)
+        self.ventricle_distance = ndimage.distance_transform_edt(~ventricles, sampling=t.resolution)
+
+    def lesion_map(self, subject, rng, session_index=0):
+        """Soft lesion probability (0..1) in template space; empty for controls."""
+        lesions = np.zeros(self.template.shape, np.float32)
+        if subject.group_index == 0:
+            return lesions
+        pattern = PATIENT_PATTERNS[(subject.group_index - 1) % len(PATIENT_PATTERNS)]
+        sev = min(1.0, subject.severity + 0.1 * session_index)
+        n = int(round(6 + 18 * sev))
+        candidates = np.flatnonzero(self.wm_core & self._in_regions(pattern))
+        if candidates.size == 0:
+            return lesions
+        res = self.template.resolution
+        for flat in rng.choice(candidates, size=n):
+            centre = np.array(np.unravel_index(flat, lesions.shape))
+            radius_mm = rng.uniform(3.0, 7.0) * (0.7 + 0.6 * sev)
+            _add_blob(lesions, centre, radius_mm / res)
+        return np.clip(lesions, 0, 1) * (self.template.wm > 0.3)
+
+    def _in_regions(self, names):
+        x, y, z = self.world
+        inside = np.zeros(self.template.shape, bool)
+        for name in names:
+            (x0, x1), (y0, y1), (z0, z1) = REGIONS[name]
+            inside |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1)
+        return inside
+
+    def tissues(self, severity):
+        """GM/WM/CSF probabilities with ventricles enlarged by up to 5 mm with severity."""
+        t = self.template
+        gm, wm, csf = t.gm.copy(), t.wm.copy(), t.csf.copy()
+        if severity > 0:
+            dist = self.ventricle_distance
+            grown = (dist > 0) & (dist <= 5.0 * severity) & t.brain_mask
+            gm[grown], wm[grown], csf[grown] = 0, 0, 1
+        return gm, wm, csf
+
+    def contrast(self, name, tissues, lesions):
+        gm, wm, csf = tissues
+        k = INTENSITY[name]
+        img = k["gm"] * gm + k["wm"] * wm + k["csf"] * csf
+        img = (1 - lesions) * img + lesions * k["lesion"]
+        img[self.scalp] = k["scalp"]
+        img[self.skull] = 0.04
+        return img.astype(np.float32)
+
+
+def _voxel_world_coords(shape, affine):
+    ijk = np.indices(shape, dtype=np.float32)
+    return np.einsum("ij,j...->i...", affine[:3, :3].astype(np.float32), ijk) + \
+        affine[:3, 3, None, None, None].astype(np.float32)
+
+
+def _add_blob(volume, centre, radius):
+    """Add a soft-edged ellipsoid (radius in voxels, random axis ratio) to ``volume`` in place."""
+    r = int(np.ceil(radius * 1.6)) + 1
+    lo = np.maximum(centre - r, 0)
+    hi = np.minimum(centre + r + 1, volume.shape)
+    grid = np.indices(hi - lo, dtype=np.float32) + (lo - centre)[:, None, None, None]
+    scale = np.array([1.0, 1.0, 1.6])[:, None, None, None]  # elongated like periventricular lesions
+    d = np.sqrt(((grid / scale) ** 2).sum(0)) / max(radius, 0.5)
+    blob = np.clip(1.5 - d, 0, 1)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    volume[sl] = np.maximum(volume[sl], blob)
+
+
+# ---------------------------------------------------------------- native space
+def _rotation(angles):
+    ax, ay, az = angles
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def random_head_pose(rng):
+    """MNI mm -> subject scanner mm: head size, small shear, rotation and translation."""
+    pose = np.eye(4)
+    scale = np.diag(rng.uniform(0.9, 1.1) * rng.uniform(0.96, 1.04, 3))
+    pose[:3, :3] = _rotation(np.deg2rad(rng.uniform(-12, 12, 3))) @ scale
+    pose[:3, 3] = rng.uniform(-10, 10, 3)
+    return pose
+
+
+def small_motion(rng):
+    """Rigid head motion between two acquisitions of one session."""
+    motion = np.eye(4)
+    motion[:3, :3] = _rotation(np.deg2rad(rng.uniform(-4, 4, 3)))
+    motion[:3, 3] = rng.uniform(-4, 4, 3)
+    return motion
+
+
+def native_grid(anatomy, pose, voxel_size, rng):
+    """A voxel grid around the posed head, in a random axis orientation (not always RAS)."""
+    t = anatomy.template
+    head = ndimage.binary_dilation(t.brain_mask, iterations=max(1, int(10 / t.resolution)))
+    ijk = np.array(np.meshgrid(*[np.array([a.min(), a.max()]) for a in np.nonzero(head)],
+                               indexing="ij")).reshape(3, -1)
+    world = pose[:3, :3] @ (t.affine[:3, :3] @ ijk + t.affine[:3, 3:]) + pose[:3, 3:]
+    lo = world.min(1) - rng.uniform(4, 15, 3)
+    hi = world.max(1) + rng.uniform(4, 15, 3)
+    shape = np.ceil((hi - lo) / voxel_size).astype(int)
+    flips = rng.random(3) < 0.3
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(np.where(flips, -voxel_size, voxel_size))
+    affine[:3, 3] = np.where(flips, lo + (shape - 1) * voxel_size, lo)
+    return tuple(int(s) for s in shape), affine
+
+
+def sample_into(volume, source_affine, grid_shape, grid_affine, pose, order=1):
+    """Values of a template-space volume on a native grid (native mm = pose @ MNI mm)."""
+    matrix = np.linalg.inv(source_affine) @ np.linalg.inv(pose) @ grid_affine
+    return ndimage.affine_transform(volume, matrix[:3, :3], matrix[:3, 3], output_shape=grid_shape,
+                                    order=order, mode="constant", cval=0.0)
+
+
+def bias_field(shape, rng, strength=0.25):
+    """A smooth multiplicative field (exp of a random low-order polynomial), about ±strength."""
+    axes = [np.linspace(-1, 1, n, dtype=np.float32) for n in shape]
+    x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
+    terms = [x, y, z, x * y, y * z, x * z, x * x, y * y, z * z]
+    log_field = sum(c * t for c, t in zip(rng.normal(0, 1, len(terms)), terms))
+    log_field = log_field / (np.abs(log_field).max() + 1e-6) * np.log1p(strength)
+    return np.exp(log_field).astype(np.float32)
+
+
+def rician(image, rng, sigma):
+    noise_re = rng.normal(0, sigma, image.shape).astype(np.float32)
+    noise_im = rng.normal(0, sigma, image.shape).astype(np.float32)
+    return np.sqrt((image + noise_re) ** 2 + noise_im ** 2)
+
+
+def to_scanner_image(data, affine, peak=1000):
+    scaled = np.clip(np.round(data / max(float(data.max()), 1e-6) * peak), 0, 32767)
+    img = nib.Nifti1Image(scaled.astype(np.int16), affine)
+    img.header.set_qform(affine, code=1)
+    img.header.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    return img
+
+
+# ---------------------------------------------------------------- writing the dataset
+def synthesise_subject(out_dir, spec, subject):
+    """Write every session of one subject and its ground-truth masks."""
+    out_dir = Path(out_dir)
+    rng = np.random.default_rng([spec.seed, int(subject.label)])
+    anatomy = _anatomy(spec.resolution)
+    src = anatomy.template
+    target = load_template(spec.resolution)
+    pose = random_head_pose(rng)
+    lesions = None
+    sessions = [f"{s + 1:02d}" for s in range(spec.sessions)] if spec.sessions > 1 else [None]
+    for si, ses in enumerate(sessions):
+        new = anatomy.lesion_map(subject, rng, si)
+        lesions = new if lesions is None else np.maximum(lesions, new)  # lesions accumulate
+        tissues = anatomy.tissues(min(1.0, subject.severity + 0.1 * si) if subject.group_index else 0)
+        prefix = f"sub-{subject.label}" + (f"_ses-{ses}" if ses else "")
+        anat = out_dir / f"sub-{subject.label}" / (f"ses-{ses}" if ses else "") / "anat"
+        gt = out_dir / "derivatives" / "groundtruth" / f"sub-{subject.label}" / \
+            (f"ses-{ses}" if ses else "") / "anat"
+        voxel_t1 = spec.resolution * rng.uniform(0.9, 1.1, 3)
+        shape, grid = native_grid(anatomy, pose, voxel_t1, rng)
+        for contrast in spec.contrasts:
+            c_pose = pose if contrast == "T1w" else small_motion(rng) @ pose
+            c_shape, c_grid = (shape, grid) if contrast == "T1w" else native_grid(
+                anatomy, c_pose, voxel_t1 * np.array([1.0, 1.0, rng.uniform(1.0, 1.3)]), rng)
+            clean = sample_into(anatomy.contrast(contrast, tissues, lesions), src.affine,
+                                c_shape, c_grid, c_pose)
+            noisy = rician(clean * bias_field(c_shape, rng), rng, sigma=rng.uniform(0.015, 0.03))
+            save_nifti(to_scanner_image(noisy, c_grid), anat / f"{prefix}_{contrast}.nii.gz")
+        native_mask = sample_into(lesions, src.affine, shape, grid, pose) > 0.5
+        save_nifti(_mask_image(native_mask, grid, code=1), gt / f"{prefix}_label-lesion_mask.nii.gz")
+        write_json(gt / f"{prefix}_label-lesion_mask.json", {
+            "Type": "Lesion", "Sources": [f"bids:raw:{anat.relative_to(out_dir).as_posix()}/"
+                                          f"{prefix}_T1w.nii.gz"],
+            "Description": "Planted white-matter lesions in the T1w's native space."})
+        mni_mask = sample_into(lesions, src.affine, target.shape, target.affine, np.eye(4)) > 0.5
+        res = resolution_label(spec.resolution)
+        name = f"{prefix}_space-{SPACE}_res-{res}_label-lesion_mask"
+        save_nifti(_mask_image(mni_mask, target.affine, code=4), gt / f"{name}.nii.gz")
+        write_json(gt / f"{name}.json", {
+            "Type": "Lesion", "SpatialReference": SPACE,
+            "Resolution": f"{spec.resolution:g} mm isotropic",
+            "Description": "Planted white-matter lesions in template space (ground truth)."})
+    return subject.label
+
+
+_ANATOMY = {}
+
+
+def _anatomy(resolution):
+    if resolution not in _ANATOMY:
+        _ANATOMY[resolution] = Anatomy(resolution)
+    return _ANATOMY[resolution]
+
+
+def _mask_image(mask, affine, code):
+    img = nib.Nifti1Image(mask.astype(np.uint8), affine)
+    img.header.set_qform(affine, code=code)
+    img.header.set_sform(affine, code=code)
+    return img
+
+
+def write_dataset_files(out_dir, spec, subjects):
+    """dataset_description, README, participants, sessions and sidecars (inherited from the root)."""
+    out_dir = Path(out_dir)
+    write_json(out_dir / "dataset_description.json", {
+        "Name": "bidsxai synthetic cohort", "BIDSVersion": "1.10.0", "DatasetType": "raw",
+        "License": "CC0", "Authors": ["bidsxai-synth"],
+        "GeneratedBy": [{"Name": "bidsxai-synth", "Version": __version__}],
+    })
+    write_text(out_dir / "README", (
+        "Synthetic cohort made by bidsxai-synth from nilearn's MNI152 template.\n"
+        f"Groups: {', '.join(spec.groups)} (the first are controls). Seed {spec.seed}, "
+        f"{spec.resolution:g} mm.\nLesion masks (ground truth) are in derivatives/groundtruth.\n"))
+    write_text(out_dir / "CHANGES", f"1.0.0 synthetic\n  - generated by bidsxai-synth {__version__}\n")
+    rows = ["participant_id\tgroup\tage\tsex\tedss\tseverity"]
+    for s in subjects:
+        rows.append(f"sub-{s.label}\t{s.group}\t{s.age:g}\t{s.sex}\t{edss_of(s)}\t{s.severity:.3f}")
+    write_text(out_dir / "participants.tsv", "\n".join(rows) + "\n")
+    write_json(out_dir / "participants.json", {
+        "group": {"Description": "Diagnostic group; the first level are healthy controls",
+                  "Levels": {g: g for g in spec.groups}},
+        "age": {"Description": "Age at the first session", "Units": "year"},
+        "sex": {"Description": "Sex", "Levels": {"M": "male", "F": "female"}},
+        "edss": {"Description": "EDSS-like disability score (0-10, half steps); n/a for controls"},
+        "severity": {"Description": "Synthetic disease severity (0-1) that scales lesion load and "
+                                    "ventricle size"},
+    })
+    if spec.sessions > 1:
+        for s in subjects:
+            rows = ["session_id\tage\tedss"] + [
+                f"ses-{k + 1:02d}\t{s.age + k:g}\t{edss_of(s, k)}" for k in range(spec.sessions)]
+            write_text(out_dir / f"sub-{s.label}" / f"sub-{s.label}_sessions.tsv", "\n".join(rows) + "\n")
+    for contrast in spec.contrasts:
+        write_json(out_dir / f"{contrast}.json", {
+            "MagneticFieldStrength": 3, "Manufacturer": "bidsxai-synth",
+            "ManufacturersModelName": "synthetic", **ACQUISITION[contrast]})
+    gt = out_dir / "derivatives" / "groundtruth"
+    write_json(gt / "dataset_description.json", {
+        "Name": "Planted lesions of the bidsxai synthetic cohort", "BIDSVersion": "1.10.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "bidsxai-synth", "Version": __version__}],
+        "DatasetLinks": {"raw": "../../"},
+    })
+
+
+def synthesise(out_dir, spec, nprocs=1):
+    """Write a whole cohort; returns the planned subjects."""
+    subjects = plan_subjects(spec)
+    write_dataset_files(out_dir, spec, subjects)
+    if nprocs > 1:
+        with ProcessPoolExecutor(nprocs) as pool:
+            list(pool.map(synthesise_subject, [out_dir] * len(subjects), [spec] * len(subjects),
+                          subjects))
+    else:
+        for s in subjects:
+            synthesise_subject(out_dir, spec, s)
+    return subjects
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="bidsxai-synth", description=__doc__.split("\n")[0])
+    p.add_argument("out_dir", type=Path, help="folder to create the BIDS dataset in")
+    p.add_argument("--n-subjects", type=int, default=24)
+    p.add_argument("--groups", default="HC,RRMS,SPMS",
+                   help="comma-separated group names; the first is the control group (default %(default)s)")
+    p.add_argument("--contrasts", default=",".join(CONTRASTS),
+                   help="comma-separated subset of T1w,T2w,FLAIR (default %(default)s)")
+    p.add_argument("--resolution", type=float, default=2.0, help="voxel size in mm (default 2)")
+    p.add_argument("--sessions", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nprocs", type=int, default=1)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    contrasts = tuple(c.strip() for c in args.contrasts.split(",") if c.strip())
+    groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
+    problems = [c for c in contrasts if c not in CONTRASTS]
+    if problems or "T1w" not in contrasts:
+        print(f"bidsxai-synth: contrasts must include T1w and come from {','.join(CONTRASTS)}",
+              file=sys.stderr)
+        return 64
+    if len(groups) < 2 or args.n_subjects < len(groups) or args.sessions < 1 or args.resolution <= 0:
+        print("bidsxai-synth: need >= 2 groups, >= 1 subject per group, >= 1 session and a positive "
+              "resolution", file=sys.stderr)
+        return 64
+    if args.out_dir.exists() and any(args.out_dir.iterdir()):
+        print(f"bidsxai-synth: {args.out_dir} exists and is not empty", file=sys.stderr)
+        return 73
+    spec = CohortSpec(args.n_subjects, groups, contrasts, args.resolution, args.sessions, args.seed)
+    synthesise(args.out_dir, spec, args.nprocs)
+    print(f"bidsxai-synth: wrote {args.n_subjects} subjects to {args.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

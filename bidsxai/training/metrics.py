@@ -1,0 +1,54 @@
+"""Classification metrics from probabilities (multi-class: one-vs-rest, macro-averaged)."""
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def confusion_matrix(y_true, y_pred, n_classes):
+    cm = np.zeros((n_classes, n_classes), int)
+    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return cm
+
+
+def binary_auc(positive_scores, negative_scores):
+    """Area under the ROC curve as the Mann-Whitney probability P(score+ > score-), ties half."""
+    pos, neg = np.asarray(positive_scores, float), np.asarray(negative_scores, float)
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
+
+
+def classification_metrics(y_true, probabilities):
+    """accuracy, balanced accuracy, macro AUC, sensitivity, specificity, F1 and the confusion matrix."""
+    y_true = np.asarray(y_true, int)
+    probabilities = np.asarray(probabilities, float)
+    n_classes = probabilities.shape[1]
+    y_pred = probabilities.argmax(1)
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    tp = np.diag(cm).astype(float)
+    support, predicted = cm.sum(1).astype(float), cm.sum(0).astype(float)
+    tn = cm.sum() - support - predicted + tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sensitivity = tp / support
+        specificity = tn / (cm.sum() - support)
+        precision = tp / predicted
+        f1 = np.where(precision + sensitivity > 0,
+                      2 * precision * sensitivity / (precision + sensitivity), 0.0)
+    present = support > 0
+    aucs = [binary_auc(probabilities[y_true == c, c], probabilities[y_true != c, c])
+            for c in range(n_classes) if present[c]]
+    if n_classes == 2:  # the usual binary figures: class 1 is the positive class
+        sens, spec, auc = sensitivity[1], specificity[1], aucs[-1] if present.all() else float("nan")
+        f1_score = f1[1]
+    else:
+        sens, spec = np.nanmean(sensitivity[present]), np.nanmean(specificity[present])
+        auc = float(np.nanmean(aucs)) if aucs else float("nan")
+        f1_score = np.nanmean(f1[present])
+    return {
+        "n": int(y_true.size),
+        "accuracy": float((y_pred == y_true).mean()) if y_true.size else float("nan"),
+        "balanced_accuracy": float(np.nanmean(sensitivity[present])) if present.any() else float("nan"),
+        "auc": float(auc), "sensitivity": float(sens), "specificity": float(spec),
+        "f1": float(f1_score), "confusion_matrix": cm.tolist(),
+    }
