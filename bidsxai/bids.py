@@ -31,9 +31,9 @@ BIDSIGNORE = """\
 *_measures.json
 *_xfm.mat
 *_xfm.json
-logs/
-models/
-group/
+/logs
+/models
+/group
 """
 
 

@@ -73,10 +73,10 @@ def build_parser():
     mod.add_argument("--target", default="group", help="participants.tsv column to predict / group by")
     mod.add_argument("--arch", default="cnn3d", help="architecture to train (--list-architectures)")
     mod.add_argument("--explain-layer", help="layer for Grad-CAM (default: the last convolutional block)")
-    mod.add_argument("--epochs", type=int, default=40)
+    mod.add_argument("--epochs", type=int, default=30)
     mod.add_argument("--patience", type=int, default=8)
     mod.add_argument("--batch-size", type=int, default=4)
-    mod.add_argument("--learning-rate", type=float, default=1e-3)
+    mod.add_argument("--learning-rate", type=float, default=3e-4)
     grp = p.add_argument_group("group level")
     grp.add_argument("--groups", nargs=2, default=[], metavar="GROUP",
                      help="the pair of groups to compare (default: every pair)")
@@ -149,7 +149,10 @@ def settings_from(args, bids, out, derivatives):
 def run(args):
     from bidsxai.bids import check_is_bids, load_filters, open_layout, select_inputs
 
+    from bidsxai.workflows.device import pick_device
+
     bids, out, derivatives = check_paths(args)
+    pick_device(args.device)  # refuse a bad --device before any work
     check_is_bids(bids)
     filters = load_filters(args.bids_filter_file)
     if not args.skip_bids_validation and not args.reports_only:

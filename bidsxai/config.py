@@ -33,10 +33,10 @@ class Settings:
     normalisation: str = "percentile"
     nonlinear: bool = False
     explain_layer: str | None = None
-    epochs: int = 40
+    epochs: int = 30
     patience: int = 8
     batch_size: int = 4
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4
     groups: list = field(default_factory=list)
     verbosity: int = 0
 

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -51,18 +52,36 @@ def session_context(settings, session):
             "inputs": [str(p) for p in session.files.values()]}
 
 
+@dataclass
+class SubjectSessions:
+    subject: str
+    sessions: list
+
+    @property
+    def key(self):
+        return f"sub-{self.subject}"
+
+
+def write_subject_report(item, settings, participants):
+    known = None
+    if settings.target in participants.columns and item.subject in participants.index:
+        value = participants.loc[item.subject, settings.target]
+        known = None if value != value else str(value)  # NaN check without pandas
+    path = Path(settings.output_dir) / f"sub-{item.subject}.html"
+    render_report("subject.html.j2", path, subject=item.key, target=settings.target, known=known,
+                  sessions=[session_context(settings, s) for s in item.sessions], space=SPACE,
+                  resolution=f"{settings.resolution:g}", command=" ".join(sys.argv),
+                  settings_toml=settings.to_toml(), methods=methods_text(settings))
+    return path
+
+
 def write_subject_reports(settings, sessions):
-    participants = read_participants(settings.bids_dir)
+    """One report per subject (all its sessions), written in parallel; returns the outcomes."""
+    from bidsxai.workflows.sessions import run_sessions
+
     by_subject = {}
     for session in sessions:
         by_subject.setdefault(session.subject, []).append(session)
-    for subject, items in sorted(by_subject.items()):
-        known = None
-        if settings.target in participants.columns and subject in participants.index:
-            value = participants.loc[subject, settings.target]
-            known = None if value != value else str(value)  # NaN check without pandas
-        render_report("subject.html.j2", Path(settings.output_dir) / f"sub-{subject}.html",
-                      subject=f"sub-{subject}", target=settings.target, known=known,
-                      sessions=[session_context(settings, s) for s in items], space=SPACE,
-                      resolution=f"{settings.resolution:g}", command=" ".join(sys.argv),
-                      settings_toml=settings.to_toml(), methods=methods_text(settings))
+    items = [SubjectSessions(sub, items) for sub, items in sorted(by_subject.items())]
+    return run_sessions(write_subject_report, items, (settings, read_participants(settings.bids_dir)),
+                        Path(settings.output_dir) / "logs", settings.nprocs, desc="reports")

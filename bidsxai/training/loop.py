@@ -20,6 +20,28 @@ def balanced_sampler(labels, seed):
 
 
 @torch.no_grad()
+def recalibrate_batchnorm(model, dataset, device, batch_size):
+    """Recompute BatchNorm running statistics as exact averages over the training set.
+
+    With a small cohort an epoch is only a few optimiser steps, so the exponential running
+    averages lag far behind the weights and eval-mode predictions are poor even on the training
+    data (seen here: training accuracy 0.67 in eval mode at a training loss near 0).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    for x, _ in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+        model(x.to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+
+
+@torch.no_grad()
 def predict(model, dataset, device, batch_size=4):
     """(mean cross-entropy, probabilities) of a dataset, model in eval mode."""
     model.eval()
@@ -54,6 +76,7 @@ def fit(model, train_set, val_set, *, device, epochs, patience, batch_size, lear
             optimiser.step()
             total += loss.item() * len(y)
         train_loss = total / len(train_set)
+        recalibrate_batchnorm(model, train_set, device, batch_size)
         val_loss, _ = predict(model, val_set, device, batch_size) if len(val_set) else (train_loss, None)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
         bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")

@@ -57,5 +57,5 @@ def run_participant(settings, sessions):
                   preproc_path(out, s.subject, s.session, "T1w", settings.resolution).is_file()]
     if settings.reports_only and not reportable:
         raise NoInputError(f"--reports-only: no preprocessed sessions in {out} to report on")
-    write_subject_reports(settings, reportable)
+    outcomes += write_subject_reports(settings, reportable)
     return worst_exit_code(outcomes)

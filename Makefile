@@ -1,0 +1,22 @@
+# Two commands: `make demo` (the whole product on a synthetic cohort) and `make test`.
+# Both create .venv on first use. torch is installed first as the pinned CPU build that this
+# kind of machine keeps on disk; elsewhere the same pin (or any torch>=2.2) comes from PyPI.
+VENV ?= .venv
+PYTHON ?= python3
+BIN = $(VENV)/bin
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0 || $(BIN)/python -m pip install -q "torch>=2.2"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+.PHONY: demo test install
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/bidsxai-demo demo_output
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q

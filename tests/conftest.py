@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny synthetic cohort (6 mm voxels) and one full pipeline run over it."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bidsxai import cli
+from bidsxai.synth import CohortSpec, synthesise
+
+RES = 6.0
+
+
+def run_cli(*argv):
+    return cli.main([str(a) for a in argv])
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its size and mtime, to prove nothing was written there."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def cohort(tmp_path_factory):
+    """9 subjects (3 per group) at 6 mm: the read-only input of most tests."""
+    root = tmp_path_factory.mktemp("cohort") / "bids"
+    synthesise(root, CohortSpec(n_subjects=9, resolution=RES, seed=1), nprocs=2)
+    return root
+
+
+@pytest.fixture
+def cohort_copy(cohort, tmp_path):
+    """A private copy for tests that damage the input."""
+    copy = tmp_path / "bids"
+    shutil.copytree(cohort, copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def pipeline(cohort, tmp_path_factory):
+    """participant -> train -> participant --model -> group, once; returns the output folder."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    before = snapshot(cohort)
+    common = ["--resolution", RES, "--nprocs", 2]
+    codes = [
+        run_cli(cohort, out, "participant", *common),
+        run_cli(cohort, out, "train", "--epochs", 3, "--skip-bids-validation", *common),
+        run_cli(cohort, out, "participant", "--model", "cnn3d_group", "--skip-bids-validation", *common),
+        run_cli(cohort, out, "group", "--skip-bids-validation", *common),
+    ]
+    return {"out": out, "codes": codes, "input_unchanged": snapshot(cohort) == before}

@@ -1,0 +1,115 @@
+"""Bad input: a one-line message, the documented exit code, nothing written into BIDS_DIR, and
+the other subjects still processed."""
+
+import gzip
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bidsxai.errors import (EXIT_INVALID_BIDS, EXIT_NO_INPUT, EXIT_NOTHING_SELECTED, EXIT_USAGE)
+
+from conftest import RES, run_cli, snapshot
+
+
+def one_line_error(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bidsxai: error:"), err
+    return err[0]
+
+
+def test_folder_that_is_not_bids(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    assert run_cli(tmp_path / "data", tmp_path / "out", "participant") == EXIT_INVALID_BIDS
+    assert "not a BIDS dataset" in one_line_error(capsys)
+
+
+def test_missing_input_folder(tmp_path, capsys):
+    assert run_cli(tmp_path / "nope", tmp_path / "out", "participant") == EXIT_NO_INPUT
+    one_line_error(capsys)
+
+
+def test_usage_errors_exit_64(cohort, tmp_path, capsys):
+    assert run_cli(cohort, tmp_path / "o", "everything") == EXIT_USAGE
+    one_line_error(capsys)
+    assert run_cli(cohort, tmp_path / "o", "participant", "--device", "tpu") == EXIT_USAGE
+    one_line_error(capsys)
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "work"])
+def test_outputs_that_would_write_into_the_input(cohort, tmp_path, capsys, where):
+    before = snapshot(cohort)
+    out = {"same": cohort, "inside": cohort / "sub-01" / "out", "work": tmp_path / "out"}[where]
+    extra = ["-w", cohort / "code" / "work"] if where == "work" else []
+    assert run_cli(cohort, out, "participant", "--skip-bids-validation", *extra) == EXIT_USAGE
+    one_line_error(capsys)
+    assert snapshot(cohort) == before
+    assert not (cohort / "sub-01" / "out").exists() and not (cohort / "code").exists()
+
+
+def test_unknown_participant_label(cohort, tmp_path, capsys):
+    assert run_cli(cohort, tmp_path / "out", "participant", "--participant_label", "42",
+                   "--skip-bids-validation") == EXIT_NOTHING_SELECTED
+    assert "sub-42" in one_line_error(capsys)
+
+
+def test_model_path_without_bundle(cohort, tmp_path, capsys):
+    assert run_cli(cohort, tmp_path / "out", "participant", "--model", tmp_path,
+                   "--skip-bids-validation") == EXIT_NO_INPUT
+    assert "no model bundle" in one_line_error(capsys)
+
+
+def test_target_column_that_does_not_exist(pipeline, cohort, capsys):
+    assert run_cli(cohort, pipeline["out"], "train", "--target", "diagnosis", "--resolution", RES,
+                   "--skip-bids-validation") == EXIT_USAGE
+    assert "diagnosis" in one_line_error(capsys)
+
+
+def test_invalid_bids_is_caught_by_the_official_validator(cohort_copy, tmp_path, capsys):
+    (cohort_copy / "sub-01" / "anat" / "sub-01_bogus.nii.gz").write_bytes(b"x")
+    assert run_cli(cohort_copy, tmp_path / "out", "participant") == EXIT_INVALID_BIDS
+    assert "validator" in one_line_error(capsys)
+
+
+def test_damaged_subjects_fail_alone_and_others_are_processed(cohort_copy, capsys):
+    """No T1w, a truncated NIfTI and a 4D image: three one-line errors, subject 04 still done."""
+    bids = cohort_copy
+    (bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz").unlink()
+    t1 = bids / "sub-02" / "anat" / "sub-02_T1w.nii.gz"
+    t1.write_bytes(t1.read_bytes()[:2000])
+    flair = bids / "sub-03" / "anat" / "sub-03_FLAIR.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8, 2), np.float32), np.eye(4)), flair)
+    out = bids / "derivatives" / "bidsxai"  # the conventional place inside BIDS_DIR
+    before = snapshot(bids)
+    code = run_cli(bids, out, "participant", "--participant-label", "01", "02", "03", "04",
+                   "--resolution", RES, "--nprocs", 2, "--skip-bids-validation")
+    assert code == EXIT_NO_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3
+    assert "sub-01" in err[0] and "no T1w" in err[0]
+    assert "sub-02" in err[1] and "not a readable NIfTI" in err[1]
+    assert "sub-03" in err[2] and "3D" in err[2]
+    assert (out / "sub-04" / "anat").is_dir() and (out / "sub-04.html").is_file()
+    assert not (out / "sub-02").exists()
+    after = {p: v for p, v in snapshot(bids).items() if out not in p.parents}
+    assert after == {p: v for p, v in before.items() if out not in p.parents}
+
+
+def test_bids_filter_file_that_selects_nothing(cohort, tmp_path, capsys):
+    filters = tmp_path / "filters.json"
+    filters.write_text(json.dumps({"t1w": {"acquisition": "nonexistent"}}))
+    out = tmp_path / "out"
+    code = run_cli(cohort, out, "participant", "--participant-label", "05", "--bids-filter-file",
+                   filters, "--resolution", RES, "--skip-bids-validation")
+    assert code == EXIT_NO_INPUT
+    assert "no T1w" in capsys.readouterr().err
+
+
+def test_corrupt_gzip_is_reported_not_raised(cohort_copy, tmp_path, capsys):
+    t2 = cohort_copy / "sub-05" / "anat" / "sub-05_T2w.nii.gz"
+    t2.write_bytes(gzip.compress(b"\0" * 400))
+    code = run_cli(cohort_copy, tmp_path / "out", "participant", "--participant-label", "05",
+                   "--resolution", RES, "--skip-bids-validation")
+    assert code == EXIT_NO_INPUT
+    assert "sub-05" in capsys.readouterr().err

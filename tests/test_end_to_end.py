@@ -1,0 +1,95 @@
+"""participant -> train -> participant --model -> group on the tiny cohort: real outcomes."""
+
+import json
+import re
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from bidsxai.template import SPACE, load_template
+from bidsxai.validator import validator_errors
+
+from conftest import RES, run_cli
+
+
+def test_every_level_succeeds_without_touching_the_input(pipeline):
+    assert pipeline["codes"] == [0, 0, 0, 0]
+    assert pipeline["input_unchanged"]
+
+
+def test_outputs_are_valid_bids_derivatives(pipeline):
+    out = pipeline["out"]
+    assert validator_errors(out) == []
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "bidsxai"
+
+
+def test_preprocessed_images_and_heatmaps_are_on_the_template_grid(pipeline):
+    out = pipeline["out"]
+    template = load_template(RES)
+    anat = out / "sub-02" / "anat"
+    names = {p.name for p in anat.iterdir()}
+    for contrast in ("T1w", "T2w", "FLAIR"):
+        assert f"sub-02_space-{SPACE}_res-6_desc-preproc_{contrast}.nii.gz" in names
+    assert f"sub-02_from-T1w_to-{SPACE}_mode-image_xfm.mat" in names
+    assert "sub-02_from-FLAIR_to-T1w_mode-image_xfm.mat" in names
+    for target in ("HC", "RRMS", "SPMS"):
+        path = anat / f"sub-02_space-{SPACE}_res-6_method-gradcam_target-{target}_heatmap.nii.gz"
+        img = nib.load(path)
+        assert np.allclose(img.affine, template.affine) and img.shape == template.shape
+        sidecar = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        assert sidecar["Method"] == "gradcam" and sidecar["TargetClass"] == target
+        assert set(sidecar["PredictedProbabilities"]) == {"HC", "RRMS", "SPMS"}
+        assert abs(sum(sidecar["PredictedProbabilities"].values()) - 1) < 1e-5
+        assert len(sidecar["ModelSha256"]) == 64 and sidecar["Layer"].startswith("blocks.")
+        assert sidecar["Sources"][0].startswith("bids:bidsxai:sub-02/anat/")
+    measures = pd.read_csv(anat / "sub-02_measures.tsv", sep="\t")
+    assert list(measures["target"]) == ["HC", "RRMS", "SPMS"]
+    assert measures["p95"].between(0, 1).all()
+
+
+def test_model_bundle_records_split_metrics_and_hash(pipeline):
+    meta = json.loads((pipeline["out"] / "models" / "cnn3d_group" / "model.json").read_text())
+    assert meta["classes"] == ["HC", "RRMS", "SPMS"]
+    assert set(meta["split"].values()) == {"train", "validation", "test"}
+    assert {"train", "validation", "test"} <= set(meta["metrics"])
+    assert meta["input"]["contrasts"] == ["T1w", "T2w", "FLAIR"] and meta["input"]["resolution"] == RES
+    assert (pipeline["out"] / "models" / "cnn3d_group" / "report.html").is_file()
+
+
+def test_reports_are_self_contained(pipeline):
+    out = pipeline["out"]
+    reports = sorted(out.glob("sub-*.html")) + [out / "group.html",
+                                                 out / "models" / "cnn3d_group" / "report.html"]
+    assert len(reports) == 9 + 2
+    for path in reports:
+        html = path.read_text()
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), path
+        assert "data:image/png;base64," in html
+    subject = (out / "sub-03.html").read_text()
+    assert "Preprocessing QC" in subject and "Predicted" in subject and "gradcam" in subject
+    assert "N4" in subject  # the methods paragraph
+    assert (out / "logs" / "CITATION.md").is_file() and (out / "logs" / "CITATION.bib").is_file()
+    assert list((out / "logs").glob("participant-*.toml"))
+
+
+def test_group_level_writes_stat_maps_and_tables(pipeline):
+    group = pipeline["out"] / "group"
+    tests = pd.read_csv(group / "measure_tests.tsv", sep="\t")
+    assert len(tests) == 3 * 3  # 3 classes x 3 pairs of groups
+    voxelwise = pd.read_csv(group / "voxelwise.tsv", sep="\t")
+    assert len(voxelwise) == 9
+    t_map = group / f"space-{SPACE}_method-gradcam_target-SPMS_desc-RRMSvsSPMS_stat-t_statmap.nii.gz"
+    assert np.allclose(nib.load(t_map).affine, load_template(RES).affine)
+    for stat in ("stat-p", "stat-logp_corr-fdr", "stat-logp_corr-bonferroni"):
+        assert (group / t_map.name.replace("stat-t", stat)).is_file()
+
+
+def test_resume_skips_finished_sessions(pipeline, cohort):
+    out = pipeline["out"]
+    image = out / "sub-01" / "anat" / f"sub-01_space-{SPACE}_res-6_desc-preproc_T1w.nii.gz"
+    before = image.stat().st_mtime_ns
+    assert run_cli(cohort, out, "participant", "--participant-label", "sub-01", "--resolution", RES,
+                   "--skip-bids-validation") == 0
+    assert image.stat().st_mtime_ns == before

@@ -1,0 +1,79 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from bidsxai.synth import CONTRASTS, Anatomy, CohortSpec, plan_subjects
+from bidsxai.template import SPACE, load_template
+from bidsxai.validator import validator_errors
+
+
+def test_cohort_is_valid_bids_with_ground_truth(cohort):
+    assert validator_errors(cohort, recursive=True) == []
+    table = pd.read_csv(cohort / "participants.tsv", sep="\t")
+    assert list(table.columns) == ["participant_id", "group", "age", "sex", "edss", "severity"]
+    assert table["group"].value_counts().to_dict() == {"HC": 3, "RRMS": 3, "SPMS": 3}
+    for sub in table["participant_id"]:
+        for contrast in CONTRASTS:
+            assert (cohort / sub / "anat" / f"{sub}_{contrast}.nii.gz").is_file()
+        gt = cohort / "derivatives" / "groundtruth" / sub / "anat"
+        assert (gt / f"{sub}_label-lesion_mask.nii.gz").is_file()
+        assert (gt / f"{sub}_space-{SPACE}_res-6_label-lesion_mask.nii.gz").is_file()
+    assert json.loads((cohort / "T1w.json").read_text())["MagneticFieldStrength"] == 3
+
+
+def test_controls_are_clean_and_edss_follows_severity(cohort):
+    table = pd.read_csv(cohort / "participants.tsv", sep="\t", na_values="n/a")
+    gt = cohort / "derivatives" / "groundtruth"
+    for row in table.itertuples():
+        mask = nib.load(gt / row.participant_id / "anat" /
+                        f"{row.participant_id}_space-{SPACE}_res-6_label-lesion_mask.nii.gz").get_fdata()
+        assert (mask.sum() == 0) == (row.group == "HC")
+    patients = table[table.group != "HC"]
+    assert np.corrcoef(patients.severity, patients.edss)[0, 1] > 0.9
+    assert table[table.group == "HC"].edss.isna().all()
+
+
+def test_native_space_differs_per_subject(cohort):
+    affines = [nib.load(cohort / f"sub-0{i}" / "anat" / f"sub-0{i}_T1w.nii.gz").affine for i in (1, 2, 3)]
+    assert not np.allclose(affines[0], affines[1]) and not np.allclose(affines[1], affines[2])
+
+
+def test_lesions_go_where_the_group_pattern_says():
+    """RRMS lesions occipital (y < -60 mm), SPMS lesions frontal/temporal/parietal (y > -65 mm)."""
+    anatomy = Anatomy(4.0)
+    t = anatomy.template
+    subjects = plan_subjects(CohortSpec(n_subjects=6, resolution=4.0))
+    rng = np.random.default_rng(0)
+    for subject in subjects:
+        lesions = anatomy.lesion_map(subject, rng)
+        if subject.group == "HC":
+            assert lesions.sum() == 0
+            continue
+        ijk = np.array(np.nonzero(lesions > 0.5))
+        y = (t.affine[:3, :3] @ ijk + t.affine[:3, 3:])[1]
+        if subject.group == "RRMS":
+            assert np.median(y) < -60
+        else:
+            assert np.median(y) > -65
+
+
+def test_tissue_contrasts_look_like_real_ones():
+    anatomy = Anatomy(4.0)
+    t = anatomy.template
+    tissues = anatomy.tissues(0.0)
+    none = np.zeros(t.shape, np.float32)
+    csf, wm = t.csf > 0.9, t.wm > 0.9
+    images = {c: anatomy.contrast(c, tissues, none) for c in CONTRASTS}
+    assert images["T1w"][csf].mean() < images["T1w"][wm].mean()
+    assert images["FLAIR"][csf].mean() < images["FLAIR"][wm].mean()
+    assert images["T2w"][csf].mean() > images["T2w"][wm].mean()
+
+
+def test_template_resampling_keeps_world_coordinates():
+    one, two = load_template(1.0), load_template(2.0)
+    assert np.allclose(one.affine[:3, 3], two.affine[:3, 3])
+    assert np.allclose(np.diag(two.affine)[:3], 2.0)
+    # brain volume is preserved within 1 %
+    assert abs(two.brain_mask.sum() * 8 - one.brain_mask.sum()) / one.brain_mask.sum() < 0.01
