@@ -151,6 +151,13 @@ def derivative_path(out_dir, subject, session, suffix, extension, datatype="anat
     return folder / datatype / entity_name(dict(sub=subject, ses=session, **entities), suffix, extension)
 
 
+def sidecar_path(image_path):
+    """The JSON sidecar beside an image: x.nii.gz -> x.json."""
+    name = Path(image_path).name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
+    return Path(image_path).with_name(stem + ".json")
+
+
 def bids_uri(dataset, path, root):
     """``bids:<dataset>:<relative path>`` as BIDS-Derivatives Sources expect."""
     return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"

@@ -9,7 +9,6 @@ space under ``derivatives/groundtruth``.
 """
 
 import argparse
-import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -106,6 +105,10 @@ class Anatomy:
         self.skull = (outside > 0) & (outside <= 4)
         self.scalp = (outside > 4) & (outside <= 9)
         self.wm_core = t.wm > 0.9
+        head = ndimage.binary_dilation(t.brain_mask, iterations=max(1, int(10 / t.resolution)))
+        box = [(a.min(), a.max()) for a in np.nonzero(head)]
+        corners = np.array(np.meshgrid(*box, indexing="ij")).reshape(3, -1)
+        self.head_corners = t.affine[:3, :3] @ corners + t.affine[:3, 3:]  # MNI mm
         cx, cy, cz = self.world
         central = (np.abs(cx) < 30) & (cy > -45) & (cy < 25) & (cz > -5) & (cz < 30)
         ventricles = central & (t.csf > 0.6)
@@ -204,11 +207,7 @@ def small_motion(rng):
 
 def native_grid(anatomy, pose, voxel_size, rng):
     """A voxel grid around the posed head, in a random axis orientation (not always RAS)."""
-    t = anatomy.template
-    head = ndimage.binary_dilation(t.brain_mask, iterations=max(1, int(10 / t.resolution)))
-    ijk = np.array(np.meshgrid(*[np.array([a.min(), a.max()]) for a in np.nonzero(head)],
-                               indexing="ij")).reshape(3, -1)
-    world = pose[:3, :3] @ (t.affine[:3, :3] @ ijk + t.affine[:3, 3:]) + pose[:3, 3:]
+    world = pose[:3, :3] @ anatomy.head_corners + pose[:3, 3:]
     lo = world.min(1) - rng.uniform(4, 15, 3)
     hi = world.max(1) + rng.uniform(4, 15, 3)
     shape = np.ceil((hi - lo) / voxel_size).astype(int)

@@ -17,12 +17,12 @@ from scipy import ndimage
 
 from bidsxai import __version__
 from bidsxai.atomic import atomic_path, save_nifti, write_json
-from bidsxai.bids import bids_uri, derivative_path
+from bidsxai.bids import bids_uri, derivative_path, sidecar_path
 from bidsxai.errors import NoInputError
 from bidsxai.preprocess.bias import n4
 from bidsxai.preprocess.conform import load_volume
 from bidsxai.preprocess.normalise import normalise
-from bidsxai.preprocess.register import coregister, resample, to_template
+from bidsxai.preprocess.register import coregister, resample, seed_ants, to_template
 from bidsxai.template import SPACE, load_template, resolution_label
 
 PIPELINE_VERSION = "1"
@@ -43,9 +43,9 @@ def xfm_path(out_dir, subject, session, source, target):
                            mode="image")
 
 
-def settings_key(inputs, resolution, normalisation, nonlinear):
+def settings_key(inputs, resolution, normalisation, nonlinear, seed):
     """Changes when anything that shapes the outputs changes, so resume never reuses stale files."""
-    parts = [PIPELINE_VERSION, f"{resolution:g}", normalisation, str(nonlinear)]
+    parts = [PIPELINE_VERSION, f"{resolution:g}", normalisation, str(nonlinear), str(seed)]
     for contrast, path in sorted(inputs.files.items()):
         stat = Path(path).stat()
         parts += [contrast, Path(path).name, str(stat.st_size), str(int(stat.st_mtime))]
@@ -53,7 +53,7 @@ def settings_key(inputs, resolution, normalisation, nonlinear):
 
 
 def is_done(inputs, out_dir, resolution, key):
-    t1_json = preproc_path(out_dir, inputs.subject, inputs.session, "T1w", resolution).with_suffix("").with_suffix(".json")
+    t1_json = sidecar_path(preproc_path(out_dir, inputs.subject, inputs.session, "T1w", resolution))
     if not t1_json.is_file():
         return False
     try:
@@ -65,16 +65,17 @@ def is_done(inputs, out_dir, resolution, key):
 
 
 def preprocess_session(inputs, out_dir, raw_root, work_dir, resolution=2.0,
-                       normalisation="percentile", nonlinear=False):
+                       normalisation="percentile", nonlinear=False, seed=0):
     """Write the preprocessed images of one session; returns {contrast: path}. Skips if done."""
     if "T1w" not in inputs.files:
         raise NoInputError(f"{inputs.key}: no T1w image found")
-    key = settings_key(inputs, resolution, normalisation, nonlinear)
+    key = settings_key(inputs, resolution, normalisation, nonlinear, seed)
     outputs = {c: preproc_path(out_dir, inputs.subject, inputs.session, c, resolution)
                for c in inputs.files}
     if is_done(inputs, out_dir, resolution, key):
         return outputs
     volumes = {c: load_volume(p) for c, p in inputs.files.items()}  # fail early, before any work
+    seed_ants(seed)
     template = load_template(resolution)
     tpl_img = ants.from_nibabel_nifti(template.image(template.t1w))
     fixed_mask = ants.from_nibabel_nifti(template.image(
@@ -94,7 +95,7 @@ def preprocess_session(inputs, out_dir, raw_root, work_dir, resolution=2.0,
             data = resample(tpl_img, corrected[contrast], chain).numpy()
             data = normalise(data, template.brain_mask, normalisation)
             save_nifti(template.image(data), outputs[contrast])
-            write_json(outputs[contrast].with_suffix("").with_suffix(".json"), {
+            write_json(sidecar_path(outputs[contrast]), {
                 "Description": f"{contrast} after N4, registration to {SPACE}, brain masking and "
                                f"{normalisation} intensity normalisation",
                 "SkullStripped": True, "SpatialReference": SPACE,
@@ -105,9 +106,9 @@ def preprocess_session(inputs, out_dir, raw_root, work_dir, resolution=2.0,
                 "PreprocessingKey": key, "PipelineVersion": PIPELINE_VERSION,
                 "SoftwareVersions": f"bidsxai {__version__}, antspyx {ants.__version__}",
             })
-        save_nifti(template.image(template.brain_mask, dtype=np.uint8),
-                   mask_path(out_dir, inputs.subject, inputs.session, resolution))
-        write_json(mask_path(out_dir, inputs.subject, inputs.session, resolution).with_suffix("").with_suffix(".json"), {
+        brain_mask = mask_path(out_dir, inputs.subject, inputs.session, resolution)
+        save_nifti(template.image(template.brain_mask, dtype=np.uint8), brain_mask)
+        write_json(sidecar_path(brain_mask), {
             "Type": "Brain", "SpatialReference": SPACE, "Resolution": f"{resolution:g} mm isotropic",
             "Description": "Template brain mask (the images are in template space)",
             "Sources": [bids_uri("raw", inputs.files["T1w"], raw_root)]})

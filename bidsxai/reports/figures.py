@@ -24,7 +24,7 @@ def axial_slices(mask, n=8):
 
 
 def _mosaic(n):
-    fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 2.0), facecolor="black")
+    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.7), facecolor="black")
     for ax in axes:
         ax.axis("off")
     return fig, axes

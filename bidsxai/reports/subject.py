@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bidsxai.bids import read_participants
+from bidsxai.bids import read_participants, sidecar_path
 from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.reports import figures
 from bidsxai.reports.render import methods_text, render_report
@@ -41,7 +41,7 @@ def session_context(settings, session):
             path = heatmap_path(out, session, row.method, row.target, settings.resolution)
             if not path.is_file():
                 continue
-            sidecar = json.loads(Path(str(path).replace(".nii.gz", ".json")).read_text())
+            sidecar = json.loads(sidecar_path(path).read_text())
             heatmaps.append({"method": row.method, "target": row.target, "p95": row.p95,
                              "figure": figures.heatmap_mosaic(t1, _load(path), mask)})
             prediction = {"predicted": sidecar["PredictedClass"],
@@ -62,7 +62,7 @@ class SubjectSessions:
         return f"sub-{self.subject}"
 
 
-def write_subject_report(item, settings, participants):
+def write_subject_report(item, settings, participants, model_meta):
     known = None
     if settings.target in participants.columns and item.subject in participants.index:
         value = participants.loc[item.subject, settings.target]
@@ -71,7 +71,7 @@ def write_subject_report(item, settings, participants):
     render_report("subject.html.j2", path, subject=item.key, target=settings.target, known=known,
                   sessions=[session_context(settings, s) for s in item.sessions], space=SPACE,
                   resolution=f"{settings.resolution:g}", command=" ".join(sys.argv),
-                  settings_toml=settings.to_toml(), methods=methods_text(settings))
+                  settings_toml=settings.to_toml(), methods=methods_text(settings, model_meta))
     return path
 
 
@@ -83,5 +83,11 @@ def write_subject_reports(settings, sessions):
     for session in sessions:
         by_subject.setdefault(session.subject, []).append(session)
     items = [SubjectSessions(sub, items) for sub, items in sorted(by_subject.items())]
-    return run_sessions(write_subject_report, items, (settings, read_participants(settings.bids_dir)),
+    model_meta = None
+    if settings.model:
+        from bidsxai.models.bundle import resolve_bundle
+
+        model_meta = json.loads((resolve_bundle(settings.model, settings.output_dir) / "model.json").read_text())
+    context = (settings, read_participants(settings.bids_dir), model_meta)
+    return run_sessions(write_subject_report, items, context,
                         Path(settings.output_dir) / "logs", settings.nprocs, desc="reports")

@@ -11,7 +11,7 @@ def stratified_split(subject_labels, test_fraction=0.2, val_fraction=0.2, seed=0
     for subject, label in sorted(subject_labels.items()):
         by_class.setdefault(label, []).append(subject)
     assignment = {}
-    for label, subjects in sorted(by_class.items()):
+    for _label, subjects in sorted(by_class.items()):
         order = list(rng.permutation(subjects))
         n = len(order)
         n_test = max(1, int(round(n * test_fraction))) if n >= 3 else 0

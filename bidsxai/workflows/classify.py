@@ -6,14 +6,13 @@ template's affine; each has a sidecar with method, layer, target, probabilities,
 
 import re
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
 
 from bidsxai import __version__
 from bidsxai.atomic import atomic_path, save_nifti, write_json
-from bidsxai.bids import bids_uri, derivative_path
+from bidsxai.bids import bids_uri, derivative_path, sidecar_path
 from bidsxai.explain import explain_many
 from bidsxai.explain.quantify import percentile_in_mask
 from bidsxai.models.bundle import load_bundle, resolve_bundle
@@ -69,7 +68,7 @@ def _classify_one(session, settings, model, meta, layer, device, model_name):
         heatmap = uncrop(maps[index].astype(np.float32), spec["crop"], template.shape)
         path = heatmap_path(out, session, "gradcam", name, spec["resolution"])
         save_nifti(template.image(heatmap), path)
-        write_json(str(path).replace(".nii.gz", ".json"), {
+        write_json(sidecar_path(path), {
             "Method": "gradcam", "Layer": layer, "TargetClass": name, "TargetIndex": index,
             "PredictedClass": predicted,
             "PredictedProbabilities": {c: float(p) for c, p in zip(classes, probabilities)},
@@ -84,7 +83,3 @@ def _classify_one(session, settings, model, meta, layer, device, model_name):
     with atomic_path(measures_path(out, session)) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     return predicted
-
-
-def read_heatmap(path):
-    return np.asarray(nib.load(str(path)).dataobj, np.float32)

@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from bidsxai.atomic import atomic_path, save_nifti, write_json
-from bidsxai.bids import read_participants
+from bidsxai.bids import read_participants, sidecar_path
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.explain.quantify import percentile_in_mask
 from bidsxai.group.threshold import threshold_at_percentile
@@ -114,7 +114,7 @@ def voxelwise_test(template, maps_a, maps_b, group_dir, method, target, a, b):
         corr = f"_corr-{extra['Correction'].split('_')[0]}" if stat == "logp" else ""
         path = group_dir / f"{stem}_stat-{stat}{corr}_statmap.nii.gz"
         save_nifti(template.image(data), path)
-        write_json(str(path).replace(".nii.gz", ".json"), dict(sidecar, Statistic=stat, **extra))
+        write_json(sidecar_path(path), dict(sidecar, Statistic=stat, **extra))
     significant = result["p_fdr"] < 0.05
     return {"method": method, "target": target, "group_a": a, "group_b": b,
             "tested": int(result["tested"].sum()), "max_abs_t": float(np.abs(result["t"]).max()),

@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path
 
 from bidsxai.atomic import atomic_path
-from bidsxai.bids import init_derivatives
+from bidsxai.bids import init_derivatives, sidecar_path
 from bidsxai.errors import NoInputError
 from bidsxai.preprocess.pipeline import preproc_path, preprocess_session
 from bidsxai.reports.render import write_citation
@@ -15,7 +15,7 @@ def _preprocess(inputs, settings):
     if import_preprocessed(inputs, settings):
         return "imported"
     preprocess_session(inputs, settings.output_dir, settings.bids_dir, settings.work_dir,
-                       settings.resolution, settings.normalisation, settings.nonlinear)
+                       settings.resolution, settings.normalisation, settings.nonlinear, settings.seed)
     return "preprocessed"
 
 def import_preprocessed(inputs, settings):
@@ -27,10 +27,9 @@ def import_preprocessed(inputs, settings):
             for contrast, src in sources.items():
                 dst = preproc_path(settings.output_dir, inputs.subject, inputs.session, contrast,
                                    settings.resolution)
-                for suffix in (".nii.gz", ".json"):
-                    s = Path(str(src).replace(".nii.gz", suffix))
-                    if s.is_file() and s.resolve() != Path(str(dst).replace(".nii.gz", suffix)).resolve():
-                        with atomic_path(Path(str(dst).replace(".nii.gz", suffix))) as tmp:
+                for s, d in ((src, dst), (sidecar_path(src), sidecar_path(dst))):
+                    if s.is_file() and s.resolve() != d.resolve():
+                        with atomic_path(d) as tmp:
                             shutil.copyfile(s, tmp)
             return True
     return False

@@ -1,0 +1,34 @@
+# bidsxai BIDS-App image. Build: docker build -t bidsxai .
+# For a CPU-only image: --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu
+FROM python:3.11-slim-bookworm
+
+ARG TORCH_SPEC="torch>=2.2"
+ARG TORCH_INDEX=""
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    DENO_DIR=/tmp/deno \
+    BIDSXAI_CONTAINER=bidsxai:0.1.0 \
+    BIDSXAI_CONTAINER_TYPE=docker
+
+WORKDIR /opt/bidsxai
+
+# torch first, so the (large) layer is cached independently of the code.
+RUN if [ -n "$TORCH_INDEX" ]; then pip install "$TORCH_SPEC" --index-url "$TORCH_INDEX"; \
+    else pip install "$TORCH_SPEC"; fi
+
+COPY pyproject.toml README.md ./
+COPY bidsxai ./bidsxai
+COPY reports ./reports
+COPY boilerplate ./boilerplate
+RUN pip install . \
+    && bidsxai --version \
+    && python -c "from bidsxai.template import load_template; load_template(2.0)" \
+    && useradd --create-home --uid 1000 bidsxai
+
+USER bidsxai
+ENTRYPOINT ["bidsxai"]
+CMD ["--help"]
