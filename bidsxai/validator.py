@@ -3,13 +3,21 @@
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 from bidsxai.errors import InvalidBidsError, UsageError
 
 
+def find_validator():
+    """The validator installed beside this Python (a venv used without activation), else on PATH."""
+    beside = Path(sys.executable).parent / "bids-validator-deno"
+    return str(beside) if beside.is_file() else shutil.which("bids-validator-deno")
+
+
 def validator_errors(dataset_dir, recursive=False):
     """Error issues of the official validator, as ``[(code, location)]``; [] means valid."""
-    exe = shutil.which("bids-validator-deno")
+    exe = find_validator()
     if exe is None:
         raise UsageError("bids-validator-deno is not installed; install it (pip install "
                          "bids-validator-deno) or pass --skip-bids-validation")
