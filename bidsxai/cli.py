@@ -72,7 +72,11 @@ def build_parser():
                      help="participant: bundle to classify and explain with; train: bundle name")
     mod.add_argument("--target", default="group", help="participants.tsv column to predict / group by")
     mod.add_argument("--arch", default="cnn3d", help="architecture to train (--list-architectures)")
-    mod.add_argument("--explain-layer", help="layer for Grad-CAM (default: the last convolutional block)")
+    mod.add_argument("--explain-layer", help="layer of the CAM family (default: the last convolutional block)")
+    mod.add_argument("--methods", default="gradcam",
+                     help="comma-separated: cam, gradcam, gradcampp, saliency, smoothgrad, ig (default gradcam)")
+    mod.add_argument("--targets", default="all",
+                     help="classes to explain: predicted, all, or comma-separated class names (default all)")
     mod.add_argument("--epochs", type=int, default=30)
     mod.add_argument("--patience", type=int, default=8)
     mod.add_argument("--batch-size", type=int, default=4)
@@ -118,7 +122,17 @@ def check_paths(args):
             raise UsageError(f"{flag} must be at least 1")
     if args.resolution <= 0:
         raise UsageError("--resolution must be positive")
+    from bidsxai.explain import METHODS
+
+    unknown = [m for m in method_list(args.methods) if m not in METHODS]
+    if unknown or not method_list(args.methods):
+        raise UsageError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(METHODS)}")
     return bids, out, derivatives
+
+
+def method_list(text):
+    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 def make_output_dir(path):
@@ -141,7 +155,8 @@ def settings_from(args, bids, out, derivatives):
         target=args.target, arch=args.arch, device=args.device, nprocs=args.nprocs, seed=args.seed,
         skip_bids_validation=args.skip_bids_validation, reports_only=args.reports_only,
         resolution=args.resolution, normalisation=args.normalisation, nonlinear=args.nonlinear,
-        explain_layer=args.explain_layer, epochs=args.epochs, patience=args.patience,
+        explain_layer=args.explain_layer, methods=method_list(args.methods), targets=args.targets,
+        epochs=args.epochs, patience=args.patience,
         batch_size=args.batch_size, learning_rate=args.learning_rate, groups=args.groups,
         verbosity=args.verbose - args.quiet)
 

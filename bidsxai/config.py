@@ -33,6 +33,8 @@ class Settings:
     normalisation: str = "percentile"
     nonlinear: bool = False
     explain_layer: str | None = None
+    methods: list = field(default_factory=lambda: ["gradcam"])
+    targets: str = "all"
     epochs: int = 30
     patience: int = 8
     batch_size: int = 4

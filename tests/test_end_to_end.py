@@ -93,3 +93,30 @@ def test_resume_skips_finished_sessions(pipeline, cohort):
     assert run_cli(cohort, out, "participant", "--participant-label", "sub-01", "--resolution", RES,
                    "--skip-bids-validation") == 0
     assert image.stat().st_mtime_ns == before
+
+
+def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    for old in out.glob("sub-05/anat/*_heatmap.*"):
+        old.unlink()
+    methods = "cam,gradcam,gradcampp,saliency,smoothgrad,ig"
+    assert run_cli(cohort, out, "participant", "--participant-label", "05", "--model", "cnn3d_group",
+                   "--methods", methods, "--targets", "predicted", "--resolution", RES,
+                   "--skip-bids-validation") == 64  # cnn3d has no GAP head: refused up front
+    assert run_cli(cohort, out, "participant", "--participant-label", "05", "--model", "cnn3d_group",
+                   "--methods", methods.replace("cam,", "", 1), "--targets", "predicted",
+                   "--resolution", RES, "--skip-bids-validation") == 0
+    anat = out / "sub-05" / "anat"
+    heatmaps = sorted(p.name for p in anat.glob("*_heatmap.nii.gz"))
+    assert len(heatmaps) == 5  # one per method, the predicted class only
+    ig = json.loads(next(anat.glob("*_method-ig_*_heatmap.json")).read_text())
+    assert ig["Parameters"] == {"steps": 64, "baseline": "zero", "quadrature": "gausslegendre"}
+    assert ig["CompletenessError"] < 0.05 * max(1.0, abs(ig["Logit"]))
+    assert "Layer" not in ig
+    measures = pd.read_csv(anat / "sub-05_measures.tsv", sep="\t")
+    assert sorted(measures["method"]) == sorted(["gradcam", "gradcampp", "saliency", "smoothgrad", "ig"])
+    assert run_cli(cohort, out, "participant", "--participant-label", "05", "--model", "cnn3d_group",
+                   "--targets", "MS", "--resolution", RES, "--skip-bids-validation") == 64

@@ -1,35 +1,51 @@
 """Public explanation API: ``explain`` and ``explain_many`` (the CLI uses them too).
 
-Maps are raw (not rescaled), shaped like the input's spatial axes (trilinear/bilinear upsampling)
-or like the layer's with ``upsample=False``. The model is left as it was: no hook, same
-training flags, no parameter gradients touched.
+Maps are raw (not rescaled), shaped like the input's spatial axes (CAM family upsampled
+linearly) or like the layer's with ``upsample=False``. The CAM family (cam, gradcam, gradcampp)
+shares one forward pass and one gradient per target. The model is left as it was: no hook, same
+training flags, no parameter gradients touched. Keyword parameters go to the methods that take
+them (e.g. ``steps``, ``baseline``, ``quadrature`` for ig; ``mode`` for saliency/smoothgrad;
+``fc`` for cam); a parameter that no requested method takes is an error.
 """
+
+import inspect
 
 import torch
 import torch.nn.functional as F
 
-from bidsxai.explain.gradcam import gradcam
-from bidsxai.explain.layers import eval_mode
+from bidsxai.explain.cam import cam_from, classifier_weights
+from bidsxai.explain.gradcam import gradcam_from
+from bidsxai.explain.gradcampp import gradcampp_from
+from bidsxai.explain.gradients import integrated_gradients, saliency, smoothgrad
+from bidsxai.explain.layers import capture_output, eval_mode, get_layer
 
-# name -> function(model, x, layer, targets) -> (maps (N, T, *spatial), logits)
-METHODS = {"gradcam": gradcam}
+CAM_FAMILY = {"cam": None, "gradcam": gradcam_from, "gradcampp": gradcampp_from}
+INPUT_METHODS = {"saliency": saliency, "smoothgrad": smoothgrad, "ig": integrated_gradients}
+METHODS = tuple(CAM_FAMILY) + tuple(INPUT_METHODS)
+_INPUT_PARAMS = {name: set(inspect.signature(fn).parameters) - {"model", "x", "targets"}
+                 for name, fn in INPUT_METHODS.items()}
+_INPUT_PARAMS["ig"] = (_INPUT_PARAMS["ig"] - {"method"}) | {"quadrature"}
 
 
-def _targets(target, logits, n_classes):
-    n = logits.shape[0]
+def _targets(target, logits):
+    n, n_classes = logits.shape
     if target is None or (isinstance(target, str) and target == "predicted"):
         return logits.argmax(1, keepdim=True)
     if isinstance(target, str) and target == "all":
-        return torch.arange(n_classes).expand(n, n_classes)
+        return torch.arange(n_classes, device=logits.device).expand(n, n_classes)
     if isinstance(target, int):
-        return torch.full((n, 1), target, dtype=torch.long)
-    t = torch.as_tensor(target, dtype=torch.long)
+        return torch.full((n, 1), target, dtype=torch.long, device=logits.device)
+    t = torch.as_tensor(target, dtype=torch.long, device=logits.device)
     if t.dim() == 1 and t.numel() == n:
         return t[:, None]
+    if t.dim() == 2 and t.shape[0] == n:
+        return t
     raise ValueError(f"target must be None, an int, one int per sample, 'all' or 'predicted'; got {target!r}")
 
 
 def _upsample(maps, size):
+    if tuple(maps.shape[2:]) == tuple(size):
+        return maps
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
     n, t = maps.shape[:2]
     out = F.interpolate(maps.reshape(n * t, 1, *maps.shape[2:]), size=size, mode=mode,
@@ -37,26 +53,79 @@ def _upsample(maps, size):
     return out.reshape(n, t, *size)
 
 
-def explain_many(model, x, methods, *, layer=None, targets="all", upsample=True):
-    """{method: maps (N, n_targets, *spatial)} plus 'logits' for the batch ``x``."""
-    if layer is None:
-        raise ValueError("layer is required (the architecture registry gives each model's default)")
+def _cam_family(model, x, layer, targets, names, fc=None):
+    """{name: (N, T, *layer spatial)} for the CAM-family methods, from one forward pass."""
+    with capture_output(get_layer(model, layer)) as store:
+        logits = model(x)
+    activation = store["output"]
+    if not isinstance(activation, torch.Tensor) or activation.dim() < 3:
+        raise ValueError(f"layer {layer!r} does not output a spatial feature map")
+    weights = classifier_weights(model, activation.shape[1], fc) if "cam" in names else None
+    needs_gradient = any(name != "cam" for name in names)
+    maps = {name: [] for name in names}
+    n_targets = targets.shape[1]
+    for t in range(n_targets):
+        if needs_gradient:
+            # Sample i's score depends only on sample i's activation (eval mode), so the gradient
+            # of the batch sum gives every sample its own gradient.
+            score = logits.gather(1, targets[:, t:t + 1]).sum()
+            (gradient,) = torch.autograd.grad(score, activation, retain_graph=t < n_targets - 1)
+        for name in names:
+            if name == "cam":
+                maps[name].append(cam_from(activation.detach(), weights[targets[:, t]].detach()))
+            else:
+                maps[name].append(CAM_FAMILY[name](activation.detach(), gradient))
+    return {name: torch.stack(m, 1) for name, m in maps.items()}, logits.detach()
+
+
+def _split_params(methods, params):
+    taken = {"fc"} if "cam" in methods else set()
+    for name in methods:
+        taken |= _INPUT_PARAMS.get(name, set())
+    unknown = set(params) - taken
+    if unknown:
+        raise ValueError(f"parameter(s) {sorted(unknown)} are not taken by {list(methods)}")
+    per_method = {}
+    for name in methods:
+        if name in INPUT_METHODS:
+            kwargs = {k: v for k, v in params.items() if k in _INPUT_PARAMS[name]}
+            if name == "ig" and "quadrature" in kwargs:
+                kwargs["method"] = kwargs.pop("quadrature")
+            per_method[name] = kwargs
+    return per_method
+
+
+def explain_many(model, x, methods, *, layer=None, targets="all", upsample=True, **params):
+    """{method: maps (N, n_targets, *spatial)}, plus 'logits', 'targets' and, for ig,
+    'ig_completeness_error' (N, n_targets)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; known: {sorted(METHODS)}")
+        raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
+    cam_names = [m for m in methods if m in CAM_FAMILY]
+    if cam_names and layer is None:
+        raise ValueError("the CAM family needs a layer (the architecture registry gives each "
+                         "model's default)")
+    per_method = _split_params(methods, params)
+    results = {}
     with eval_mode(model):
         with torch.no_grad():
             logits = model(x)
-        target_index = _targets(targets, logits, logits.shape[1])
-        results = {}
+        target_index = _targets(targets, logits)
+        if cam_names:
+            maps, _ = _cam_family(model, x, layer, target_index, cam_names, params.get("fc"))
+            for name, m in maps.items():
+                results[name] = _upsample(m, tuple(x.shape[2:])) if upsample else m
         for name in methods:
-            maps, _ = METHODS[name](model, x, layer, target_index)
-            results[name] = _upsample(maps, tuple(x.shape[2:])) if upsample else maps
+            if name in INPUT_METHODS:
+                maps, extras = INPUT_METHODS[name](model, x, target_index, **per_method[name])
+                results[name] = maps
+                results.update({k: v for k, v in extras.items() if k != "logits"})
     results["logits"] = logits
     results["targets"] = target_index
     return results
 
 
-def explain(model, x, method, *, layer=None, target=None, upsample=True):
+def explain(model, x, method, *, layer=None, target=None, upsample=True, **params):
     """Maps (N, *spatial) of one method for one target per sample (None: the predicted class)."""
-    return explain_many(model, x, [method], layer=layer, targets=target, upsample=upsample)[method][:, 0]
+    return explain_many(model, x, [method], layer=layer, targets=target, upsample=upsample,
+                        **params)[method][:, 0]

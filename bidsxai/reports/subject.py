@@ -47,7 +47,8 @@ def session_context(settings, session):
             prediction = {"predicted": sidecar["PredictedClass"],
                           "probabilities": sidecar["PredictedProbabilities"],
                           "model": sidecar["Model"], "sha256": sidecar["ModelSha256"],
-                          "split": sidecar["SplitAssignment"], "layer": sidecar["Layer"]}
+                          "split": sidecar["SplitAssignment"],
+                          "layer": sidecar.get("Layer", "")}
     return {"key": session.key, "qc_figures": qc, "heatmaps": heatmaps, "prediction": prediction,
             "inputs": [str(p) for p in session.files.values()]}
 

@@ -1,7 +1,8 @@
-"""participant --model: class probabilities, Grad-CAM for every class, the subject measures.
+"""participant --model: class probabilities, the heatmaps of every method and target class, and
+the subject measures.
 
-Heatmaps are raw Grad-CAM values on the full template grid (the model's crop is undone) with the
-template's affine; each has a sidecar with method, layer, target, probabilities, model and split.
+Heatmaps are raw values on the full template grid (the model's crop is undone) with the template's
+affine; each has a sidecar with method, parameters, layer, target, probabilities, model and split.
 """
 
 import re
@@ -14,6 +15,7 @@ from bidsxai import __version__
 from bidsxai.atomic import atomic_path, save_nifti, write_json
 from bidsxai.bids import bids_uri, derivative_path, sidecar_path
 from bidsxai.explain import explain_many
+from bidsxai.errors import UsageError
 from bidsxai.explain.quantify import percentile_in_mask
 from bidsxai.models.bundle import load_bundle, resolve_bundle
 from bidsxai.models.registry import get_architecture
@@ -39,23 +41,66 @@ def measures_path(out_dir, session):
     return derivative_path(out_dir, session.subject, session.session, "measures", ".tsv")
 
 
+# What each method's values are, and the defaults the CLI uses (recorded in every sidecar).
+METHOD_NOTES = {
+    "cam": ("CAM: class-weighted sum of the layer's feature maps (no ReLU)", {}),
+    "gradcam": ("Grad-CAM: ReLU of the gradient-weighted feature maps", {}),
+    "gradcampp": ("Grad-CAM++ (eq. 19) without the voxel-independent factor exp(logit)", {}),
+    "saliency": ("maximum over channels of |d logit / d input|", {"mode": "abs"}),
+    "smoothgrad": ("saliency averaged over noisy copies of the input",
+                   {"mode": "abs", "samples": 25, "noise": 0.15, "seed": 0}),
+    "ig": ("integrated gradients summed over channels",
+           {"steps": 64, "baseline": "zero", "quadrature": "gausslegendre"}),
+}
+CAM_FAMILY = ("cam", "gradcam", "gradcampp")
+
+
+def target_indices(spec, classes):
+    """--targets predicted|all|NAME,... as explain_many's ``targets`` for one sample."""
+    if spec in ("predicted", "all"):
+        return spec
+    names = [t.strip() for t in spec.split(",") if t.strip()]
+    unknown = [t for t in names if t not in classes]
+    if unknown or not names:
+        raise UsageError(f"--targets: unknown class(es) {', '.join(unknown) or '(none)'}; the model's "
+                         f"classes are {', '.join(classes)}")
+    return [[classes.index(t) for t in names]]
+
+
+def check_methods(model, meta, methods, layer, device):
+    """Refuse a layer or a CAM-family method that does not fit the model before any subject is
+    processed (one forward pass on zeros of the model's input shape)."""
+    cam_methods = [m for m in methods if m in CAM_FAMILY]
+    if not cam_methods:
+        return
+    shape = [len(meta["input"]["contrasts"])] + [hi - lo for lo, hi in meta["input"]["crop"]]
+    try:
+        explain_many(model, torch.zeros([1] + shape, device=device), cam_methods, layer=layer,
+                     targets="predicted", upsample=False)
+    except ValueError as exc:
+        raise UsageError(f"--methods/--explain-layer: {exc}") from None
+
+
 def classify_sessions(settings, sessions):
     folder = resolve_bundle(settings.model, settings.output_dir)
     device = pick_device(settings.device)
     model, meta = load_bundle(folder, device)
     layer = settings.explain_layer or meta.get("explain_layer") or \
         get_architecture(meta["architecture"]).default_layer(model)
-    context = (settings, model, meta, layer, device, folder.name)
+    targets = target_indices(settings.targets, meta["classes"])
+    check_methods(model, meta, settings.methods, layer, device)
+    context = (settings, model, meta, layer, targets, device, folder.name)
     return run_sessions(_classify_one, sessions, context, settings.output_dir / "logs", nprocs=1,
                         desc="explaining")
 
 
-def _classify_one(session, settings, model, meta, layer, device, model_name):
+def _classify_one(session, settings, model, meta, layer, targets, device, model_name):
     spec = meta["input"]
     out = settings.output_dir
     template = load_template(spec["resolution"])
     x = torch.from_numpy(load_inputs(out, session.subject, session.session, spec))[None].to(device)
-    result = explain_many(model, x, ["gradcam"], layer=layer, targets="all")
+    params = {k: v for m in settings.methods for k, v in METHOD_NOTES[m][1].items()}
+    result = explain_many(model, x, settings.methods, layer=layer, targets=targets, **params)
     probabilities = torch.softmax(result["logits"], 1)[0].cpu().numpy()
     classes = meta["classes"]
     predicted = classes[int(probabilities.argmax())]
@@ -63,23 +108,33 @@ def _classify_one(session, settings, model, meta, layer, device, model_name):
     sources = [bids_uri("bidsxai", preproc_path(out, session.subject, session.session, c,
                                                  spec["resolution"]), out) for c in spec["contrasts"]]
     rows = []
-    maps = result["gradcam"][0].detach().cpu().numpy()
-    for index, name in enumerate(classes):
-        heatmap = uncrop(maps[index].astype(np.float32), spec["crop"], template.shape)
-        path = heatmap_path(out, session, "gradcam", name, spec["resolution"])
-        save_nifti(template.image(heatmap), path)
-        write_json(sidecar_path(path), {
-            "Method": "gradcam", "Layer": layer, "TargetClass": name, "TargetIndex": index,
-            "PredictedClass": predicted,
-            "PredictedProbabilities": {c: float(p) for c, p in zip(classes, probabilities)},
-            "Model": model_name, "ModelSha256": meta["sha256"], "SplitAssignment": split,
-            "Values": "raw Grad-CAM (ReLU of the gradient-weighted activations), trilinearly "
-                      "upsampled to the model grid, zero outside the model's crop",
-            "SpatialReference": SPACE, "Resolution": f"{spec['resolution']:g} mm isotropic",
-            "Sources": sources, "SoftwareVersions": f"bidsxai {__version__}, torch {torch.__version__}",
-        })
-        rows.append({"method": "gradcam", "target": name, "p95": percentile_in_mask(heatmap, template.brain_mask),
-                     "probability": float(probabilities[index]), "predicted": predicted, "split": split})
+    for method in settings.methods:
+        maps = result[method][0].detach().cpu().numpy()
+        for t, index in enumerate(result["targets"][0].tolist()):
+            name = classes[index]
+            heatmap = uncrop(maps[t].astype(np.float32), spec["crop"], template.shape)
+            path = heatmap_path(out, session, method, name, spec["resolution"])
+            save_nifti(template.image(heatmap), path)
+            sidecar = {
+                "Method": method, "Parameters": METHOD_NOTES[method][1],
+                "Layer": layer if method in CAM_FAMILY else None,
+                "TargetClass": name, "TargetIndex": index, "Logit": float(result["logits"][0, index]),
+                "PredictedClass": predicted,
+                "PredictedProbabilities": {c: float(p) for c, p in zip(classes, probabilities)},
+                "Model": model_name, "ModelSha256": meta["sha256"], "SplitAssignment": split,
+                "Values": f"raw {METHOD_NOTES[method][0]}, on the model grid, zero outside the "
+                          "model's crop",
+                "SpatialReference": SPACE, "Resolution": f"{spec['resolution']:g} mm isotropic",
+                "Sources": sources,
+                "SoftwareVersions": f"bidsxai {__version__}, torch {torch.__version__}",
+            }
+            if method == "ig":
+                sidecar["CompletenessError"] = float(result["ig_completeness_error"][0, t])
+            write_json(sidecar_path(path), {k: v for k, v in sidecar.items() if v is not None})
+            rows.append({"method": method, "target": name,
+                         "p95": percentile_in_mask(heatmap, template.brain_mask),
+                         "probability": float(probabilities[index]), "predicted": predicted,
+                         "split": split})
     with atomic_path(measures_path(out, session)) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     return predicted
