@@ -74,7 +74,8 @@ def build_parser():
     mod.add_argument("--arch", default="cnn3d", help="architecture to train (--list-architectures)")
     mod.add_argument("--explain-layer", help="layer of the CAM family (default: the last convolutional block)")
     mod.add_argument("--methods", default="gradcam",
-                     help="comma-separated: cam, gradcam, gradcampp, saliency, smoothgrad, ig (default gradcam)")
+                     help="comma-separated: cam, gradcam, gradcampp, saliency, smoothgrad, ig, "
+                          "perturbation (default gradcam)")
     mod.add_argument("--targets", default="all",
                      help="classes to explain: predicted, all, or comma-separated class names (default all)")
     mod.add_argument("--epochs", type=int, default=30)

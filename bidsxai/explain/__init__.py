@@ -18,13 +18,16 @@ from bidsxai.explain.gradcam import gradcam_from
 from bidsxai.explain.gradcampp import gradcampp_from
 from bidsxai.explain.gradients import integrated_gradients, saliency, smoothgrad
 from bidsxai.explain.layers import capture_output, eval_mode, get_layer
+from bidsxai.explain.perturbation import fit_mask, perturbation
 
 CAM_FAMILY = {"cam": None, "gradcam": gradcam_from, "gradcampp": gradcampp_from}
-INPUT_METHODS = {"saliency": saliency, "smoothgrad": smoothgrad, "ig": integrated_gradients}
+INPUT_METHODS = {"saliency": saliency, "smoothgrad": smoothgrad, "ig": integrated_gradients,
+                 "perturbation": perturbation}
 METHODS = tuple(CAM_FAMILY) + tuple(INPUT_METHODS)
 _INPUT_PARAMS = {name: set(inspect.signature(fn).parameters) - {"model", "x", "targets"}
                  for name, fn in INPUT_METHODS.items()}
 _INPUT_PARAMS["ig"] = (_INPUT_PARAMS["ig"] - {"method"}) | {"quadrature"}
+_INPUT_PARAMS["perturbation"] = (set(inspect.signature(fit_mask).parameters) - {"model", "x", "targets"}) | {"group"}
 
 
 def _targets(target, logits):

@@ -51,6 +51,9 @@ METHOD_NOTES = {
                    {"mode": "abs", "samples": 25, "noise": 0.15, "seed": 0}),
     "ig": ("integrated gradients summed over channels",
            {"steps": 64, "baseline": "zero", "quadrature": "gausslegendre"}),
+    "perturbation": ("1 - the meaningful-perturbation mask (paper 004 eq. 2) fitted to this session",
+                     {"lambda1": 1e-4, "lambda2": 1e-3, "beta1": 0.1, "beta2": 1.0, "mu": 0.0,
+                      "lr": 0.1, "max_epochs": 5000, "patience": 200, "tolerance": 0.01}),
 }
 CAM_FAMILY = ("cam", "gradcam", "gradcampp")
 
@@ -130,6 +133,9 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
             }
             if method == "ig":
                 sidecar["CompletenessError"] = float(result["ig_completeness_error"][0, t])
+            if method == "perturbation":
+                sidecar["ProbabilityBeforeMask"] = float(result["perturbation_probability_before"][0, t])
+                sidecar["ProbabilityAfterMask"] = float(result["perturbation_probability_after"][0, t])
             write_json(sidecar_path(path), {k: v for k, v in sidecar.items() if v is not None})
             rows.append({"method": method, "target": name,
                          "p95": percentile_in_mask(heatmap, template.brain_mask),
