@@ -110,13 +110,20 @@ def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp
                    "--methods", methods.replace("cam,", "", 1), "--targets", "predicted",
                    "--resolution", RES, "--skip-bids-validation") == 0
     anat = out / "sub-05" / "anat"
-    heatmaps = sorted(p.name for p in anat.glob("*_heatmap.nii.gz"))
+    heatmaps = sorted(p.name for p in anat.glob("*_heatmap.nii.gz") if "desc-layers" not in p.name)
     assert len(heatmaps) == 5  # one per method, the predicted class only
+    layers = next(anat.glob("*_desc-layers_method-gradcam_*_heatmap.nii.gz"))
+    names = json.loads(layers.with_name(layers.name.replace(".nii.gz", ".json")).read_text())["Layers"]
+    assert nib.load(layers).shape[3] == len(names) >= 3 and all(n.startswith("blocks.") for n in names)
     ig = json.loads(next(anat.glob("*_method-ig_*_heatmap.json")).read_text())
     assert ig["Parameters"] == {"steps": 64, "baseline": "zero", "quadrature": "gausslegendre"}
     assert ig["CompletenessError"] < 0.05 * max(1.0, abs(ig["Logit"]))
     assert "Layer" not in ig
     measures = pd.read_csv(anat / "sub-05_measures.tsv", sep="\t")
     assert sorted(measures["method"]) == sorted(["gradcam", "gradcampp", "saliency", "smoothgrad", "ig"])
+    mirror = measures.set_index("method")["mirror_r"]
+    assert mirror[["gradcam", "gradcampp"]].between(-1, 1).all() and mirror[["saliency", "ig"]].isna().all()
+    report = (out / "sub-05.html").read_text()
+    assert "mirroring r" in report and "integrated gradients [@sundararajan2017]" in report
     assert run_cli(cohort, out, "participant", "--participant-label", "05", "--model", "cnn3d_group",
                    "--targets", "MS", "--resolution", RES, "--skip-bids-validation") == 64

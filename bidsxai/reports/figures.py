@@ -51,6 +51,21 @@ def heatmap_mosaic(background, heatmap, mask, n=8):
     return data_uri(fig)
 
 
+def layer_strip(background, maps, mask, names):
+    """One axial slice (through the brain's centre) per layer of a 4D map stack."""
+    z = int(np.round(np.nonzero(mask)[2].mean()))
+    fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.9), facecolor="black")
+    for ax, k, name in zip(np.atleast_1d(axes), range(len(names)), names):
+        ax.axis("off")
+        layer = maps[:, :, z, k]
+        peak = float(layer[mask[:, :, z]].max()) if layer[mask[:, :, z]].max() > 0 else 1.0
+        ax.imshow(background[:, :, z].T, origin="lower", cmap="gray")
+        shown = np.ma.masked_where(~mask[:, :, z] | (layer <= 0), layer / peak)
+        ax.imshow(shown.T, origin="lower", cmap="jet", vmin=0, vmax=1, alpha=0.5)
+        ax.set_title(name, color="white", fontsize=8)
+    return data_uri(fig)
+
+
 def stat_mosaic(background, stat, shown_mask, mask, n=8):
     """A t map over the template, shown where ``shown_mask`` holds (e.g. p_FDR < 0.05)."""
     fig, axes = _mosaic(n)

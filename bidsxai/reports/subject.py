@@ -13,7 +13,7 @@ from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.reports import figures
 from bidsxai.reports.render import methods_text, render_report
 from bidsxai.template import SPACE, load_template
-from bidsxai.workflows.classify import heatmap_path, measures_path
+from bidsxai.workflows.classify import heatmap_path, layers_path, measures_path
 
 
 def _load(path):
@@ -43,13 +43,21 @@ def session_context(settings, session):
                 continue
             sidecar = json.loads(sidecar_path(path).read_text())
             heatmaps.append({"method": row.method, "target": row.target, "p95": row.p95,
+                             "mirror_r": getattr(row, "mirror_r", float("nan")),
                              "figure": figures.heatmap_mosaic(t1, _load(path), mask)})
             prediction = {"predicted": sidecar["PredictedClass"],
                           "probabilities": sidecar["PredictedProbabilities"],
                           "model": sidecar["Model"], "sha256": sidecar["ModelSha256"],
                           "split": sidecar["SplitAssignment"],
                           "layer": sidecar.get("Layer", "")}
+    layers = None
+    if prediction:
+        path = layers_path(out, session, "gradcam", prediction["predicted"], settings.resolution)
+        if path.is_file():
+            names = json.loads(sidecar_path(path).read_text())["Layers"]
+            layers = figures.layer_strip(t1, _load(path), mask, names)
     return {"key": session.key, "qc_figures": qc, "heatmaps": heatmaps, "prediction": prediction,
+            "layers": layers,
             "inputs": [str(p) for p in session.files.values()]}
 
 

@@ -15,6 +15,7 @@ from bidsxai import __version__
 from bidsxai.atomic import atomic_path, save_nifti, write_json
 from bidsxai.bids import bids_uri, derivative_path, sidecar_path
 from bidsxai.explain import explain_many
+from bidsxai.explain.diagnostics import layer_iteration, mirroring
 from bidsxai.errors import UsageError
 from bidsxai.explain.quantify import percentile_in_mask
 from bidsxai.models.bundle import load_bundle, resolve_bundle
@@ -35,6 +36,12 @@ def heatmap_path(out_dir, session, method, target, resolution):
     return derivative_path(out_dir, session.subject, session.session, "heatmap", ".nii.gz",
                            space=SPACE, res=resolution_label(resolution), method=method,
                            target=class_label(target))
+
+
+def layers_path(out_dir, session, method, target, resolution):
+    return derivative_path(out_dir, session.subject, session.session, "heatmap", ".nii.gz",
+                           space=SPACE, res=resolution_label(resolution), desc="layers",
+                           method=method, target=class_label(target))
 
 
 def measures_path(out_dir, session):
@@ -110,6 +117,9 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
     split = meta.get("split", {}).get(session.subject, "not seen in training")
     sources = [bids_uri("bidsxai", preproc_path(out, session.subject, session.session, c,
                                                  spec["resolution"]), out) for c in spec["contrasts"]]
+    mirror = {m: float(mirroring(model, x, m, layer=layer)[0][0]) for m in settings.methods
+              if m in CAM_FAMILY}
+    write_layer_iteration(out, session, model, x, spec, template, predicted, classes.index(predicted))
     rows = []
     for method in settings.methods:
         maps = result[method][0].detach().cpu().numpy()
@@ -140,7 +150,22 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
             rows.append({"method": method, "target": name,
                          "p95": percentile_in_mask(heatmap, template.brain_mask),
                          "probability": float(probabilities[index]), "predicted": predicted,
-                         "split": split})
+                         "split": split,
+                         "mirror_r": mirror.get(method) if name == predicted else None})
     with atomic_path(measures_path(out, session)) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     return predicted
+
+
+def write_layer_iteration(out, session, model, x, spec, template, predicted, index):
+    """Grad-CAM of the predicted class at every convolution, as one 4D NIfTI (paper 003 §4.1.3)."""
+    maps = layer_iteration(model, x, "gradcam", target=index)
+    volume = np.stack([uncrop(m[0].detach().cpu().numpy().astype(np.float32), spec["crop"],
+                              template.shape) for m in maps.values()], axis=-1)
+    path = layers_path(out, session, "gradcam", predicted, spec["resolution"])
+    save_nifti(template.image(volume), path)
+    write_json(sidecar_path(path), {
+        "Method": "gradcam", "TargetClass": predicted, "Layers": list(maps),
+        "Description": "Grad-CAM of the predicted class at every convolutional layer (4th axis, "
+                       "in the order of Layers): the evaluation-layer iteration of paper 003",
+        "SpatialReference": SPACE})
