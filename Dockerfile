@@ -2,7 +2,7 @@
 # For a CPU-only image: --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu
 FROM python:3.11-slim-bookworm
 
-ARG TORCH_SPEC="torch>=2.2"
+ARG TORCH_SPEC="torch==2.13.0"
 ARG TORCH_INDEX=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,7 +16,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/bidsxai
 
-# torch first, so the (large) layer is cached independently of the code.
+# torch first, so the (large) layer is cached independently of the code. The version is pinned
+# through TORCH_SPEC, which hadolint cannot read.
+# hadolint ignore=DL3013
 RUN if [ -n "$TORCH_INDEX" ]; then pip install "$TORCH_SPEC" --index-url "$TORCH_INDEX"; \
     else pip install "$TORCH_SPEC"; fi
 
@@ -29,6 +31,6 @@ RUN pip install . \
     && python -c "from bidsxai.template import load_template; load_template(2.0)" \
     && useradd --create-home --uid 1000 bidsxai
 
-USER bidsxai
+USER 1000
 ENTRYPOINT ["bidsxai"]
 CMD ["--help"]
