@@ -189,7 +189,9 @@ def run(args):
     if args.analysis_level == "participant":
         from bidsxai.workflows.participant import run_participant
 
-        code = run_participant(settings, sessions)
+        every_session = select_inputs(layout, args.participant_label, None, filters) \
+            if args.session_label else sessions
+        code = run_participant(settings, sessions, every_session)
         _say(settings, f"participant level done: reports in {out}/sub-*.html")
         return code
     if args.analysis_level == "train":

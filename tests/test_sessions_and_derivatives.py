@@ -35,3 +35,26 @@ def test_derivatives_are_imported_instead_of_preprocessed(pipeline, cohort, tmp_
         assert ours.read_bytes() == theirs.read_bytes()
     assert not list((out / "sub-04" / "anat").glob("*_xfm.mat"))  # nothing was registered
     assert (out / "sub-04.html").is_file()
+
+
+def test_multi_session_cohort_runs_through_every_level(tmp_path):
+    import json
+
+    bids = tmp_path / "bids"
+    synthesise(bids, CohortSpec(n_subjects=6, resolution=RES, sessions=2, seed=3), nprocs=2)
+    out = tmp_path / "out"
+    common = ["--resolution", RES, "--nprocs", 2, "--skip-bids-validation"]
+    assert run_cli(bids, out, "participant", *common) == 0
+    assert run_cli(bids, out, "train", "--epochs", 2, *common) == 0
+    meta = json.loads((out / "models" / "cnn3d_group" / "model.json").read_text())
+    assert set(meta["split"]) == {f"{i:02d}" for i in range(1, 7)}  # one split per subject
+    assert run_cli(bids, out, "participant", "--model", "cnn3d_group", "--session-label", "01", *common) == 0
+    assert run_cli(bids, out, "group", *common) == 0
+    for sub in ("01", "04"):
+        assert list((out / f"sub-{sub}" / "ses-01" / "anat").glob("*_method-gradcam_*_heatmap.nii.gz"))
+        assert not list((out / f"sub-{sub}" / "ses-02" / "anat").glob("*_heatmap.nii.gz"))
+    measures = pd.read_csv(out / "group" / "measures.tsv", sep="\t")
+    assert sorted(measures["subject"].unique()) == [f"sub-{i:02d}" for i in range(1, 7)]
+    report = (out / "sub-02.html").read_text()
+    assert "sub-02_ses-01" in report and "sub-02_ses-02" in report
+    assert validator_errors(out) == []

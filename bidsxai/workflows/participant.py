@@ -34,8 +34,11 @@ def import_preprocessed(inputs, settings):
             return True
     return False
 
-def run_participant(settings, sessions):
-    """Returns the exit code: 0, or the code of the first session that failed."""
+def run_participant(settings, sessions, report_sessions=None):
+    """Returns the exit code: 0, or the code of the first session that failed.
+
+    ``report_sessions`` are every session of the selected subjects (a subject's report covers all
+    its processed sessions, also those a --session-label left out of this run)."""
     from bidsxai.reports.subject import write_subject_reports
     from bidsxai.workflows.classify import classify_sessions
 
@@ -52,7 +55,7 @@ def run_participant(settings, sessions):
         if settings.model and ready:
             outcomes += classify_sessions(settings, ready)
     failed = {o.key for o in outcomes if not o.ok}
-    reportable = [s for s in sessions if s.key not in failed and
+    reportable = [s for s in (report_sessions or sessions) if s.key not in failed and
                   preproc_path(out, s.subject, s.session, "T1w", settings.resolution).is_file()]
     if settings.reports_only and not reportable:
         raise NoInputError(f"--reports-only: no preprocessed sessions in {out} to report on")
