@@ -1,0 +1,7 @@
+"""Group statistics on plain arrays: ``ttest`` (voxel-wise, with Bonferroni, FDR and permutation
+max-T FWE) and ``spearman_permutation``."""
+
+from bidsxai.group.permutation import spearman_permutation
+from bidsxai.group.ttest import ttest
+
+__all__ = ["spearman_permutation", "ttest"]

@@ -16,11 +16,14 @@ def _moments(maps):
     return n, mean, var
 
 
-def ttest(maps_a, maps_b=None, *, mask=None, two_sided=True, popmean=0.0):
+def ttest(maps_a, maps_b=None, *, mask=None, n_perm=0, two_sided=True, popmean=0.0, seed=0,
+          device="cpu"):
     """Student's two-sample t (a - b) or one-sample t (a - popmean) per voxel.
 
     Returns a dict of (X, Y, Z) arrays: ``t``, ``p`` (uncorrected), ``p_bonferroni``, ``p_fdr``
-    (Benjamini-Hochberg), ``tested`` (bool), and ``df``. One-sided tests look at t > 0.
+    (Benjamini-Hochberg), ``tested`` (bool), and ``df``; with ``n_perm > 0`` also ``p_fwe``
+    (max-T over the tested voxels; relabelling, or sign flipping for one sample; exact when all
+    relabellings fit in n_perm) and ``n_permutations``. One-sided tests look at t > 0.
     """
     a = np.asarray(maps_a, np.float64)
     shape = a.shape[1:]
@@ -54,5 +57,18 @@ def ttest(maps_a, maps_b=None, *, mask=None, two_sided=True, popmean=0.0):
         full = np.full(shape, fill, dtype=values.dtype)
         full[mask] = values
         out[name] = full
+    if n_perm > 0 and tested.any():
+        from bidsxai.group.permutation import max_t
+
+        data = a if maps_b is None else np.concatenate([a, b])
+        labels = None if maps_b is None else np.r_[np.ones(len(a), bool), np.zeros(len(b), bool)]
+        _, p_fwe, used, _ = max_t(data[:, tested], labels, n_perm=n_perm, popmean=popmean,
+                                  two_sided=two_sided, seed=seed, device=device)
+        full = np.ones(shape)
+        inside = np.ones(tested.shape)
+        inside[tested] = p_fwe
+        full[mask] = inside
+        out["p_fwe"] = full
+        out["n_permutations"] = used
     out["df"] = df
     return out
