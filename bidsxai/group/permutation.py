@@ -60,7 +60,7 @@ def _sign_flips(n, n_perm, rng):
 
 
 def max_t(data, labels=None, *, n_perm=10000, popmean=0.0, two_sided=True, seed=0, device="cpu",
-          chunk=512):
+          chunk=None):
     """Observed t (V,) and max-T FWE p-values (V,) for data (n, V).
 
     ``labels`` (n,) bool marks group A for a two-sample test (A minus B); None tests the mean
@@ -69,6 +69,8 @@ def max_t(data, labels=None, *, n_perm=10000, popmean=0.0, two_sided=True, seed=
     rng = np.random.default_rng(seed)
     x = torch.as_tensor(np.asarray(data, np.float64), device=device)
     n = x.shape[0]
+    if chunk is None:  # (chunk x V) float64 arrays of about 24 MB: 2.8x faster than 200 MB on CPU
+        chunk = max(4, min(512, 3_000_000 // max(x.shape[1], 1)))
     if labels is None:
         x = x - popmean
         sumsq = (x ** 2).sum(0)
@@ -83,18 +85,19 @@ def max_t(data, labels=None, *, n_perm=10000, popmean=0.0, two_sided=True, seed=
                               total_sq, n)
         design, exact = _relabellings(n, n_a, n_perm, rng)
         statistic = lambda d: _two_sample_t(d @ x, n_a, total, total_sq, n)  # noqa: E731
-    observed = t_obs.abs() if two_sided else t_obs
-    exceed = torch.zeros_like(observed)
+    maxima = []
     for start in range(0, len(design), chunk):
         d = torch.as_tensor(design[start:start + chunk], dtype=torch.float64, device=device)
         t = statistic(d)
-        maxima = (t.abs() if two_sided else t).amax(1)
-        exceed += (maxima[:, None] >= observed[None, :] - 1e-12).sum(0)
+        maxima.append((t.abs() if two_sided else t).amax(1).cpu().numpy())
+    maxima = np.sort(np.concatenate(maxima))
+    observed = (t_obs.abs() if two_sided else t_obs).cpu().numpy()
+    exceed = len(maxima) - np.searchsorted(maxima, observed - 1e-12, side="left")
     if exact:  # the observed labelling is among the enumerated ones
         p = exceed / len(design)
     else:
         p = (exceed + 1) / (len(design) + 1)
-    return t_obs.cpu().numpy(), p.cpu().numpy(), len(design), exact
+    return t_obs.cpu().numpy(), p, len(design), exact
 
 
 def spearman_permutation(x, y, *, n_perm=20000, seed=0, device="cpu", chunk=4096):
