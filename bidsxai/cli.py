@@ -85,6 +85,8 @@ def build_parser():
     grp = p.add_argument_group("group level")
     grp.add_argument("--groups", nargs=2, default=[], metavar="GROUP",
                      help="the pair of groups to compare (default: every pair)")
+    grp.add_argument("--n-perm", type=int, default=1000,
+                     help="permutations for max-T family-wise error (0: none; default 1000)")
     return p
 
 
@@ -118,7 +120,7 @@ def check_paths(args):
             raise NoInputError(f"--derivatives {item}: no such folder")
         derivatives[name or path.name] = path.resolve()
     for value, flag in ((args.nprocs, "--nprocs"), (args.epochs, "--epochs"),
-                        (args.batch_size, "--batch-size")):
+                        (args.batch_size, "--batch-size"), (args.n_perm + 1, "--n-perm + 1")):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1")
     if args.resolution <= 0:
@@ -159,6 +161,7 @@ def settings_from(args, bids, out, derivatives):
         explain_layer=args.explain_layer, methods=method_list(args.methods), targets=args.targets,
         epochs=args.epochs, patience=args.patience,
         batch_size=args.batch_size, learning_rate=args.learning_rate, groups=args.groups,
+        n_perm=args.n_perm,
         verbosity=args.verbose - args.quiet)
 
 

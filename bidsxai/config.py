@@ -40,6 +40,7 @@ class Settings:
     batch_size: int = 4
     learning_rate: float = 3e-4
     groups: list = field(default_factory=list)
+    n_perm: int = 1000
     verbosity: int = 0
 
     def to_toml(self):

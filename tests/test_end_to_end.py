@@ -80,9 +80,10 @@ def test_group_level_writes_stat_maps_and_tables(pipeline):
     assert len(tests) == 3 * 3  # 3 classes x 3 pairs of groups
     voxelwise = pd.read_csv(group / "voxelwise.tsv", sep="\t")
     assert len(voxelwise) == 9
+    assert (voxelwise["n_fwe"] <= voxelwise["n_uncorrected"]).all()
     t_map = group / f"space-{SPACE}_method-gradcam_target-SPMS_desc-RRMSvsSPMS_stat-t_statmap.nii.gz"
     assert np.allclose(nib.load(t_map).affine, load_template(RES).affine)
-    for stat in ("stat-p", "stat-logp_corr-fdr", "stat-logp_corr-bonferroni"):
+    for stat in ("stat-p", "stat-logp_corr-fdr", "stat-logp_corr-bonferroni", "stat-logp_corr-fwe"):
         assert (group / t_map.name.replace("stat-t", stat)).is_file()
 
 

@@ -86,7 +86,7 @@ def run_group(settings, subjects=None):
                           "mean_b": vb.mean(), "sd_b": vb.std(ddof=1), "t": float(res.statistic),
                           "df": len(va) + len(vb) - 2, "p": float(res.pvalue)})
             voxelwise.append(voxelwise_test(template, thresholded[labels == a], thresholded[labels == b],
-                                            group_dir, method, target, a, b))
+                                            group_dir, method, target, a, b, settings))
         measure_tests.append({"method": method, "target": target, "rows": table,
                               "figure": figures.measure_boxplot(
                                   {g: p95[labels == g] for g in groups}, "95th percentile")})
@@ -99,18 +99,23 @@ def run_group(settings, subjects=None):
     return voxelwise
 
 
-def voxelwise_test(template, maps_a, maps_b, group_dir, method, target, a, b):
+def voxelwise_test(template, maps_a, maps_b, group_dir, method, target, a, b, settings):
     """Two-sample t-test (a - b) written as NIfTI stat maps; returns the summary row."""
-    result = ttest(maps_a, maps_b, mask=template.brain_mask)
+    result = ttest(maps_a, maps_b, mask=template.brain_mask, n_perm=settings.n_perm,
+                   seed=settings.seed)
     stem = f"space-{SPACE}_method-{method}_target-{target}_desc-{_safe(a)}vs{_safe(b)}"
     sidecar = {"Test": "two-sample Student t (first group minus second), two-sided",
                "Groups": [a, b], "N": [len(maps_a), len(maps_b)], "DegreesOfFreedom": result["df"],
                "Input": "heatmaps max-normalised and kept where >= each subject's 95th percentile",
                "Mask": "template brain mask; voxels without variance are not tested",
                "SpatialReference": SPACE}
-    for stat, data, extra in (("t", result["t"], {}), ("p", result["p"], {"Correction": "none"}),
-                              ("logp", -np.log10(result["p_fdr"]), {"Correction": "fdr_bh"}),
-                              ("logp", -np.log10(result["p_bonferroni"]), {"Correction": "bonferroni"})):
+    maps = [("t", result["t"], {}), ("p", result["p"], {"Correction": "none"}),
+            ("logp", -np.log10(result["p_fdr"]), {"Correction": "fdr_bh"}),
+            ("logp", -np.log10(result["p_bonferroni"]), {"Correction": "bonferroni"})]
+    if "p_fwe" in result:
+        maps.append(("logp", -np.log10(result["p_fwe"]),
+                     {"Correction": "fwe_maxt", "Permutations": result["n_permutations"]}))
+    for stat, data, extra in maps:
         corr = f"_corr-{extra['Correction'].split('_')[0]}" if stat == "logp" else ""
         path = group_dir / f"{stem}_stat-{stat}{corr}_statmap.nii.gz"
         save_nifti(template.image(data), path)
@@ -120,6 +125,7 @@ def voxelwise_test(template, maps_a, maps_b, group_dir, method, target, a, b):
             "tested": int(result["tested"].sum()), "max_abs_t": float(np.abs(result["t"]).max()),
             "n_uncorrected": int((result["p"] < 0.05).sum()), "n_fdr": int(significant.sum()),
             "n_bonferroni": int((result["p_bonferroni"] < 0.05).sum()),
+            "n_fwe": int((result["p_fwe"] < 0.05).sum()) if "p_fwe" in result else None,
             "figure": figures.stat_mosaic(template.t1w, result["t"], significant, template.brain_mask)}
 
 
