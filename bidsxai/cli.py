@@ -126,6 +126,11 @@ def check_paths(args):
     if args.resolution <= 0:
         raise UsageError("--resolution must be positive")
     from bidsxai.explain import METHODS
+    from bidsxai.models.registry import list_architectures
+
+    known = [a.name for a in list_architectures()]
+    if args.arch not in known:
+        raise UsageError(f"--arch {args.arch}: unknown architecture; known: {', '.join(known)}")
 
     unknown = [m for m in method_list(args.methods) if m not in METHODS]
     if unknown or not method_list(args.methods):

@@ -35,6 +35,10 @@ def test_usage_errors_exit_64(cohort, tmp_path, capsys):
     one_line_error(capsys)
     assert run_cli(cohort, tmp_path / "o", "participant", "--device", "tpu") == EXIT_USAGE
     one_line_error(capsys)
+    assert run_cli(cohort, tmp_path / "o", "train", "--arch", "resnet9000") == EXIT_USAGE
+    assert "resnet9000" in one_line_error(capsys)
+    assert run_cli(cohort, tmp_path / "o", "participant", "--methods", "lime") == EXIT_USAGE
+    assert "lime" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize("where", ["same", "inside", "work"])

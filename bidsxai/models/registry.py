@@ -20,15 +20,17 @@ def register(arch):
     return arch
 
 
-def get_architecture(name):
-    from bidsxai.models import cnn3d  # noqa: F401  (registers its entries)
+def _register_builtins():
+    from bidsxai.models import cnn3d  # noqa: F401  (importing registers its entries)
 
+
+def get_architecture(name):
+    _register_builtins()
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     return ARCHITECTURES[name]
 
 
 def list_architectures():
-    from bidsxai.models import cnn3d  # noqa: F401
-
+    _register_builtins()
     return sorted(ARCHITECTURES.values(), key=lambda a: a.name)
