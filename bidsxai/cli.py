@@ -119,10 +119,17 @@ def check_paths(args):
         if not path.is_dir():
             raise NoInputError(f"--derivatives {item}: no such folder")
         derivatives[name or path.name] = path.resolve()
+    return bids, out, derivatives
+
+
+def check_options(args):
+    """Refuse numbers, methods and architectures that cannot work, before any work starts."""
     for value, flag in ((args.nprocs, "--nprocs"), (args.epochs, "--epochs"),
-                        (args.batch_size, "--batch-size"), (args.n_perm + 1, "--n-perm + 1")):
+                        (args.batch_size, "--batch-size")):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1")
+    if args.n_perm < 0:
+        raise UsageError("--n-perm must be 0 or more")
     if args.resolution <= 0:
         raise UsageError("--resolution must be positive")
     from bidsxai.explain import METHODS
@@ -131,12 +138,10 @@ def check_paths(args):
     known = [a.name for a in list_architectures()]
     if args.arch not in known:
         raise UsageError(f"--arch {args.arch}: unknown architecture; known: {', '.join(known)}")
-
     unknown = [m for m in method_list(args.methods) if m not in METHODS]
     if unknown or not method_list(args.methods):
         raise UsageError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; "
                          f"choose from {', '.join(METHODS)}")
-    return bids, out, derivatives
 
 
 def method_list(text):
@@ -176,6 +181,7 @@ def run(args):
     from bidsxai.workflows.device import pick_device
 
     bids, out, derivatives = check_paths(args)
+    check_options(args)
     pick_device(args.device)  # refuse a bad --device before any work
     check_is_bids(bids)
     filters = load_filters(args.bids_filter_file)

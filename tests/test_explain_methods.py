@@ -7,7 +7,7 @@ from captum.attr import IntegratedGradients, Saliency
 from torch import nn
 
 from bidsxai.explain import explain, explain_many
-from bidsxai.explain.gradients import make_baseline, quadrature
+from bidsxai.explain.gradients import make_baseline, quadrature_rule
 
 
 def gap_net(dims, seed=0):
@@ -154,7 +154,7 @@ def test_ig_of_a_linear_model_is_weight_times_input():
 
 def test_quadrature_weights_sum_to_one():
     for method in ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"):
-        points, weights = quadrature(10, method)
+        points, weights = quadrature_rule(10, method)
         assert abs(weights.sum() - 1) < 1e-12 and points.min() >= 0 and points.max() <= 1
 
 

@@ -26,7 +26,6 @@ INPUT_METHODS = {"saliency": saliency, "smoothgrad": smoothgrad, "ig": integrate
 METHODS = tuple(CAM_FAMILY) + tuple(INPUT_METHODS)
 _INPUT_PARAMS = {name: set(inspect.signature(fn).parameters) - {"model", "x", "targets"}
                  for name, fn in INPUT_METHODS.items()}
-_INPUT_PARAMS["ig"] = (_INPUT_PARAMS["ig"] - {"method"}) | {"quadrature"}
 _INPUT_PARAMS["perturbation"] = (set(inspect.signature(fit_mask).parameters) - {"model", "x", "targets"}) | {"group"}
 
 
@@ -57,9 +56,11 @@ def _upsample(maps, size):
 
 
 def _cam_family(model, x, layer, targets, names, fc=None):
-    """{name: (N, T, *layer spatial)} for the CAM-family methods, from one forward pass."""
+    """({name: (N, T, *layer spatial)}, logits, target indices) of the CAM-family methods, from
+    the one forward pass that also decides the targets."""
     with capture_output(get_layer(model, layer)) as store:
         logits = model(x)
+    targets = _targets(targets, logits.detach())
     activation = store["output"]
     if not isinstance(activation, torch.Tensor) or activation.dim() < 3:
         raise ValueError(f"layer {layer!r} does not output a spatial feature map")
@@ -78,7 +79,7 @@ def _cam_family(model, x, layer, targets, names, fc=None):
                 maps[name].append(cam_from(activation.detach(), weights[targets[:, t]].detach()))
             else:
                 maps[name].append(CAM_FAMILY[name](activation.detach(), gradient))
-    return {name: torch.stack(m, 1) for name, m in maps.items()}, logits.detach()
+    return {name: torch.stack(m, 1) for name, m in maps.items()}, logits.detach(), targets
 
 
 def _split_params(methods, params):
@@ -88,14 +89,8 @@ def _split_params(methods, params):
     unknown = set(params) - taken
     if unknown:
         raise ValueError(f"parameter(s) {sorted(unknown)} are not taken by {list(methods)}")
-    per_method = {}
-    for name in methods:
-        if name in INPUT_METHODS:
-            kwargs = {k: v for k, v in params.items() if k in _INPUT_PARAMS[name]}
-            if name == "ig" and "quadrature" in kwargs:
-                kwargs["method"] = kwargs.pop("quadrature")
-            per_method[name] = kwargs
-    return per_method
+    return {name: {k: v for k, v in params.items() if k in _INPUT_PARAMS[name]}
+            for name in methods if name in INPUT_METHODS}
 
 
 def explain_many(model, x, methods, *, layer=None, targets="all", upsample=True, **params):
@@ -111,13 +106,15 @@ def explain_many(model, x, methods, *, layer=None, targets="all", upsample=True,
     per_method = _split_params(methods, params)
     results = {}
     with eval_mode(model):
-        with torch.no_grad():
-            logits = model(x)
-        target_index = _targets(targets, logits)
         if cam_names:
-            maps, _ = _cam_family(model, x, layer, target_index, cam_names, params.get("fc"))
+            maps, logits, target_index = _cam_family(model, x, layer, targets, cam_names,
+                                                     params.get("fc"))
             for name, m in maps.items():
                 results[name] = _upsample(m, tuple(x.shape[2:])) if upsample else m
+        else:
+            with torch.no_grad():
+                logits = model(x)
+            target_index = _targets(targets, logits)
         for name in methods:
             if name in INPUT_METHODS:
                 maps, extras = INPUT_METHODS[name](model, x, target_index, **per_method[name])

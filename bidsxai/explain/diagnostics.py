@@ -9,7 +9,7 @@ explanation of a model without a side bias gives a correlation near 1.
 import torch
 from torch import nn
 
-from bidsxai.explain import explain
+from bidsxai.explain import explain, explain_many
 
 
 def conv_layers(model):
@@ -32,13 +32,13 @@ def pearson(a, b):
     return torch.where(norm > 0, (a * b).sum(1) / torch.where(norm > 0, norm, 1), same.double())
 
 
-def mirroring(model, x, method="gradcam", layer=None, target=None, axis=0):
-    """(correlation (N,), map of x, map of the flipped x) for a flip of spatial ``axis``
-    (0 = left-right in RAS); ``target`` None means each sample's predicted class on x."""
-    if target is None:
-        with torch.no_grad():
-            target = model(x).argmax(1).tolist()
+def mirroring(model, x, methods=("gradcam",), layer=None, target=None, axis=0):
+    """{method: (correlation (N,), map of x, map of the flipped x)} for a flip of spatial ``axis``
+    (0 = left-right in RAS); ``target`` None means each sample's predicted class on x, which the
+    flipped input is explained for too. Two passes of explain_many serve every method."""
     dim = 2 + axis
-    original = explain(model, x, method, layer=layer, target=target)
-    flipped = explain(model, torch.flip(x, (dim,)), method, layer=layer, target=target)
-    return pearson(torch.flip(original, (dim - 1,)), flipped), original, flipped
+    original = explain_many(model, x, list(methods), layer=layer, targets=target)
+    flipped = explain_many(model, torch.flip(x, (dim,)), list(methods), layer=layer,
+                           targets=original["targets"])
+    return {m: (pearson(torch.flip(original[m][:, 0], (dim - 1,)), flipped[m][:, 0]),
+                original[m][:, 0], flipped[m][:, 0]) for m in methods}

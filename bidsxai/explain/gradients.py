@@ -48,7 +48,7 @@ def smoothgrad(model, x, targets, mode="abs", samples=25, noise=0.15, seed=0):
     return (total / samples).transpose(0, 1), {"logits": logits}
 
 
-def quadrature(steps, method="gausslegendre"):
+def quadrature_rule(steps, method="gausslegendre"):
     """Points in [0, 1] and weights summing to 1 for the path integral."""
     if method == "gausslegendre":
         points, weights = np.polynomial.legendre.leggauss(steps)
@@ -89,12 +89,12 @@ def make_baseline(x, baseline="zero", blur_sigma=4.0):
     raise ValueError(f"baseline must be 'zero', 'blur' or a tensor, got {baseline!r}")
 
 
-def integrated_gradients(model, x, targets, steps=64, baseline="zero", method="gausslegendre",
+def integrated_gradients(model, x, targets, steps=64, baseline="zero", quadrature="gausslegendre",
                          internal_batch_size=16, blur_sigma=4.0):
     """IG maps and the completeness error |sum(attribution) - (S(x) - S(baseline))| per sample
     and target, which shrinks as ``steps`` grows."""
     base = make_baseline(x, baseline, blur_sigma).detach()
-    points, weights = quadrature(steps, method)
+    points, weights = quadrature_rule(steps, quadrature)
     n_targets = targets.shape[1]
     maps, errors = [], []
     with torch.no_grad():

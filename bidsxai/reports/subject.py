@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from bidsxai.bids import read_participants, sidecar_path
 from bidsxai.preprocess.pipeline import preproc_path
@@ -34,8 +35,6 @@ def session_context(settings, session):
     heatmaps, prediction = [], None
     measures = measures_path(out, session)
     if measures.is_file():
-        import pandas as pd
-
         table = pd.read_csv(measures, sep="\t")
         for row in table.itertuples():
             path = heatmap_path(out, session, row.method, row.target, settings.resolution)

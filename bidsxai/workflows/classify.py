@@ -117,8 +117,9 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
     split = meta.get("split", {}).get(session.subject, "not seen in training")
     sources = [bids_uri("bidsxai", preproc_path(out, session.subject, session.session, c,
                                                  spec["resolution"]), out) for c in spec["contrasts"]]
-    mirror = {m: float(mirroring(model, x, m, layer=layer)[0][0]) for m in settings.methods
-              if m in CAM_FAMILY}
+    cam_methods = [m for m in settings.methods if m in CAM_FAMILY]
+    mirror = {m: float(r[0][0]) for m, r in mirroring(model, x, cam_methods, layer=layer).items()} \
+        if cam_methods else {}
     write_layer_iteration(out, session, model, x, spec, template, predicted, classes.index(predicted))
     rows = []
     for method in settings.methods:

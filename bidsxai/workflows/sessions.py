@@ -4,7 +4,6 @@ Expected failures (``BidsxaiError``) keep their one-line message and exit code; 
 logged with its traceback under OUTPUT_DIR/logs/ and reported as one line with exit code 1.
 """
 
-import os
 import sys
 import traceback
 from concurrent.futures import ProcessPoolExecutor
@@ -28,10 +27,6 @@ class Outcome:
         return self.message is None
 
 
-def _single_threaded_itk():
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
-
-
 def _call(function, item, args, log_dir):
     try:
         return Outcome(item.key, function(item, *args))
@@ -48,11 +43,10 @@ def run_sessions(function, items, args, log_dir, nprocs=1, desc="sessions"):
     """[Outcome] in the order of ``items``; failures are printed as one line on stderr."""
     progress = dict(total=len(items), desc=desc, disable=not sys.stderr.isatty(), leave=False)
     if nprocs > 1 and len(items) > 1:
-        with ProcessPoolExecutor(min(nprocs, len(items)), initializer=_single_threaded_itk) as pool:
+        with ProcessPoolExecutor(min(nprocs, len(items))) as pool:
             futures = [pool.submit(_call, function, item, args, log_dir) for item in items]
             outcomes = [f.result() for f in tqdm(futures, **progress)]
     else:
-        os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(max(nprocs, 1)))
         outcomes = [_call(function, item, args, log_dir) for item in tqdm(items, **progress)]
     for outcome in outcomes:
         if not outcome.ok:
