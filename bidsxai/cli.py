@@ -14,8 +14,13 @@ import warnings
 from pathlib import Path
 
 from bidsxai import __version__
-from bidsxai.errors import (EXIT_INTERNAL, BidsxaiError, CannotCreateOutputError, NoInputError,
-                            UsageError)
+from bidsxai.errors import (
+    EXIT_INTERNAL,
+    BidsxaiError,
+    CannotCreateOutputError,
+    NoInputError,
+    UsageError,
+)
 
 LEVELS = ("participant", "train", "group")
 
@@ -177,7 +182,6 @@ def settings_from(args, bids, out, derivatives):
 
 def run(args):
     from bidsxai.bids import check_is_bids, load_filters, open_layout, select_inputs
-
     from bidsxai.workflows.device import pick_device
 
     bids, out, derivatives = check_paths(args)

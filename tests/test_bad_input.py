@@ -7,10 +7,14 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-
-from bidsxai.errors import (EXIT_INVALID_BIDS, EXIT_NO_INPUT, EXIT_NOTHING_SELECTED, EXIT_USAGE)
-
 from conftest import RES, run_cli, snapshot
+
+from bidsxai.errors import (
+    EXIT_INVALID_BIDS,
+    EXIT_NO_INPUT,
+    EXIT_NOTHING_SELECTED,
+    EXIT_USAGE,
+)
 
 
 def one_line_error(capsys):

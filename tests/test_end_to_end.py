@@ -6,11 +6,10 @@ import re
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from conftest import RES, run_cli
 
 from bidsxai.template import SPACE, load_template
 from bidsxai.validator import validator_errors
-
-from conftest import RES, run_cli
 
 
 def test_every_level_succeeds_without_touching_the_input(pipeline):

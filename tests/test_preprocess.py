@@ -3,14 +3,13 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import RES
 
 from bidsxai.errors import NoInputError
 from bidsxai.preprocess.conform import load_volume
 from bidsxai.preprocess.normalise import normalise
 from bidsxai.preprocess.pipeline import preproc_path, xfm_path
 from bidsxai.template import SPACE, load_template
-
-from conftest import RES
 
 
 def test_percentile_normalisation_maps_brain_to_unit_range():

@@ -1,13 +1,12 @@
 """Multi-session cohorts and already preprocessed inputs (--derivatives)."""
 
 import pandas as pd
+from conftest import RES, run_cli
 
 from bidsxai.bids import open_layout, select_inputs
 from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.synth import CohortSpec, synthesise
 from bidsxai.validator import validator_errors
-
-from conftest import RES, run_cli
 
 
 def test_multi_session_cohort_is_valid_and_selectable(tmp_path):

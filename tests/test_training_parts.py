@@ -6,9 +6,8 @@ from scipy import stats
 from bidsxai.errors import NoInputError
 from bidsxai.models.bundle import load_bundle, save_bundle
 from bidsxai.models.registry import get_architecture
-from bidsxai.training.dataset import brain_crop, crop, uncrop
+from bidsxai.training.dataset import VolumeDataset, brain_crop, crop, uncrop
 from bidsxai.training.loop import recalibrate_batchnorm
-from bidsxai.training.dataset import VolumeDataset
 from bidsxai.training.metrics import binary_auc, classification_metrics
 from bidsxai.training.split import stratified_split
 

@@ -6,10 +6,14 @@ flipped input and compares that map with the flipped map of the original input: 
 explanation of a model without a side bias gives a correlation near 1.
 """
 
+from contextlib import ExitStack
+
 import torch
 from torch import nn
 
-from bidsxai.explain import explain, explain_many
+from bidsxai.explain import _targets, _upsample, explain_many
+from bidsxai.explain.gradcam import gradcam_from
+from bidsxai.explain.layers import capture_output, eval_mode, get_layer
 
 
 def conv_layers(model):
@@ -17,10 +21,21 @@ def conv_layers(model):
     return [name for name, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
 
 
-def layer_iteration(model, x, method="gradcam", target=None, layers=None):
-    """{layer: maps (N, *spatial)} of ``method`` at each layer (default: every convolution)."""
-    return {layer: explain(model, x, method, layer=layer, target=target)
-            for layer in (layers or conv_layers(model))}
+def layer_iteration(model, x, target=None, layers=None):
+    """{layer: Grad-CAM maps (N, *spatial)} at each layer (default: every convolution), from one
+    forward pass and one backward pass that yields the gradients of every layer at once."""
+    layers = list(layers or conv_layers(model))
+    with eval_mode(model), ExitStack() as stack:
+        stores = [stack.enter_context(capture_output(get_layer(model, name))) for name in layers]
+        logits = model(x)
+        targets = _targets(target, logits.detach())
+        activations = [store["output"] for store in stores]
+        gradients = torch.autograd.grad(logits.gather(1, targets[:, :1]).sum(), activations)
+    maps = {}
+    for name, activation, gradient in zip(layers, activations, gradients):
+        cam = gradcam_from(activation.detach(), gradient)[:, None]
+        maps[name] = _upsample(cam, tuple(x.shape[2:]))[:, 0]
+    return maps
 
 
 def pearson(a, b):

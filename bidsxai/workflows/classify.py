@@ -14,9 +14,9 @@ import torch
 from bidsxai import __version__
 from bidsxai.atomic import atomic_path, save_nifti, write_json
 from bidsxai.bids import bids_uri, derivative_path, sidecar_path
+from bidsxai.errors import UsageError
 from bidsxai.explain import explain_many
 from bidsxai.explain.diagnostics import layer_iteration, mirroring
-from bidsxai.errors import UsageError
 from bidsxai.explain.quantify import percentile_in_mask
 from bidsxai.models.bundle import load_bundle, resolve_bundle
 from bidsxai.models.registry import get_architecture
@@ -160,7 +160,7 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
 
 def write_layer_iteration(out, session, model, x, spec, template, predicted, index):
     """Grad-CAM of the predicted class at every convolution, as one 4D NIfTI (paper 003 §4.1.3)."""
-    maps = layer_iteration(model, x, "gradcam", target=index)
+    maps = layer_iteration(model, x, target=index)
     volume = np.stack([uncrop(m[0].detach().cpu().numpy().astype(np.float32), spec["crop"],
                               template.shape) for m in maps.values()], axis=-1)
     path = layers_path(out, session, "gradcam", predicted, spec["resolution"])

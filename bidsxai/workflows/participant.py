@@ -11,6 +11,7 @@ from bidsxai.preprocess.pipeline import preproc_path, preprocess_session
 from bidsxai.reports.render import write_citation
 from bidsxai.workflows.sessions import run_sessions, worst_exit_code
 
+
 def _preprocess(inputs, settings):
     if import_preprocessed(inputs, settings):
         return "imported"
