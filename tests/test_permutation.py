@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from bidsxai.group import spearman_permutation, ttest
-from bidsxai.group.permutation import max_t
+from bidsxai.group.permutation import permutation_fwe
 
 
 @pytest.fixture
@@ -20,8 +20,9 @@ def data():
 
 def test_two_sample_max_t_is_exact_by_enumeration(data):
     labels = np.r_[np.ones(4, bool), np.zeros(5, bool)]
-    t, p, used, exact = max_t(data, labels, n_perm=1000)
-    assert exact and used == 126  # C(9, 4)
+    r = permutation_fwe(data, labels, n_perm=1000)
+    t, p = r["t"], r["p_fwe"]
+    assert r["exact"] and r["n_permutations"] == 126  # C(9, 4)
     np.testing.assert_allclose(t, stats.ttest_ind(data[labels], data[~labels]).statistic)
     maxima = []
     for chosen in itertools.combinations(range(9), 4):
@@ -33,8 +34,9 @@ def test_two_sample_max_t_is_exact_by_enumeration(data):
 
 
 def test_one_sample_sign_flips_are_exact_by_enumeration(data):
-    t, p, used, exact = max_t(data[:7], popmean=0.2, n_perm=1000)
-    assert exact and used == 128
+    r = permutation_fwe(data[:7], popmean=0.2, n_perm=1000)
+    t, p = r["t"], r["p_fwe"]
+    assert r["exact"] and r["n_permutations"] == 128
     np.testing.assert_allclose(t, stats.ttest_1samp(data[:7], 0.2).statistic)
     maxima = []
     for signs in itertools.product([1, -1], repeat=7):
@@ -49,10 +51,11 @@ def test_random_permutations_agree_with_the_exact_p_within_monte_carlo_error():
     x = rng.normal(0, 1, (12, 30))
     x[:6, 0] += 2.0
     labels = np.r_[np.ones(6, bool), np.zeros(6, bool)]
-    _, exact_p, used, exact = max_t(x, labels, n_perm=1000)  # C(12, 6) = 924: enumerated
-    assert exact and used == 924
-    _, mc_p, used, exact = max_t(x, labels, n_perm=600, seed=1)
-    assert not exact and used == 600
+    enumerated = permutation_fwe(x, labels, n_perm=1000)  # C(12, 6) = 924: enumerated
+    assert enumerated["exact"] and enumerated["n_permutations"] == 924
+    drawn = permutation_fwe(x, labels, n_perm=600, seed=1)
+    assert not drawn["exact"] and drawn["n_permutations"] == 600
+    exact_p, mc_p = enumerated["p_fwe"], drawn["p_fwe"]
     se = np.sqrt(exact_p * (1 - exact_p) / 600) + 1 / 600
     assert np.all(np.abs(mc_p - exact_p) <= 4 * se)
 
@@ -66,7 +69,7 @@ def test_ttest_adds_fwe_p_values_on_maps(data):
     assert result["n_permutations"] == 126
     tested = result["tested"].reshape(-1)
     labels = np.r_[np.ones(4, bool), np.zeros(5, bool)]
-    _, p_fwe, _, _ = max_t(data[:, tested], labels, n_perm=500)
+    p_fwe = permutation_fwe(data[:, tested], labels, n_perm=500)["p_fwe"]
     np.testing.assert_allclose(result["p_fwe"].reshape(-1)[tested], p_fwe)
     assert result["p_fwe"].reshape(-1)[7] == 1
     assert np.all(result["p_fwe"] >= result["p"] - 1e-12)  # FWE is never below uncorrected

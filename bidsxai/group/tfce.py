@@ -8,7 +8,8 @@ This is the paper's formula with dh; nilearn and fslmaths leave dh out.
 """
 
 import numpy as np
-from scipy import ndimage
+
+from bidsxai.group.lattice import neighbour_table, tfce_values
 
 
 def tfce(stat, mask=None, *, E=0.5, H=2.0, steps=100, two_sided=True, connectivity=1):
@@ -17,23 +18,8 @@ def tfce(stat, mask=None, *, E=0.5, H=2.0, steps=100, two_sided=True, connectivi
     ``connectivity`` is scipy's rank: 1 = faces (6), 2 = edges (18), 3 = corners (26).
     """
     stat = np.asarray(stat, np.float64)
-    if mask is not None:
-        stat = np.where(mask, stat, 0.0)
-    peak = np.abs(stat).max() if two_sided else max(stat.max(), 0.0)
+    mask = np.ones(stat.shape, bool) if mask is None else np.asarray(mask, bool)
     out = np.zeros_like(stat)
-    if peak <= 0:
-        return out
-    thresholds = np.linspace(0, peak, steps + 1)[1:]
-    dh = thresholds[0]
-    structure = ndimage.generate_binary_structure(3, connectivity)
-    for sign in ((1, -1) if two_sided else (1,)):
-        signed = sign * stat
-        for h in thresholds:
-            above = signed >= h
-            if not above.any():
-                break
-            labels, _ = ndimage.label(above, structure)
-            extent = np.bincount(labels.ravel())
-            extent[0] = 0
-            out += sign * extent[labels] ** E * h ** H * dh
+    out[mask] = tfce_values(stat[mask], neighbour_table(mask, connectivity), E=E, H=H,
+                            steps=steps, two_sided=two_sided)
     return out
