@@ -1,4 +1,5 @@
-"""Per-subject thresholding of heatmaps before voxel-wise tests (paper 000)."""
+"""Per-subject thresholding of heatmaps before voxel-wise tests: at the subject's own 95th brain
+percentile (paper 000) or as a top-N % quantile mask of the positive values (paper 001)."""
 
 import numpy as np
 
@@ -10,3 +11,14 @@ def threshold_at_percentile(heatmap, mask, q=95.0):
     normalised = max_normalise(heatmap, mask)
     cut = np.percentile(normalised[mask], q)
     return np.where(mask & (normalised >= cut) & (normalised > 0), normalised, 0.0).astype(np.float32)
+
+
+def quantile_mask(heatmap, mask, top_percent):
+    """Brain voxels among the top ``top_percent`` % of the map's positive values (paper 001:
+    quantiles of positive relevance within the brain), as a bool array."""
+    values = np.asarray(heatmap, np.float64)
+    positive = mask & (values > 0)
+    if not positive.any():
+        return positive
+    cut = np.percentile(values[positive], 100.0 - top_percent)
+    return positive & (values >= cut)

@@ -1,0 +1,158 @@
+"""Atlases on the template grid: labels, region names and lobes, for region tables, lobe
+summaries and ROI vectors.
+
+Sources, none downloaded: AAL from Debian's ``mricron-data`` (``aal``), any labelled NIfTI with a
+names TSV beside it (columns ``index`` and ``name``, optional ``lobe``), and TemplateFlow atlases
+already in the user's TemplateFlow home (``templateflow:NAME``).
+"""
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from nilearn.image import resample_to_img
+
+from bidsxai.errors import NoInputError
+
+AAL = Path("/usr/share/mricron/templates/aal.nii.gz")
+LOBES = ("frontal", "temporal", "parietal", "occipital", "insula", "limbic", "deep grey", "cerebellum")
+# AAL region names (Tzourio-Mazoyer et al. 2002) by lobe, matched at the start of the name.
+_LOBE_PREFIXES = {
+    "frontal": ("Precentral", "Frontal", "Rolandic", "Supp_Motor", "Olfactory", "Rectus", "Paracentral"),
+    "temporal": ("Heschl", "Temporal"),
+    "parietal": ("Postcentral", "Parietal", "SupraMarginal", "Angular", "Precuneus"),
+    "occipital": ("Calcarine", "Cuneus", "Lingual", "Occipital", "Fusiform"),
+    "insula": ("Insula",),
+    "limbic": ("Cingul", "Hippocampus", "ParaHippocampal", "Amygdala"),
+    "deep grey": ("Caudate", "Putamen", "Pallidum", "Thalamus"),
+    "cerebellum": ("Cerebel", "Vermis"),
+}
+
+
+@dataclass
+class Atlas:
+    """Integer labels on the template grid (0 = none), and each label's name and lobe."""
+
+    name: str
+    labels: np.ndarray
+    names: dict
+    lobes: dict
+
+
+def lobe_of(region):
+    """The lobe of an AAL-style region name, or "other"."""
+    for lobe, prefixes in _LOBE_PREFIXES.items():
+        if region.startswith(prefixes):
+            return lobe
+    return "other"
+
+
+def _read_names(path):
+    """index -> (name, lobe) from a TSV with index and name columns (AAL's .txt: index name code)."""
+    if path.suffix == ".txt":
+        table = pd.read_csv(path, sep=r"\s+", header=None, usecols=[0, 1], names=["index", "name"])
+    else:
+        table = pd.read_csv(path, sep="\t")
+        if not {"index", "name"} <= set(table.columns):
+            raise NoInputError(f"{path}: an atlas names table needs 'index' and 'name' columns")
+    lobes = table["lobe"] if "lobe" in table else table["name"].map(lobe_of)
+    return {int(i): (str(n), str(lobe)) for i, n, lobe in zip(table["index"], table["name"], lobes)}
+
+
+def _names_beside(image_path):
+    stem = re.sub(r"\.nii(\.gz)?$", "", str(image_path))
+    for candidate in (Path(stem + ".tsv"), Path(stem + ".nii.txt")):
+        if candidate.is_file():
+            return candidate
+    raise NoInputError(f"no names table beside {image_path} (expected {Path(stem).name}.tsv)")
+
+
+def _templateflow_atlas(name):
+    """An atlas image and its names TSV already in the TemplateFlow home (finest resolution)."""
+    home = Path(os.environ.get("TEMPLATEFLOW_HOME", Path.home() / ".cache" / "templateflow"))
+    found = sorted(home.glob(f"tpl-*/tpl-*atlas-{name}_*dseg.nii.gz"))
+    if not found:
+        raise NoInputError(f"--atlas templateflow:{name}: no tpl-*_atlas-{name}_*_dseg.nii.gz in {home} "
+                           "(bidsxai never downloads; fetch it with TemplateFlow first)")
+    names = found[0].with_name(re.sub(r"_res-[^_]+", "", found[0].name).replace(".nii.gz", ".tsv"))
+    if not names.is_file():
+        raise NoInputError(f"no names table {names.name} beside {found[0]}")
+    return found[0], names
+
+
+def load_atlas(spec, template):
+    """The atlas ``spec`` (``aal``, ``templateflow:NAME`` or a NIfTI path) on the template grid."""
+    if spec == "aal":
+        if not AAL.is_file():
+            raise NoInputError(f"AAL atlas not found at {AAL}; install Debian's mricron-data or "
+                               "give --atlas PATH.nii.gz with a names TSV")
+        image, names = AAL, AAL.with_name("aal.nii.txt")
+    elif str(spec).startswith("templateflow:"):
+        image, names = _templateflow_atlas(str(spec).split(":", 1)[1])
+    else:
+        image = Path(spec)
+        if not image.is_file():
+            raise NoInputError(f"--atlas {spec}: no such file")
+        names = _names_beside(image)
+    table = _read_names(names)
+    resampled = resample_to_img(nib.load(str(image)), template.image(template.brain_mask.astype(np.float32)),
+                                interpolation="nearest", force_resample=True, copy_header=True)
+    labels = np.rint(np.asarray(resampled.dataobj)).astype(np.int32)
+    labels[~template.brain_mask] = 0
+    return Atlas(Path(str(spec)).name if spec != "aal" else "AAL", labels,
+                 {i: n for i, (n, _) in table.items()}, {i: lobe for i, (_, lobe) in table.items()})
+
+
+def region_table(values, atlas, top=None):
+    """Per region of a non-negative map: voxels with a value, share of the map's total, mean value
+    over the region, and lobe; sorted by share, the first ``top`` rows. What falls outside every
+    region (white matter, for a grey-matter atlas like AAL) is the row "unlabelled"."""
+    values = np.asarray(values, np.float64)
+    flat, labels = values.ravel(), atlas.labels.ravel()
+    total = flat.sum()
+    outside = flat[labels == 0]
+    rows = []
+    if (outside > 0).any():
+        rows.append({"region": "unlabelled", "lobe": "other", "voxels": int((outside > 0).sum()),
+                     "share": float(outside.sum() / total), "mean": float("nan")})
+    for index, name in atlas.names.items():
+        inside = labels == index
+        if not inside.any():
+            continue
+        region = flat[inside]
+        if not (region > 0).any():
+            continue
+        rows.append({"region": name, "lobe": atlas.lobes[index], "voxels": int((region > 0).sum()),
+                     "share": float(region.sum() / total) if total > 0 else 0.0,
+                     "mean": float(region.mean())})
+    table = pd.DataFrame(rows, columns=["region", "lobe", "voxels", "share", "mean"])
+    table = table.sort_values("share", ascending=False).reset_index(drop=True)
+    return table if top is None else table.head(top)
+
+
+def lobe_summary(table):
+    """Share of the map per lobe, from a region table."""
+    summary = table.groupby("lobe", as_index=False)[["voxels", "share"]].sum()
+    order = {lobe: i for i, lobe in enumerate((*LOBES, "other"))}
+    return summary.sort_values("lobe", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def roi_vector(values, atlas):
+    """The mean of a map within each region (paper 004's ROI density), in atlas.names order."""
+    flat, labels = np.asarray(values, np.float64).ravel(), atlas.labels.ravel()
+    sums = np.bincount(labels, weights=flat, minlength=max(atlas.names) + 1)
+    counts = np.bincount(labels, minlength=max(atlas.names) + 1)
+    index = np.array(sorted(atlas.names))
+    return np.where(counts[index] > 0, sums[index] / np.maximum(counts[index], 1), 0.0)
+
+
+def cosine_similarity(vectors):
+    """(n, n) cosine similarity of ROI vectors (n, regions); 0 where a vector is all zeros."""
+    vectors = np.asarray(vectors, np.float64)
+    norms = np.linalg.norm(vectors, axis=1)
+    unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
+    return unit @ unit.T
