@@ -91,7 +91,29 @@ def build_parser():
     grp.add_argument("--groups", nargs=2, default=[], metavar="GROUP",
                      help="the pair of groups to compare (default: every pair)")
     grp.add_argument("--n-perm", type=int, default=1000,
-                     help="permutations for max-T family-wise error (0: none; default 1000)")
+                     help="permutations for family-wise error (max-T, and TFCE or cluster mass if "
+                          "asked; 0: none; default 1000)")
+    grp.add_argument("--tfce", action="store_true",
+                     help="TFCE (E=0.5, H=2, 6-connectivity) with permutation FWE")
+    grp.add_argument("--cluster-p", type=float, metavar="P",
+                     help="cluster-forming uncorrected p for cluster-mass FWE (e.g. 0.001)")
+    grp.add_argument("--covariates", nargs="+", default=[], metavar="COLUMN",
+                     help="participants.tsv columns to adjust for (GLM, Freedman-Lane permutation)")
+    grp.add_argument("--threshold", default="p95",
+                     help="per-subject threshold before voxel-wise tests: p<q> (own q-th brain "
+                          "percentile, paper 000) or top<N> (top N %% of positive values, paper 001); "
+                          "default p95")
+    grp.add_argument("--atlas", default="auto",
+                     help="aal, templateflow:NAME, a labelled NIfTI with a names TSV beside it, or "
+                          "none (default: AAL when Debian's mricron-data is installed)")
+    grp.add_argument("--correlate", metavar="COLUMN",
+                     help="clinical score in participants.tsv to correlate with (e.g. edss)")
+    grp.add_argument("--correlate-image", default="T1w",
+                     help="preprocessed contrast averaged within each quantile mask (default T1w)")
+    grp.add_argument("--correlate-mask", default="top40",
+                     help="quantile mask for the correlation, as --threshold (default top40, paper 001)")
+    grp.add_argument("--correlate-n-perm", type=int, default=20000,
+                     help="permutations of the Spearman test (default 20000, paper 001)")
     return p
 
 
@@ -135,6 +157,17 @@ def check_options(args):
             raise UsageError(f"{flag} must be at least 1")
     if args.n_perm < 0:
         raise UsageError("--n-perm must be 0 or more")
+    if args.correlate_n_perm < 1:
+        raise UsageError("--correlate-n-perm must be at least 1")
+    if args.cluster_p is not None and not 0 < args.cluster_p < 1:
+        raise UsageError("--cluster-p must lie between 0 and 1")
+    from bidsxai.group.threshold import parse_threshold
+
+    for flag, spec in (("--threshold", args.threshold), ("--correlate-mask", args.correlate_mask)):
+        try:
+            parse_threshold(spec)
+        except ValueError as error:
+            raise UsageError(f"{flag}: {error}") from None
     if args.resolution <= 0:
         raise UsageError("--resolution must be positive")
     from bidsxai.explain import METHODS
@@ -176,7 +209,10 @@ def settings_from(args, bids, out, derivatives):
         explain_layer=args.explain_layer, methods=method_list(args.methods), targets=args.targets,
         epochs=args.epochs, patience=args.patience,
         batch_size=args.batch_size, learning_rate=args.learning_rate, groups=args.groups,
-        n_perm=args.n_perm,
+        n_perm=args.n_perm, tfce=args.tfce, cluster_p=args.cluster_p, covariates=args.covariates,
+        threshold=args.threshold, atlas=None if args.atlas == "none" else args.atlas,
+        correlate=args.correlate, correlate_image=args.correlate_image,
+        correlate_mask=args.correlate_mask, correlate_n_perm=args.correlate_n_perm,
         verbosity=args.verbose - args.quiet)
 
 

@@ -41,6 +41,15 @@ class Settings:
     learning_rate: float = 3e-4
     groups: list = field(default_factory=list)
     n_perm: int = 1000
+    tfce: bool = False
+    cluster_p: float | None = None
+    covariates: list = field(default_factory=list)
+    threshold: str = "p95"
+    atlas: str | None = "auto"
+    correlate: str | None = None
+    correlate_image: str = "T1w"
+    correlate_mask: str = "top40"
+    correlate_n_perm: int = 20000
     verbosity: int = 0
 
     def to_toml(self):

@@ -43,6 +43,10 @@ def test_usage_errors_exit_64(cohort, tmp_path, capsys):
     assert "resnet9000" in one_line_error(capsys)
     assert run_cli(cohort, tmp_path / "o", "participant", "--methods", "lime") == EXIT_USAGE
     assert "lime" in one_line_error(capsys)
+    assert run_cli(cohort, tmp_path / "o", "group", "--threshold", "top140") == EXIT_USAGE
+    assert "top140" in one_line_error(capsys)
+    assert run_cli(cohort, tmp_path / "o", "group", "--cluster-p", "5") == EXIT_USAGE
+    assert "--cluster-p" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize("where", ["same", "inside", "work"])
@@ -72,6 +76,20 @@ def test_target_column_that_does_not_exist(pipeline, cohort, capsys):
     assert run_cli(cohort, pipeline["out"], "train", "--target", "diagnosis", "--resolution", RES,
                    "--skip-bids-validation") == EXIT_USAGE
     assert "diagnosis" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("option, expected_code, word", [
+    (["--covariates", "height"], EXIT_USAGE, "height"),
+    (["--correlate", "mmse"], EXIT_USAGE, "mmse"),
+    (["--correlate", "edss", "--correlate-image", "PD"], EXIT_NO_INPUT, "PD"),
+    (["--atlas", "missing.nii.gz"], EXIT_NO_INPUT, "missing.nii.gz"),
+])
+def test_group_options_that_cannot_work(pipeline, cohort, capsys, option, expected_code, word):
+    before = snapshot(pipeline["out"] / "group")
+    assert run_cli(cohort, pipeline["out"], "group", "--resolution", RES, "--skip-bids-validation",
+                   "--n-perm", "0", *option) == expected_code
+    assert word in one_line_error(capsys)
+    assert snapshot(pipeline["out"] / "group") == before  # refused before anything is written
 
 
 def test_invalid_bids_is_caught_by_the_official_validator(cohort_copy, tmp_path, capsys):

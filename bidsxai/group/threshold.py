@@ -22,3 +22,20 @@ def quantile_mask(heatmap, mask, top_percent):
         return positive
     cut = np.percentile(values[positive], 100.0 - top_percent)
     return positive & (values >= cut)
+
+
+def parse_threshold(spec):
+    """A function (heatmap, mask) -> thresholded max-normalised map for ``p<q>`` (the subject's own
+    q-th brain percentile, paper 000) or ``top<N>`` (top N % quantile mask, paper 001)."""
+    kind = "top" if spec.startswith("top") else spec[:1]
+    number = spec[len(kind):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if kind not in ("p", "top") or not 0 < value < 100:
+        raise ValueError(f"threshold {spec!r}: use p<q> (e.g. p95) or top<N> (e.g. top40), 0 < q, N < 100")
+    if kind == "p":
+        return lambda heatmap, mask: threshold_at_percentile(heatmap, mask, value)
+    return lambda heatmap, mask: np.where(quantile_mask(heatmap, mask, value),
+                                          max_normalise(heatmap, mask), 0.0).astype(np.float32)

@@ -110,3 +110,21 @@ def measure_boxplot(values_by_group, ylabel):
         ax.scatter(np.full(len(values_by_group[g]), i), values_by_group[g], s=8, color="k")
     ax.set_ylabel(ylabel)
     return data_uri(fig)
+
+
+def glass_brain(image, threshold):
+    """A glass-brain projection of a statistic image (both signs) above ``threshold``."""
+    from nilearn import plotting
+
+    fig = plt.figure(figsize=(7, 2.6))
+    plotting.plot_glass_brain(image, threshold=threshold, plot_abs=False, colorbar=True, figure=fig,
+                              cmap="coolwarm")
+    return data_uri(fig)
+
+
+def correlation_scatter(x, y, xlabel, ylabel):
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.scatter(x, y, s=14, color="k")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return data_uri(fig)

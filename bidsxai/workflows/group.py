@@ -1,6 +1,9 @@
-"""group: the 95th-percentile measure compared between groups (unpaired t-test), and voxel-wise
-two-sample t-tests on the subject-thresholded heatmaps (Bonferroni and FDR), per method, class and
-pair of groups. One map per subject: its first session."""
+"""group: per method and class, the subject measures compared between groups, voxel-wise
+two-sample tests between groups and coverage tests within groups on the subject-thresholded maps,
+cluster tables and lobe summaries from an atlas, ROI-vector similarity within and between
+subjects (paper 004), and correlations of an image within each subject's quantile mask with a
+clinical score (paper 001). Group tests use each subject's first session; the similarity uses
+every session."""
 
 import itertools
 import re
@@ -9,17 +12,19 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from bidsxai.atomic import atomic_path, save_nifti, write_json
-from bidsxai.bids import read_participants, sidecar_path
+from bidsxai.atomic import atomic_path
+from bidsxai.bids import read_participants
 from bidsxai.errors import NoInputError, UsageError
-from bidsxai.explain.quantify import percentile_in_mask
-from bidsxai.group.threshold import threshold_at_percentile
-from bidsxai.group.ttest import ttest
+from bidsxai.group.atlas import AAL, cosine_similarity, load_atlas, lobe_summary, region_table, roi_vector
+from bidsxai.group.measures import compare_groups, subject_measures
+from bidsxai.group.permutation import spearman_permutation
+from bidsxai.group.threshold import parse_threshold
+from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.reports import figures
 from bidsxai.reports.render import methods_text, render_report
-from bidsxai.template import SPACE, load_template
+from bidsxai.template import load_template
+from bidsxai.workflows.group_maps import coverage, two_sample
 
 HEATMAP = re.compile(r"sub-(?P<sub>[A-Za-z0-9]+)(_ses-(?P<ses>[A-Za-z0-9]+))?_space-(?P<space>[A-Za-z0-9]+)"
                      r"_res-(?P<res>[A-Za-z0-9]+)_method-(?P<method>[a-z0-9]+)_target-(?P<target>[A-Za-z0-9]+)"
@@ -27,7 +32,8 @@ HEATMAP = re.compile(r"sub-(?P<sub>[A-Za-z0-9]+)(_ses-(?P<ses>[A-Za-z0-9]+))?_sp
 
 
 def find_heatmaps(out_dir, subjects=None):
-    """DataFrame of heatmap files (subject, session, method, target, path), first session only."""
+    """DataFrame of heatmap files (subject, session, method, target, path, first), where ``first``
+    marks each subject's first session."""
     rows = []
     for path in sorted(Path(out_dir).glob("sub-*/**/*_heatmap.nii.gz")):
         match = HEATMAP.match(path.name)
@@ -36,9 +42,9 @@ def find_heatmaps(out_dir, subjects=None):
                          "method": match["method"], "target": match["target"], "path": path})
     if not rows:
         raise NoInputError(f"no heatmaps in {out_dir}; run the participant level with --model first")
-    table = pd.DataFrame(rows).sort_values(["subject", "session"])
-    first = table.groupby("subject")["session"].transform("min")
-    return table[table["session"] == first].reset_index(drop=True)
+    table = pd.DataFrame(rows).sort_values(["subject", "session"]).reset_index(drop=True)
+    table["first"] = table["session"] == table.groupby("subject")["session"].transform("min")
+    return table
 
 
 def group_pairs(groups, wanted):
@@ -50,87 +56,196 @@ def group_pairs(groups, wanted):
     return list(itertools.combinations(groups, 2))
 
 
+def covariate_matrix(participants, subjects, columns):
+    """(n, c) numbers for the covariate columns: numeric as they are, categorical as 0/1 dummies
+    (first level dropped). A subject without a value is an error, not silently dropped."""
+    if not columns:
+        return None
+    parts = []
+    for column in columns:
+        if column not in participants.columns:
+            raise UsageError(f"--covariates {column}: no such column in participants.tsv")
+        values = participants[column].reindex(subjects)
+        if values.isna().any():
+            missing = ", ".join(f"sub-{s}" for s in values[values.isna()].index)
+            raise NoInputError(f"covariate {column} is n/a for {missing}")
+        numeric = pd.to_numeric(values, errors="coerce")
+        parts.append(numeric.to_numpy(float)[:, None] if numeric.notna().all()
+                     else pd.get_dummies(values, drop_first=True).to_numpy(float))
+    return np.hstack(parts)
+
+
+def _load(paths):
+    return np.stack([np.asarray(nib.load(str(p)).dataobj, np.float32) for p in paths])
+
+
+def _atlas(settings, template):
+    if settings.atlas == "auto":
+        return load_atlas("aal", template) if AAL.is_file() else None
+    return load_atlas(settings.atlas, template) if settings.atlas else None
+
+
+def _correlation_image(settings, subject, session):
+    path = preproc_path(settings.output_dir, subject, session or None, settings.correlate_image,
+                        settings.resolution)
+    if not path.is_file():
+        raise NoInputError(f"--correlate-image {settings.correlate_image}: {path.name} not found; "
+                           "is it one of the preprocessed contrasts?")
+    return path
+
+
+def _check_inputs(settings, participants, first):
+    """Refuse covariates and correlation images that are missing before anything is written."""
+    covariate_matrix(participants, list(first["subject"].unique()), settings.covariates)
+    if settings.correlate:
+        for subject, session in set(zip(first["subject"], first["session"])):
+            _correlation_image(settings, subject, session)
+
+
 def run_group(settings, subjects=None):
     out = Path(settings.output_dir)
     participants = read_participants(settings.bids_dir)
-    column = settings.target
-    if column not in participants.columns:
-        raise UsageError(f"--target {column}: no such column in participants.tsv")
+    for flag, column in (("--target", settings.target), ("--correlate", settings.correlate)):
+        if column and column not in participants.columns:
+            raise UsageError(f"{flag} {column}: no such column in participants.tsv")
     heatmaps = find_heatmaps(out, subjects)
-    heatmaps["group"] = heatmaps["subject"].map(participants[column])
+    heatmaps["group"] = heatmaps["subject"].map(participants[settings.target])
     heatmaps = heatmaps.dropna(subset=["group"])
     groups = sorted(heatmaps["group"].unique())
     pairs = group_pairs(groups, settings.groups)
+    _check_inputs(settings, participants, heatmaps[heatmaps["first"]])
     template = load_template(settings.resolution)
-    mask = template.brain_mask
-    group_dir = out / "group"
-    measures, measure_tests, voxelwise = [], [], []
+    atlas = _atlas(settings, template)
+    threshold = parse_threshold(settings.threshold)
+    results = {key: [] for key in ("measures", "measure_tests", "voxelwise", "coverage", "clusters",
+                                   "lobes", "similarity", "correlations")}
+    sections = []
     for (method, target), rows in heatmaps.groupby(["method", "target"]):
-        maps = np.stack([np.asarray(nib.load(str(p)).dataobj, np.float32) for p in rows["path"]])
-        if maps.shape[1:] != mask.shape:
-            raise NoInputError(f"heatmaps are {maps.shape[1:]} but the {settings.resolution:g} mm "
-                               f"template is {mask.shape}; pass the --resolution they were made at")
-        p95 = np.array([percentile_in_mask(m, mask) for m in maps])
-        thresholded = np.stack([threshold_at_percentile(m, mask) for m in maps])
-        labels = rows["group"].to_numpy()
-        measures += [{"subject": f"sub-{s}", "group": g, "method": method, "target": target, "p95": v}
-                     for s, g, v in zip(rows["subject"], labels, p95)]
-        table = []
-        for a, b in pairs:
-            va, vb = p95[labels == a], p95[labels == b]
-            if len(va) < 2 or len(vb) < 2:
-                continue
-            res = stats.ttest_ind(va, vb)
-            table.append({"method": method, "target": target, "group_a": a, "group_b": b,
-                          "n_a": len(va), "n_b": len(vb), "mean_a": va.mean(), "sd_a": va.std(ddof=1),
-                          "mean_b": vb.mean(), "sd_b": vb.std(ddof=1), "t": float(res.statistic),
-                          "df": len(va) + len(vb) - 2, "p": float(res.pvalue)})
-            voxelwise.append(voxelwise_test(template, thresholded[labels == a], thresholded[labels == b],
-                                            group_dir, method, target, a, b, settings))
-        measure_tests.append({"method": method, "target": target, "rows": table,
-                              "figure": figures.measure_boxplot(
-                                  {g: p95[labels == g] for g in groups}, "95th percentile")})
-    _write_tsv(group_dir / "measures.tsv", measures)
-    _write_tsv(group_dir / "measure_tests.tsv", [r for m in measure_tests for r in m["rows"]])
-    _write_tsv(group_dir / "voxelwise.tsv", [{k: v for k, v in r.items() if k != "figure"} for r in voxelwise])
+        section = analyse(rows, method, target, pairs, participants, template, atlas, threshold,
+                          settings, results)
+        sections.append(section)
+    group_dir = out / "group"
+    for name, rows in results.items():
+        _write_tsv(group_dir / f"{name}.tsv", [{k: v for k, v in r.items() if k != "figure"} for r in rows])
     render_report("group.html.j2", out / "group.html", n_subjects=heatmaps["subject"].nunique(),
-                  group_column=column, measure_tests=measure_tests, voxelwise=voxelwise,
-                  methods=methods_text(settings))
-    return voxelwise
+                  group_column=settings.target, sections=sections, settings=settings,
+                  atlas=atlas.name if atlas else None, methods=methods_text(settings))
+    return results
 
 
-def voxelwise_test(template, maps_a, maps_b, group_dir, method, target, a, b, settings):
-    """Two-sample t-test (a - b) written as NIfTI stat maps; returns the summary row."""
-    result = ttest(maps_a, maps_b, mask=template.brain_mask, n_perm=settings.n_perm,
-                   seed=settings.seed)
-    stem = f"space-{SPACE}_method-{method}_target-{target}_desc-{_safe(a)}vs{_safe(b)}"
-    sidecar = {"Test": "two-sample Student t (first group minus second), two-sided",
-               "Groups": [a, b], "N": [len(maps_a), len(maps_b)], "DegreesOfFreedom": result["df"],
-               "Input": "heatmaps max-normalised and kept where >= each subject's 95th percentile",
-               "Mask": "template brain mask; voxels without variance are not tested",
-               "SpatialReference": SPACE}
-    maps = [("t", result["t"], {}), ("p", result["p"], {"Correction": "none"}),
-            ("logp", -np.log10(result["p_fdr"]), {"Correction": "fdr_bh"}),
-            ("logp", -np.log10(result["p_bonferroni"]), {"Correction": "bonferroni"})]
-    if "p_fwe" in result:
-        maps.append(("logp", -np.log10(result["p_fwe"]),
-                     {"Correction": "fwe_maxt", "Permutations": result["n_permutations"]}))
-    for stat, data, extra in maps:
-        corr = f"_corr-{extra['Correction'].split('_')[0]}" if stat == "logp" else ""
-        path = group_dir / f"{stem}_stat-{stat}{corr}_statmap.nii.gz"
-        save_nifti(template.image(data), path)
-        write_json(sidecar_path(path), dict(sidecar, Statistic=stat, **extra))
-    significant = result["p_fdr"] < 0.05
-    return {"method": method, "target": target, "group_a": a, "group_b": b,
-            "tested": int(result["tested"].sum()), "max_abs_t": float(np.abs(result["t"]).max()),
-            "n_uncorrected": int((result["p"] < 0.05).sum()), "n_fdr": int(significant.sum()),
-            "n_bonferroni": int((result["p_bonferroni"] < 0.05).sum()),
-            "n_fwe": int((result["p_fwe"] < 0.05).sum()) if "p_fwe" in result else None,
-            "figure": figures.stat_mosaic(template.t1w, result["t"], significant, template.brain_mask)}
+def analyse(rows, method, target, pairs, participants, template, atlas, threshold, settings, results):
+    """Every group analysis of one method and class; appends rows to ``results`` and returns the
+    report section."""
+    mask = template.brain_mask
+    first = rows[rows["first"]].reset_index(drop=True)
+    raw = _load(first["path"])
+    if raw.shape[1:] != mask.shape:
+        raise NoInputError(f"heatmaps are {raw.shape[1:]} but the {settings.resolution:g} mm "
+                           f"template is {mask.shape}; pass the --resolution they were made at")
+    thresholded = np.stack([threshold(m, mask) for m in raw])
+    labels = first["group"].to_numpy()
+    context = {"method": method, "target": target}
+    section = dict(context, measures=[], voxelwise=[], coverage=[], lobes=None, correlation=None,
+                   similarity=None)
+    measures = pd.DataFrame([dict(context, subject=f"sub-{s}", group=g, **subject_measures(m, mask, atlas))
+                             for s, g, m in zip(first["subject"], labels, raw)])
+    results["measures"] += measures.to_dict("records")
+    for name in [c for c in measures.columns if c not in ("method", "target", "subject", "group")]:
+        values = measures[name].to_numpy()
+        tests = [dict(context, measure=name, group_a=a, group_b=b,
+                      **compare_groups(values[labels == a], values[labels == b]))
+                 for a, b in pairs if (labels == a).sum() > 1 and (labels == b).sum() > 1]
+        results["measure_tests"] += tests
+        if name in ("p95", "mass_above_half"):
+            section["measures"].append({"name": name, "rows": tests, "figure": figures.measure_boxplot(
+                {g: values[labels == g] for g in sorted(set(labels))}, name)})
+    group_dir = Path(settings.output_dir) / "group"
+    for a, b in pairs:
+        in_a, in_b = labels == a, labels == b
+        if in_a.sum() < 2 or in_b.sum() < 2:
+            continue
+        subjects = list(first["subject"][in_a]) + list(first["subject"][in_b])
+        covariates = covariate_matrix(participants, subjects, settings.covariates)
+        row, clusters, _ = two_sample(thresholded[in_a], thresholded[in_b], covariates, template, atlas,
+                                      group_dir, dict(context, group_a=a, group_b=b), settings)
+        results["voxelwise"].append(row)
+        results["clusters"] += clusters
+        section["voxelwise"].append(dict(row, clusters=clusters))
+    for g in sorted(set(labels)):
+        if (labels == g).sum() >= 2:
+            row, clusters = coverage(thresholded[labels == g], template, atlas, group_dir,
+                                     dict(context, group=g), settings)
+            results["coverage"].append(row)
+            results["clusters"] += clusters
+            section["coverage"].append(dict(row, clusters=clusters))
+    if atlas is not None:
+        section["lobes"] = _lobes(first, labels, thresholded, atlas, context, results)
+        section["similarity"] = _similarity(rows, first, thresholded, threshold, atlas, mask, context, results)
+    if settings.correlate:
+        section["correlation"] = _correlation(first, raw, participants, template, settings, context, results)
+    return section
 
 
-def _safe(name):
-    return re.sub(r"[^A-Za-z0-9]", "", str(name))
+def _lobes(first, labels, thresholded, atlas, context, results):
+    """Each subject's share of its thresholded map per lobe; the group means for the report."""
+    rows = []
+    for subject, group, values in zip(first["subject"], labels, thresholded):
+        summary = lobe_summary(region_table(values, atlas))
+        rows += [dict(context, subject=f"sub-{subject}", group=group, lobe=r.lobe, share=r.share)
+                 for r in summary.itertuples()]
+    results["lobes"] += rows
+    table = pd.DataFrame(rows)
+    return table.pivot_table(index="lobe", columns="group", values="share", aggfunc="mean",
+                             fill_value=0.0).round(3).reset_index().to_dict("split")
+
+
+def _similarity(rows, first, thresholded, threshold, atlas, mask, context, results):
+    """Cosine similarity of ROI vectors (paper 004): between sessions of one subject (intra) and
+    between the first sessions of different subjects (inter)."""
+    entries = [(s, True, roi_vector(m, atlas)) for s, m in zip(first["subject"], thresholded)]
+    later = rows[~rows["first"]]
+    entries += [(s, False, roi_vector(threshold(_load([path])[0], mask), atlas))
+                for s, path in zip(later["subject"], later["path"])]
+    similarity = cosine_similarity(np.stack([vector for _, _, vector in entries]))
+    intra, inter = [], []
+    for (i, (si, fi, _)), (j, (sj, fj, _)) in itertools.combinations(enumerate(entries), 2):
+        if si == sj:
+            intra.append(similarity[i, j])
+        elif fi and fj:
+            inter.append(similarity[i, j])
+    row = dict(context, n_intra_pairs=len(intra), n_inter_pairs=len(inter))
+    for name, values in (("intra", intra), ("inter", inter)):
+        row[f"{name}_mean"] = float(np.mean(values)) if values else None
+        row[f"{name}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    results["similarity"].append(row)
+    return row
+
+
+def _correlation(first, raw, participants, template, settings, context, results):
+    """Spearman correlation of the mean image within each subject's quantile mask with a score,
+    with a two-sided permutation p (paper 001)."""
+    masks = parse_threshold(settings.correlate_mask)
+    scores = pd.to_numeric(participants[settings.correlate].reindex(first["subject"]), errors="coerce").to_numpy()
+    x, y, used = [], [], []
+    for subject, session, heatmap, score in zip(first["subject"], first["session"], raw, scores):
+        if np.isnan(score):
+            continue
+        path = _correlation_image(settings, subject, session)
+        kept = masks(heatmap, template.brain_mask) > 0
+        if kept.any():
+            image = np.asarray(nib.load(str(path)).dataobj, np.float32)
+            x.append(float(image[kept].mean()))
+            y.append(float(score))
+            used.append(subject)
+    if len(x) < 4:
+        return None
+    rho, p = spearman_permutation(x, y, n_perm=settings.correlate_n_perm, seed=settings.seed)
+    row = dict(context, score=settings.correlate, image=settings.correlate_image,
+               mask=settings.correlate_mask, n=len(x), rho=rho, p_permutation=p,
+               permutations=settings.correlate_n_perm)
+    results["correlations"].append(row)
+    label = f"mean {settings.correlate_image} in the {settings.correlate_mask} mask"
+    return dict(row, figure=figures.correlation_scatter(x, y, label, settings.correlate))
 
 
 def _write_tsv(path, rows):
