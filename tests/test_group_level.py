@@ -8,12 +8,12 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import RES, run_cli
 from scipy import ndimage
 
 from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.synth import CohortSpec, synthesise
 from bidsxai.template import SPACE, load_template
-from conftest import RES, run_cli
 
 N_PERM = 200
 

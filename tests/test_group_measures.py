@@ -10,8 +10,15 @@ import pytest
 from scipy import ndimage, stats
 from statsmodels.stats.meta_analysis import effectsize_smd
 
-from bidsxai.group.atlas import (AAL, cosine_similarity, load_atlas, lobe_of, lobe_summary,
-                                 region_table, roi_vector)
+from bidsxai.group.atlas import (
+    AAL,
+    cosine_similarity,
+    load_atlas,
+    lobe_of,
+    lobe_summary,
+    region_table,
+    roi_vector,
+)
 from bidsxai.group.clusters import cluster_table
 from bidsxai.group.coverage import count_distribution, coverage_test
 from bidsxai.group.measures import compare_groups, hedges_g, subject_measures
@@ -63,7 +70,7 @@ def test_coverage_test_finds_a_shared_region_and_holds_its_level_on_random_masks
     counts = kept.sum(0)
     np.testing.assert_allclose(null["p"], stats.binom.sf(counts - 1, 12, 0.05))
     rejections = 0
-    for i in range(200):
+    for _ in range(200):
         random = np.zeros_like(kept)
         for s in range(12):
             random[s].flat[rng.choice(1000, 50, replace=False)] = True

@@ -16,7 +16,14 @@ import pandas as pd
 from bidsxai.atomic import atomic_path
 from bidsxai.bids import read_participants
 from bidsxai.errors import NoInputError, UsageError
-from bidsxai.group.atlas import AAL, cosine_similarity, load_atlas, lobe_summary, region_table, roi_vector
+from bidsxai.group.atlas import (
+    AAL,
+    cosine_similarity,
+    load_atlas,
+    lobe_summary,
+    region_table,
+    roi_vector,
+)
 from bidsxai.group.measures import compare_groups, subject_measures
 from bidsxai.group.permutation import spearman_permutation
 from bidsxai.group.threshold import parse_threshold
