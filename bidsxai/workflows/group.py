@@ -5,6 +5,7 @@ subjects (paper 004), and correlations of an image within each subject's quantil
 clinical score (paper 001). Group tests use each subject's first session; the similarity uses
 every session."""
 
+import dataclasses
 import itertools
 import re
 from pathlib import Path
@@ -123,6 +124,7 @@ def run_group(settings, subjects=None):
     _check_inputs(settings, participants, heatmaps[heatmaps["first"]])
     template = load_template(settings.resolution)
     atlas = _atlas(settings, template)
+    settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)  # as used
     threshold = parse_threshold(settings.threshold)
     results = {key: [] for key in ("measures", "measure_tests", "voxelwise", "coverage", "clusters",
                                    "lobes", "similarity", "correlations")}
