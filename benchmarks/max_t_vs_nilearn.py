@@ -13,9 +13,9 @@ import numpy as np
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--voxels", type=int, default=20000)
+    p.add_argument("--voxels", type=int, default=235375)
     p.add_argument("--subjects", type=int, default=50)
-    p.add_argument("--perms", type=int, default=1000)
+    p.add_argument("--perms", type=int, default=10000)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     from nilearn.mass_univariate import permuted_ols

@@ -16,17 +16,15 @@ def neighbour_table(mask, connectivity=1):
     """(V, K) indices of each masked voxel's in-mask neighbours (-1 where outside), in the order
     of ``mask[mask]``; ``connectivity`` is scipy's rank (1 = faces, 2 = edges, 3 = corners)."""
     mask = np.asarray(mask, bool)
-    index = np.full(mask.shape, -1, np.int64)
-    index[mask] = np.arange(int(mask.sum()))
+    index = np.full(np.add(mask.shape, 2), -1, np.int64)  # padded by one voxel of -1
+    index[1:-1, 1:-1, 1:-1][mask] = np.arange(int(mask.sum()))
     structure = ndimage.generate_binary_structure(3, connectivity)
     offsets = np.argwhere(structure) - 1
     offsets = offsets[np.any(offsets != 0, axis=1)]
-    coords = np.argwhere(mask)
-    table = np.full((len(coords), len(offsets)), -1, np.int64)
+    table = np.empty((int(mask.sum()), len(offsets)), np.int64)
     for k, offset in enumerate(offsets):
-        moved = coords + offset
-        inside = np.all((moved >= 0) & (moved < mask.shape), axis=1)
-        table[inside, k] = index[tuple(moved[inside].T)]
+        shifted = tuple(slice(1 + o, 1 + o + size) for o, size in zip(offset, mask.shape))
+        table[:, k] = index[shifted][mask]
     return table
 
 
@@ -59,6 +57,24 @@ def _union(parent, size, potential, stack, a, b):
 
 
 @njit(cache=True, nogil=True)
+def _by_level_descending(levels):
+    """Indices of the voxels with level >= 1, highest level first (a counting sort)."""
+    top = levels.max() if levels.shape[0] else 0
+    counts = np.zeros(top + 2, np.int64)
+    for level in levels:
+        if level >= 1:
+            counts[top - level + 1] += 1
+    starts = np.cumsum(counts)
+    order = np.empty(starts[-1], np.int64)
+    for v in range(levels.shape[0]):
+        if levels[v] >= 1:
+            slot = top - levels[v]
+            order[starts[slot]] = v
+            starts[slot] += 1
+    return order
+
+
+@njit(cache=True, nogil=True)
 def _enhance(levels, neighbours, weights, extent_power, out, sign):
     """Add sign * sum_k extent_k(v)^E * weights[k] over the levels k <= levels[v] to out[v].
 
@@ -66,7 +82,7 @@ def _enhance(levels, neighbours, weights, extent_power, out, sign):
     its root's potential, and a voxel's value is the sum of potentials up its union-find path.
     """
     n = levels.shape[0]
-    order = np.argsort(-levels, kind="mergesort")
+    order = _by_level_descending(levels)
     parent = np.arange(n)
     size = np.ones(n, np.int64)
     potential = np.zeros(n)
@@ -75,9 +91,9 @@ def _enhance(levels, neighbours, weights, extent_power, out, sign):
     stack = np.empty(n, np.int64)
     n_roots = 0
     i = 0
-    level = levels[order[0]] if n else 0
+    level = levels[order[0]] if order.shape[0] else 0
     while level >= 1:
-        while i < n and levels[order[i]] == level:
+        while i < order.shape[0] and levels[order[i]] == level:
             v = order[i]
             added[v] = True
             roots[n_roots] = v
