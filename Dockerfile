@@ -11,10 +11,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
     DENO_DIR=/tmp/deno \
+    NUMBA_CACHE_DIR=/tmp/numba \
     BIDSXAI_CONTAINER=bidsxai:0.1.0 \
     BIDSXAI_CONTAINER_TYPE=docker
 
 WORKDIR /opt/bidsxai
+
+# The AAL atlas for the group level's cluster labels and lobe summaries (Debian's mricron-data).
+# Debian stable's package versions move with point releases, so the version is not pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends mricron-data \
+    && rm -rf /var/lib/apt/lists/*
 
 # torch first, so the (large) layer is cached independently of the code. The version is pinned
 # through TORCH_SPEC, which hadolint cannot read.
@@ -29,6 +37,7 @@ COPY boilerplate ./boilerplate
 RUN pip install . \
     && bidsxai --version \
     && python -c "from bidsxai.template import load_template; load_template(2.0)" \
+    && python -c "import numpy as np; from bidsxai.group import ttest; m = np.random.default_rng(0).normal(size=(6, 3, 3, 3)); ttest(m[:3], m[3:], tfce=True, cluster_p=0.5, n_perm=5)" \
     && useradd --create-home --uid 1000 bidsxai
 
 USER 1000

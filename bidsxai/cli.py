@@ -109,7 +109,8 @@ def build_parser():
     grp.add_argument("--correlate", metavar="COLUMN",
                      help="clinical score in participants.tsv to correlate with (e.g. edss)")
     grp.add_argument("--correlate-image", default="T1w",
-                     help="preprocessed contrast averaged within each quantile mask (default T1w)")
+                     help="preprocessed contrast averaged within each quantile mask (default T1w), or a path "
+                          "pattern with {subject} and {session} to a map on the template grid")
     grp.add_argument("--correlate-mask", default="top40",
                      help="quantile mask for the correlation, as --threshold (default top40, paper 001)")
     grp.add_argument("--correlate-n-perm", type=int, default=20000,

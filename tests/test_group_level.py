@@ -3,6 +3,7 @@ lesions (a perfect explainer), so the true difference between groups is known. T
 it where it was planted, and find nothing when the groups do not differ."""
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -32,13 +33,15 @@ def planted(tmp_path_factory):
     return bids, template, lesions
 
 
-def _write_outputs(out, template, maps, images):
+def _write_outputs(out, template, maps, images, image_path=None):
     for subject, heatmap in maps.items():
         anat = out / f"sub-{subject}" / "anat"
         anat.mkdir(parents=True, exist_ok=True)
         stem = f"sub-{subject}_space-{SPACE}_res-6_method-gradcam_target-RRMS_heatmap.nii.gz"
         nib.save(template.image(heatmap), anat / stem)
-        nib.save(template.image(images[subject]), preproc_path(out, subject, None, "T1w", RES))
+        path = image_path(subject) if image_path else preproc_path(out, subject, None, "T1w", RES)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(template.image(images[subject]), path)
 
 
 def _heatmaps(template, lesions, rng, signal=True):
@@ -79,6 +82,9 @@ def test_planted_difference_is_found_where_it_was_planted(planted, tmp_path):
     clusters = pd.read_csv(out / "group" / "clusters.tsv", sep="\t")
     two_sample = clusters[clusters["test"] == "two-sample"]
     assert len(two_sample) and (two_sample["peak_stat"] < 0).all()
+    assert two_sample["lobes"].iloc[0].startswith("occipital")  # RRMS lesions are occipital
+    regions = pd.read_csv(out / "group" / "regions.tsv", sep="\t")
+    assert regions["subject"].nunique() == 16
     coverage = pd.read_csv(out / "group" / "coverage.tsv", sep="\t").set_index("group")
     assert coverage.loc["RRMS", "n_fdr"] > 0
     correlations = pd.read_csv(out / "group" / "correlations.tsv", sep="\t")
@@ -92,7 +98,10 @@ def test_planted_difference_is_found_where_it_was_planted(planted, tmp_path):
 def test_nothing_is_significant_when_the_groups_do_not_differ(planted, tmp_path):
     bids, template, lesions = planted
     out = tmp_path / "out"
-    _write_outputs(out, template, *_heatmaps(template, lesions, np.random.default_rng(1), signal=False))
-    assert _group(bids, out) == 0
+    pattern = str(tmp_path / "qmaps" / "sub-{subject}_T1map.nii.gz")  # a user's map on the grid
+    _write_outputs(out, template, *_heatmaps(template, lesions, np.random.default_rng(1), signal=False),
+                   image_path=lambda subject: Path(pattern.format(subject=subject)))
+    assert _group(bids, out, "--correlate", "edss", "--correlate-image", pattern) == 0
     voxelwise = pd.read_csv(out / "group" / "voxelwise.tsv", sep="\t")
     assert voxelwise[["n_fwe", "n_tfce_fwe", "n_cluster_fwe", "n_fdr", "n_bonferroni"]].sum().sum() == 0
+    assert pd.read_csv(out / "group" / "correlations.tsv", sep="\t")["n"].tolist() == [8]

@@ -23,6 +23,7 @@ from bidsxai.group.clusters import cluster_table
 from bidsxai.group.coverage import count_distribution, coverage_test
 from bidsxai.group.measures import compare_groups, hedges_g, subject_measures
 from bidsxai.group.threshold import quantile_mask
+from bidsxai.errors import NoInputError
 from bidsxai.template import load_template
 
 
@@ -133,6 +134,24 @@ def test_cluster_table_reports_size_peak_and_regions(lobes_atlas):
     np.testing.assert_allclose([first.peak_x, first.peak_y, first.peak_z],
                                (template.affine @ np.r_[centre, 1])[:3])
     assert first["peak_region"] == "Frontal_Sup_L" and first["peak_lobe"] == "frontal"
+
+
+def test_templateflow_atlas_is_read_from_the_home_folder_only(tmp_path, monkeypatch):
+    template = load_template(6)
+    home = tmp_path / "templateflow"
+    folder = home / "tpl-MNI152NLin2009cAsym"
+    folder.mkdir(parents=True)
+    labels = template.brain_mask.astype(np.int16) * 3
+    nib.save(template.image(labels, np.int16),
+             folder / "tpl-MNI152NLin2009cAsym_res-01_atlas-Toy_desc-one_dseg.nii.gz")
+    pd.DataFrame({"index": [3], "name": ["Thalamus_L"]}).to_csv(
+        folder / "tpl-MNI152NLin2009cAsym_atlas-Toy_desc-one_dseg.tsv", sep="\t", index=False)
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(home))
+    atlas = load_atlas("templateflow:Toy", template)
+    assert atlas.names == {3: "Thalamus_L"} and atlas.lobes == {3: "deep grey"}
+    assert (atlas.labels == 3).sum() == template.brain_mask.sum()
+    with pytest.raises(NoInputError, match="never downloads"):
+        load_atlas("templateflow:Schaefer2018", template)
 
 
 @pytest.mark.skipif(not AAL.is_file(), reason="Debian's mricron-data (AAL) is not installed")

@@ -4,13 +4,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from bidsxai.group.atlas import region_table
+from bidsxai.group.atlas import lobe_summary, region_table
 
 
 def cluster_table(stat, significant, affine, atlas=None, *, connectivity=1, top_regions=3):
     """One row per face-connected cluster of ``significant`` voxels, largest first: voxels,
     volume (mm^3), peak statistic and its coordinate (mm, template space), and with an atlas the
-    peak's region and the regions holding most of the cluster."""
+    peak's region, the regions holding most of the cluster and its share per lobe."""
     labels, count = ndimage.label(np.asarray(significant, bool),
                                   ndimage.generate_binary_structure(3, connectivity))
     voxel_volume = abs(np.linalg.det(affine[:3, :3]))
@@ -26,8 +26,11 @@ def cluster_table(stat, significant, affine, atlas=None, *, connectivity=1, top_
             label = int(atlas.labels[peak])
             row["peak_region"] = atlas.names.get(label, "unlabelled")
             row["peak_lobe"] = atlas.lobes.get(label, "other")
-            regions = region_table(inside.astype(float), atlas, top=top_regions)
-            row["regions"] = "; ".join(f"{r.region} {100 * r.share:.0f}%" for r in regions.itertuples())
+            regions = region_table(inside.astype(float), atlas)
+            row["regions"] = "; ".join(f"{r.region} {100 * r.share:.0f}%"
+                                       for r in regions.head(top_regions).itertuples())
+            lobes = lobe_summary(regions).sort_values("share", ascending=False)
+            row["lobes"] = "; ".join(f"{r.lobe} {100 * r.share:.0f}%" for r in lobes.itertuples())
         rows.append(row)
     table = pd.DataFrame(rows)
     if len(table):

@@ -94,11 +94,16 @@ def _atlas(settings, template):
 
 
 def _correlation_image(settings, subject, session):
-    path = preproc_path(settings.output_dir, subject, session or None, settings.correlate_image,
-                        settings.resolution)
+    """The preprocessed contrast, or the user's file when --correlate-image is a path pattern
+    with {subject} (and {session}), e.g. a quantitative map already on the template grid."""
+    spec = settings.correlate_image
+    if "{subject}" in spec:
+        path = Path(spec.format(subject=subject, session=session))
+    else:
+        path = preproc_path(settings.output_dir, subject, session or None, spec, settings.resolution)
     if not path.is_file():
-        raise NoInputError(f"--correlate-image {settings.correlate_image}: {path.name} not found; "
-                           "is it one of the preprocessed contrasts?")
+        raise NoInputError(f"--correlate-image {spec}: {path} not found; give a preprocessed contrast "
+                           "(T1w, T2w, FLAIR) or a path pattern with {subject}")
     return path
 
 
@@ -127,7 +132,7 @@ def run_group(settings, subjects=None):
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)  # as used
     threshold = parse_threshold(settings.threshold)
     results = {key: [] for key in ("measures", "measure_tests", "voxelwise", "coverage", "clusters",
-                                   "lobes", "similarity", "correlations")}
+                                   "regions", "lobes", "similarity", "correlations")}
     sections = []
     for (method, target), rows in heatmaps.groupby(["method", "target"]):
         section = analyse(rows, method, target, pairs, participants, template, atlas, threshold,
@@ -196,12 +201,14 @@ def analyse(rows, method, target, pairs, participants, template, atlas, threshol
 
 
 def _lobes(first, labels, thresholded, atlas, context, results):
-    """Each subject's share of its thresholded map per lobe; the group means for the report."""
+    """Each subject's region table and share of its thresholded map per lobe; the group means
+    per lobe for the report."""
     rows = []
     for subject, group, values in zip(first["subject"], labels, thresholded):
-        summary = lobe_summary(region_table(values, atlas))
-        rows += [dict(context, subject=f"sub-{subject}", group=group, lobe=r.lobe, share=r.share)
-                 for r in summary.itertuples()]
+        regions = region_table(values, atlas)
+        who = dict(context, subject=f"sub-{subject}", group=group)
+        results["regions"] += [dict(who, **r) for r in regions.to_dict("records")]
+        rows += [dict(who, lobe=r.lobe, share=r.share) for r in lobe_summary(regions).itertuples()]
     results["lobes"] += rows
     table = pd.DataFrame(rows)
     return table.pivot_table(index="lobe", columns="group", values="share", aggfunc="mean",
@@ -243,6 +250,8 @@ def _correlation(first, raw, participants, template, settings, context, results)
         kept = masks(heatmap, template.brain_mask) > 0
         if kept.any():
             image = np.asarray(nib.load(str(path)).dataobj, np.float32)
+            if image.shape != heatmap.shape:
+                raise NoInputError(f"{path.name} is {image.shape}, not on the template grid {heatmap.shape}")
             x.append(float(image[kept].mean()))
             y.append(float(score))
             used.append(subject)
