@@ -86,3 +86,19 @@ def test_spearman_rho_equals_scipy_and_p_matches_enumeration():
     exact = np.mean([abs(stats.spearmanr(rx, ry[list(perm)]).statistic) >= abs(rho) - 1e-12
                      for perm in itertools.permutations(range(7))])
     assert abs(p - exact) < 4 * np.sqrt(exact * (1 - exact) / 20000) + 1e-3
+
+
+def test_max_t_agrees_with_nilearn_permuted_ols_within_monte_carlo_error():
+    from nilearn.mass_univariate import permuted_ols
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(16, 30))
+    x[:8, :4] += 2.0
+    labels = np.arange(16) < 8
+    ours = permutation_fwe(x, labels, n_perm=4000, seed=2)["p_fwe"]
+    ref = permuted_ols(labels[:, None].astype(float), x, model_intercept=True, n_perm=4000,
+                       two_sided_test=True, random_state=0, n_jobs=1, verbose=0)
+    theirs = 10 ** -ref["logp_max_t"][0]
+    se = np.sqrt(2 * theirs * (1 - theirs) / 4000) + 2 / 4000
+    assert np.all(np.abs(ours - theirs) <= 4 * se)
+    assert ours[:4].min() < 0.05 and ours[4:].min() > 0.05

@@ -13,6 +13,7 @@ from bidsxai.group.coverage import coverage_test
 from bidsxai.group.ttest import ttest
 from bidsxai.reports import figures
 from bidsxai.template import SPACE
+from bidsxai.workflows.device import pick_device
 
 ALPHA = 0.05
 
@@ -48,7 +49,7 @@ def two_sample(maps_a, maps_b, covariates, template, atlas, group_dir, context, 
     mask = template.brain_mask
     result = ttest(maps_a, maps_b, mask=mask, covariates=covariates, n_perm=settings.n_perm,
                    tfce=settings.tfce, cluster_p=settings.cluster_p, seed=settings.seed,
-                   device="cpu")
+                   device=pick_device(settings.device))
     a, b = context["group_a"], context["group_b"]
     stem = (f"space-{SPACE}_method-{context['method']}_target-{context['target']}"
             f"_desc-{safe_label(a)}vs{safe_label(b)}")
