@@ -79,8 +79,18 @@ def build_parser():
     mod.add_argument("--arch", default="cnn3d", help="architecture to train (--list-architectures)")
     mod.add_argument("--explain-layer", help="layer of the CAM family (default: the last convolutional block)")
     mod.add_argument("--methods", default="gradcam",
-                     help="comma-separated: cam, gradcam, gradcampp, saliency, smoothgrad, ig, "
+                     help="comma-separated: cam, gradcam, gradcampp, saliency, smoothgrad, ig, lrp, "
                           "perturbation (default gradcam)")
+    mod.add_argument("--lrp-composite", default="paper001",
+                     choices=("paper001", "epsilon", "alpha1beta0", "alpha2beta1", "gamma"),
+                     help="LRP rules by layer (default paper001: z-beta input layers, alpha1-beta0 "
+                          "convolutions, epsilon dense layers)")
+    mod.add_argument("--lrp-start", default="logit", choices=("logit", "attention"),
+                     help="start LRP from the class logit or, for gated-attention models, from the "
+                          "attention weights (paper 001)")
+    mod.add_argument("--lrp-map", default="sum", choices=("sum", "combined"),
+                     help="LRP map: relevance summed over contrasts, or paper 001's combined map "
+                          "sum of relevance x image (eq. 8)")
     mod.add_argument("--targets", default="all",
                      help="classes to explain: predicted, all, or comma-separated class names (default all)")
     mod.add_argument("--epochs", type=int, default=30)
@@ -208,6 +218,7 @@ def settings_from(args, bids, out, derivatives):
         skip_bids_validation=args.skip_bids_validation, reports_only=args.reports_only,
         resolution=args.resolution, normalisation=args.normalisation, nonlinear=args.nonlinear,
         explain_layer=args.explain_layer, methods=method_list(args.methods), targets=args.targets,
+        lrp_composite=args.lrp_composite, lrp_start=args.lrp_start, lrp_map=args.lrp_map,
         epochs=args.epochs, patience=args.patience,
         batch_size=args.batch_size, learning_rate=args.learning_rate, groups=args.groups,
         n_perm=args.n_perm, tfce=args.tfce, cluster_p=args.cluster_p, covariates=args.covariates,

@@ -35,6 +35,9 @@ class Settings:
     explain_layer: str | None = None
     methods: list = field(default_factory=lambda: ["gradcam"])
     targets: str = "all"
+    lrp_composite: str = "paper001"
+    lrp_start: str = "logit"
+    lrp_map: str = "sum"
     epochs: int = 30
     patience: int = 8
     batch_size: int = 4

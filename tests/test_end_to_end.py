@@ -102,7 +102,7 @@ def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp
     shutil.copytree(pipeline["out"], out)
     for old in out.glob("sub-05/anat/*_heatmap.*"):
         old.unlink()
-    methods = "cam,gradcam,gradcampp,saliency,smoothgrad,ig"
+    methods = "cam,gradcam,gradcampp,saliency,smoothgrad,ig,lrp"
     assert run_cli(cohort, out, "participant", "--participant-label", "05", "--model", "cnn3d_group",
                    "--methods", methods, "--targets", "predicted", "--resolution", RES,
                    "--skip-bids-validation") == 64  # cnn3d has no GAP head: refused up front
@@ -111,7 +111,7 @@ def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp
                    "--resolution", RES, "--skip-bids-validation") == 0
     anat = out / "sub-05" / "anat"
     heatmaps = sorted(p.name for p in anat.glob("*_heatmap.nii.gz") if "desc-layers" not in p.name)
-    assert len(heatmaps) == 5  # one per method, the predicted class only
+    assert len(heatmaps) == 6  # one per method, the predicted class only
     layers = next(anat.glob("*_desc-layers_method-gradcam_*_heatmap.nii.gz"))
     names = json.loads(layers.with_name(layers.name.replace(".nii.gz", ".json")).read_text())["Layers"]
     assert nib.load(layers).shape[3] == len(names) >= 3 and all(n.startswith("blocks.") for n in names)
@@ -119,11 +119,30 @@ def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp
     assert ig["Parameters"] == {"steps": 64, "baseline": "zero", "quadrature": "gausslegendre"}
     assert ig["CompletenessError"] < 0.05 * max(1.0, abs(ig["Logit"]))
     assert "Layer" not in ig
+    lrp = json.loads(next(anat.glob("*_method-lrp_*_heatmap.json")).read_text())
+    assert lrp["Parameters"]["composite"] == "paper001" and lrp["Parameters"]["bounds"] == [0.0, 1.0]
     measures = pd.read_csv(anat / "sub-05_measures.tsv", sep="\t")
-    assert sorted(measures["method"]) == sorted(["gradcam", "gradcampp", "saliency", "smoothgrad", "ig"])
+    assert sorted(measures["method"]) == sorted(["gradcam", "gradcampp", "saliency", "smoothgrad", "ig", "lrp"])
     mirror = measures.set_index("method")["mirror_r"]
     assert mirror[["gradcam", "gradcampp"]].between(-1, 1).all() and mirror[["saliency", "ig"]].isna().all()
     report = (out / "sub-05.html").read_text()
     assert "mirroring r" in report and "integrated gradients [@sundararajan2017]" in report
     assert run_cli(cohort, out, "participant", "--participant-label", "05", "--model", "cnn3d_group",
                    "--targets", "MS", "--resolution", RES, "--skip-bids-validation") == 64
+
+
+def test_gamer_mril_trains_and_is_explained_from_its_attention(pipeline, cohort, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    common = ["--resolution", RES, "--skip-bids-validation"]
+    assert run_cli(cohort, out, "train", "--arch", "gamer_mril", "--epochs", 1, *common) == 0
+    assert run_cli(cohort, out, "participant", "--participant-label", "02", "--model", "gamer_mril_group",
+                   "--methods", "lrp,gradcam", "--targets", "predicted", "--lrp-start", "attention",
+                   "--lrp-map", "combined", *common) == 0
+    sidecar = json.loads(next((out / "sub-02" / "anat").glob("*_method-lrp_*_heatmap.json")).read_text())
+    assert sidecar["Parameters"]["start"] == "attention" and sidecar["Parameters"]["channels"] == "combined"
+    heatmap = next((out / "sub-02" / "anat").glob("*_method-lrp_*_heatmap.nii.gz"))
+    assert np.isfinite(np.asarray(nib.load(heatmap).dataobj)).all()
+

@@ -10,6 +10,7 @@ import pytest
 from scipy import ndimage, stats
 from statsmodels.stats.meta_analysis import effectsize_smd
 
+from bidsxai.errors import NoInputError
 from bidsxai.group.atlas import (
     AAL,
     cosine_similarity,
@@ -23,7 +24,6 @@ from bidsxai.group.clusters import cluster_table
 from bidsxai.group.coverage import count_distribution, coverage_test
 from bidsxai.group.measures import compare_groups, hedges_g, subject_measures
 from bidsxai.group.threshold import quantile_mask
-from bidsxai.errors import NoInputError
 from bidsxai.template import load_template
 
 

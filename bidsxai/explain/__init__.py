@@ -5,7 +5,7 @@ linearly) or like the layer's with ``upsample=False``. The CAM family (cam, grad
 shares one forward pass and one gradient per target. The model is left as it was: no hook, same
 training flags, no parameter gradients touched. Keyword parameters go to the methods that take
 them (e.g. ``steps``, ``baseline``, ``quadrature`` for ig; ``mode`` for saliency/smoothgrad;
-``fc`` for cam); a parameter that no requested method takes is an error.
+``composite``, ``start``, ``gate``, ``bounds``, ``channels`` for lrp; ``fc`` for cam); a parameter that no requested method takes is an error.
 """
 
 import inspect
@@ -18,11 +18,12 @@ from bidsxai.explain.gradcam import gradcam_from
 from bidsxai.explain.gradcampp import gradcampp_from
 from bidsxai.explain.gradients import integrated_gradients, saliency, smoothgrad
 from bidsxai.explain.layers import capture_output, eval_mode, get_layer
+from bidsxai.explain.lrp import lrp
 from bidsxai.explain.perturbation import fit_mask, perturbation
 
 CAM_FAMILY = {"cam": None, "gradcam": gradcam_from, "gradcampp": gradcampp_from}
 INPUT_METHODS = {"saliency": saliency, "smoothgrad": smoothgrad, "ig": integrated_gradients,
-                 "perturbation": perturbation}
+                 "lrp": lrp, "perturbation": perturbation}
 METHODS = tuple(CAM_FAMILY) + tuple(INPUT_METHODS)
 _INPUT_PARAMS = {name: set(inspect.signature(fn).parameters) - {"model", "x", "targets"}
                  for name, fn in INPUT_METHODS.items()}

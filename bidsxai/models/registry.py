@@ -21,7 +21,7 @@ def register(arch):
 
 
 def _register_builtins():
-    from bidsxai.models import cnn3d  # noqa: F401  (importing registers its entries)
+    from bidsxai.models import cnn3d, gamer_mril  # noqa: F401  (importing registers their entries)
 
 
 def get_architecture(name):

@@ -58,11 +58,25 @@ METHOD_NOTES = {
                    {"mode": "abs", "samples": 25, "noise": 0.15, "seed": 0}),
     "ig": ("integrated gradients summed over channels",
            {"steps": 64, "baseline": "zero", "quadrature": "gausslegendre"}),
+    "lrp": ("layer-wise relevance propagation (bias-free rules; see the composite)",
+            {"composite": "paper001", "start": "logit", "gate": "proportional", "channels": "sum",
+             "epsilon": 1e-8, "bounds": [0.0, 1.0]}),
     "perturbation": ("1 - the meaningful-perturbation mask (paper 004 eq. 2) fitted to this session",
                      {"lambda1": 1e-4, "lambda2": 1e-3, "beta1": 0.1, "beta2": 1.0, "mu": 0.0,
                       "lr": 0.1, "max_epochs": 5000, "patience": 200, "tolerance": 0.01}),
 }
 CAM_FAMILY = ("cam", "gradcam", "gradcampp")
+
+
+def method_params(settings, spec, x):
+    """The methods' parameters: METHOD_NOTES defaults with the --lrp-* choices, and z-beta bounds
+    from the intensity normalisation ([0, 1] for percentile; the input's range for z-scores)."""
+    params = {k: v for m in settings.methods for k, v in METHOD_NOTES[m][1].items()}
+    if "lrp" in settings.methods:
+        params.update(composite=settings.lrp_composite, start=settings.lrp_start, channels=settings.lrp_map)
+        if spec.get("normalisation") == "zscore":
+            params["bounds"] = [float(x.min()), float(x.max())]
+    return params
 
 
 def target_indices(spec, classes):
@@ -109,7 +123,7 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
     out = settings.output_dir
     template = load_template(spec["resolution"])
     x = torch.from_numpy(load_inputs(out, session.subject, session.session, spec))[None].to(device)
-    params = {k: v for m in settings.methods for k, v in METHOD_NOTES[m][1].items()}
+    params = method_params(settings, spec, x)
     result = explain_many(model, x, settings.methods, layer=layer, targets=targets, **params)
     probabilities = torch.softmax(result["logits"], 1)[0].cpu().numpy()
     classes = meta["classes"]
@@ -130,7 +144,7 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
             path = heatmap_path(out, session, method, name, spec["resolution"])
             save_nifti(template.image(heatmap), path)
             sidecar = {
-                "Method": method, "Parameters": METHOD_NOTES[method][1],
+                "Method": method, "Parameters": {k: params[k] for k in METHOD_NOTES[method][1]},
                 "Layer": layer if method in CAM_FAMILY else None,
                 "TargetClass": name, "TargetIndex": index, "Logit": float(result["logits"][0, index]),
                 "PredictedClass": predicted,
