@@ -28,6 +28,7 @@ BIDSIGNORE = """\
 *_heatmap.nii.gz
 *_heatmap.json
 *_measures.tsv
+*_slices.tsv
 *_measures.json
 *_xfm.mat
 *_xfm.json

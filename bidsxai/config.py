@@ -42,6 +42,7 @@ class Settings:
     patience: int = 8
     batch_size: int = 4
     learning_rate: float = 3e-4
+    slice_size: int = 256
     groups: list = field(default_factory=list)
     n_perm: int = 1000
     tfce: bool = False

@@ -10,6 +10,7 @@ class Architecture:
     build: Callable  # build(in_channels, n_classes, input_shape, **kwargs) -> nn.Module
     default_layer: Callable  # default_layer(model) -> dotted module name used for Grad-CAM
     source: str  # the paper it comes from
+    dims: int = 3  # 3: whole volumes; 2: axial slices (subject prediction = mean slice probability)
 
 
 ARCHITECTURES = {}
@@ -21,7 +22,7 @@ def register(arch):
 
 
 def _register_builtins():
-    from bidsxai.models import cnn3d, gamer_mril  # noqa: F401  (importing registers their entries)
+    from bidsxai.models import cnn3d, gamer_mril, slice2d  # noqa: F401  (importing registers their entries)
 
 
 def get_architecture(name):

@@ -14,7 +14,7 @@ from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.reports import figures
 from bidsxai.reports.render import methods_text, render_report
 from bidsxai.template import SPACE, load_template
-from bidsxai.workflows.classify import heatmap_path, layers_path, measures_path
+from bidsxai.workflows.classify import heatmap_path, layers_path, measures_path, slices_path
 
 
 def _load(path):
@@ -55,8 +55,12 @@ def session_context(settings, session):
         if path.is_file():
             names = json.loads(sidecar_path(path).read_text())["Layers"]
             layers = figures.layer_strip(t1, _load(path), mask, names)
+    slices = None
+    if slices_path(out, session).is_file():
+        table = pd.read_csv(slices_path(out, session), sep="\t")
+        slices = {"n": len(table), "rows": list(zip(table["slice"], table["predicted"]))}
     return {"key": session.key, "qc_figures": qc, "heatmaps": heatmaps, "prediction": prediction,
-            "layers": layers,
+            "layers": layers, "slices": slices,
             "inputs": [str(p) for p in session.files.values()]}
 
 

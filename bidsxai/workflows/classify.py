@@ -24,6 +24,7 @@ from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.template import SPACE, load_template, resolution_label
 from bidsxai.training.dataset import load_inputs, uncrop
 from bidsxai.workflows.device import pick_device
+from bidsxai.workflows.slice_explain import explain_slices
 from bidsxai.workflows.sessions import run_sessions
 
 
@@ -97,7 +98,9 @@ def check_methods(model, meta, methods, layer, device):
     cam_methods = [m for m in methods if m in CAM_FAMILY]
     if not cam_methods:
         return
-    shape = [len(meta["input"]["contrasts"])] + [hi - lo for lo, hi in meta["input"]["crop"]]
+    slices = meta["input"].get("slices")
+    spatial = [slices["size"]] * 2 if slices else [hi - lo for lo, hi in meta["input"]["crop"]]
+    shape = [len(meta["input"]["contrasts"])] + spatial
     try:
         explain_many(model, torch.zeros([1] + shape, device=device), cam_methods, layer=layer,
                      targets="predicted", upsample=False)
@@ -124,7 +127,10 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
     template = load_template(spec["resolution"])
     x = torch.from_numpy(load_inputs(out, session.subject, session.session, spec))[None].to(device)
     params = method_params(settings, spec, x)
-    result = explain_many(model, x, settings.methods, layer=layer, targets=targets, **params)
+    if spec.get("slices"):
+        result = explain_slices(model, spec, x, settings.methods, layer=layer, targets=targets, **params)
+    else:
+        result = explain_many(model, x, settings.methods, layer=layer, targets=targets, **params)
     probabilities = torch.softmax(result["logits"], 1)[0].cpu().numpy()
     classes = meta["classes"]
     predicted = classes[int(probabilities.argmax())]
@@ -132,9 +138,13 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
     sources = [bids_uri("bidsxai", preproc_path(out, session.subject, session.session, c,
                                                  spec["resolution"]), out) for c in spec["contrasts"]]
     cam_methods = [m for m in settings.methods if m in CAM_FAMILY]
-    mirror = {m: float(r[0][0]) for m, r in mirroring(model, x, cam_methods, layer=layer).items()} \
-        if cam_methods else {}
-    write_layer_iteration(out, session, model, x, spec, template, predicted, classes.index(predicted))
+    mirror = {}
+    if spec.get("slices"):  # the diagnostics run on whole volumes; a slice model gets its slice table
+        write_slice_predictions(out, session, result, classes)
+    else:
+        if cam_methods:
+            mirror = {m: float(r[0][0]) for m, r in mirroring(model, x, cam_methods, layer=layer).items()}
+        write_layer_iteration(out, session, model, x, spec, template, predicted, classes.index(predicted))
     rows = []
     for method in settings.methods:
         maps = result[method][0].detach().cpu().numpy()
@@ -170,6 +180,21 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
     with atomic_path(measures_path(out, session)) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     return predicted
+
+
+def slices_path(out_dir, session):
+    return derivative_path(out_dir, session.subject, session.session, "slices", ".tsv")
+
+
+def write_slice_predictions(out, session, result, classes):
+    """One row per classified slice of a 2D model: axial index on the template grid, the slice's
+    predicted class and its class probabilities."""
+    probabilities = result["slice_probabilities"].cpu().numpy()
+    rows = [{"slice": int(z), "predicted": classes[int(p.argmax())],
+             **{f"probability_{c}": float(v) for c, v in zip(classes, p)}}
+            for z, p in zip(result["kept"], probabilities)]
+    with atomic_path(slices_path(out, session)) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
 def write_layer_iteration(out, session, model, x, spec, template, predicted, index):

@@ -15,9 +15,10 @@ from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.reports import figures
 from bidsxai.reports.render import methods_text, render_report
 from bidsxai.template import SPACE, load_template
-from bidsxai.training.dataset import VolumeDataset, brain_crop, load_inputs
+from bidsxai.training.dataset import VolumeDataset, brain_crop, crop, load_inputs
 from bidsxai.training.loop import fit, predict
 from bidsxai.training.metrics import classification_metrics
+from bidsxai.training.slices import SliceDataset, kept_slices, subject_probabilities
 from bidsxai.training.split import stratified_split
 from bidsxai.workflows.device import pick_device
 
@@ -61,10 +62,17 @@ def run_train(settings, sessions):
                         for s in sessions])
     y = np.array([classes.index(label) for _, label in chosen])
     part = np.array([split[s.subject] for s in sessions])
-    sets = {name: VolumeDataset(volumes[part == name], y[part == name], flip=name == "train",
-                                seed=settings.seed) for name in ("train", "validation", "test")}
-    torch.manual_seed(settings.seed)
     arch = get_architecture(settings.arch)
+    if arch.dims == 2:
+        spec["slices"] = {"axis": "axial", "size": settings.slice_size,
+                          "kept": kept_slices(crop(template.brain_mask, spec["crop"]))}
+        sets = {name: SliceDataset(volumes[part == name], y[part == name], spec["slices"]["kept"],
+                                   settings.slice_size, flip=name == "train", seed=settings.seed)
+                for name in ("train", "validation", "test")}
+    else:
+        sets = {name: VolumeDataset(volumes[part == name], y[part == name], flip=name == "train",
+                                    seed=settings.seed) for name in ("train", "validation", "test")}
+    torch.manual_seed(settings.seed)
     arch_args = {"in_channels": len(spec["contrasts"]), "n_classes": len(classes),
                  "input_shape": [hi - lo for lo, hi in spec["crop"]]}
     model = arch.build(**arch_args)
@@ -77,7 +85,10 @@ def run_train(settings, sessions):
     for name, dataset in sets.items():
         if len(dataset):
             _, probs = predict(model, dataset, device, settings.batch_size)
-            metrics[name] = classification_metrics(dataset.labels, probs)
+            if arch.dims == 2:  # subjects by their mean slice probability; slices kept apart
+                metrics.setdefault("slices", {})[name] = classification_metrics(dataset.labels, probs)
+                probs = subject_probabilities(probs, len(spec["slices"]["kept"]))
+            metrics[name] = classification_metrics(y[part == name], probs)
     name = settings.model or f"{settings.arch}_{settings.target}"
     folder = Path(settings.output_dir) / "models" / name
     meta = save_bundle(folder, model.cpu(), {
