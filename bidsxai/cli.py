@@ -93,6 +93,9 @@ def build_parser():
                           "sum of relevance x image (eq. 8)")
     mod.add_argument("--targets", default="all",
                      help="classes to explain: predicted, all, or comma-separated class names (default all)")
+    mod.add_argument("--pretrained", type=Path, metavar="FILE",
+                     help="2D models: ImageNet weights from a local torchvision state-dict file "
+                          "(nothing is downloaded)")
     mod.add_argument("--slice-size", type=int, default=256,
                      help="2D models: axial slices are resized to SIZE x SIZE (default 256, paper 000)")
     mod.add_argument("--epochs", type=int, default=30)
@@ -220,7 +223,7 @@ def settings_from(args, bids, out, derivatives):
         skip_bids_validation=args.skip_bids_validation, reports_only=args.reports_only,
         resolution=args.resolution, normalisation=args.normalisation, nonlinear=args.nonlinear,
         explain_layer=args.explain_layer, methods=method_list(args.methods), targets=args.targets,
-        slice_size=args.slice_size, lrp_composite=args.lrp_composite, lrp_start=args.lrp_start, lrp_map=args.lrp_map,
+        slice_size=args.slice_size, pretrained=args.pretrained, lrp_composite=args.lrp_composite, lrp_start=args.lrp_start, lrp_map=args.lrp_map,
         epochs=args.epochs, patience=args.patience,
         batch_size=args.batch_size, learning_rate=args.learning_rate, groups=args.groups,
         n_perm=args.n_perm, tfce=args.tfce, cluster_p=args.cluster_p, covariates=args.covariates,

@@ -43,6 +43,7 @@ class Settings:
     batch_size: int = 4
     learning_rate: float = 3e-4
     slice_size: int = 256
+    pretrained: Path | None = None
     groups: list = field(default_factory=list)
     n_perm: int = 1000
     tfce: bool = False

@@ -103,3 +103,32 @@ def test_unknown_layer_and_method_are_clear_errors():
         explain(net, torch.randn(1, 2, 5, 5), "gradcam", layer="nope")
     with pytest.raises(ValueError, match="unknown method"):
         explain(net, torch.randn(1, 2, 5, 5), "lime", layer="3")
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_gradcam_matches_torchcam_unnormalised_for_every_class_in_a_batch(dims):
+    """torchcam's GradCAM averages over every spatial axis of 2D and 3D maps; one sample at a time
+    (its batched scores would mix the samples' gradients)."""
+    from torchcam.methods import GradCAM
+
+    net = tiny_net(dims)
+    x = torch.randn(3, 2, *([7] * dims))
+    ours = explain_many(net, x, ["gradcam"], layer="3", targets="all", upsample=False)["gradcam"]
+    extractor = GradCAM(net, target_layer="3")
+    for n in range(len(x)):
+        for c in range(3):
+            scores = net(x[n:n + 1])
+            ref = extractor(class_idx=c, scores=scores, normalized=False, retain_graph=True)[0][0]
+            torch.testing.assert_close(ours[n, c], ref, rtol=1e-5, atol=1e-6)
+    extractor.remove_hooks()
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp", "saliency", "ig", "lrp"])
+def test_float32_agrees_with_float64(method):
+    net = tiny_net(3)
+    x = torch.rand(2, 2, 6, 6, 6)
+    layer = {"layer": "3"} if method.startswith("gradcam") else {}
+    single = explain_many(net, x, [method], targets="all", **layer)[method]
+    double = explain_many(copy.deepcopy(net).double(), x.double(), [method], targets="all", **layer)[method]
+    scale = double.abs().max()
+    torch.testing.assert_close(single.double() / scale, double / scale, rtol=0, atol=1e-4)

@@ -74,9 +74,14 @@ def test_vgg19_gap_trains_on_slices_and_is_explained_into_the_volume(pipeline, c
     out = tmp_path / "out"
     shutil.copytree(pipeline["out"], out)
     common = ["--resolution", RES, "--skip-bids-validation"]
+    imagenet = tmp_path / "vgg19_imagenet_layout.pth"  # a stand-in with torchvision's names and shapes
+    torch.save(get_architecture("vgg19_gap").build(in_channels=3, n_classes=1000, input_shape=None).state_dict(),
+               imagenet)
+    assert run_cli(cohort, out, "train", "--arch", "cnn3d", "--pretrained", imagenet, *common) == 64
     assert run_cli(cohort, out, "train", "--arch", "vgg19_gap", "--slice-size", 32, "--epochs", 1,
-                   "--batch-size", 16, *common) == 0
+                   "--batch-size", 16, "--pretrained", imagenet, *common) == 0
     meta = json.loads((out / "models" / "vgg19_gap_group" / "model.json").read_text())
+    assert meta["pretrained"]["tensors_loaded"] == 32  # 16 convolutions; not the 1000-class output
     assert meta["input"]["slices"]["size"] == 32 and set(meta["metrics"]["slices"]) >= {"train"}
     assert meta["metrics"]["train"]["n"] == sum(1 for v in meta["split"].values() if v == "train")
     assert run_cli(cohort, out, "participant", "--participant-label", "04", "--model", "vgg19_gap_group",

@@ -17,7 +17,7 @@ from bidsxai.explain.cam import cam_from, classifier_weights
 from bidsxai.explain.gradcam import gradcam_from
 from bidsxai.explain.gradcampp import gradcampp_from
 from bidsxai.explain.gradients import integrated_gradients, saliency, smoothgrad
-from bidsxai.explain.layers import capture_output, eval_mode, get_layer
+from bidsxai.explain.layers import eval_mode, get_layer, graph_from
 from bidsxai.explain.lrp import lrp
 from bidsxai.explain.perturbation import fit_mask, perturbation
 
@@ -59,7 +59,7 @@ def _upsample(maps, size):
 def _cam_family(model, x, layer, targets, names, fc=None):
     """({name: (N, T, *layer spatial)}, logits, target indices) of the CAM-family methods, from
     the one forward pass that also decides the targets."""
-    with capture_output(get_layer(model, layer)) as store:
+    with torch.no_grad(), graph_from(get_layer(model, layer)) as store:
         logits = model(x)
     targets = _targets(targets, logits.detach())
     activation = store["output"]

@@ -2,6 +2,8 @@
 
 from contextlib import contextmanager
 
+import torch
+
 
 def get_layer(model, name):
     modules = dict(model.named_modules())
@@ -36,3 +38,23 @@ def eval_mode(model):
     finally:
         for module, flag in flags.items():
             module.train(flag)
+
+
+@contextmanager
+def graph_from(module):
+    """Yield a dict whose 'output' is the module's output, as a leaf that requires grad. Run the
+    forward pass under torch.no_grad(): nothing before the module is recorded (no activations kept
+    for a backward pass that the CAM family never takes), and the graph starts at the module's
+    output, which is all that d score / d activation needs."""
+    store = {}
+
+    def hook(_module, _inputs, output):
+        torch.set_grad_enabled(True)  # the caller's no_grad context restores the mode on exit
+        store["output"] = output.detach().requires_grad_()
+        return store["output"]
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()

@@ -9,7 +9,8 @@ import torch
 
 from bidsxai.bids import CONTRAST_KEYS, read_participants
 from bidsxai.errors import NoInputError, UsageError
-from bidsxai.models.bundle import save_bundle
+from bidsxai.models.bundle import save_bundle, sha256_of
+from bidsxai.models.slice2d import load_imagenet
 from bidsxai.models.registry import get_architecture
 from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.reports import figures
@@ -48,6 +49,21 @@ def common_contrasts(settings, sessions):
     return present
 
 
+def load_pretrained(model, arch, path):
+    """ImageNet weights for a 2D model from a local file; what was loaded, for the bundle."""
+    if path is None:
+        return None
+    if arch.dims != 2:
+        raise UsageError(f"--pretrained: {arch.name} is not a 2D ImageNet architecture")
+    if not Path(path).is_file():
+        raise NoInputError(f"--pretrained {path}: no such file")
+    try:
+        loaded = load_imagenet(model, path)
+    except Exception as exc:  # a file torch cannot read as a state dict
+        raise NoInputError(f"--pretrained {path}: not a torch state dict ({exc})") from None
+    return {"file": Path(path).name, "sha256": sha256_of(path), "tensors_loaded": len(loaded)}
+
+
 def run_train(settings, sessions):
     chosen = labelled_sessions(settings, sessions)
     sessions = [s for s, _ in chosen]
@@ -76,6 +92,7 @@ def run_train(settings, sessions):
     arch_args = {"in_channels": len(spec["contrasts"]), "n_classes": len(classes),
                  "input_shape": [hi - lo for lo, hi in spec["crop"]]}
     model = arch.build(**arch_args)
+    pretrained = load_pretrained(model, arch, settings.pretrained)
     device = pick_device(settings.device)
     history, best_epoch = fit(model, sets["train"], sets["validation"], device=device,
                               epochs=settings.epochs, patience=settings.patience,
@@ -95,6 +112,7 @@ def run_train(settings, sessions):
         "name": name, "architecture": settings.arch, "architecture_args": arch_args,
         "classes": classes, "target": settings.target, "input": spec,
         "explain_layer": arch.default_layer(model), "split": split, "metrics": metrics,
+        "pretrained": pretrained,
         "training": {"epochs_run": len(history), "best_epoch": best_epoch, "seed": settings.seed,
                      "optimiser": "AdamW", "learning_rate": settings.learning_rate,
                      "batch_size": settings.batch_size, "patience": settings.patience,
