@@ -14,7 +14,13 @@ from bidsxai.explain import explain_many
 from bidsxai.models.registry import get_architecture, list_architectures
 from bidsxai.models.slice2d import load_imagenet
 from bidsxai.template import load_template
-from bidsxai.training.slices import SliceDataset, kept_slices, restack, subject_probabilities, to_slices
+from bidsxai.training.slices import (
+    SliceDataset,
+    kept_slices,
+    restack,
+    subject_probabilities,
+    to_slices,
+)
 
 SLICE_MODELS = ["vgg16_gap", "vgg16_fc", "vgg19_gap", "vgg19_fc", "resnet50_gap", "resnet50_fc"]
 

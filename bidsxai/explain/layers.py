@@ -51,7 +51,7 @@ def graph_from(module):
     def hook(_module, _inputs, output):
         torch.set_grad_enabled(True)  # the caller's no_grad context restores the mode on exit
         store["output"] = output.detach().requires_grad_()
-        return store["output"]
+        return store["output"].clone()  # later in-place layers (ReLU(inplace=True)) change the copy
 
     handle = module.register_forward_hook(hook)
     try:

@@ -14,7 +14,12 @@ from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.reports import figures
 from bidsxai.reports.render import methods_text, render_report
 from bidsxai.template import SPACE, load_template
-from bidsxai.workflows.classify import heatmap_path, layers_path, measures_path, slices_path
+from bidsxai.workflows.classify import (
+    heatmap_path,
+    layers_path,
+    measures_path,
+    slices_path,
+)
 
 
 def _load(path):

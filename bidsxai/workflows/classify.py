@@ -24,8 +24,8 @@ from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.template import SPACE, load_template, resolution_label
 from bidsxai.training.dataset import load_inputs, uncrop
 from bidsxai.workflows.device import pick_device
-from bidsxai.workflows.slice_explain import explain_slices
 from bidsxai.workflows.sessions import run_sessions
+from bidsxai.workflows.slice_explain import explain_slices
 
 
 def class_label(name):

@@ -10,8 +10,8 @@ import torch
 from bidsxai.bids import CONTRAST_KEYS, read_participants
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.bundle import save_bundle, sha256_of
-from bidsxai.models.slice2d import load_imagenet
 from bidsxai.models.registry import get_architecture
+from bidsxai.models.slice2d import load_imagenet
 from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.reports import figures
 from bidsxai.reports.render import methods_text, render_report
