@@ -132,3 +132,16 @@ def test_float32_agrees_with_float64(method):
     double = explain_many(copy.deepcopy(net).double(), x.double(), [method], targets="all", **layer)[method]
     scale = double.abs().max()
     torch.testing.assert_close(single.double() / scale, double / scale, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("size_in, size_out", [((5,), (17,)), ((3, 4), (11, 9)), ((4, 5, 3), (13, 16, 12)),
+                                                ((6, 6, 6), (6, 6, 6)), ((8, 3, 5), (5, 7, 5))])
+def test_separable_upsampling_equals_torch_interpolate(size_in, size_out):
+    from torch.nn import functional as F
+
+    from bidsxai.explain.upsample import upsample_linear
+
+    maps = torch.randn(2, 3, *size_in, dtype=torch.float64)
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size_in)]
+    ref = F.interpolate(maps, size=size_out, mode=mode, align_corners=False)
+    torch.testing.assert_close(upsample_linear(maps, size_out), ref, rtol=1e-12, atol=1e-12)

@@ -20,6 +20,7 @@ from bidsxai.explain.gradients import integrated_gradients, saliency, smoothgrad
 from bidsxai.explain.layers import eval_mode, get_layer, graph_from
 from bidsxai.explain.lrp import lrp
 from bidsxai.explain.perturbation import fit_mask, perturbation
+from bidsxai.explain.upsample import upsample_linear
 
 CAM_FAMILY = {"cam": None, "gradcam": gradcam_from, "gradcampp": gradcampp_from}
 INPUT_METHODS = {"saliency": saliency, "smoothgrad": smoothgrad, "ig": integrated_gradients,
@@ -44,16 +45,6 @@ def _targets(target, logits):
     if t.dim() == 2 and t.shape[0] == n:
         return t
     raise ValueError(f"target must be None, an int, one int per sample, 'all' or 'predicted'; got {target!r}")
-
-
-def _upsample(maps, size):
-    if tuple(maps.shape[2:]) == tuple(size):
-        return maps
-    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
-    n, t = maps.shape[:2]
-    out = F.interpolate(maps.reshape(n * t, 1, *maps.shape[2:]), size=size, mode=mode,
-                        align_corners=False)
-    return out.reshape(n, t, *size)
 
 
 def _cam_family(model, x, layer, targets, names, fc=None):
@@ -111,7 +102,7 @@ def explain_many(model, x, methods, *, layer=None, targets="all", upsample=True,
             maps, logits, target_index = _cam_family(model, x, layer, targets, cam_names,
                                                      params.get("fc"))
             for name, m in maps.items():
-                results[name] = _upsample(m, tuple(x.shape[2:])) if upsample else m
+                results[name] = upsample_linear(m, tuple(x.shape[2:])) if upsample else m
         else:
             with torch.no_grad():
                 logits = model(x)

@@ -11,9 +11,10 @@ from contextlib import ExitStack
 import torch
 from torch import nn
 
-from bidsxai.explain import _targets, _upsample, explain_many
+from bidsxai.explain import _targets, explain_many
 from bidsxai.explain.gradcam import gradcam_from
 from bidsxai.explain.layers import capture_output, eval_mode, get_layer
+from bidsxai.explain.upsample import upsample_linear
 
 
 def conv_layers(model):
@@ -34,7 +35,7 @@ def layer_iteration(model, x, target=None, layers=None):
     maps = {}
     for name, activation, gradient in zip(layers, activations, gradients):
         cam = gradcam_from(activation.detach(), gradient)[:, None]
-        maps[name] = _upsample(cam, tuple(x.shape[2:]))[:, 0]
+        maps[name] = upsample_linear(cam, tuple(x.shape[2:]))[:, 0]
     return maps
 
 
