@@ -11,7 +11,6 @@ them (e.g. ``steps``, ``baseline``, ``quadrature`` for ig; ``mode`` for saliency
 import inspect
 
 import torch
-import torch.nn.functional as F
 
 from bidsxai.explain.cam import cam_from, classifier_weights
 from bidsxai.explain.gradcam import gradcam_from
