@@ -55,6 +55,19 @@ def _heatmaps(template, lesions, rng, signal=True):
     return maps, images
 
 
+def _atlas(template, folder):
+    """Two regions named so that their lobes are known: the brain behind y = -60 mm and the rest
+    (the planted RRMS lesions are occipital, behind y = -65 mm)."""
+    ijk = np.indices(template.brain_mask.shape).reshape(3, -1)
+    y = (template.affine[:3, :3] @ ijk + template.affine[:3, 3:])[1].reshape(template.brain_mask.shape)
+    labels = np.where(template.brain_mask, np.where(y < -60, 1, 2), 0).astype(np.int16)
+    path = folder / "halves.nii.gz"
+    nib.save(template.image(labels, np.int16), path)
+    pd.DataFrame({"index": [1, 2], "name": ["Occipital_back", "Frontal_rest"]}).to_csv(
+        folder / "halves.tsv", sep="\t", index=False)
+    return path
+
+
 def _group(bids, out, *extra):
     return run_cli(bids, out, "group", "--resolution", RES, "--skip-bids-validation", "--n-perm", N_PERM,
                    "--tfce", "--cluster-p", "0.01", *extra)
@@ -66,7 +79,8 @@ def test_planted_difference_is_found_where_it_was_planted(planted, tmp_path):
     patients = {p[4:] for p in participants.loc[participants["group"] == "RRMS", "participant_id"]}
     out = tmp_path / "out"
     _write_outputs(out, template, *_heatmaps(template, lesions, np.random.default_rng(0)))
-    assert _group(bids, out, "--covariates", "age", "sex", "--correlate", "edss") == 0
+    atlas = _atlas(template, tmp_path)
+    assert _group(bids, out, "--covariates", "age", "sex", "--correlate", "edss", "--atlas", atlas) == 0
 
     truth = ndimage.binary_dilation(np.any([lesions[s] for s in patients], axis=0), iterations=1)
     stem = out / "group" / f"space-{SPACE}_method-gradcam_target-RRMS_desc-HCvsRRMS"
