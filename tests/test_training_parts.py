@@ -8,7 +8,7 @@ from bidsxai.models.bundle import load_bundle, save_bundle
 from bidsxai.models.registry import get_architecture
 from bidsxai.training.dataset import VolumeDataset, brain_crop, crop, uncrop
 from bidsxai.training.loop import recalibrate_batchnorm
-from bidsxai.training.metrics import binary_auc, classification_metrics
+from bidsxai.training.metrics import binary_auc, classification_metrics, wilson_interval
 from bidsxai.training.split import stratified_split
 
 
@@ -79,3 +79,20 @@ def test_bundle_round_trip_and_refusals(tmp_path):
     (tmp_path / "m" / "model.json").write_text('{"architecture": "resnet9000"}')
     with pytest.raises(NoInputError, match="unknown architecture"):
         load_bundle(tmp_path / "m")
+
+
+@pytest.mark.parametrize("k, n", [(0, 7), (3, 7), (7, 7), (45, 50), (1, 1)])
+def test_wilson_interval_equals_statsmodels(k, n):
+    from statsmodels.stats.proportion import proportion_confint
+
+    np.testing.assert_allclose(wilson_interval(k, n), proportion_confint(k, n, alpha=0.05, method="wilson"),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_binary_metrics_carry_wilson_intervals_of_their_counts():
+    y = np.array([0, 0, 0, 1, 1, 1, 1])
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3], [0.1, 0.9]])
+    metrics = classification_metrics(y, probabilities)
+    assert metrics["accuracy_ci"] == wilson_interval(5, 7)
+    assert metrics["sensitivity_ci"] == wilson_interval(3, 4) and metrics["specificity_ci"] == wilson_interval(2, 3)
+    assert "sensitivity_ci" not in classification_metrics([0, 1, 2], np.eye(3))

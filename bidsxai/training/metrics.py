@@ -1,7 +1,7 @@
 """Classification metrics from probabilities (multi-class: one-vs-rest, macro-averaged)."""
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import norm, rankdata
 
 
 def confusion_matrix(y_true, y_pred, n_classes):
@@ -19,8 +19,19 @@ def binary_auc(positive_scores, negative_scores):
     return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
 
 
+def wilson_interval(successes, n, confidence=0.95):
+    """Wilson score interval of a proportion successes / n (paper 003's intervals); NaNs for n = 0."""
+    if n == 0:
+        return [float("nan"), float("nan")]
+    z = float(norm.ppf(0.5 + confidence / 2))
+    centre = (successes + z * z / 2) / (n + z * z)
+    half = z * np.sqrt(successes * (n - successes) / n + z * z / 4) / (n + z * z)
+    return [float(centre - half), float(centre + half)]
+
+
 def classification_metrics(y_true, probabilities):
-    """accuracy, balanced accuracy, macro AUC, sensitivity, specificity, F1 and the confusion matrix."""
+    """accuracy, balanced accuracy, macro AUC, sensitivity, specificity, F1 and the confusion matrix,
+    with Wilson 95 % intervals for the accuracy (and, for two classes, sensitivity and specificity)."""
     y_true = np.asarray(y_true, int)
     probabilities = np.asarray(probabilities, float)
     n_classes = probabilities.shape[1]
@@ -45,7 +56,12 @@ def classification_metrics(y_true, probabilities):
         sens, spec = np.nanmean(sensitivity[present]), np.nanmean(specificity[present])
         auc = float(np.nanmean(aucs)) if aucs else float("nan")
         f1_score = np.nanmean(f1[present])
+    intervals = {"accuracy_ci": wilson_interval(int(tp.sum()), int(cm.sum()))}
+    if n_classes == 2:
+        intervals["sensitivity_ci"] = wilson_interval(int(tp[1]), int(support[1]))
+        intervals["specificity_ci"] = wilson_interval(int(tn[1]), int(cm.sum() - support[1]))
     return {
+        **intervals,
         "n": int(y_true.size),
         "accuracy": float((y_pred == y_true).mean()) if y_true.size else float("nan"),
         "balanced_accuracy": float(np.nanmean(sensitivity[present])) if present.any() else float("nan"),
