@@ -107,28 +107,28 @@ def load_atlas(spec, template):
                  {i: n for i, (n, _) in table.items()}, {i: lobe for i, (_, lobe) in table.items()})
 
 
-def region_table(values, atlas, top=None):
+def region_table(values, atlas, top=None, labels=None):
     """Per region of a non-negative map: voxels with a value, share of the map's total, mean value
     over the region, and lobe; sorted by share, the first ``top`` rows. What falls outside every
-    region (white matter, for a grey-matter atlas like AAL) is the row "unlabelled"."""
-    values = np.asarray(values, np.float64)
-    flat, labels = values.ravel(), atlas.labels.ravel()
+    region (white matter, for a grey-matter atlas like AAL) is the row "unlabelled". ``labels``
+    (the atlas labels under ``values``) lets a caller pass a crop of the grid, e.g. one cluster's
+    bounding box; the mean is then over the cropped part of each region."""
+    flat = np.asarray(values, np.float64).ravel()
+    labels = (atlas.labels if labels is None else labels).ravel()
+    size = max(max(atlas.names), int(labels.max(initial=0))) + 1
+    sums = np.bincount(labels, weights=flat, minlength=size)
+    counts = np.bincount(labels, minlength=size)
+    positive = np.bincount(labels, weights=flat > 0, minlength=size).astype(int)
     total = flat.sum()
-    outside = flat[labels == 0]
     rows = []
-    if (outside > 0).any():
-        rows.append({"region": "unlabelled", "lobe": "other", "voxels": int((outside > 0).sum()),
-                     "share": float(outside.sum() / total), "mean": float("nan")})
+    if positive[0]:
+        rows.append({"region": "unlabelled", "lobe": "other", "voxels": int(positive[0]),
+                     "share": float(sums[0] / total), "mean": float("nan")})
     for index, name in atlas.names.items():
-        inside = labels == index
-        if not inside.any():
-            continue
-        region = flat[inside]
-        if not (region > 0).any():
-            continue
-        rows.append({"region": name, "lobe": atlas.lobes[index], "voxels": int((region > 0).sum()),
-                     "share": float(region.sum() / total) if total > 0 else 0.0,
-                     "mean": float(region.mean())})
+        if index < size and positive[index]:
+            rows.append({"region": name, "lobe": atlas.lobes[index], "voxels": int(positive[index]),
+                         "share": float(sums[index] / total) if total > 0 else 0.0,
+                         "mean": float(sums[index] / counts[index])})
     table = pd.DataFrame(rows, columns=["region", "lobe", "voxels", "share", "mean"])
     table = table.sort_values("share", ascending=False).reset_index(drop=True)
     return table if top is None else table.head(top)

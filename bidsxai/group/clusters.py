@@ -15,10 +15,10 @@ def cluster_table(stat, significant, affine, atlas=None, *, connectivity=1, top_
                                   ndimage.generate_binary_structure(3, connectivity))
     voxel_volume = abs(np.linalg.det(affine[:3, :3]))
     rows = []
-    for index in range(1, count + 1):
-        inside = labels == index
-        values = np.where(inside, np.abs(stat), -np.inf)
-        peak = np.unravel_index(np.argmax(values), stat.shape)
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        inside = labels[box] == index  # the cluster within its bounding box
+        peak_in_box = np.unravel_index(np.argmax(np.where(inside, np.abs(stat[box]), -np.inf)), inside.shape)
+        peak = tuple(int(p + b.start) for p, b in zip(peak_in_box, box))
         x, y, z = (affine @ np.r_[peak, 1.0])[:3]
         row = {"cluster": 0, "voxels": int(inside.sum()), "volume_mm3": float(inside.sum() * voxel_volume),
                "peak_stat": float(stat[peak]), "peak_x": float(x), "peak_y": float(y), "peak_z": float(z)}
@@ -26,7 +26,7 @@ def cluster_table(stat, significant, affine, atlas=None, *, connectivity=1, top_
             label = int(atlas.labels[peak])
             row["peak_region"] = atlas.names.get(label, "unlabelled")
             row["peak_lobe"] = atlas.lobes.get(label, "other")
-            regions = region_table(inside.astype(float), atlas)
+            regions = region_table(inside.astype(float), atlas, labels=atlas.labels[box])
             row["regions"] = "; ".join(f"{r.region} {100 * r.share:.0f}%"
                                        for r in regions.head(top_regions).itertuples())
             lobes = lobe_summary(regions).sort_values("share", ascending=False)

@@ -4,8 +4,8 @@ Spearman correlations.
 
 Under relabelling the two-sample t of every voxel is an increasing function of one projection of
 its standardised data (see _null), so each chunk of permutations on a block of voxels is one
-(P x n) @ (n x B) product and a row-wise min/max; a running maximum keeps memory bounded. One-sample tests flip signs (the null for data symmetric
-about ``popmean``). With covariates, Freedman-Lane permutes the residuals of the covariates-only
+(P x n) @ (n x B) product and a row-wise min/max; a running maximum keeps memory bounded.
+One-sample tests flip signs (the null for data symmetric about ``popmean``). With covariates, Freedman-Lane permutes the residuals of the covariates-only
 model (see glm.py), again one product per chunk. When the number of distinct relabellings or sign
 flips is at most ``n_perm`` they are all enumerated and the p-values are exact; otherwise
 p = (1 + #{max >= observed}) / (1 + P), the observed labelling counted among the permutations.
@@ -26,12 +26,12 @@ from bidsxai.group.glm import glm_t, reduced_model
 
 
 def _standardised(x, centre):
-    """Columns divided by the root of their (centred, if ``centre``) sum of squares, and that sum;
-    constant columns become 0."""
+    """Columns divided by the root of their (centred, if ``centre``) sum of squares; constant
+    columns become 0."""
     if centre:
         x = x - x.mean(0)
     norm = (x ** 2).sum(0)
-    return x * torch.where(norm > 0, norm, 1).rsqrt() * (norm > 0), norm
+    return x * torch.where(norm > 0, norm, 1).rsqrt() * (norm > 0)
 
 
 def _t_from_projection(u, c, df):
@@ -113,12 +113,12 @@ def _null(x, labels, covariates, n_perm, popmean, rng, device, block):
         return _Null(design, exact, width, _blocks(residuals, (residuals ** 2).sum(0), size=block),
                      project, lambda u: u, model.design_rows)
     if labels is None:
-        scaled, _ = _standardised(x - popmean, centre=False)
+        scaled = _standardised(x - popmean, centre=False)
         design, exact = _sign_flips(n, n_perm, rng)
         return _Null(design, exact, 1, _blocks(scaled / math.sqrt(n), size=block),
                      lambda d, part: d @ part[0], lambda u: _t_from_projection(u, 1.0, n - 1),
                      np.ones((1, n)))
-    scaled, _ = _standardised(x, centre=True)
+    scaled = _standardised(x, centre=True)
     n_a = int(labels.sum())
     c = 1 / n_a + 1 / (n - n_a)
     design, exact = _relabellings(n, n_a, n_perm, rng)

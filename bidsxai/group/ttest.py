@@ -76,8 +76,6 @@ def ttest(maps_a, maps_b=None, *, mask=None, covariates=None, n_perm=0, tfce=Fal
         p_fdr[tested] = multipletests(p[tested], method="fdr_bh")[1]
     values = {"t": t, "p": p, "p_bonferroni": p_bonf, "p_fdr": p_fdr, "tested": tested}
     enhancers = _enhancers(mask, tested, df, tfce, cluster_p, two_sided, connectivity)
-    for name, enhance in enhancers.items():
-        values[name] = _scatter(enhance(t[tested]), tested, 0.0)
     if n_perm > 0 and tested.any():
         from bidsxai.group.permutation import permutation_fwe
 
@@ -88,6 +86,11 @@ def ttest(maps_a, maps_b=None, *, mask=None, covariates=None, n_perm=0, tfce=Fal
                                  enhancers=enhancers)
         for key in ["p_fwe", *(f"p_fwe_{name}" for name in enhancers)]:
             values[key] = _scatter(result[key], tested, 1.0)
+        observed = {name: result[name] for name in enhancers}  # the engine enhanced the observed t
+    else:
+        observed = {name: enhance(t[tested]) for name, enhance in enhancers.items()}
+    for name, enhanced in observed.items():
+        values[name] = _scatter(enhanced, tested, 0.0)
     out = {}
     for name, inside in values.items():
         fill = False if inside.dtype == bool else (1.0 if name.startswith("p") else 0.0)
