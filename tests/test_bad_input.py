@@ -80,6 +80,7 @@ def test_target_column_that_does_not_exist(pipeline, cohort, capsys):
 
 @pytest.mark.parametrize("option, expected_code, word", [
     (["--covariates", "height"], EXIT_USAGE, "height"),
+    (["--covariates", "group"], EXIT_USAGE, "explain the group labels"),
     (["--correlate", "mmse"], EXIT_USAGE, "mmse"),
     (["--correlate", "edss", "--correlate-image", "PD"], EXIT_NO_INPUT, "PD"),
     (["--atlas", "missing.nii.gz"], EXIT_NO_INPUT, "missing.nii.gz"),

@@ -8,6 +8,7 @@ import numpy as np
 
 from bidsxai.atomic import save_nifti, write_json
 from bidsxai.bids import sidecar_path
+from bidsxai.errors import UsageError
 from bidsxai.group.clusters import cluster_table
 from bidsxai.group.coverage import coverage_test
 from bidsxai.group.ttest import ttest
@@ -47,9 +48,12 @@ def two_sample(maps_a, maps_b, covariates, template, atlas, group_dir, context, 
     """Test a - b voxel-wise (two-sided, so both directions), write its maps, and return its
     summary row, cluster rows and figures."""
     mask = template.brain_mask
-    result = ttest(maps_a, maps_b, mask=mask, covariates=covariates, n_perm=settings.n_perm,
-                   tfce=settings.tfce, cluster_p=settings.cluster_p, seed=settings.seed,
-                   device=pick_device(settings.device))
+    try:
+        result = ttest(maps_a, maps_b, mask=mask, covariates=covariates, n_perm=settings.n_perm,
+                       tfce=settings.tfce, cluster_p=settings.cluster_p, seed=settings.seed,
+                       device=pick_device(settings.device))
+    except ValueError as exc:  # covariates that leave no group effect or no degrees of freedom
+        raise UsageError(f"--covariates {' '.join(settings.covariates)}: {exc}") from None
     a, b = context["group_a"], context["group_b"]
     stem = (f"space-{SPACE}_method-{context['method']}_target-{context['target']}"
             f"_desc-{safe_label(a)}vs{safe_label(b)}")
