@@ -180,7 +180,7 @@ def analyse(rows, method, target, pairs, participants, template, atlas, threshol
             continue
         subjects = list(first["subject"][in_a]) + list(first["subject"][in_b])
         covariates = covariate_matrix(participants, subjects, settings.covariates)
-        row, clusters, _ = two_sample(thresholded[in_a], thresholded[in_b], covariates, template, atlas,
+        row, clusters = two_sample(thresholded[in_a], thresholded[in_b], covariates, template, atlas,
                                       group_dir, dict(context, group_a=a, group_b=b), settings)
         results["voxelwise"].append(row)
         results["clusters"] += clusters
@@ -242,7 +242,7 @@ def _correlation(first, raw, participants, template, settings, context, results)
     with a two-sided permutation p (paper 001)."""
     masks = parse_threshold(settings.correlate_mask)
     scores = pd.to_numeric(participants[settings.correlate].reindex(first["subject"]), errors="coerce").to_numpy()
-    x, y, used = [], [], []
+    x, y = [], []
     for subject, session, heatmap, score in zip(first["subject"], first["session"], raw, scores):
         if np.isnan(score):
             continue
@@ -254,7 +254,6 @@ def _correlation(first, raw, participants, template, settings, context, results)
                 raise NoInputError(f"{path.name} is {image.shape}, not on the template grid {heatmap.shape}")
             x.append(float(image[kept].mean()))
             y.append(float(score))
-            used.append(subject)
     if len(x) < 4:
         return None
     rho, p = spearman_permutation(x, y, n_perm=settings.correlate_n_perm, seed=settings.seed)

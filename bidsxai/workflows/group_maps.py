@@ -89,7 +89,7 @@ def two_sample(maps_a, maps_b, covariates, template, atlas, group_dir, context, 
               if significant.any() else None}
     clusters = _clusters(result["t"], significant, template, atlas, dict(context, test="two-sample",
                                                                          correction=correction))
-    return dict(row, figure=figure), clusters, significant
+    return dict(row, figure=figure), clusters
 
 
 def coverage(maps, template, atlas, group_dir, context, settings):
