@@ -131,6 +131,40 @@ def test_epsilon_conserves_the_logit_and_merging_keeps_the_function():
     torch.testing.assert_close(relevance.sum((2, 3, 4)), logits, rtol=1e-6, atol=1e-9)
 
 
+class _TwoPaths(nn.Module):
+    """Each input channel through its own convolution, as the encoders of GAMER-MRIL."""
+
+    def __init__(self):
+        super().__init__()
+        self.paths = nn.ModuleList(nn.Conv3d(1, 3, 3, padding=1) for _ in range(2))
+        self.fc = nn.Linear(2 * 3 * 6 ** 3, 3)
+
+    def forward(self, x):
+        return self.fc(torch.cat([torch.relu(conv(x[:, i:i + 1])).flatten(1)
+                                  for i, conv in enumerate(self.paths)], 1))
+
+
+def test_z_beta_on_every_path_of_a_multi_path_network_conserves_per_path():
+    """z-beta then epsilon is conservative, and each path's bound terms stay on its channel."""
+    torch.manual_seed(2)
+    net = _TwoPaths().double().eval()
+    x = torch.rand(2, 2, 6, 6, 6, dtype=torch.float64)
+    targets = torch.tensor([[0], [2]])
+    relevance, logits = lrp_relevance(net, x, targets, composite="paper001", epsilon=1e-12)
+    torch.testing.assert_close(relevance.sum((2, 3, 4, 5))[:, 0], logits.gather(1, targets)[:, 0],
+                               rtol=1e-5, atol=1e-9)
+    for i in range(2):  # each path alone: the other silenced, its relevance all on its own channel
+        single = _TwoPaths().double().eval()
+        single.load_state_dict(net.state_dict())
+        with torch.no_grad():
+            single.paths[1 - i].weight.zero_()
+            single.paths[1 - i].bias.fill_(-1.0)  # the other path silent: its ReLU outputs are 0
+        alone, single_logits = lrp_relevance(single, x, targets, composite="paper001", epsilon=1e-12)
+        assert float(alone[:, 0, 1 - i].abs().sum()) == 0
+        torch.testing.assert_close(alone[:, 0, i].sum((1, 2, 3)), single_logits.gather(1, targets)[:, 0],
+                                   rtol=1e-5, atol=1e-9)
+
+
 def test_linear_model_lrp0_equals_integrated_gradients_equals_w_times_x():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(2 * 5 * 4, 3, bias=False)).double().eval()

@@ -84,15 +84,20 @@ class AlphaBeta:
 
 
 class ZBeta:
-    """For the input layer only: the bounds enter as inputs whose relevance is subtracted."""
+    """For input layers only (``a`` is the network input or a view of it, e.g. one contrast of a
+    multi-path network): the bounds enter as inputs whose relevance is subtracted. They are views
+    of one pair of input-shaped tensors, laid over the input exactly as ``a`` is, so each path's
+    bound terms land on its own channels."""
 
     def __init__(self, low=0.0, high=1.0, epsilon=1e-6, bias=False):
         self.low, self.high, self.epsilon, self.bias = low, high, epsilon, bias
 
     def __call__(self, module, a, y, context):
-        low = torch.full_like(a, self.low).requires_grad_()
-        high = torch.full_like(a, self.high).requires_grad_()
-        context["bounds"] = (low, high)
+        if "bounds" not in context:
+            x = context["input"]
+            context["bounds"] = (torch.full_like(x, self.low).requires_grad_(),
+                                 torch.full_like(x, self.high).requires_grad_())
+        low, high = (torch.as_strided(b, a.size(), a.stride(), a.storage_offset()) for b in context["bounds"])
         z = (linear_op(module, a, module.weight) - linear_op(module, low, module.weight.clamp(min=0))
              - linear_op(module, high, module.weight.clamp(max=0)))
         z = _add_bias(z, _bias(module, self.bias))
