@@ -35,6 +35,7 @@ BIDSIGNORE = """\
 /logs
 /models
 /group
+/cache
 """
 
 

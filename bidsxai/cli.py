@@ -98,10 +98,35 @@ def build_parser():
                           "(nothing is downloaded)")
     mod.add_argument("--slice-size", type=int, default=256,
                      help="2D models: axial slices are resized to SIZE x SIZE (default 256, paper 000)")
-    mod.add_argument("--epochs", type=int, default=30)
-    mod.add_argument("--patience", type=int, default=8)
-    mod.add_argument("--batch-size", type=int, default=4)
-    mod.add_argument("--learning-rate", type=float, default=3e-4)
+    mod.add_argument("--mc-samples", type=int, default=50,
+                     help="participant: Monte Carlo dropout passes for models with MC dropout "
+                          "(mean and SD of the class probabilities; 0: off; default 50)")
+    trn = p.add_argument_group("training")
+    trn.add_argument("--target-threshold", type=float, metavar="VALUE",
+                     help="binarise a numeric --target at VALUE (e.g. --target edss --target-threshold 5)")
+    trn.add_argument("--loss-weight", choices=("none", "closeness"), default="none",
+                     help="closeness: weight each subject 2 - |value - threshold| / threshold (paper 001)")
+    trn.add_argument("--cv-folds", type=int, default=5, help="subject-level stratified folds (default 5)")
+    trn.add_argument("--cv-repeats", type=int, default=1,
+                     help="repeat the cross-validation with new folds and seeds (default 1)")
+    trn.add_argument("--test-fraction", type=float, default=0.2,
+                     help="share of each class held out as the test set (default 0.2; 0: none)")
+    trn.add_argument("--select-by", choices=("loss", "balanced_accuracy"), default="loss",
+                     help="keep the epoch with the best validation loss or balanced accuracy (paper 004)")
+    trn.add_argument("--epochs", type=int, default=30)
+    trn.add_argument("--patience", type=int, default=8, help="early stopping on the validation loss")
+    trn.add_argument("--batch-size", type=int, default=4)
+    trn.add_argument("--optimiser", choices=("adam", "adamw"), help="default: the architecture's paper")
+    trn.add_argument("--learning-rate", type=float, help="default: the architecture's paper")
+    trn.add_argument("--weight-decay", type=float, help="default: the architecture's paper")
+    trn.add_argument("--augment", choices=("auto", "none", "flip", "paper000", "paper001"), default="auto",
+                     help="auto: the architecture's paper (2D: paper000; gamer_mril: paper001; cnn3d: flip)")
+    trn.add_argument("--precision", choices=("auto", "fp32", "amp"), default="auto",
+                     help="amp: mixed precision (float16 on GPU, bfloat16 on CPU); auto: amp on GPU")
+    trn.add_argument("--loader-workers", type=int, metavar="N",
+                     help="data loader processes (default 4 on GPU, 0 on CPU)")
+    trn.add_argument("--arch-width", type=float, default=1.0,
+                     help="channel multiplier of the 2D architectures, for quick trials (default 1)")
     grp = p.add_argument_group("group level")
     grp.add_argument("--groups", nargs=2, default=[], metavar="GROUP",
                      help="the pair of groups to compare (default: every pair)")
@@ -113,7 +138,8 @@ def build_parser():
     grp.add_argument("--cluster-p", type=float, metavar="P",
                      help="cluster-forming uncorrected p for cluster-mass FWE (e.g. 0.001)")
     grp.add_argument("--covariates", nargs="+", default=[], metavar="COLUMN",
-                     help="participants.tsv columns to adjust for (GLM, Freedman-Lane permutation)")
+                     help="participants.tsv columns: group level, adjusted for (GLM, Freedman-Lane "
+                          "permutation); train, the model's covariate inputs (gamer_mril: age, the default)")
     grp.add_argument("--threshold", default="p95",
                      help="per-subject threshold before voxel-wise tests: p<q> (own q-th brain "
                           "percentile, paper 000) or top<N> (top N %% of positive values, paper 001); "
@@ -168,9 +194,22 @@ def check_paths(args):
 def check_options(args):
     """Refuse numbers, methods and architectures that cannot work, before any work starts."""
     for value, flag in ((args.nprocs, "--nprocs"), (args.epochs, "--epochs"),
-                        (args.batch_size, "--batch-size"), (args.slice_size, "--slice-size")):
+                        (args.batch_size, "--batch-size"), (args.slice_size, "--slice-size"),
+                        (args.cv_repeats, "--cv-repeats"), (args.patience, "--patience")):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1")
+    if args.cv_folds < 2:
+        raise UsageError("--cv-folds must be at least 2")
+    if not 0 <= args.test_fraction < 1:
+        raise UsageError("--test-fraction must lie in [0, 1)")
+    for value, flag in ((args.mc_samples, "--mc-samples"), (args.loader_workers or 0, "--loader-workers")):
+        if value < 0:
+            raise UsageError(f"{flag} must be 0 or more")
+    for value, flag in ((args.learning_rate, "--learning-rate"), (args.arch_width, "--arch-width")):
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} must be positive")
+    if args.target_threshold is not None and args.target_threshold <= 0 and args.loss_weight == "closeness":
+        raise UsageError("--loss-weight closeness needs a positive --target-threshold")
     if args.n_perm < 0:
         raise UsageError("--n-perm must be 0 or more")
     if args.correlate_n_perm < 1:
@@ -224,8 +263,12 @@ def settings_from(args, bids, out, derivatives):
         resolution=args.resolution, normalisation=args.normalisation, nonlinear=args.nonlinear,
         explain_layer=args.explain_layer, methods=method_list(args.methods), targets=args.targets,
         slice_size=args.slice_size, pretrained=args.pretrained, lrp_composite=args.lrp_composite, lrp_start=args.lrp_start, lrp_map=args.lrp_map,
-        epochs=args.epochs, patience=args.patience,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, groups=args.groups,
+        epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, optimiser=args.optimiser, weight_decay=args.weight_decay,
+        target_threshold=args.target_threshold, loss_weight=args.loss_weight, cv_folds=args.cv_folds,
+        cv_repeats=args.cv_repeats, test_fraction=args.test_fraction, select_by=args.select_by,
+        augment=args.augment, precision=args.precision, loader_workers=args.loader_workers,
+        arch_width=args.arch_width, mc_samples=args.mc_samples, groups=args.groups,
         n_perm=args.n_perm, tfce=args.tfce, cluster_p=args.cluster_p, covariates=args.covariates,
         threshold=args.threshold, atlas=None if args.atlas == "none" else args.atlas,
         correlate=args.correlate, correlate_image=args.correlate_image,
@@ -269,10 +312,14 @@ def run(args):
         from bidsxai.workflows.train import run_train
 
         folder, meta = run_train(settings, sessions)
-        test = meta["metrics"].get("test")
-        summary = (f"test set (n={test['n']}): accuracy {test['accuracy']:.3f}, balanced accuracy "
-                   f"{test['balanced_accuracy']:.3f}, AUC {test['auc']:.3f}") if test else "no test set"
-        _say(settings, f"trained {meta['name']}: {summary}; report {folder / 'report.html'}")
+        if meta is not None:  # rank 0 (the only rank outside torchrun)
+            cv = meta["metrics"]["cross_validation"]
+            summary = (f"cross-validation (n={cv['n']}): balanced accuracy {cv['balanced_accuracy']:.3f}, "
+                       f"AUC {cv['auc']:.3f}")
+            test = meta["metrics"].get("test")
+            if test:
+                summary += f"; test (n={test['n']}): balanced accuracy {test['balanced_accuracy']:.3f}"
+            _say(settings, f"trained {meta['name']}: {summary}; report {folder / 'report.html'}")
         return 0
     from bidsxai.workflows.group import run_group
 

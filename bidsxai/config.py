@@ -41,7 +41,20 @@ class Settings:
     epochs: int = 30
     patience: int = 8
     batch_size: int = 4
-    learning_rate: float = 3e-4
+    learning_rate: float | None = None  # None: the architecture's recipe
+    optimiser: str | None = None
+    weight_decay: float | None = None
+    target_threshold: float | None = None
+    loss_weight: str = "none"
+    cv_folds: int = 5
+    cv_repeats: int = 1
+    test_fraction: float = 0.2
+    select_by: str = "loss"
+    augment: str = "auto"
+    precision: str = "auto"
+    loader_workers: int | None = None
+    arch_width: float = 1.0
+    mc_samples: int = 50
     slice_size: int = 256
     pretrained: Path | None = None
     groups: list = field(default_factory=list)

@@ -44,7 +44,7 @@ def pipeline(cohort, tmp_path_factory):
     common = ["--resolution", RES, "--nprocs", 2]
     codes = [
         run_cli(cohort, out, "participant", *common),
-        run_cli(cohort, out, "train", "--epochs", 3, "--skip-bids-validation", *common),
+        run_cli(cohort, out, "train", "--epochs", 3, "--cv-folds", 2, "--skip-bids-validation", *common),
         run_cli(cohort, out, "participant", "--model", "cnn3d_group", "--skip-bids-validation", *common),
         run_cli(cohort, out, "group", "--skip-bids-validation", *common),
     ]

@@ -42,17 +42,22 @@ def test_preprocessed_images_and_heatmaps_are_on_the_template_grid(pipeline):
         assert set(sidecar["PredictedProbabilities"]) == {"HC", "RRMS", "SPMS"}
         assert abs(sum(sidecar["PredictedProbabilities"].values()) - 1) < 1e-5
         assert len(sidecar["ModelSha256"]) == 64 and sidecar["Layer"].startswith("blocks.")
+        assert sidecar["ModelMember"].startswith("repeat-1_fold-")
         assert sidecar["Sources"][0].startswith("bids:bidsxai:sub-02/anat/")
     measures = pd.read_csv(anat / "sub-02_measures.tsv", sep="\t")
     assert list(measures["target"]) == ["HC", "RRMS", "SPMS"]
     assert measures["p95"].between(0, 1).all()
 
 
-def test_model_bundle_records_split_metrics_and_hash(pipeline):
+def test_model_bundle_records_folds_metrics_and_hashes(pipeline):
     meta = json.loads((pipeline["out"] / "models" / "cnn3d_group" / "model.json").read_text())
     assert meta["classes"] == ["HC", "RRMS", "SPMS"]
-    assert set(meta["split"].values()) == {"train", "validation", "test"}
-    assert {"train", "validation", "test"} <= set(meta["metrics"])
+    assert set(meta["assignments"][0].values()) == {1, 2, "test"}
+    assert set(meta["members"]) == {"repeat-1_fold-1", "repeat-1_fold-2"}
+    assert meta["final_member"] in meta["members"] and meta["sha256"] == meta["members"][meta["final_member"]]["sha256"]
+    cv, test = meta["metrics"]["cross_validation"], meta["metrics"]["test"]
+    assert cv["n"] == 6 and test["n"] == 3 and len(cv["accuracy_ci"]) == 2 and "loss" in cv
+    assert set(meta["metrics"]["members"]["repeat-1_fold-1"]) == {"validation", "test"}
     assert meta["input"]["contrasts"] == ["T1w", "T2w", "FLAIR"] and meta["input"]["resolution"] == RES
     assert (pipeline["out"] / "models" / "cnn3d_group" / "report.html").is_file()
 
@@ -137,12 +142,22 @@ def test_gamer_mril_trains_and_is_explained_from_its_attention(pipeline, cohort,
     out = tmp_path / "out"
     shutil.copytree(pipeline["out"], out)
     common = ["--resolution", RES, "--skip-bids-validation"]
-    assert run_cli(cohort, out, "train", "--arch", "gamer_mril", "--epochs", 1, *common) == 0
-    assert run_cli(cohort, out, "participant", "--participant-label", "02", "--model", "gamer_mril_group",
-                   "--methods", "lrp,gradcam", "--targets", "predicted", "--lrp-start", "attention",
+    assert run_cli(cohort, out, "train", "--arch", "gamer_mril", "--target", "edss", "--target-threshold", 5,
+                   "--loss-weight", "closeness", "--epochs", 1, "--cv-folds", 2, *common) == 0
+    meta = json.loads((out / "models" / "gamer_mril_edss" / "model.json").read_text())
+    assert meta["classes"] == ["edss-lt5", "edss-ge5"] and meta["covariates"] == ["age"]
+    assert "01" not in meta["assignments"][0]  # a control: no EDSS, not in the cohort
+    attention = meta["attention"]
+    assert len(attention["rows"]) == 6 and all(abs(sum(r["weights"].values()) - 1) < 1e-5 for r in attention["rows"])
+    assert "Attention weights" in (out / "models" / "gamer_mril_edss" / "report.html").read_text()
+    assert run_cli(cohort, out, "participant", "--participant-label", "02", "--model", "gamer_mril_edss",
+                   "--methods", "lrp,gradcam", "--targets", "all", "--lrp-start", "attention",
                    "--lrp-map", "combined", *common) == 0
-    sidecar = json.loads(next((out / "sub-02" / "anat").glob("*_method-lrp_*_heatmap.json")).read_text())
+    sidecars = [json.loads(p.read_text()) for p in (out / "sub-02" / "anat").glob("*_method-lrp_*_heatmap.json")]
+    assert len(sidecars) == 2  # the attention start gives one class-independent map, written per class
+    sidecar = sidecars[0]
     assert sidecar["Parameters"]["start"] == "attention" and sidecar["Parameters"]["channels"] == "combined"
+    assert set(sidecar["AttentionWeights"]) == {"T1w", "T2w", "FLAIR"}
     heatmap = next((out / "sub-02" / "anat").glob("*_method-lrp_*_heatmap.nii.gz"))
     assert np.isfinite(np.asarray(nib.load(heatmap).dataobj)).all()
 

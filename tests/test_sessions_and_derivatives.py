@@ -44,9 +44,12 @@ def test_multi_session_cohort_runs_through_every_level(tmp_path):
     out = tmp_path / "out"
     common = ["--resolution", RES, "--nprocs", 2, "--skip-bids-validation"]
     assert run_cli(bids, out, "participant", *common) == 0
-    assert run_cli(bids, out, "train", "--epochs", 2, *common) == 0
+    assert run_cli(bids, out, "train", "--epochs", 2, "--cv-folds", 3, *common) == 0
     meta = json.loads((out / "models" / "cnn3d_group" / "model.json").read_text())
-    assert set(meta["split"]) == {f"{i:02d}" for i in range(1, 7)}  # one split per subject
+    assert set(meta["assignments"][0]) == {f"{i:02d}" for i in range(1, 7)}  # one fold per subject
+    assert meta["metrics"]["cross_validation"]["n"] == 12  # both sessions of each, out of fold
+    for member in meta["training"]["members"].values():
+        assert len(member["trained_on"]) == 4
     assert run_cli(bids, out, "participant", "--model", "cnn3d_group", "--session-label", "01", *common) == 0
     assert run_cli(bids, out, "group", *common) == 0
     for sub in ("01", "04"):

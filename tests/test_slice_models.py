@@ -85,11 +85,12 @@ def test_vgg19_gap_trains_on_slices_and_is_explained_into_the_volume(pipeline, c
                imagenet)
     assert run_cli(cohort, out, "train", "--arch", "cnn3d", "--pretrained", imagenet, *common) == 64
     assert run_cli(cohort, out, "train", "--arch", "vgg19_gap", "--slice-size", 32, "--epochs", 1,
-                   "--batch-size", 16, "--pretrained", imagenet, *common) == 0
+                   "--cv-folds", 2, "--batch-size", 16, "--pretrained", imagenet, *common) == 0
     meta = json.loads((out / "models" / "vgg19_gap_group" / "model.json").read_text())
     assert meta["pretrained"]["tensors_loaded"] == 32  # 16 convolutions; not the 1000-class output
-    assert meta["input"]["slices"]["size"] == 32 and set(meta["metrics"]["slices"]) >= {"train"}
-    assert meta["metrics"]["train"]["n"] == sum(1 for v in meta["split"].values() if v == "train")
+    assert meta["input"]["slices"]["size"] == 32 and set(meta["metrics"]["slices"]) == {"cross_validation", "test"}
+    n_slices = len(meta["input"]["slices"]["kept"])
+    assert meta["metrics"]["slices"]["test"]["n"] == n_slices * meta["metrics"]["test"]["n"]
     assert run_cli(cohort, out, "participant", "--participant-label", "04", "--model", "vgg19_gap_group",
                    "--methods", "cam,gradcam,lrp", "--targets", "all", *common) == 0
     anat = out / "sub-04" / "anat"

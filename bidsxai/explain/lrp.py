@@ -162,11 +162,13 @@ def lrp(model, x, targets, *, composite="paper001", start="logit", gate="proport
         bounds=(0.0, 1.0), epsilon=1e-8, gamma=0.25, bias=False, channels="sum"):
     """LRP maps (N, T, *spatial), and no extras (the explain_many method interface): the relevance
     summed over input channels (``channels="sum"``) or the combined map of paper 001 eq. 8, the sum
-    over contrasts of R_x * x (``"combined"``)."""
+    over contrasts of R_x * x (``"combined"``). From the attention weights the map does not depend
+    on the class, so every target gets the same map."""
     if channels not in ("sum", "combined"):
         raise ValueError(f"channels must be 'sum' or 'combined'; got {channels!r}")
     relevance, _ = lrp_relevance(model, x, targets, composite=composite, start=start, gate=gate,
                                  bounds=bounds, epsilon=epsilon, gamma=gamma, bias=bias)
     if channels == "combined":
         relevance = relevance * x.detach().unsqueeze(1)
-    return relevance.sum(2), {}
+    maps = relevance.sum(2)
+    return maps.expand(-1, targets.shape[1], *maps.shape[2:]), {}

@@ -1,19 +1,20 @@
-"""Model bundles: ``model.json`` + ``weights.safetensors``; loading never unpickles anything.
+"""Model bundles: ``model.json`` + one ``<member>.safetensors`` per cross-validation fold model;
+loading never unpickles anything.
 
 model.json records the architecture and its arguments, the classes, the input specification
-(space, resolution, contrasts, normalisation, crop box), the split, the metrics and the sha256 of
-the weights file, which is checked before the weights are read.
+(space, resolution, contrasts, normalisation, crop box), the fold assignment, the metrics and, for
+every member, its weights file and sha256, which is checked before the weights are read. The
+top-level ``weights``/``sha256`` name the final model (used for subjects outside the cohort).
 """
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from bidsxai.atomic import atomic_path, write_json
 from bidsxai.errors import NoInputError
 from bidsxai.models.registry import get_architecture
-
-WEIGHTS = "weights.safetensors"
 
 
 def sha256_of(path):
@@ -24,14 +25,18 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def save_bundle(folder, model, meta):
-    """Write weights then model.json (with the weights' sha256); returns the final meta."""
+def save_bundle(folder, models, meta, final):
+    """Write every member's weights ({name: model}), then model.json; returns the final meta."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    meta = dict(meta, weights=WEIGHTS, sha256=sha256_of(folder / WEIGHTS))
+    members = {}
+    for name, model in models.items():
+        path = folder / f"{name}.safetensors"
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        members[name] = {"weights": path.name, "sha256": sha256_of(path)}
+    meta = dict(meta, members=members, final_member=final, **members[final])
     write_json(folder / "model.json", meta)
     return meta
 
@@ -46,23 +51,52 @@ def resolve_bundle(name_or_path, output_dir):
                        f"{candidates[0]} or {candidates[1]}")
 
 
-def load_bundle(folder, device="cpu"):
-    """(model in eval mode, meta); refuses unknown architectures and weights that fail the sha256."""
-    from safetensors.torch import load_file
-
+def read_meta(folder):
+    """model.json, refusing bundles of an unknown architecture."""
     folder = Path(folder)
     try:
         meta = json.loads((folder / "model.json").read_text())
     except (OSError, ValueError) as exc:
         raise NoInputError(f"{folder}/model.json: unreadable ({exc})") from None
     try:
-        arch = get_architecture(meta["architecture"])
+        get_architecture(meta["architecture"])
     except KeyError as exc:
         raise NoInputError(f"{folder}: {exc.args[0]}") from None
-    weights = folder / meta.get("weights", WEIGHTS)
-    if not weights.is_file() or sha256_of(weights) != meta.get("sha256"):
-        raise NoInputError(f"{folder}: weights missing or their sha256 does not match model.json; "
-                           "refusing to load")
-    model = arch.build(**meta["architecture_args"])
+    return meta
+
+
+def load_member(folder, meta, member=None, device="cpu"):
+    """One member's model in eval mode (the final model by default), after its sha256 check."""
+    from safetensors.torch import load_file
+
+    entry = meta.get("members", {}).get(member) if member else {"weights": meta.get("weights"),
+                                                                  "sha256": meta.get("sha256")}
+    if entry is None or not re.fullmatch(r"[\w.-]+", str(entry.get("weights"))):
+        raise NoInputError(f"{folder}: model.json names no usable weights for member {member}")
+    weights = Path(folder) / entry["weights"]
+    if not weights.is_file() or sha256_of(weights) != entry.get("sha256"):
+        raise NoInputError(f"{folder}: weights {weights.name} missing or their sha256 does not match "
+                           "model.json; refusing to load")
+    model = get_architecture(meta["architecture"]).build(**meta["architecture_args"])
     model.load_state_dict(load_file(str(weights), device="cpu"))
-    return model.to(device).eval(), meta
+    return model.to(device).eval()
+
+
+def load_bundle(folder, device="cpu"):
+    """(final model in eval mode, meta)."""
+    meta = read_meta(folder)
+    return load_member(folder, meta, None, device), meta
+
+
+def member_for(meta, subject):
+    """(member name, split, why) of the model that explains ``subject``: a cohort subject gets the
+    fold model of repeat 1 that held it out, others the final model."""
+    place = (meta.get("assignments") or [{}])[0].get(subject)
+    final = meta.get("final_member")
+    if isinstance(place, int):
+        return (f"repeat-1_fold-{place}", f"fold-{place}",
+                f"cross-validation fold {place} (repeat 1): explained by that fold's model, which never "
+                "trained on this subject")
+    if place == "test":
+        return final, "test", f"held-out test set: explained by the final model ({final}), which never trained on it"
+    return final, "not-in-training", f"not in the training cohort: explained by the final model ({final})"

@@ -8,7 +8,8 @@ transition layers (BN, ReLU, 1x1x1 convolution, 2x2x2 average pooling) between t
 ReLU and a fully connected layer of 32 neurons. Two choices the paper leaves open: the features
 are averaged over space before that layer (so any input size works), and transitions keep their
 channel count. The output has one logit per class (two for the paper's binary task; softmax
-over two logits is the paper's sigmoid of their difference). Without ``age`` the age input is 0.
+over two logits is the paper's sigmoid of their difference). Without an ``age`` argument the age
+is the one bound by ``models.covariates.binding`` (explanations of one subject), else 0.
 """
 
 from collections import OrderedDict
@@ -16,6 +17,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from bidsxai.models.covariates import bound_covariates
 from bidsxai.models.gated_attention import GatedAttention
 from bidsxai.models.registry import Architecture, register
 
@@ -74,7 +76,11 @@ class GamerMRIL(nn.Module):
     def forward(self, x, age=None):
         hidden = torch.stack([encoder(x[:, i:i + 1]) for i, encoder in enumerate(self.encoders)], 1)
         combined, _, _ = self.attention(hidden)
-        age = torch.zeros(len(x), device=x.device, dtype=x.dtype) if age is None else age.to(x)
+        if age is None:
+            bound = bound_covariates(self)
+            age = bound[0] if bound is not None else 0.0
+        age = torch.as_tensor(age).to(x).reshape(-1)
+        age = age.expand(len(x)) if age.numel() == 1 else age
         return self.classifier(torch.cat([combined, age.reshape(-1, 1) / 100], 1))
 
 
@@ -87,4 +93,6 @@ register(Architecture(
     build=lambda in_channels, n_classes, input_shape, **kwargs: GamerMRIL(in_channels, n_classes, **kwargs),
     default_layer=_default_layer,
     source="Lu et al. 2023, GAMER-MRIL (paper 001): DenseNet-3D per contrast with gated attention",
+    recipe={"optimiser": "adamw", "learning_rate": 5e-5, "weight_decay": 1e-2, "augment": "paper001"},
+    covariates=("age",),
 ))

@@ -1,6 +1,6 @@
 """Architectures by name, so bundles name what to build and later issues only add entries."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 
@@ -11,6 +11,11 @@ class Architecture:
     default_layer: Callable  # default_layer(model) -> dotted module name used for Grad-CAM
     source: str  # the paper it comes from
     dims: int = 3  # 3: whole volumes; 2: axial slices (subject prediction = mean slice probability)
+    # the paper's training recipe: optimiser, learning rate, weight decay, augmentation scheme
+    recipe: dict = field(default_factory=lambda: {"optimiser": "adamw", "learning_rate": 3e-4,
+                                                  "weight_decay": 1e-4, "augment": "flip"})
+    covariates: tuple = ()  # extra scalar inputs after the image, e.g. ("age",)
+    scalable: bool = False  # build accepts width= (channel multiplier, for quick trials)
 
 
 ARCHITECTURES = {}
@@ -22,7 +27,7 @@ def register(arch):
 
 
 def _register_builtins():
-    from bidsxai.models import cnn3d, gamer_mril, slice2d  # noqa: F401  (importing registers their entries)
+    from bidsxai.models import cnn3d, gamer_mril, slice2d, stroke2d  # noqa: F401  (importing registers their entries)
 
 
 def get_architecture(name):

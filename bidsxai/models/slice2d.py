@@ -129,7 +129,12 @@ def _default_layer(model):
 
 
 def _register(name, build, source):
-    register(Architecture(name=name, build=build, default_layer=_default_layer, source=source, dims=2))
+    register(Architecture(name=name, build=build, default_layer=_default_layer, source=source, dims=2,
+                          recipe=PAPER000_RECIPE, scalable=True))
+
+
+# Adam with learning rate 2e-5 (paper 000 §2.4) and its Keras augmentation.
+PAPER000_RECIPE = {"optimiser": "adam", "learning_rate": 2e-5, "weight_decay": 0.0, "augment": "paper000"}
 
 
 SOURCE = "Zhang et al. 2021 (paper 000): {} on axial slices, {} head"

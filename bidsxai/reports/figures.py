@@ -77,14 +77,17 @@ def stat_mosaic(background, stat, shown_mask, mask, n=8):
     return data_uri(fig)
 
 
-def learning_curves(history):
-    fig, ax = plt.subplots(figsize=(5, 3))
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["train_loss"] for h in history], label="training")
-    ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
+def learning_curves(histories):
+    """Training (dashed) and validation (solid) loss of every fold model, one colour per model."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, (name, history) in enumerate(histories.items()):
+        epochs = [h["epoch"] for h in history]
+        colour = f"C{i % 10}"
+        ax.plot(epochs, [h["train_loss"] for h in history], "--", color=colour, alpha=0.6)
+        ax.plot(epochs, [h["val_loss"] for h in history], "-", color=colour, label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy")
-    ax.legend()
+    ax.legend(fontsize=6, ncol=2)
     return data_uri(fig)
 
 

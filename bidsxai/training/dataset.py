@@ -42,19 +42,39 @@ def load_inputs(out_dir, subject, session, spec):
 
 
 class VolumeDataset(torch.utils.data.Dataset):
-    """Volumes held once in memory as float16; optional left-right flips for training."""
+    """Whole volumes (C, X, Y, Z) from ``arrays`` (a list, an array or cached memory maps), read as
+    float16 and served as float32, each with its label, loss weight and covariates ((N, K): age for
+    GAMER-MRIL); ``augment`` (training only) transforms each served sample."""
 
-    def __init__(self, volumes, labels, flip=False, seed=0):
-        self.volumes = np.asarray(volumes, np.float16)
+    def __init__(self, arrays, labels, weights=None, covariates=None, augment=None):
+        self.arrays = arrays
         self.labels = np.asarray(labels, np.int64)
-        self.flip = flip
-        self.rng = np.random.default_rng(seed)
+        n = len(self.labels)
+        self.weights = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
+        self.covariates = np.zeros((n, 0), np.float32) if covariates is None else np.asarray(covariates, np.float32)
+        self.augment = augment
 
     def __len__(self):
         return len(self.labels)
 
+    def sample(self, i):
+        """The float32 tensor of sample i before augmentation."""
+        return torch.from_numpy(np.asarray(self.arrays[i], np.float32))
+
     def __getitem__(self, i):
-        x = self.volumes[i].astype(np.float32)
-        if self.flip and self.rng.random() < 0.5:
-            x = x[:, ::-1].copy()  # axis 1 of (C, X, Y, Z) is left-right in RAS
-        return torch.from_numpy(x), int(self.labels[i])
+        x = self.sample(i)
+        if self.augment is not None:
+            x = self.augment(x)
+        owner = self.owner(i)
+        return x, int(self.labels[i]), float(self.weights[owner]), torch.from_numpy(self.covariates[owner])
+
+    def owner(self, i):
+        """The volume sample i comes from (its weight and covariates are that subject's)."""
+        return i
+
+    def subject_labels(self):
+        return self.labels
+
+    def subject_probabilities(self, probabilities):
+        """Per-sample probabilities -> per-subject ones (the same for whole volumes)."""
+        return probabilities

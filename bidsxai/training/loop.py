@@ -1,27 +1,46 @@
-"""The training loop: AdamW, class-balanced sampling, early stopping on validation loss."""
+"""The training loop: class-balanced sampling, per-subject loss weights, Adam or AdamW, early
+stopping on validation loss, model selection by validation loss or balanced accuracy, optional
+mixed precision and DistributedDataParallel."""
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from bidsxai.training import distributed
+from bidsxai.training.metrics import classification_metrics
 
-def balanced_sampler(labels, seed):
-    """Draw each class equally often (weights 1 / class count)."""
-    labels = np.asarray(labels)
-    counts = np.bincount(labels)
-    weights = 1.0 / counts[labels]
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double),
-                                                  num_samples=len(labels), replacement=True,
-                                                  generator=generator)
+
+@dataclass(frozen=True)
+class TrainOptions:
+    epochs: int = 30
+    patience: int = 8
+    batch_size: int = 4
+    optimiser: str = "adamw"  # or "adam"
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    select_by: str = "loss"  # or "balanced_accuracy" (paper 004)
+    precision: str = "fp32"  # or "amp": float16 autocast and loss scaling on GPU, bfloat16 on CPU
+    workers: int = 0  # DataLoader worker processes
+
+
+def call(model, x, covariates):
+    """The model's output; covariates (N, K) become K extra positional inputs (GAMER-MRIL's age)."""
+    return model(x, *covariates.unbind(1))
+
+
+def _loader(dataset, batch_size, workers, device, **kwargs):
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                       pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                                       **kwargs)
 
 
 @torch.no_grad()
 def recalibrate_batchnorm(model, dataset, device, batch_size):
-    """Recompute BatchNorm running statistics as exact averages over the training set.
+    """Recompute BatchNorm running statistics as exact averages over the (unaugmented) training set.
 
     With a small cohort an epoch is only a few optimiser steps, so the exponential running
     averages lag far behind the weights and eval-mode predictions are poor even on the training
@@ -34,58 +53,95 @@ def recalibrate_batchnorm(model, dataset, device, batch_size):
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
+    augment, dataset.augment = dataset.augment, None
     model.train()
-    for x, _ in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
-        model(x.to(device))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
+    try:
+        for x, _, _, covariates in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+            call(model, x.to(device), covariates.to(device))
+    finally:
+        dataset.augment = augment
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
 
 @torch.no_grad()
-def predict(model, dataset, device, batch_size=4):
-    """(mean cross-entropy, probabilities) of a dataset, model in eval mode."""
+def predict(model, dataset, device, batch_size=4, workers=0):
+    """(mean unweighted cross-entropy, per-sample probabilities), model in eval mode."""
     model.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
     losses, probs = [], []
-    for x, y in loader:
-        logits = model(x.to(device))
+    for x, y, _, covariates in _loader(dataset, batch_size, workers, device):
+        logits = call(model, x.to(device), covariates.to(device)).float()
         losses.append(nn.functional.cross_entropy(logits, y.to(device), reduction="sum").item())
         probs.append(torch.softmax(logits, 1).cpu())
     n = len(dataset)
     return (sum(losses) / n if n else float("nan")), (torch.cat(probs).numpy() if probs else np.zeros((0, 0)))
 
 
-def fit(model, train_set, val_set, *, device, epochs, patience, batch_size, learning_rate, seed,
-        progress=True):
-    """Train; returns (history, best epoch). The model ends with the weights of the lowest
-    validation loss (the last epoch's when there is no validation set)."""
+def evaluate(model, dataset, device, options):
+    """(validation loss, subject-level balanced accuracy)."""
+    loss, probs = predict(model, dataset, device, options.batch_size, options.workers)
+    subject = classification_metrics(dataset.subject_labels(), dataset.subject_probabilities(probs))
+    return loss, subject["balanced_accuracy"]
+
+
+def make_optimiser(model, options):
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[options.optimiser]
+    return kind(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+
+
+def _better(select_by, candidate, best):
+    """Is (val loss, balanced accuracy) ``candidate`` a better model than ``best``?"""
+    if best is None:
+        return True
+    if select_by == "balanced_accuracy":
+        return (candidate[1], -candidate[0]) > (best[1], -best[0])
+    return candidate[0] < best[0]
+
+
+def fit(model, train_set, val_set, *, device, options, seed, context=distributed.Context(), progress=False):
+    """Train; returns (history, selected epoch). The model ends with the selected epoch's weights."""
     torch.manual_seed(seed)
     model.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size,
-                                         sampler=balanced_sampler(train_set.labels, seed))
-    history, best, best_state, best_epoch, waited = [], float("inf"), None, 0, 0
-    bar = tqdm(range(epochs), desc="training", disable=not progress, leave=False)
+    trained = model
+    if context.active:
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimiser = make_optimiser(model, options)
+    amp = options.precision == "amp"
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    sampler = distributed.BalancedSampler(train_set.labels, seed, context)
+    loader = _loader(train_set, options.batch_size, options.workers, device, sampler=sampler,
+                     generator=torch.Generator().manual_seed(seed))
+    history, best, best_state, best_epoch, lowest_loss, waited = [], None, None, 0, float("inf"), 0
+    bar = tqdm(range(options.epochs), desc="training", disable=not progress, leave=False)
     for epoch in bar:
-        model.train()
-        total = 0.0
-        for x, y in loader:
+        sampler.set_epoch(epoch)
+        trained.train()
+        total, count = 0.0, 0
+        for x, y, weight, covariates in loader:
+            x, y, weight, covariates = (t.to(device, non_blocking=True) for t in (x, y, weight, covariates))
             optimiser.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x.to(device)), y.to(device))
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(y)
-        train_loss = total / len(train_set)
-        recalibrate_batchnorm(model, train_set, device, batch_size)
-        val_loss, _ = predict(model, val_set, device, batch_size) if len(val_set) else (train_loss, None)
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
-        bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
-        if val_loss < best:
-            best, best_state, best_epoch, waited = val_loss, copy.deepcopy(model.state_dict()), epoch + 1, 0
+            with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+                                enabled=amp):
+                logits = call(trained, x, covariates)
+            loss = (weight * nn.functional.cross_entropy(logits.float(), y, reduction="none")).mean()
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            total, count = total + loss.item() * len(y), count + len(y)
+        recalibrate_batchnorm(model, train_set, device, options.batch_size)
+        val_loss, val_bacc = evaluate(model, val_set, device, options) if len(val_set) else (total / count, 0.0)
+        val_loss, val_bacc = distributed.from_main(context, [val_loss, val_bacc])
+        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
+                        "val_balanced_accuracy": val_bacc})
+        bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}")
+        if _better(options.select_by, (val_loss, val_bacc), best):
+            best, best_state, best_epoch = (val_loss, val_bacc), copy.deepcopy(model.state_dict()), epoch + 1
+        if val_loss < lowest_loss:
+            lowest_loss, waited = val_loss, 0
         else:
             waited += 1
-            if waited >= patience:
+            if waited >= options.patience:
                 break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    model.load_state_dict(best_state)
     return history, best_epoch

@@ -29,8 +29,17 @@ def wilson_interval(successes, n, confidence=0.95):
     return [float(centre - half), float(centre + half)]
 
 
+def log_loss(y_true, probabilities):
+    """Mean negative log-likelihood of the true classes (paper 003's "negative log-likelihood")."""
+    if len(y_true) == 0:
+        return float("nan")
+    p = np.asarray(probabilities, float)[np.arange(len(y_true)), np.asarray(y_true, int)]
+    return float(-np.log(np.clip(p, 1e-12, 1)).mean())
+
+
 def classification_metrics(y_true, probabilities):
-    """accuracy, balanced accuracy, macro AUC, sensitivity, specificity, F1 and the confusion matrix,
+    """accuracy, balanced accuracy, macro AUC, sensitivity, specificity, F1, log loss and the confusion
+    matrix,
     with Wilson 95 % intervals for the accuracy (and, for two classes, sensitivity and specificity)."""
     y_true = np.asarray(y_true, int)
     probabilities = np.asarray(probabilities, float)
@@ -66,5 +75,6 @@ def classification_metrics(y_true, probabilities):
         "accuracy": float((y_pred == y_true).mean()) if y_true.size else float("nan"),
         "balanced_accuracy": float(np.nanmean(sensitivity[present])) if present.any() else float("nan"),
         "auc": float(auc), "sensitivity": float(sens), "specificity": float(spec),
-        "f1": float(f1_score), "confusion_matrix": cm.tolist(),
+        "f1": float(f1_score), "loss": log_loss(y_true, probabilities),
+        "confusion_matrix": cm.tolist(),
     }

@@ -5,6 +5,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bidsxai.training.dataset import VolumeDataset
+
 
 def kept_slices(brain_mask, min_fraction=0.05):
     """Axial indices whose brain area is at least ``min_fraction`` of the largest slice's
@@ -28,27 +30,29 @@ def restack(maps, kept, shape):
     return volume
 
 
-class SliceDataset(torch.utils.data.Dataset):
-    """Every kept slice of every volume, subject-major; volumes held once as float16; optional
-    left-right flips for training."""
+class SliceDataset(VolumeDataset):
+    """Every kept axial slice of every volume, subject-major, resized to ``size`` x ``size``; labels,
+    weights and covariates are given per volume and shared by its slices."""
 
-    def __init__(self, volumes, labels, kept, size, flip=False, seed=0):
-        self.volumes = np.asarray(volumes, np.float16)
-        self.kept, self.size, self.flip = list(kept), size, flip
-        self.labels = np.repeat(np.asarray(labels, np.int64), len(self.kept))
-        self.rng = np.random.default_rng(seed)
+    def __init__(self, arrays, labels, kept, size, weights=None, covariates=None, augment=None):
+        super().__init__(arrays, labels, weights, covariates, augment)
+        self.kept, self.size = list(kept), size
+        self.labels = np.repeat(self.labels, len(self.kept))
 
-    def __len__(self):
-        return len(self.labels)
+    def owner(self, i):
+        return i // len(self.kept)
 
-    def __getitem__(self, i):
+    def sample(self, i):
         subject, k = divmod(i, len(self.kept))
-        image = self.volumes[subject][..., self.kept[k]].astype(np.float32)  # (C, X, Y)
-        if self.flip and self.rng.random() < 0.5:
-            image = image[:, ::-1].copy()  # X is left-right in RAS
-        x = F.interpolate(torch.from_numpy(image)[None], size=(self.size, self.size), mode="bilinear",
-                          align_corners=False)[0]
-        return x, int(self.labels[i])
+        image = np.asarray(self.arrays[subject][..., self.kept[k]], np.float32)  # (C, X, Y)
+        return F.interpolate(torch.from_numpy(image)[None], size=(self.size, self.size),
+                             mode="bilinear", align_corners=False)[0]
+
+    def subject_labels(self):
+        return self.labels[::len(self.kept)]
+
+    def subject_probabilities(self, probabilities):
+        return subject_probabilities(probabilities, len(self.kept))
 
 
 def subject_probabilities(slice_probabilities, n_slices):

@@ -13,16 +13,20 @@ import torch
 
 from bidsxai import __version__
 from bidsxai.atomic import atomic_path, save_nifti, write_json
-from bidsxai.bids import bids_uri, derivative_path, sidecar_path
-from bidsxai.errors import UsageError
+from bidsxai.bids import bids_uri, derivative_path, read_participants, sidecar_path
+from bidsxai.errors import NoInputError, UsageError
 from bidsxai.explain import explain_many
 from bidsxai.explain.diagnostics import layer_iteration, mirroring
 from bidsxai.explain.quantify import percentile_in_mask
-from bidsxai.models.bundle import load_bundle, resolve_bundle
+from bidsxai.models.bundle import load_member, member_for, read_meta, resolve_bundle
+from bidsxai.models.covariates import binding
+from bidsxai.models.gated_attention import attention_module, attention_weights
+from bidsxai.models.mc_dropout import has_mc_dropout, mc_predict
 from bidsxai.models.registry import get_architecture
 from bidsxai.preprocess.pipeline import preproc_path
 from bidsxai.template import SPACE, load_template, resolution_label
 from bidsxai.training.dataset import load_inputs, uncrop
+from bidsxai.training.slices import to_slices
 from bidsxai.workflows.device import pick_device
 from bidsxai.workflows.sessions import run_sessions
 from bidsxai.workflows.slice_explain import explain_slices
@@ -108,20 +112,72 @@ def check_methods(model, meta, methods, layer, device):
         raise UsageError(f"--methods/--explain-layer: {exc}") from None
 
 
+class BundleModels:
+    """A bundle's member models, each loaded (and sha256-checked) once, when first needed."""
+
+    def __init__(self, folder, device):
+        self.folder, self.device = folder, device
+        self.meta = read_meta(folder)
+        self._models = {}
+
+    def get(self, member):
+        if member not in self._models:
+            self._models[member] = load_member(self.folder, self.meta, member, self.device)
+        return self._models[member]
+
+
 def classify_sessions(settings, sessions):
     folder = resolve_bundle(settings.model, settings.output_dir)
     device = pick_device(settings.device)
-    model, meta = load_bundle(folder, device)
+    models = BundleModels(folder, device)
+    meta = models.meta
+    final = models.get(meta.get("final_member"))
     layer = settings.explain_layer or meta.get("explain_layer") or \
-        get_architecture(meta["architecture"]).default_layer(model)
+        get_architecture(meta["architecture"]).default_layer(final)
     targets = target_indices(settings.targets, meta["classes"])
-    check_methods(model, meta, settings.methods, layer, device)
-    context = (settings, model, meta, layer, targets, device, folder.name)
+    check_methods(final, meta, settings.methods, layer, device)
+    participants = read_participants(settings.bids_dir) if meta.get("covariates") else None
+    context = (settings, models, participants, layer, targets, device, folder.name)
     return run_sessions(_classify_one, sessions, context, settings.output_dir / "logs", nprocs=1,
                         desc="explaining")
 
 
-def _classify_one(session, settings, model, meta, layer, targets, device, model_name):
+def subject_covariates(meta, participants, subject, device):
+    """The subject's values of the model's covariate inputs (e.g. age), as a 1D tensor."""
+    columns = meta.get("covariates") or []
+    values = []
+    for column in columns:
+        value = participants[column].get(subject) if column in participants.columns else None
+        try:
+            values.append(float(value))
+        except (TypeError, ValueError):
+            raise NoInputError(f"sub-{subject}: the model needs {column} from participants.tsv; "
+                               f"found {value!r}") from None
+        if not np.isfinite(values[-1]):
+            raise NoInputError(f"sub-{subject}: the model needs {column} from participants.tsv; it is n/a")
+    return torch.tensor(values, device=device)
+
+
+def mc_summary(model, spec, x, samples, seed):
+    """MC-dropout mean and SD of the subject's class probabilities (2D: slices averaged per pass)."""
+    inputs = to_slices(x[0].cpu().numpy(), spec["slices"]["kept"], spec["slices"]["size"]).to(x.device) \
+        if spec.get("slices") else x
+    draws = mc_predict(model, inputs, samples, seed).mean(1)  # (samples, classes)
+    return draws.mean(0).cpu().numpy(), draws.std(0, unbiased=samples > 1).cpu().numpy()
+
+
+def _classify_one(session, settings, models, participants, layer, targets, device, bundle_name):
+    meta = models.meta
+    member, split, why = member_for(meta, session.subject)
+    model = models.get(member)
+    covariates = subject_covariates(meta, participants, session.subject, device)
+    with binding(model, covariates):
+        return _explain_session(session, settings, model, meta, (member, split, why), layer, targets, device,
+                                bundle_name)
+
+
+def _explain_session(session, settings, model, meta, choice, layer, targets, device, model_name):
+    member, split, why = choice
     spec = meta["input"]
     out = settings.output_dir
     template = load_template(spec["resolution"])
@@ -134,7 +190,13 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
     probabilities = torch.softmax(result["logits"], 1)[0].cpu().numpy()
     classes = meta["classes"]
     predicted = classes[int(probabilities.argmax())]
-    split = meta.get("split", {}).get(session.subject, "not seen in training")
+    mc = None
+    if settings.mc_samples and has_mc_dropout(model):
+        mc = mc_summary(model, spec, x, settings.mc_samples, settings.seed)
+    attention = None
+    if attention_module(model) is not None:
+        attention = dict(zip(spec["contrasts"], attention_weights(model, x)[0].tolist()))
+    sha = meta["members"][member]["sha256"] if member in meta.get("members", {}) else meta["sha256"]
     sources = [bids_uri("bidsxai", preproc_path(out, session.subject, session.session, c,
                                                  spec["resolution"]), out) for c in spec["contrasts"]]
     cam_methods = [m for m in settings.methods if m in CAM_FAMILY]
@@ -159,7 +221,12 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
                 "TargetClass": name, "TargetIndex": index, "Logit": float(result["logits"][0, index]),
                 "PredictedClass": predicted,
                 "PredictedProbabilities": {c: float(p) for c, p in zip(classes, probabilities)},
-                "Model": model_name, "ModelSha256": meta["sha256"], "SplitAssignment": split,
+                "Model": model_name, "ModelMember": member, "ModelSha256": sha, "SplitAssignment": split,
+                "ModelChoice": why,
+                "AttentionWeights": attention,
+                "MCDropout": {"Samples": settings.mc_samples,
+                              "MeanProbabilities": {c: float(p) for c, p in zip(classes, mc[0])},
+                              "SDProbabilities": {c: float(p) for c, p in zip(classes, mc[1])}} if mc else None,
                 "Values": f"raw {METHOD_NOTES[method][0]}, on the model grid, zero outside the "
                           "model's crop",
                 "SpatialReference": SPACE, "Resolution": f"{spec['resolution']:g} mm isotropic",
@@ -175,7 +242,8 @@ def _classify_one(session, settings, model, meta, layer, targets, device, model_
             rows.append({"method": method, "target": name,
                          "p95": percentile_in_mask(heatmap, template.brain_mask),
                          "probability": float(probabilities[index]), "predicted": predicted,
-                         "split": split,
+                         "split": split, "model": member,
+                         **({"mc_mean": float(mc[0][index]), "mc_sd": float(mc[1][index])} if mc else {}),
                          "mirror_r": mirror.get(method) if name == predicted else None})
     with atomic_path(measures_path(out, session)) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")

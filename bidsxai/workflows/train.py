@@ -1,7 +1,11 @@
-"""train: preprocessed images + a participants.tsv column -> a model bundle and training report."""
+"""train: preprocessed images + a participants.tsv column -> a bundle of cross-validated models and
+its training report.
+
+Runs the same way alone or under ``torchrun`` (DistributedDataParallel, one process per GPU); only
+rank 0 writes.
+"""
 
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +17,34 @@ from bidsxai.models.bundle import save_bundle, sha256_of
 from bidsxai.models.registry import get_architecture
 from bidsxai.models.slice2d import load_imagenet
 from bidsxai.preprocess.pipeline import preproc_path
-from bidsxai.reports import figures
-from bidsxai.reports.render import methods_text, render_report
 from bidsxai.template import SPACE, load_template
-from bidsxai.training.dataset import VolumeDataset, brain_crop, crop, load_inputs
-from bidsxai.training.loop import fit, predict
-from bidsxai.training.metrics import classification_metrics
-from bidsxai.training.slices import SliceDataset, kept_slices, subject_probabilities
-from bidsxai.training.split import stratified_split
+from bidsxai.training import distributed
+from bidsxai.training.attention_table import attention_table
+from bidsxai.training.augment import augmenter
+from bidsxai.training.cache import MappedArrays, cache_inputs
+from bidsxai.training.crossval import cross_validate, slice_metrics, summarise
+from bidsxai.training.dataset import VolumeDataset, brain_crop, crop
+from bidsxai.training.folds import assign
+from bidsxai.training.loop import TrainOptions
+from bidsxai.training.slices import SliceDataset, kept_slices
+from bidsxai.training.targets import (
+    closeness_weights,
+    subject_targets,
+    threshold_classes,
+)
 from bidsxai.workflows.device import pick_device
+from bidsxai.workflows.training_report import write_training_report
 
 
-def labelled_sessions(settings, sessions):
-    """Sessions whose subject has a value in the --target column, with that value."""
-    participants = read_participants(settings.bids_dir)
-    if settings.target not in participants.columns:
-        raise UsageError(f"--target {settings.target}: no such column in participants.tsv "
-                         f"(columns: {', '.join(participants.columns)})")
-    labels = participants[settings.target].dropna()
-    chosen = [(s, str(labels[s.subject])) for s in sessions if s.subject in labels.index]
-    if len({label for _, label in chosen}) < 2:
-        raise UsageError(f"--target {settings.target}: need at least two classes among the "
-                         f"selected subjects")
-    return chosen
+def labelled_sessions(settings, sessions, participants):
+    """(sessions with a target value, their class names, the classes, numeric target by subject)."""
+    labels, values = subject_targets(participants, settings.target, settings.target_threshold)
+    chosen = [s for s in sessions if s.subject in labels]
+    classes = threshold_classes(settings.target, settings.target_threshold) \
+        if settings.target_threshold is not None else sorted({labels[s.subject] for s in chosen})
+    if len({labels[s.subject] for s in chosen}) < 2:
+        raise UsageError(f"--target {settings.target}: need at least two classes among the selected subjects")
+    return chosen, [labels[s.subject] for s in chosen], classes, values
 
 
 def common_contrasts(settings, sessions):
@@ -49,78 +58,162 @@ def common_contrasts(settings, sessions):
     return present
 
 
-def load_pretrained(model, arch, path):
-    """ImageNet weights for a 2D model from a local file; what was loaded, for the bundle."""
+def check_pretrained(arch, path):
+    """What --pretrained will load, for the bundle (None without it)."""
     if path is None:
         return None
     if arch.dims != 2:
         raise UsageError(f"--pretrained: {arch.name} is not a 2D ImageNet architecture")
     if not Path(path).is_file():
         raise NoInputError(f"--pretrained {path}: no such file")
+    return {"file": Path(path).name, "sha256": sha256_of(path)}
+
+
+def load_pretrained(model, path, record):
     try:
-        loaded = load_imagenet(model, path)
+        record["tensors_loaded"] = len(load_imagenet(model, path))
     except Exception as exc:  # a file torch cannot read as a state dict
         raise NoInputError(f"--pretrained {path}: not a torch state dict ({exc})") from None
-    return {"file": Path(path).name, "sha256": sha256_of(path), "tensors_loaded": len(loaded)}
+
+
+def model_covariates(settings, arch, participants, subjects):
+    """(column names, {subject: values}) of the model's covariate inputs (GAMER-MRIL: age)."""
+    columns = list(settings.covariates) or [c for c in arch.covariates if c in participants.columns]
+    if len(columns) != len(arch.covariates):
+        wanted = f"{len(arch.covariates)} ({', '.join(arch.covariates)})" if arch.covariates else "none"
+        raise UsageError(f"--covariates: {arch.name} takes {wanted}; got {', '.join(columns) or 'none'}")
+    missing = [c for c in columns if c not in participants.columns]
+    if missing:
+        raise UsageError(f"--covariates: no column {', '.join(missing)} in participants.tsv")
+    table = participants.loc[sorted(set(subjects)), columns].apply(lambda c: c.astype(float, errors="ignore"))
+    bad = [s for s, row in table.iterrows() if not all(isinstance(v, float) and np.isfinite(v) for v in row)]
+    if bad:
+        raise UsageError(f"--covariates {', '.join(columns)}: no numeric value for sub-{', sub-'.join(bad[:3])}")
+    return columns, {s: [float(v) for v in row] for s, row in table.iterrows()}
+
+
+def loss_weights(settings, chosen, values):
+    """Per-session loss weights: 1, or paper 001's closeness to the threshold."""
+    if settings.loss_weight == "none":
+        return np.ones(len(chosen))
+    if settings.target_threshold is None:
+        raise UsageError("--loss-weight closeness needs --target-threshold (e.g. --target edss --target-threshold 5)")
+    weights = closeness_weights([values[s.subject] for s in chosen], settings.target_threshold)
+    if (weights <= 0).any():
+        raise UsageError(f"--loss-weight closeness: values of {settings.target} lie more than twice "
+                         f"--target-threshold away, giving weights <= 0")
+    return weights
+
+
+def training_options(settings, arch, device):
+    recipe = arch.recipe
+    pick = lambda value, key: recipe[key] if value is None else value  # noqa: E731
+    precision = settings.precision if settings.precision != "auto" else ("amp" if device.type == "cuda" else "fp32")
+    workers = settings.loader_workers if settings.loader_workers is not None else (4 if device.type == "cuda" else 0)
+    return TrainOptions(epochs=settings.epochs, patience=settings.patience, batch_size=settings.batch_size,
+                        optimiser=pick(settings.optimiser, "optimiser"),
+                        learning_rate=pick(settings.learning_rate, "learning_rate"),
+                        weight_decay=pick(settings.weight_decay, "weight_decay"),
+                        select_by=settings.select_by, precision=precision, workers=workers)
 
 
 def run_train(settings, sessions):
-    chosen = labelled_sessions(settings, sessions)
-    sessions = [s for s, _ in chosen]
-    classes = sorted({label for _, label in chosen})
+    """(bundle folder, meta) on rank 0; (None, None) on the other ranks of a torchrun job."""
+    context = distributed.start()
+    try:
+        return _train(settings, sessions, context)
+    finally:
+        distributed.stop(context)
+
+
+def _train(settings, sessions, context):
+    arch = get_architecture(settings.arch)
+    participants = read_participants(settings.bids_dir)
+    sessions, names, classes, values = labelled_sessions(settings, sessions, participants)
+    subjects = [s.subject for s in sessions]
+    covariate_columns, covariates = model_covariates(settings, arch, participants, subjects)
+    weights = loss_weights(settings, sessions, values)
+    subject_label = dict(zip(subjects, names))
+    assignments = [assign(subject_label, settings.cv_folds, settings.test_fraction, settings.seed, r)
+                   for r in range(1, settings.cv_repeats + 1)]
+    n_cohort = sum(1 for v in assignments[0].values() if v != "test")
+    if n_cohort < settings.cv_folds:
+        raise UsageError(f"--cv-folds {settings.cv_folds}: only {n_cohort} subjects outside the test set")
+    device = pick_device(settings.device)
+    if context.active and device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+    pretrained = check_pretrained(arch, settings.pretrained)
     template = load_template(settings.resolution)
     spec = {"space": SPACE, "resolution": settings.resolution,
             "contrasts": common_contrasts(settings, sessions),
             "normalisation": settings.normalisation, "crop": brain_crop(template.brain_mask)}
-    subject_label = {s.subject: label for s, label in chosen}
-    split = stratified_split(subject_label, seed=settings.seed)
-    volumes = np.stack([load_inputs(settings.output_dir, s.subject, s.session, spec).astype(np.float16)
-                        for s in sessions])
-    y = np.array([classes.index(label) for _, label in chosen])
-    part = np.array([split[s.subject] for s in sessions])
-    arch = get_architecture(settings.arch)
     if arch.dims == 2:
         spec["slices"] = {"axis": "axial", "size": settings.slice_size,
                           "kept": kept_slices(crop(template.brain_mask, spec["crop"]))}
-        sets = {name: SliceDataset(volumes[part == name], y[part == name], spec["slices"]["kept"],
-                                   settings.slice_size, flip=name == "train", seed=settings.seed)
-                for name in ("train", "validation", "test")}
-    else:
-        sets = {name: VolumeDataset(volumes[part == name], y[part == name], flip=name == "train",
-                                    seed=settings.seed) for name in ("train", "validation", "test")}
-    torch.manual_seed(settings.seed)
+    cache_dir = settings.output_dir / "cache" / "inputs"
+    if not context.main:
+        distributed.barrier(context)  # rank 0 fills the cache first
+    paths = cache_inputs(settings.output_dir, sessions, spec, cache_dir)
+    if context.main:
+        distributed.barrier(context)
+    y = np.array([classes.index(n) for n in names])
+    cov = np.array([covariates[s] for s in subjects], np.float32).reshape(len(subjects), -1)
+    scheme = arch.recipe["augment"] if settings.augment == "auto" else settings.augment
+
+    def make_dataset(indices, train):
+        args = dict(arrays=MappedArrays([paths[i] for i in indices]), labels=y[indices],
+                    weights=weights[indices], covariates=cov[indices],
+                    augment=augmenter(scheme) if train else None)
+        if arch.dims == 2:
+            return SliceDataset(kept=spec["slices"]["kept"], size=settings.slice_size, **args)
+        return VolumeDataset(**args)
+
     arch_args = {"in_channels": len(spec["contrasts"]), "n_classes": len(classes),
-                 "input_shape": [hi - lo for lo, hi in spec["crop"]]}
-    model = arch.build(**arch_args)
-    pretrained = load_pretrained(model, arch, settings.pretrained)
-    device = pick_device(settings.device)
-    history, best_epoch = fit(model, sets["train"], sets["validation"], device=device,
-                              epochs=settings.epochs, patience=settings.patience,
-                              batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-                              seed=settings.seed, progress=sys.stderr.isatty())
-    metrics = {}
-    for name, dataset in sets.items():
-        if len(dataset):
-            _, probs = predict(model, dataset, device, settings.batch_size)
-            if arch.dims == 2:  # subjects by their mean slice probability; slices kept apart
-                metrics.setdefault("slices", {})[name] = classification_metrics(dataset.labels, probs)
-                probs = subject_probabilities(probs, len(spec["slices"]["kept"]))
-            metrics[name] = classification_metrics(y[part == name], probs)
+                 "input_shape": [settings.slice_size] * 2 if arch.dims == 2 else [hi - lo for lo, hi in spec["crop"]]}
+    if settings.arch_width != 1:
+        if not arch.scalable:
+            raise UsageError(f"--arch-width: {arch.name} has a fixed width")
+        arch_args["width"] = settings.arch_width
+
+    def build_model():
+        model = arch.build(**arch_args)
+        if pretrained is not None:
+            load_pretrained(model, settings.pretrained, pretrained)
+        return model
+
+    options = training_options(settings, arch, device)
+    parts = [np.array([a[s] for s in subjects], dtype=object) for a in assignments]
+    members = cross_validate(parts, make_dataset, build_model, n_folds=settings.cv_folds, options=options,
+                             device=device, seed=settings.seed, context=context,
+                             progress=sys.stderr.isatty() and context.main)
+    if not context.main:
+        return None, None
+    metrics = summarise(members, y, parts, settings.select_by)
+    if arch.dims == 2:
+        metrics["slices"] = slice_metrics(members, y, parts, len(spec["slices"]["kept"]), metrics["final_member"])
     name = settings.model or f"{settings.arch}_{settings.target}"
     folder = Path(settings.output_dir) / "models" / name
-    meta = save_bundle(folder, model.cpu(), {
+    meta = {
         "name": name, "architecture": settings.arch, "architecture_args": arch_args,
-        "classes": classes, "target": settings.target, "input": spec,
-        "explain_layer": arch.default_layer(model), "split": split, "metrics": metrics,
-        "pretrained": pretrained,
-        "training": {"epochs_run": len(history), "best_epoch": best_epoch, "seed": settings.seed,
-                     "optimiser": "AdamW", "learning_rate": settings.learning_rate,
-                     "batch_size": settings.batch_size, "patience": settings.patience,
-                     "history": history},
-    })
-    render_report("training.html.j2", folder / "report.html", name=name, meta=meta,
-                  source=arch.source, split_counts=dict(Counter(split.values())),
-                  curves=figures.learning_curves(history),
-                  confusion=figures.confusion_plot(metrics.get("test", metrics["train"])["confusion_matrix"], classes),
-                  methods=methods_text(settings, meta))
+        "classes": classes, "target": settings.target, "target_threshold": settings.target_threshold,
+        "covariates": covariate_columns, "input": spec,
+        "explain_layer": arch.default_layer(members[0].model), "assignments": assignments,
+        "metrics": metrics, "pretrained": pretrained,
+        "attention": attention_table(
+            members, sessions, y, classes, spec["contrasts"],
+            lambda i: (torch.from_numpy(np.load(paths[i]).astype(np.float32)), torch.from_numpy(cov[i])),
+            parts[0], metrics["final_member"]),
+        "training": {"cv_folds": settings.cv_folds, "cv_repeats": settings.cv_repeats,
+                     "test_fraction": settings.test_fraction, "seed": settings.seed,
+                     "select_by": settings.select_by, "optimiser": options.optimiser,
+                     "learning_rate": options.learning_rate, "weight_decay": options.weight_decay,
+                     "batch_size": options.batch_size, "epochs": options.epochs,
+                     "patience": options.patience, "augment": scheme, "precision": options.precision,
+                     "loss_weight": settings.loss_weight, "processes": context.world,
+                     "members": {m.name: {"best_epoch": m.best_epoch, "epochs_run": len(m.history),
+                                          "trained_on": sorted({subjects[i] for i in m.trained_on}),
+                                          "history": m.history} for m in members}},
+    }
+    meta = save_bundle(folder, {m.name: m.model for m in members}, meta, metrics["final_member"])
+    write_training_report(settings, folder, meta, arch)
     return folder, meta
