@@ -1,8 +1,9 @@
 """``bidsxai-demo [OUT]``: the whole product on a synthetic cohort, through the real CLI.
 
-synthesise 24 subjects at 2 mm -> participant (preprocess) -> train -> participant --model
-(classify + Grad-CAM) -> group, with OUTPUT_DIR under the dataset's derivatives/ as BIDS-Apps
-conventionally do; then validates the outputs and prints where the reports are.
+synthesise 24 subjects at 2 mm -> participant (preprocess) -> train (3-fold cross-validation) ->
+participant --model (classify + Grad-CAM with each subject's out-of-fold model) -> group, with
+OUTPUT_DIR under the dataset's derivatives/ as BIDS-Apps conventionally do; then validates the
+outputs and prints where the reports are.
 """
 
 import argparse
@@ -28,7 +29,8 @@ def main(argv=None):
     p.add_argument("out", nargs="?", type=Path, default=Path("demo_output"))
     p.add_argument("--n-subjects", type=int, default=24)
     p.add_argument("--resolution", type=float, default=2.0)
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--cv-folds", type=int, default=3)
     p.add_argument("--nprocs", type=int, default=2)
     args = p.parse_args(argv)
     started = time.time()
@@ -42,8 +44,8 @@ def main(argv=None):
             return code
     common = ["--resolution", args.resolution, "--nprocs", args.nprocs]
     _step("participant level: preprocessing", [bids, out, "participant", *common])
-    _step("train", [bids, out, "train", "--target", "group", "--epochs", args.epochs, "--patience", 6,
-                    "--skip-bids-validation", *common])
+    _step("train", [bids, out, "train", "--target", "group", "--epochs", args.epochs, "--patience", 4,
+                    "--cv-folds", args.cv_folds, "--skip-bids-validation", *common])
     _step("participant level: classify and explain", [bids, out, "participant", "--model",
                                                       "cnn3d_group", "--skip-bids-validation", *common])
     _step("group level", [bids, out, "group", "--skip-bids-validation", *common])

@@ -78,6 +78,26 @@ def test_target_column_that_does_not_exist(pipeline, cohort, capsys):
     assert "diagnosis" in one_line_error(capsys)
 
 
+@pytest.mark.parametrize("option, word", [
+    (["--cv-folds", 1], "--cv-folds"),
+    (["--cv-folds", 7], "only 6 subjects"),
+    (["--test-fraction", 1], "--test-fraction"),
+    (["--covariates", "age"], "cnn3d takes none"),
+    (["--arch", "gamer_mril", "--covariates", "sex"], "numeric"),
+    (["--arch", "gamer_mril", "--covariates", "age", "edss"], "takes 1"),
+    (["--loss-weight", "closeness"], "--target-threshold"),
+    (["--target", "group", "--target-threshold", 5], "not numeric"),
+    (["--arch-width", 0.5], "fixed width"),
+    (["--arch", "stroke_gap", "--augment", "sideways"], "--augment"),
+])
+def test_training_options_that_cannot_work(pipeline, cohort, capsys, option, word):
+    models = snapshot(pipeline["out"] / "models")
+    assert run_cli(cohort, pipeline["out"], "train", "--resolution", RES, "--skip-bids-validation",
+                   "--model", "refused", *option) == EXIT_USAGE
+    assert word in one_line_error(capsys)
+    assert snapshot(pipeline["out"] / "models") == models
+
+
 @pytest.mark.parametrize("option, expected_code, word", [
     (["--covariates", "height"], EXIT_USAGE, "height"),
     (["--covariates", "group"], EXIT_USAGE, "explain the group labels"),

@@ -52,7 +52,9 @@ def session_context(settings, session):
             prediction = {"predicted": sidecar["PredictedClass"],
                           "probabilities": sidecar["PredictedProbabilities"],
                           "model": sidecar["Model"], "sha256": sidecar["ModelSha256"],
-                          "split": sidecar["SplitAssignment"],
+                          "split": sidecar["SplitAssignment"], "member": sidecar.get("ModelMember", ""),
+                          "choice": sidecar.get("ModelChoice", ""), "mc": sidecar.get("MCDropout"),
+                          "attention": sidecar.get("AttentionWeights"),
                           "layer": sidecar.get("Layer", "")}
     layers = None
     if prediction:

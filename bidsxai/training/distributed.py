@@ -53,6 +53,20 @@ def from_main(context, values):
     return tensor.tolist()
 
 
+def check_in_sync(context, model):
+    """Refuse to go on when the replicas' weights differ (DDP keeps them equal; a difference means a
+    rank took other steps)."""
+    if not context.active:
+        return
+    with torch.no_grad():
+        total = torch.stack([p.detach().double().sum().cpu() for p in model.parameters()]).sum()
+    low, high = total.clone(), total.clone()
+    dist.all_reduce(low, dist.ReduceOp.MIN)
+    dist.all_reduce(high, dist.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise RuntimeError(f"DDP replicas diverged (weight sums {float(low)} to {float(high)})")
+
+
 def barrier(context):
     if context.active:
         dist.barrier()

@@ -143,5 +143,6 @@ def fit(model, train_set, val_set, *, device, options, seed, context=distributed
             waited += 1
             if waited >= options.patience:
                 break
+    distributed.check_in_sync(context, model)
     model.load_state_dict(best_state)
     return history, best_epoch
