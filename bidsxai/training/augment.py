@@ -16,8 +16,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-SCHEMES = ("none", "flip", "paper000", "paper001")
-
 
 def _uniform(low, high, size=()):
     return low + (high - low) * torch.rand(size)

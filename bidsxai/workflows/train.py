@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from bidsxai.bids import CONTRAST_KEYS, read_participants
@@ -85,8 +86,8 @@ def model_covariates(settings, arch, participants, subjects):
     missing = [c for c in columns if c not in participants.columns]
     if missing:
         raise UsageError(f"--covariates: no column {', '.join(missing)} in participants.tsv")
-    table = participants.loc[sorted(set(subjects)), columns].apply(lambda c: c.astype(float, errors="ignore"))
-    bad = [s for s, row in table.iterrows() if not all(isinstance(v, float) and np.isfinite(v) for v in row)]
+    table = participants.loc[sorted(set(subjects)), columns].apply(pd.to_numeric, errors="coerce")
+    bad = table.index[~np.isfinite(table.to_numpy(float)).all(1)].tolist()
     if bad:
         raise UsageError(f"--covariates {', '.join(columns)}: no numeric value for sub-{', sub-'.join(bad[:3])}")
     return columns, {s: [float(v) for v in row] for s, row in table.iterrows()}
@@ -106,8 +107,10 @@ def loss_weights(settings, chosen, values):
 
 
 def training_options(settings, arch, device):
-    recipe = arch.recipe
-    pick = lambda value, key: recipe[key] if value is None else value  # noqa: E731
+    """The loop's options: the CLI's where given, else the architecture's paper recipe."""
+    def pick(value, key):
+        return arch.recipe[key] if value is None else value
+
     precision = settings.precision if settings.precision != "auto" else ("amp" if device.type == "cuda" else "fp32")
     workers = settings.loader_workers if settings.loader_workers is not None else (4 if device.type == "cuda" else 0)
     return TrainOptions(epochs=settings.epochs, patience=settings.patience, batch_size=settings.batch_size,
