@@ -166,7 +166,7 @@ def bids_uri(dataset, path, root):
 
 
 def init_derivatives(out_dir, bids_dir):
-    """dataset_description.json and .bidsignore of OUTPUT_DIR (written once, kept if present)."""
+    """dataset_description.json (written once) and .bidsignore (kept, missing entries added)."""
     out_dir = Path(out_dir)
     desc = out_dir / "dataset_description.json"
     if not desc.is_file():
@@ -185,5 +185,8 @@ def init_derivatives(out_dir, bids_dir):
             "SourceDatasets": [{"URL": "bids:raw:."}],
             "DatasetLinks": {"raw": raw_link},
         })
-    if not (out_dir / ".bidsignore").is_file():
-        write_text(out_dir / ".bidsignore", BIDSIGNORE)
+    ignore = out_dir / ".bidsignore"
+    present = ignore.read_text().splitlines() if ignore.is_file() else []
+    missing = [line for line in BIDSIGNORE.splitlines() if line not in present]
+    if missing:  # a folder from an older bidsxai (or the user's own file) gains the new entries
+        write_text(ignore, "\n".join(present + missing) + "\n")

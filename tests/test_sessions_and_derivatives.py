@@ -60,3 +60,17 @@ def test_multi_session_cohort_runs_through_every_level(tmp_path):
     report = (out / "sub-02.html").read_text()
     assert "sub-02_ses-01" in report and "sub-02_ses-02" in report
     assert validator_errors(out) == []
+
+
+def test_an_older_bidsignore_gains_the_new_entries(tmp_path):
+    from bidsxai.bids import BIDSIGNORE, init_derivatives
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".bidsignore").write_text("/mine\n*.html\n")
+    init_derivatives(out, tmp_path)
+    lines = (out / ".bidsignore").read_text().splitlines()
+    assert lines[:2] == ["/mine", "*.html"] and "/cache" in lines and lines.count("*.html") == 1
+    init_derivatives(out, tmp_path)
+    assert (out / ".bidsignore").read_text().splitlines() == lines
+    assert set(BIDSIGNORE.splitlines()) <= set(lines)
