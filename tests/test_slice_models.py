@@ -50,7 +50,7 @@ def test_imagenet_weights_load_from_a_local_torchvision_layout_file(tmp_path):
     path = tmp_path / "vgg16.pth"
     torch.save(source.state_dict(), path)
     target = get_architecture("vgg16_fc").build(in_channels=2, n_classes=3, input_shape=None, width=0.125)
-    loaded = load_imagenet(target, path)
+    loaded = load_imagenet(target, torch.load(path, weights_only=True))
     first = source.features[0].weight
     torch.testing.assert_close(target.features[0].weight, first.mean(1, keepdim=True).repeat(1, 2, 1, 1))
     torch.testing.assert_close(target.features[2].weight, source.features[2].weight)

@@ -6,7 +6,6 @@ from scipy import stats
 
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.bundle import (
-    load_bundle,
     load_member,
     member_for,
     read_meta,
@@ -91,7 +90,8 @@ def test_bundle_round_trip_and_refusals(tmp_path):
     models = {f"repeat-1_fold-{k}": arch.build(**args).eval() for k in (1, 2)}
     meta = save_bundle(tmp_path / "m", models, {"architecture": "cnn3d", "architecture_args": args},
                        final="repeat-1_fold-2")
-    loaded, meta2 = load_bundle(tmp_path / "m")
+    meta2 = read_meta(tmp_path / "m")
+    loaded = load_member(tmp_path / "m", meta2)
     x = torch.randn(1, 2, 16, 16, 16)
     torch.testing.assert_close(loaded(x), models["repeat-1_fold-2"](x))
     first = load_member(tmp_path / "m", read_meta(tmp_path / "m"), "repeat-1_fold-1")
@@ -106,7 +106,7 @@ def test_bundle_round_trip_and_refusals(tmp_path):
         load_member(tmp_path / "m", meta2, "repeat-1_fold-1")
     (tmp_path / "m" / "model.json").write_text('{"architecture": "resnet9000"}')
     with pytest.raises(NoInputError, match="unknown architecture"):
-        load_bundle(tmp_path / "m")
+        read_meta(tmp_path / "m")
 
 
 @pytest.mark.parametrize("k, n", [(0, 7), (3, 7), (7, 7), (45, 50), (1, 1)])

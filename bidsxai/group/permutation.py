@@ -126,6 +126,11 @@ def _null(x, labels, covariates, n_perm, popmean, rng, device, block):
                  lambda u: _t_from_projection(u, c, n - 2), labels[None].astype(np.float64))
 
 
+def _t_maps(null, rows):
+    """Whole t maps (P, V) for design rows, block by block."""
+    return null.to_t(torch.cat([null.project(rows, part) for part in null.blocks], 1))
+
+
 def _max_per_permutation(null, two_sided, device, chunk):
     """The largest (|)t(|) of every permutation, voxel block by block and chunk by chunk, so the
     data block and the (chunk x block) products stay in cache: 2.5x faster than whole rows."""
@@ -151,7 +156,7 @@ def _enhanced_maxima(null, enhancers, two_sided, device, chunk):
         for start in range(0, len(null.design), chunk * null.width):
             d = torch.as_tensor(null.design[start:start + chunk * null.width], dtype=torch.float64,
                                 device=device)
-            rows = null.to_t(torch.cat([null.project(d, part) for part in null.blocks], 1)).cpu().numpy()
+            rows = _t_maps(null, d).cpu().numpy()
             for name, enhance in enhancers.items():
                 maxima[name].append(np.array(list(pool.map(
                     lambda row, f=enhance: _peak(f(row), two_sided), rows))))
@@ -184,9 +189,7 @@ def permutation_fwe(data, labels=None, *, covariates=None, n_perm=10000, popmean
     x = torch.as_tensor(np.asarray(data, np.float64), device=device)
     labels = None if labels is None else np.asarray(labels, bool)
     null = _null(x, labels, covariates, n_perm, popmean, rng, device, block)
-    observed_rows = torch.as_tensor(null.observed_rows, device=device)
-    t_obs = null.to_t(torch.cat([null.project(observed_rows, part) for part in null.blocks], 1))
-    t_obs = t_obs[0].cpu().numpy()
+    t_obs = _t_maps(null, torch.as_tensor(null.observed_rows, device=device))[0].cpu().numpy()
     enhancers = enhancers or {}
     maxima = {"t": _max_per_permutation(null, two_sided, device, chunk)}
     if enhancers:

@@ -82,12 +82,6 @@ def load_member(folder, meta, member=None, device="cpu"):
     return model.to(device).eval()
 
 
-def load_bundle(folder, device="cpu"):
-    """(final model in eval mode, meta)."""
-    meta = read_meta(folder)
-    return load_member(folder, meta, None, device), meta
-
-
 def member_for(meta, subject):
     """(member name, split, why) of the model that explains ``subject``: a cohort subject gets the
     fold model of repeat 1 that held it out, others the final model."""

@@ -3,14 +3,13 @@ pooling head (GAP: pooled features -> one linear layer, so CAM applies) or fully
 before the output (FC). Inputs are axial slices with the contrasts as channels.
 
 Module names follow torchvision's layout, so ImageNet weights load from a local torchvision
-state-dict file (``load_imagenet``); nothing is downloaded. The FC heads: VGG's own classifier
+state-dict file (``load_imagenet`` of its contents); nothing is downloaded. The FC heads: VGG's own classifier
 (7 x 7 pooling, 4096, 4096); for ResNet50 one hidden layer of 512 after the pooled features (the
 paper's exact customisation is not given).
 """
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
 from bidsxai.models.registry import Architecture, register
@@ -102,11 +101,11 @@ class ResNet50(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-def load_imagenet(model, path):
-    """Load a torchvision ImageNet state dict from ``path``: every tensor whose name and shape
-    match; the first convolution is averaged over RGB and repeated for other channel counts; the
-    output layer (another class count) is left as initialised. Returns the names loaded."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def load_imagenet(model, state):
+    """Load a torchvision ImageNet state dict (read with ``torch.load(..., weights_only=True)``):
+    every tensor whose name and shape match; the first convolution is averaged over RGB and
+    repeated for other channel counts; the output layer (another class count) is left as
+    initialised. Returns the names loaded."""
     own = model.state_dict()
     loaded = {}
     for name, tensor in state.items():

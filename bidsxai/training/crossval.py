@@ -28,7 +28,7 @@ class Member:
     validation: np.ndarray  # sample indices of its validation fold
     validation_probabilities: np.ndarray  # per sample (session), subject-level for slice models
     test_probabilities: np.ndarray
-    slice_probabilities: dict = field(default_factory=dict)  # 2D models: per slice, by set
+    sample_probabilities: dict = field(default_factory=dict)  # by set, per sample (2D: per slice)
 
     @property
     def name(self):
@@ -57,14 +57,12 @@ def cross_validate(parts, make_dataset, build_model, *, n_folds, options, device
             history, best_epoch = fit(model, make_dataset(train, train=True), val_set, device=device,
                                       options=options, seed=member_seed, context=context,
                                       progress=progress)
-            outputs, slices = {}, {}
+            outputs, samples = {}, {}
             for name, dataset in (("validation", val_set), ("test", test_set)):
-                _, probabilities = predict(model, dataset, device, options.batch_size)
-                if len(dataset.labels) != len(dataset.subject_labels()):
-                    slices[name] = probabilities
-                outputs[name] = _subject_level(dataset, probabilities)
+                _, samples[name] = predict(model, dataset, device, options.batch_size)
+                outputs[name] = _subject_level(dataset, samples[name])
             members.append(Member(r + 1, fold, model.cpu().eval(), history, best_epoch, train, validation,
-                                  outputs["validation"], outputs["test"], slices))
+                                  outputs["validation"], outputs["test"], samples))
     return members
 
 
@@ -118,9 +116,9 @@ def slice_metrics(members, y, parts, n_slices, final_name):
     validation = [m for m in members if m.repeat == 1]
     pooled_y = np.concatenate([np.repeat(y[m.validation], n_slices) for m in validation])
     metrics = {"cross_validation": classification_metrics(
-        pooled_y, np.concatenate([m.slice_probabilities["validation"] for m in validation]))}
+        pooled_y, np.concatenate([m.sample_probabilities["validation"] for m in validation]))}
     final = next(m for m in members if m.name == final_name)
     test = np.flatnonzero(parts[0] == "test")
     if len(test):
-        metrics["test"] = classification_metrics(np.repeat(y[test], n_slices), final.slice_probabilities["test"])
+        metrics["test"] = classification_metrics(np.repeat(y[test], n_slices), final.sample_probabilities["test"])
     return metrics

@@ -59,22 +59,21 @@ def common_contrasts(settings, sessions):
     return present
 
 
-def check_pretrained(arch, path):
-    """What --pretrained will load, for the bundle (None without it)."""
+def read_pretrained(arch, path):
+    """(the --pretrained state dict, its record for the bundle), read once; (None, None) without it."""
     if path is None:
-        return None
+        return None, None
     if arch.dims != 2:
         raise UsageError(f"--pretrained: {arch.name} is not a 2D ImageNet architecture")
     if not Path(path).is_file():
         raise NoInputError(f"--pretrained {path}: no such file")
-    return {"file": Path(path).name, "sha256": sha256_of(path)}
-
-
-def load_pretrained(model, path, record):
     try:
-        record["tensors_loaded"] = len(load_imagenet(model, path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a file torch cannot read as a state dict
         raise NoInputError(f"--pretrained {path}: not a torch state dict ({exc})") from None
+    if not isinstance(state, dict):
+        raise NoInputError(f"--pretrained {path}: not a torch state dict")
+    return state, {"file": Path(path).name, "sha256": sha256_of(path)}
 
 
 def model_covariates(settings, arch, participants, subjects):
@@ -145,7 +144,7 @@ def _train(settings, sessions, context):
     device = pick_device(settings.device)
     if context.active and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
-    pretrained = check_pretrained(arch, settings.pretrained)
+    imagenet, pretrained = read_pretrained(arch, settings.pretrained)
     template = load_template(settings.resolution)
     spec = {"space": SPACE, "resolution": settings.resolution,
             "contrasts": common_contrasts(settings, sessions),
@@ -180,8 +179,8 @@ def _train(settings, sessions, context):
 
     def build_model():
         model = arch.build(**arch_args)
-        if pretrained is not None:
-            load_pretrained(model, settings.pretrained, pretrained)
+        if imagenet is not None:
+            pretrained["tensors_loaded"] = len(load_imagenet(model, imagenet))
         return model
 
     options = training_options(settings, arch, device)
