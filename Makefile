@@ -1,6 +1,6 @@
 # Two commands: `make demo` (the whole product on a synthetic cohort) and `make test`.
-# Both create .venv on first use. torch is installed first as the pinned CPU build that this
-# kind of machine keeps on disk; elsewhere the same pin (or any torch>=2.2) comes from PyPI.
+# Both create .venv on first use. torch is installed first, pinned to a CPU build where the
+# package index has one; elsewhere any torch>=2.2 comes from PyPI.
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin

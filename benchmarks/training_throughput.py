@@ -91,9 +91,9 @@ def main():
             paths.append(Path(folder) / f"{i}.npy")
             np.save(paths[-1], np.random.default_rng(i).random((3, *shape), dtype=np.float32).astype(np.float16))
         arrays, labels = MappedArrays(paths), np.arange(24) % 2
-        volumes = VolumeDataset(arrays, labels, covariates=np.full((24, 1), 45.0), augment=augmenter("paper001"))
+        volumes = VolumeDataset(arrays, labels, covariates=np.full((24, 1), 45.0), augment=augmenter("volume-affine"))
         slices = SliceDataset(arrays, labels, list(range(10, shape[2] - 10)), args.slice_size,
-                              augment=augmenter("paper000"))
+                              augment=augmenter("slice-affine"))
         cases = {
             "gamer_mril": (get_architecture("gamer_mril").build(in_channels=3, n_classes=2, input_shape=shape),
                            torch.rand(args.batch3d, 3, *shape), torch.full((args.batch3d, 1), 45.0), volumes,

@@ -1,8 +1,5 @@
-"""BIDS in and BIDS-Derivatives out: input queries (pybids), output names, dataset description.
-
-Why one module: every stage names files the same way, so a stage can be re-run or fed from an
-earlier run, and the official validator sees a consistent dataset.
-"""
+"""BIDS in and BIDS-Derivatives out: input queries (pybids), participants.tsv, the derivatives'
+dataset description and .bidsignore, BIDS URIs. File names are in ``bidsxai.outputs``."""
 
 import json
 import os
@@ -14,30 +11,10 @@ import pandas as pd
 from bidsxai import __version__
 from bidsxai.atomic import write_json, write_text
 from bidsxai.errors import InvalidBidsError, NothingSelectedError, UsageError
+from bidsxai.outputs import BIDSIGNORE, session_key
 
 CONTRAST_KEYS = {"t1w": "T1w", "t2w": "T2w", "flair": "FLAIR"}
 DEFAULT_QUERIES = {key: {"datatype": "anat", "suffix": suffix} for key, suffix in CONTRAST_KEYS.items()}
-
-# Entity order of BIDS (with this project's non-standard `method` and `target` last).
-ENTITY_ORDER = ("sub", "ses", "from", "to", "mode", "space", "res", "label", "desc", "stat",
-                "method", "target")
-
-BIDSIGNORE = """\
-# bidsxai outputs that BIDS-Derivatives has no name for yet
-*.html
-*_heatmap.nii.gz
-*_heatmap.json
-*_measures.tsv
-*_slices.tsv
-*_measures.json
-*_xfm.mat
-*_xfm.json
-/logs
-/models
-/group
-/cache
-"""
-
 
 @dataclass
 class SessionInputs:
@@ -49,7 +26,7 @@ class SessionInputs:
 
     @property
     def key(self):
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+        return session_key(self.subject, self.session)
 
 
 def strip_prefix(label, prefix):
@@ -135,29 +112,6 @@ def read_participants(bids_dir):
     table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
     table["participant_id"] = table["participant_id"].map(lambda p: strip_prefix(p, "sub-"))
     return table.set_index("participant_id")
-
-
-def entity_name(entities, suffix, extension):
-    """A BIDS file name from entities in BIDS order: entity_name({'sub': '01'}, 'T1w', '.nii.gz')."""
-    unknown = set(entities) - set(ENTITY_ORDER)
-    if unknown:
-        raise ValueError(f"unknown entities {sorted(unknown)}")
-    parts = [f"{k}-{entities[k]}" for k in ENTITY_ORDER if entities.get(k) not in (None, "")]
-    return "_".join(parts + [suffix]) + extension
-
-
-def derivative_path(out_dir, subject, session, suffix, extension, datatype="anat", **entities):
-    folder = Path(out_dir) / f"sub-{subject}"
-    if session:
-        folder = folder / f"ses-{session}"
-    return folder / datatype / entity_name(dict(sub=subject, ses=session, **entities), suffix, extension)
-
-
-def sidecar_path(image_path):
-    """The JSON sidecar beside an image: x.nii.gz -> x.json."""
-    name = Path(image_path).name
-    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
-    return Path(image_path).with_name(stem + ".json")
 
 
 def bids_uri(dataset, path, root):

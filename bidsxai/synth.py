@@ -20,7 +20,8 @@ from scipy import ndimage
 
 from bidsxai import __version__
 from bidsxai.atomic import save_nifti, write_json, write_text
-from bidsxai.template import SPACE, load_template, resolution_label
+from bidsxai.outputs import bids_path, label_mask_path, sessions_tsv_path, sidecar_path
+from bidsxai.template import SPACE, load_template
 
 CONTRASTS = ("T1w", "T2w", "FLAIR")
 
@@ -41,7 +42,7 @@ ACQUISITION = {
 }
 
 # Lobes as boxes in MNI millimetres (x, y, z ranges): coarse, but enough to place lesions where
-# paper 000 found its groups to differ.
+# Zhang et al. (2021) found its groups to differ.
 REGIONS = {
     "frontal": ((-70, 70), (5, 75), (-20, 80)),
     "occipital": ((-60, 60), (-110, -65), (-20, 45)),
@@ -265,10 +266,7 @@ def synthesise_subject(out_dir, spec, subject):
         new = anatomy.lesion_map(subject, rng, si)
         lesions = new if lesions is None else np.maximum(lesions, new)  # lesions accumulate
         tissues = anatomy.tissues(min(1.0, subject.severity + 0.1 * si) if subject.group_index else 0)
-        prefix = f"sub-{subject.label}" + (f"_ses-{ses}" if ses else "")
-        anat = out_dir / f"sub-{subject.label}" / (f"ses-{ses}" if ses else "") / "anat"
-        gt = out_dir / "derivatives" / "groundtruth" / f"sub-{subject.label}" / \
-            (f"ses-{ses}" if ses else "") / "anat"
+        gt = out_dir / "derivatives" / "groundtruth"
         voxel_t1 = spec.resolution * rng.uniform(0.9, 1.1, 3)
         shape, grid = native_grid(anatomy, pose, voxel_t1, rng)
         for contrast in spec.contrasts:
@@ -278,18 +276,19 @@ def synthesise_subject(out_dir, spec, subject):
             clean = sample_into(anatomy.contrast(contrast, tissues, lesions), src.affine,
                                 c_shape, c_grid, c_pose)
             noisy = rician(clean * bias_field(c_shape, rng), rng, sigma=rng.uniform(0.015, 0.03))
-            save_nifti(to_scanner_image(noisy, c_grid), anat / f"{prefix}_{contrast}.nii.gz")
+            save_nifti(to_scanner_image(noisy, c_grid),
+                       bids_path(out_dir, subject.label, ses, contrast, ".nii.gz"))
         native_mask = sample_into(lesions, src.affine, shape, grid, pose) > 0.5
-        save_nifti(_mask_image(native_mask, grid, code=1), gt / f"{prefix}_label-lesion_mask.nii.gz")
-        write_json(gt / f"{prefix}_label-lesion_mask.json", {
-            "Type": "Lesion", "Sources": [f"bids:raw:{anat.relative_to(out_dir).as_posix()}/"
-                                          f"{prefix}_T1w.nii.gz"],
+        native_path = label_mask_path(gt, subject.label, ses, "lesion")
+        save_nifti(_mask_image(native_mask, grid, code=1), native_path)
+        t1w = bids_path(out_dir, subject.label, ses, "T1w", ".nii.gz")
+        write_json(sidecar_path(native_path), {
+            "Type": "Lesion", "Sources": [f"bids:raw:{t1w.relative_to(out_dir).as_posix()}"],
             "Description": "Planted white-matter lesions in the T1w's native space."})
         mni_mask = sample_into(lesions, src.affine, target.shape, target.affine, np.eye(4)) > 0.5
-        res = resolution_label(spec.resolution)
-        name = f"{prefix}_space-{SPACE}_res-{res}_label-lesion_mask"
-        save_nifti(_mask_image(mni_mask, target.affine, code=4), gt / f"{name}.nii.gz")
-        write_json(gt / f"{name}.json", {
+        template_path = label_mask_path(gt, subject.label, ses, "lesion", spec.resolution, SPACE)
+        save_nifti(_mask_image(mni_mask, target.affine, code=4), template_path)
+        write_json(sidecar_path(template_path), {
             "Type": "Lesion", "SpatialReference": SPACE,
             "Resolution": f"{spec.resolution:g} mm isotropic",
             "Description": "Planted white-matter lesions in template space (ground truth)."})
@@ -342,7 +341,7 @@ def write_dataset_files(out_dir, spec, subjects):
         for s in subjects:
             rows = ["session_id\tage\tedss"] + [
                 f"ses-{k + 1:02d}\t{s.age + k:g}\t{edss_of(s, k)}" for k in range(spec.sessions)]
-            write_text(out_dir / f"sub-{s.label}" / f"sub-{s.label}_sessions.tsv", "\n".join(rows) + "\n")
+            write_text(sessions_tsv_path(out_dir, s.label), "\n".join(rows) + "\n")
     for contrast in spec.contrasts:
         write_json(out_dir / f"{contrast}.json", {
             "MagneticFieldStrength": 3, "Manufacturer": "bidsxai-synth",

@@ -38,11 +38,6 @@ class Template:
         return img
 
 
-def resolution_label(resolution):
-    """The ``res-`` label of a resolution: 2.0 -> '2', 1.5 -> '1p5'."""
-    return f"{float(resolution):g}".replace(".", "p")
-
-
 @lru_cache(maxsize=1)
 def _template_1mm():
     from nilearn import datasets

@@ -29,7 +29,7 @@ def _train(context, batch_size):
     options = TrainOptions(epochs=3, patience=5, batch_size=batch_size, optimiser="adam", learning_rate=0.05,
                            weight_decay=0.0)
     data = _data()
-    fit(model, data, data, device=torch.device("cpu"), options=options, seed=3, context=context)
+    fit(model, data, data, device=torch.device("cpu"), options=options, seed=3, ranks=context)
     return model
 
 
@@ -50,7 +50,7 @@ def test_ddp_steps_equal_single_process_steps(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.spawn(_rank, args=(port, str(tmp_path)), nprocs=2, join=True)
-    single = _train(distributed.Context(), batch_size=4).state_dict()
+    single = _train(distributed.Ranks(), batch_size=4).state_dict()
     untrained = _model().state_dict()
     for rank in (0, 1):
         replica = torch.load(tmp_path / f"rank{rank}.pt")

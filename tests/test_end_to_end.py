@@ -125,7 +125,7 @@ def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp
     assert ig["CompletenessError"] < 0.05 * max(1.0, abs(ig["Logit"]))
     assert "Layer" not in ig
     lrp = json.loads(next(anat.glob("*_method-lrp_*_heatmap.json")).read_text())
-    assert lrp["Parameters"]["composite"] == "paper001" and lrp["Parameters"]["bounds"] == [0.0, 1.0]
+    assert lrp["Parameters"]["composite"] == "zbeta-alphabeta-epsilon" and lrp["Parameters"]["bounds"] == [0.0, 1.0]
     measures = pd.read_csv(anat / "sub-05_measures.tsv", sep="\t")
     assert sorted(measures["method"]) == sorted(["gradcam", "gradcampp", "saliency", "smoothgrad", "ig", "lrp"])
     mirror = measures.set_index("method")["mirror_r"]

@@ -12,7 +12,7 @@ import pytest
 from conftest import RES, run_cli
 from scipy import ndimage
 
-from bidsxai.preprocess.pipeline import preproc_path
+from bidsxai.outputs import preproc_path
 from bidsxai.synth import CohortSpec, synthesise
 from bidsxai.template import SPACE, load_template
 

@@ -1,4 +1,4 @@
-"""Meaningful-perturbation masks (paper 004): the properties the method promises."""
+"""Meaningful-perturbation masks (Thibeau-Sutre et al. 2020): the properties the method promises."""
 
 import copy
 

@@ -8,7 +8,7 @@ from conftest import RES
 from bidsxai.errors import NoInputError
 from bidsxai.preprocess.conform import load_volume
 from bidsxai.preprocess.normalise import normalise
-from bidsxai.preprocess.pipeline import preproc_path, xfm_path
+from bidsxai.outputs import preproc_path, xfm_path
 from bidsxai.template import SPACE, load_template
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 from conftest import RES, run_cli
 
 from bidsxai.bids import open_layout, select_inputs
-from bidsxai.preprocess.pipeline import preproc_path
+from bidsxai.outputs import preproc_path
 from bidsxai.synth import CohortSpec, synthesise
 from bidsxai.validator import validator_errors
 

@@ -1,4 +1,4 @@
-"""The 2D slice models of paper 000: architectures, ImageNet weights from a local file, slices in
+"""The 2D slice models of Zhang et al. (2021): architectures, ImageNet weights from a local file, slices in
 and maps back into the volume, and training and explaining from the CLI."""
 
 import json
@@ -28,7 +28,7 @@ SLICE_MODELS = ["vgg16_gap", "vgg16_fc", "vgg19_gap", "vgg19_fc", "resnet50_gap"
 def test_every_slice_architecture_is_registered_as_2d():
     names = {a.name: a for a in list_architectures()}
     for name in SLICE_MODELS:
-        assert names[name].dims == 2 and "paper 000" in names[name].source
+        assert names[name].dims == 2 and "Zhang et al. 2021" in names[name].source
 
 
 @pytest.mark.parametrize("name", SLICE_MODELS)

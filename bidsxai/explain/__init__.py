@@ -8,26 +8,20 @@ them (e.g. ``steps``, ``baseline``, ``quadrature`` for ig; ``mode`` for saliency
 ``composite``, ``start``, ``gate``, ``bounds``, ``channels`` for lrp; ``fc`` for cam); a parameter that no requested method takes is an error.
 """
 
-import inspect
+from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from bidsxai.explain.cam import cam_from, classifier_weights
-from bidsxai.explain.gradcam import gradcam_from
-from bidsxai.explain.gradcampp import gradcampp_from
-from bidsxai.explain.gradients import integrated_gradients, saliency, smoothgrad
 from bidsxai.explain.layers import eval_mode, get_layer, graph_from
-from bidsxai.explain.lrp import lrp
-from bidsxai.explain.perturbation import fit_mask, perturbation
+from bidsxai.explain.methods import CAM_FAMILY, INPUT_METHODS, METHODS, Method
 from bidsxai.explain.upsample import upsample_linear
 
-CAM_FAMILY = {"cam": None, "gradcam": gradcam_from, "gradcampp": gradcampp_from}
-INPUT_METHODS = {"saliency": saliency, "smoothgrad": smoothgrad, "ig": integrated_gradients,
-                 "lrp": lrp, "perturbation": perturbation}
-METHODS = tuple(CAM_FAMILY) + tuple(INPUT_METHODS)
-_INPUT_PARAMS = {name: set(inspect.signature(fn).parameters) - {"model", "x", "targets"}
-                 for name, fn in INPUT_METHODS.items()}
-_INPUT_PARAMS["perturbation"] = (set(inspect.signature(fit_mask).parameters) - {"model", "x", "targets"}) | {"group"}
+__all__ = ["explain", "explain_many", "METHODS", "CAM_FAMILY", "INPUT_METHODS", "Method"]
+
+# None or "predicted", "all", one class index for every sample, or indices per sample (N,) / (N, T).
+Targets = str | int | Sequence | torch.Tensor | None
 
 
 def _targets(target, logits):
@@ -69,22 +63,20 @@ def _cam_family(model, x, layer, targets, names, fc=None):
             if name == "cam":
                 maps[name].append(cam_from(activation.detach(), weights[targets[:, t]].detach()))
             else:
-                maps[name].append(CAM_FAMILY[name](activation.detach(), gradient))
+                maps[name].append(METHODS[name].function(activation.detach(), gradient))
     return {name: torch.stack(m, 1) for name, m in maps.items()}, logits.detach(), targets
 
 
 def _split_params(methods, params):
-    taken = {"fc"} if "cam" in methods else set()
-    for name in methods:
-        taken |= _INPUT_PARAMS.get(name, set())
-    unknown = set(params) - taken
+    taken = {name: set(METHODS[name].defaults) for name in methods if name in INPUT_METHODS}
+    unknown = set(params) - set().union(*taken.values(), {"fc"} if "cam" in methods else set())
     if unknown:
         raise ValueError(f"parameter(s) {sorted(unknown)} are not taken by {list(methods)}")
-    return {name: {k: v for k, v in params.items() if k in _INPUT_PARAMS[name]}
-            for name in methods if name in INPUT_METHODS}
+    return {name: {k: v for k, v in params.items() if k in keys} for name, keys in taken.items()}
 
 
-def explain_many(model, x, methods, *, layer=None, targets="all", upsample=True, **params):
+def explain_many(model: nn.Module, x: torch.Tensor, methods: Sequence[str], *, layer: str | None = None,
+                 targets: Targets = "all", upsample: bool = True, **params) -> dict[str, torch.Tensor]:
     """{method: maps (N, n_targets, *spatial)}, plus 'logits', 'targets' and, for ig,
     'ig_completeness_error' (N, n_targets)."""
     unknown = [m for m in methods if m not in METHODS]
@@ -108,7 +100,7 @@ def explain_many(model, x, methods, *, layer=None, targets="all", upsample=True,
             target_index = _targets(targets, logits)
         for name in methods:
             if name in INPUT_METHODS:
-                maps, extras = INPUT_METHODS[name](model, x, target_index, **per_method[name])
+                maps, extras = METHODS[name].function(model, x, target_index, **per_method[name])
                 results[name] = maps
                 results.update({k: v for k, v in extras.items() if k != "logits"})
     results["logits"] = logits
@@ -116,7 +108,8 @@ def explain_many(model, x, methods, *, layer=None, targets="all", upsample=True,
     return results
 
 
-def explain(model, x, method, *, layer=None, target=None, upsample=True, **params):
+def explain(model: nn.Module, x: torch.Tensor, method: str, *, layer: str | None = None,
+            target: Targets = None, upsample: bool = True, **params) -> torch.Tensor:
     """Maps (N, *spatial) of one method for one target per sample (None: the predicted class)."""
     return explain_many(model, x, [method], layer=layer, targets=target, upsample=upsample,
                         **params)[method][:, 0]

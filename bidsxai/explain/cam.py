@@ -1,4 +1,4 @@
-"""CAM (Zhou et al. 2016; paper 000): L^c = sum_k w_k^c A^k, with w^c the row of the linear layer
+"""CAM (Zhou et al. 2016; Zhang et al. 2021): L^c = sum_k w_k^c A^k, with w^c the row of the linear layer
 that follows global average pooling. Only defined for such (GAP) models; no ReLU, as in the paper."""
 
 from torch import nn

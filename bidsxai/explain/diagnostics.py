@@ -1,4 +1,4 @@
-"""Diagnostics of paper 003: evaluation-layer iteration (§4.1.3) and the mirroring test (§4.1.1).
+"""Diagnostics of Avci (2021): evaluation-layer iteration (§4.1.3) and the mirroring test (§4.1.1).
 
 Layer iteration shows the same CAM-family map at every convolutional layer, to see where the
 class evidence appears and how it blurs with depth. The mirroring test explains the left-right

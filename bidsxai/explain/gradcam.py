@@ -1,4 +1,4 @@
-"""Grad-CAM (Selvaraju et al.; paper 000 eq. 1): the one place its formula lives.
+"""Grad-CAM (Selvaraju et al.; Zhang et al. 2021, eq. 1): the one place its formula lives.
 
 w_k^c = mean over *all* spatial axes of d y^c / d A^k (one weight per channel and sample, also
 in 3D); L^c = ReLU(sum_k w_k^c A^k).

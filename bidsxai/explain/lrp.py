@@ -1,5 +1,5 @@
 """Layer-wise relevance propagation (Bach et al. 2015) with composites of rules, batch-norm
-canonisation and the gated-attention rule and attention start of paper 001.
+canonisation and the gated-attention rule and attention start of Lu et al. (2023).
 
 The model is copied, canonised (each batch norm that directly follows a convolution or linear
 layer is merged into it) and given rule hooks; the caller's model is never touched. A batch norm
@@ -10,17 +10,18 @@ that convolution as it was, so with biases excluded the relevance is the same.
 
 Composites (which rule each layer gets; "input layer" is any convolution or linear layer that reads
 the network input directly, so every path of a multi-path network has one):
-- ``paper001`` (default): z-beta on input layers with the intensity bounds, alpha1-beta0 on
-  convolutions, epsilon (1e-8) on linear layers (paper 001 §II-F)
+- ``zbeta-alphabeta-epsilon`` (default; ``paper001`` is an older name for it): z-beta on input
+  layers with the intensity bounds, alpha1-beta0 on convolutions, epsilon (1e-8) on linear layers
+  (Lu et al. 2023, §II-F)
 - ``epsilon``: epsilon everywhere; ``alpha1beta0`` and ``alpha2beta1``: that rule on every
   convolution and linear layer; ``gamma``: gamma on convolutions, epsilon on linear layers
-Biases are left out of the rules (paper 001), ``bias=True`` puts them back. Tanh, sigmoid and
-softmax pass relevance through; gated products follow ``gate`` ("proportional": paper 001
+Biases are left out of the rules (Lu et al. 2023), ``bias=True`` puts them back. Tanh, sigmoid and
+softmax pass relevance through; gated products follow ``gate`` ("proportional": Lu et al. 2023,
 eqs. 6-7; "all": LRP-all).
 
 ``start="logit"`` starts from the target's logit (R = logit, conserved down to the input up to
 the epsilon absorbed); ``start="attention"`` starts from the attention scores of a gated-attention
-model, each contrast's score holding its attention weight as relevance (paper 001 strategy ii).
+model, each contrast's score holding its attention weight as relevance (Lu et al. 2023, strategy ii).
 """
 
 import copy
@@ -41,7 +42,8 @@ from bidsxai.models.gated_attention import GateProduct, attention_module
 
 LINEAR = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-COMPOSITES = ("paper001", "epsilon", "alpha1beta0", "alpha2beta1", "gamma")
+COMPOSITES = ("zbeta-alphabeta-epsilon", "epsilon", "alpha1beta0", "alpha2beta1", "gamma")
+COMPOSITE_ALIASES = {"paper001": "zbeta-alphabeta-epsilon"}  # older names users may still type
 
 
 def canonise(model):
@@ -76,43 +78,45 @@ def _rules(composite, bounds, epsilon, gamma, bias):
     """(rule for input layers, for convolutions, for linear layers) of a named composite."""
     dense_epsilon = Epsilon(epsilon, bias)
     table = {
-        "paper001": (ZBeta(*bounds, bias=bias), AlphaBeta(1.0, 0.0, bias=bias), dense_epsilon),
+        "zbeta-alphabeta-epsilon": (ZBeta(*bounds, bias=bias), AlphaBeta(1.0, 0.0, bias=bias),
+                                    dense_epsilon),
         "epsilon": (dense_epsilon, dense_epsilon, dense_epsilon),
         "alpha1beta0": (AlphaBeta(1.0, 0.0, bias=bias),) * 3,
         "alpha2beta1": (AlphaBeta(2.0, 1.0, bias=bias),) * 3,
         "gamma": (Gamma(gamma, bias=bias), Gamma(gamma, bias=bias), dense_epsilon),
     }
+    composite = COMPOSITE_ALIASES.get(composite, composite)
     if composite not in table:
         raise ValueError(f"unknown LRP composite {composite!r}; choose from {', '.join(COMPOSITES)}")
     return table[composite]
 
 
-def _install(work, context, rules, gate):
+def _install(work, pass_state, rules, gate):
     first, conv, dense = rules
     passing = Pass()
     handles = []
 
     def linear_hook(module, inputs, output):
         a = inputs[0]
-        if a is context["input"] or a._base is context["input"]:
+        if a is pass_state["input"] or a._base is pass_state["input"]:
             rule = first
         else:
             rule = dense if isinstance(module, nn.Linear) else conv
-        return rule(module, a, output, context)
+        return rule(module, a, output, pass_state)
 
     for module in work.modules():
         if isinstance(module, LINEAR):
             handles.append(module.register_forward_hook(linear_hook))
         elif isinstance(module, (*NORMS, nn.Tanh, nn.Sigmoid, nn.Softmax)):
             handles.append(module.register_forward_hook(
-                lambda m, inputs, output: passing(m, inputs[0], output, context)))
+                lambda m, inputs, output: passing(m, inputs[0], output, pass_state)))
         elif isinstance(module, GateProduct):
             handles.append(module.register_forward_hook(
                 lambda m, inputs, output: gate.product(*inputs)))
     return handles
 
 
-def lrp_relevance(model, x, targets, *, composite="paper001", start="logit", gate="proportional",
+def lrp_relevance(model, x, targets, *, composite="zbeta-alphabeta-epsilon", start="logit", gate="proportional",
                   bounds=(0.0, 1.0), epsilon=1e-8, gamma=0.25, bias=False):
     """Relevance at the input, (N, T, C, *spatial), for targets (N, T) class indices, and the
     logits (N, classes). With start="attention" the targets do not matter (the attention weights
@@ -123,8 +127,8 @@ def lrp_relevance(model, x, targets, *, composite="paper001", start="logit", gat
     if start == "attention" and attention_module(work) is None:
         raise ValueError("start='attention' needs a model with gated attention (e.g. gamer_mril)")
     x = x.detach().clone().requires_grad_()
-    context = {"input": x}
-    handles = _install(work, context, _rules(composite, bounds, epsilon, gamma, bias), Gate(gate))
+    pass_state = {"input": x}
+    handles = _install(work, pass_state, _rules(composite, bounds, epsilon, gamma, bias), Gate(gate))
     captured = {}
     if start == "attention":
         handles.append(attention_module(work).register_forward_hook(
@@ -135,7 +139,7 @@ def lrp_relevance(model, x, targets, *, composite="paper001", start="logit", gat
             seeds = _seeds(logits, targets, captured, start)
             relevance = []
             for i, (output, seed) in enumerate(seeds):
-                inputs = [x, *context.get("bounds", ())]
+                inputs = [x, *pass_state.get("bounds", ())]
                 grads = torch.autograd.grad(output, inputs, grad_outputs=seed, retain_graph=i < len(seeds) - 1,
                                             allow_unused=True)
                 relevance.append(sum(t.detach() * g for t, g in zip(inputs, grads) if g is not None))
@@ -158,10 +162,10 @@ def _seeds(logits, targets, captured, start):
     return seeds
 
 
-def lrp(model, x, targets, *, composite="paper001", start="logit", gate="proportional",
+def lrp(model, x, targets, *, composite="zbeta-alphabeta-epsilon", start="logit", gate="proportional",
         bounds=(0.0, 1.0), epsilon=1e-8, gamma=0.25, bias=False, channels="sum"):
     """LRP maps (N, T, *spatial), and no extras (the explain_many method interface): the relevance
-    summed over input channels (``channels="sum"``) or the combined map of paper 001 eq. 8, the sum
+    summed over input channels (``channels="sum"``) or the combined map of Lu et al. 2023, eq. 8, the sum
     over contrasts of R_x * x (``"combined"``). From the attention weights the map does not depend
     on the class, so every target gets the same map."""
     if channels not in ("sum", "combined"):

@@ -4,7 +4,7 @@ whose gradient, times the layer's input, redistributes the relevance of the outp
 With relevance written as R = output * gradient at every layer, a rule that returns
     y.detach() + sum_i c_i * (z_i - z_i.detach()) * (y / z_i).detach()
 makes input * gradient = sum_i c_i * a * dz_i/da * R / z_i, which is the rule's formula when z_i
-are the rule's (bias-free, by default, as paper 001 requires) pre-activations. The forward values
+are the rule's (bias-free, by default, as Lu et al. 2023 requires) pre-activations. The forward values
 are the network's own (bias included), so later layers see what the network computes.
 
 Rules (Montavon et al. 2019; Bach et al. 2015), a the layer input, w its weights:
@@ -16,7 +16,7 @@ Rules (Montavon et al. 2019; Bach et al. 2015), a the layer input, w its weights
   separately as zennit does (each sign of input meets the weights that push the output further
   from zero)
 - pass: relevance unchanged (elementwise layers: batch norm left unmerged, tanh, sigmoid)
-- gate (paper 001 eqs. 6-7): R_s = |s| / (|s| + |g|) R_h, R_g = |g| / (|s| + |g|) R_h for
+- gate (Lu et al. 2023 eqs. 6-7): R_s = |s| / (|s| + |g|) R_h, R_g = |g| / (|s| + |g|) R_h for
   h = s * g; ``all`` gives the signal everything (LRP-all, Arras et al. 2017).
 """
 
@@ -58,7 +58,7 @@ class Epsilon:
     def __init__(self, epsilon=1e-6, bias=False):
         self.epsilon, self.bias = epsilon, bias
 
-    def __call__(self, module, a, y, context):
+    def __call__(self, module, a, y, pass_state):
         z = _add_bias(linear_op(module, a, module.weight), _bias(module, self.bias))
         return _share(y, [(1.0, z, stabilise(z, self.epsilon))])
 
@@ -69,7 +69,7 @@ class AlphaBeta:
             raise ValueError(f"alpha - beta must be 1 and beta >= 0; got alpha={alpha}, beta={beta}")
         self.alpha, self.beta, self.epsilon, self.bias = alpha, beta, epsilon, bias
 
-    def __call__(self, module, a, y, context):
+    def __call__(self, module, a, y, pass_state):
         w_pos, w_neg = module.weight.clamp(min=0), module.weight.clamp(max=0)
         a_pos, a_neg = a.clamp(min=0), a.clamp(max=0)
         positive = linear_op(module, a_pos, w_pos) + linear_op(module, a_neg, w_neg)
@@ -92,12 +92,12 @@ class ZBeta:
     def __init__(self, low=0.0, high=1.0, epsilon=1e-6, bias=False):
         self.low, self.high, self.epsilon, self.bias = low, high, epsilon, bias
 
-    def __call__(self, module, a, y, context):
-        if "bounds" not in context:
-            x = context["input"]
-            context["bounds"] = (torch.full_like(x, self.low).requires_grad_(),
+    def __call__(self, module, a, y, pass_state):
+        if "bounds" not in pass_state:
+            x = pass_state["input"]
+            pass_state["bounds"] = (torch.full_like(x, self.low).requires_grad_(),
                                  torch.full_like(x, self.high).requires_grad_())
-        low, high = (torch.as_strided(b, a.size(), a.stride(), a.storage_offset()) for b in context["bounds"])
+        low, high = (torch.as_strided(b, a.size(), a.stride(), a.storage_offset()) for b in pass_state["bounds"])
         z = (linear_op(module, a, module.weight) - linear_op(module, low, module.weight.clamp(min=0))
              - linear_op(module, high, module.weight.clamp(max=0)))
         z = _add_bias(z, _bias(module, self.bias))
@@ -108,7 +108,7 @@ class Gamma:
     def __init__(self, gamma=0.25, epsilon=1e-6, bias=False):
         self.gamma, self.epsilon, self.bias = gamma, epsilon, bias
 
-    def __call__(self, module, a, y, context):
+    def __call__(self, module, a, y, pass_state):
         w = module.weight
         up = w + self.gamma * w.clamp(min=0)
         down = w + self.gamma * w.clamp(max=0)
@@ -130,12 +130,12 @@ class Pass:
     def __init__(self, epsilon=1e-12):
         self.epsilon = epsilon
 
-    def __call__(self, module, a, y, context):
+    def __call__(self, module, a, y, pass_state):
         return _share(y, [(1.0, a, stabilise(a, self.epsilon))])
 
 
 class Gate:
-    """The product h = s * g of a gated attention: relevance split by |s| : |g| (paper 001) or
+    """The product h = s * g of a gated attention: relevance split by |s| : |g| (Lu et al. 2023) or
     all to the signal (``mode='all'``)."""
 
     def __init__(self, mode="proportional"):

@@ -1,4 +1,4 @@
-"""Meaningful-perturbation masks in 3D (Fong & Vedaldi 2017 as adapted by paper 004, eqs. 1-2).
+"""Meaningful-perturbation masks in 3D (Fong & Vedaldi 2017 as adapted by Thibeau-Sutre et al. 2020, eqs. 1-2).
 
     X'_m = m X + (1 - m) mu                                                        (eq. 1)
     m*   = argmin  l1 ||1 - m||_b1^b1 + l2 sum_u ||grad m(u)||_b2^b2 + f(X'_m)       (eq. 2)

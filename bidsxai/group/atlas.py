@@ -142,7 +142,7 @@ def lobe_summary(table):
 
 
 def roi_vector(values, atlas):
-    """The mean of a map within each region (paper 004's ROI density), in atlas.names order."""
+    """The mean of a map within each region (Thibeau-Sutre et al. 2020's ROI density), in atlas.names order."""
     flat, labels = np.asarray(values, np.float64).ravel(), atlas.labels.ravel()
     sums = np.bincount(labels, weights=flat, minlength=max(atlas.names) + 1)
     counts = np.bincount(labels, minlength=max(atlas.names) + 1)

@@ -15,7 +15,7 @@ Float64 throughout: no TF32, no rounding of ranks.
 import itertools
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -206,8 +206,9 @@ def permutation_fwe(data, labels=None, *, covariates=None, n_perm=10000, popmean
     return result
 
 
-def spearman_permutation(x, y, *, n_perm=20000, seed=0, device="cpu", chunk=4096):
-    """Spearman's rho and its two-sided permutation p-value (paper 001: 20,000 permutations)."""
+def spearman_permutation(x: Sequence[float], y: Sequence[float], *, n_perm: int = 20000, seed: int = 0,
+                         device: str | torch.device = "cpu", chunk: int = 4096) -> tuple[float, float]:
+    """Spearman's rho and its two-sided permutation p-value (Lu et al. 2023: 20,000 permutations)."""
     from scipy.stats import rankdata
 
     rx = torch.as_tensor(rankdata(x), dtype=torch.float64, device=device)

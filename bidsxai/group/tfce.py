@@ -12,7 +12,8 @@ import numpy as np
 from bidsxai.group.lattice import neighbour_table, tfce_values
 
 
-def tfce(stat, mask=None, *, E=0.5, H=2.0, steps=100, two_sided=True, connectivity=1):
+def tfce(stat: np.ndarray, mask: np.ndarray | None = None, *, E: float = 0.5, H: float = 2.0,
+         steps: int = 100, two_sided: bool = True, connectivity: int = 1) -> np.ndarray:
     """The TFCE map of ``stat`` (X, Y, Z); voxels outside ``mask`` are 0 and never join clusters.
 
     ``connectivity`` is scipy's rank: 1 = faces (6), 2 = edges (18), 3 = corners (26).

@@ -1,5 +1,5 @@
 """Per-subject thresholding of heatmaps before voxel-wise tests: at the subject's own 95th brain
-percentile (paper 000) or as a top-N % quantile mask of the positive values (paper 001)."""
+percentile (Zhang et al. 2021) or as a top-N % quantile mask of the positive values (Lu et al. 2023)."""
 
 import numpy as np
 
@@ -14,7 +14,7 @@ def threshold_at_percentile(heatmap, mask, q=95.0):
 
 
 def quantile_mask(heatmap, mask, top_percent):
-    """Brain voxels among the top ``top_percent`` % of the map's positive values (paper 001:
+    """Brain voxels among the top ``top_percent`` % of the map's positive values (Lu et al. 2023:
     quantiles of positive relevance within the brain), as a bool array."""
     values = np.asarray(heatmap, np.float64)
     positive = mask & (values > 0)
@@ -26,7 +26,7 @@ def quantile_mask(heatmap, mask, top_percent):
 
 def parse_threshold(spec):
     """A function (heatmap, mask) -> thresholded max-normalised map for ``p<q>`` (the subject's own
-    q-th brain percentile, paper 000) or ``top<N>`` (top N % quantile mask, paper 001)."""
+    q-th brain percentile, Zhang et al. 2021) or ``top<N>`` (top N % quantile mask, Lu et al. 2023)."""
     kind = "top" if spec.startswith("top") else spec[:1]
     number = spec[len(kind):]
     try:

@@ -7,12 +7,19 @@ t); the corrections count exactly those voxels, and clusters form among them. Un
 hold t = 0 and p = 1.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from bidsxai.group.glm import glm_t, reduced_model
 from bidsxai.group.lattice import cluster_mass_values, neighbour_table, tfce_values
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _moments(maps):
@@ -46,8 +53,10 @@ def _observed_t(a, b, covariates, popmean):
     return t, tested, df
 
 
-def ttest(maps_a, maps_b=None, *, mask=None, covariates=None, n_perm=0, tfce=False,
-          cluster_p=None, two_sided=True, popmean=0.0, seed=0, device="cpu", connectivity=1):
+def ttest(maps_a: np.ndarray, maps_b: np.ndarray | None = None, *, mask: np.ndarray | None = None,
+          covariates: np.ndarray | None = None, n_perm: int = 0, tfce: bool = False,
+          cluster_p: float | None = None, two_sided: bool = True, popmean: float = 0.0, seed: int = 0,
+          device: str | torch.device = "cpu", connectivity: int = 1) -> dict[str, np.ndarray]:
     """Student's two-sample t (a - b) or one-sample t (a - popmean) per voxel.
 
     ``covariates`` (n_a + n_b, c), rows in the order of a then b, turns the two-sample test into

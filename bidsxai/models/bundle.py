@@ -94,3 +94,21 @@ def member_for(meta, subject):
     if place == "test":
         return final, "test", f"held-out test set: explained by the final model ({final}), which never trained on it"
     return final, "not-in-training", f"not in the training cohort: explained by the final model ({final})"
+
+
+class BundleModels:
+    """A bundle's member models, each loaded (and sha256-checked) once, when first needed."""
+
+    def __init__(self, folder, device):
+        self.folder, self.device = folder, device
+        self.meta = read_meta(folder)
+        self._models = {}
+
+    def get(self, member):
+        if member not in self._models:
+            self._models[member] = load_member(self.folder, self.meta, member, self.device)
+        return self._models[member]
+
+    def sha256(self, member):
+        members = self.meta.get("members", {})
+        return members[member]["sha256"] if member in members else self.meta["sha256"]

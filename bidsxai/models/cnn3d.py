@@ -1,4 +1,4 @@
-"""The 3D CNN of Thibeau-Sutre et al. (paper 004) for whole-volume classification.
+"""The 3D CNN of Thibeau-Sutre et al. (Thibeau-Sutre et al. 2020) for whole-volume classification.
 
 Blocks of sub-blocks (3x3x3 convolution, batch norm, leaky ReLU) each closed by 2x2x2 max pooling,
 then dropout and one fully connected layer. The paper's random search chose 7 blocks for
@@ -58,4 +58,4 @@ def last_conv_block(model):
 
 
 register(Architecture("cnn3d", CNN3D, last_conv_block,
-                      "Thibeau-Sutre et al., SPIE Medical Imaging 2020 (paper 004)"))
+                      "Thibeau-Sutre et al., SPIE Medical Imaging 2020", "thibeausutre2020"))

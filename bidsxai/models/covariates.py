@@ -6,6 +6,11 @@ bound values whenever its covariate arguments are left out.
 
 from contextlib import contextmanager
 
+import numpy as np
+import torch
+
+from bidsxai.errors import NoInputError
+
 
 @contextmanager
 def binding(model, values):
@@ -19,3 +24,19 @@ def binding(model, values):
 
 def bound_covariates(model):
     return getattr(model, "_bound_covariates", None)
+
+
+def subject_covariates(columns, participants, subject, device):
+    """The subject's values of a model's covariate columns (e.g. age) from participants.tsv, as a
+    1D tensor; a missing or non-numeric value is the subject's error."""
+    values = []
+    for column in columns:
+        value = participants[column].get(subject) if column in participants.columns else None
+        try:
+            values.append(float(value))
+        except (TypeError, ValueError):
+            raise NoInputError(f"sub-{subject}: the model needs {column} from participants.tsv; "
+                               f"found {value!r}") from None
+        if not np.isfinite(values[-1]):
+            raise NoInputError(f"sub-{subject}: the model needs {column} from participants.tsv; it is n/a")
+    return torch.tensor(values, device=device)

@@ -1,4 +1,4 @@
-"""GAMER-MRIL (paper 001): one DenseNet-3D encoder per contrast, gated attention over the
+"""GAMER-MRIL (Lu et al. 2023): one DenseNet-3D encoder per contrast, gated attention over the
 contrasts (eqs. 1-3, K = 16), age / 100 concatenated, one fully connected output layer.
 
 Encoder (§II-C): a 3x3x3 convolution of 16 filters, batch norm, ReLU and 3x3x3 max pooling (stride
@@ -92,7 +92,8 @@ register(Architecture(
     name="gamer_mril",
     build=lambda in_channels, n_classes, input_shape, **kwargs: GamerMRIL(in_channels, n_classes, **kwargs),
     default_layer=_default_layer,
-    source="Lu et al. 2023, GAMER-MRIL (paper 001): DenseNet-3D per contrast with gated attention",
-    recipe={"optimiser": "adamw", "learning_rate": 5e-5, "weight_decay": 1e-2, "augment": "paper001"},
+    source="Lu et al. 2023, GAMER-MRIL: DenseNet-3D per contrast with gated attention",
+    citation="lu2023",
+    recipe={"optimiser": "adamw", "learning_rate": 5e-5, "weight_decay": 1e-2, "augment": "volume-affine"},
     covariates=("age",),
 ))

@@ -1,4 +1,4 @@
-"""The gated attention of GAMER-MRI (paper 001 eqs. 1-3): one attention weight per contrast.
+"""The gated attention of GAMER-MRI (Lu et al. 2023 eqs. 1-3): one attention weight per contrast.
 
 a_l = softmax_l(w' (tanh(U m_l) * sigm(V m_l))) and n = sum_l a_l m_l. The element-wise products
 are ``GateProduct`` modules, and tanh, sigmoid and softmax are modules too, so that LRP can give

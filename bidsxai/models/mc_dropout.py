@@ -1,4 +1,4 @@
-"""Monte Carlo dropout (Gal & Ghahramani 2016; the Bayesian CNNs of paper 003): dropout that can
+"""Monte Carlo dropout (Gal & Ghahramani 2016; the Bayesian CNNs of Avci 2021): dropout that can
 stay on at inference, so repeated passes sample the predictive distribution.
 
 ``MCDropout`` is ordinary dropout in training and off in eval mode, so explanations stay

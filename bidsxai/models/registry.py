@@ -1,4 +1,4 @@
-"""Architectures by name, so bundles name what to build and later issues only add entries."""
+"""Architectures by name: a bundle names what to build, and a new architecture is one entry."""
 
 from dataclasses import dataclass, field
 from typing import Callable
@@ -9,7 +9,8 @@ class Architecture:
     name: str
     build: Callable  # build(in_channels, n_classes, input_shape, **kwargs) -> nn.Module
     default_layer: Callable  # default_layer(model) -> dotted module name used for Grad-CAM
-    source: str  # the paper it comes from
+    source: str  # the paper it comes from, as users read it
+    citation: str  # the paper's key in boilerplate/references.bib
     dims: int = 3  # 3: whole volumes; 2: axial slices (subject prediction = mean slice probability)
     # the paper's training recipe: optimiser, learning rate, weight decay, augmentation scheme
     recipe: dict = field(default_factory=lambda: {"optimiser": "adamw", "learning_rate": 3e-4,

@@ -1,4 +1,4 @@
-"""The 2D slice classifiers of paper 000: VGG16, VGG19 and ResNet50, each with a global-average-
+"""The 2D slice classifiers of Zhang et al. (2021): VGG16, VGG19 and ResNet50, each with a global-average-
 pooling head (GAP: pooled features -> one linear layer, so CAM applies) or fully connected layers
 before the output (FC). Inputs are axial slices with the contrasts as channels.
 
@@ -121,22 +121,22 @@ def load_imagenet(model, state):
 
 
 def _default_layer(model):
-    """ResNet: the last residual stage; VGG: the last convolution (block5_conv3/4, paper 000)."""
+    """ResNet: the last residual stage; VGG: the last convolution (block5_conv3/4, Zhang et al. 2021)."""
     if isinstance(model, ResNet50):
         return "layer4"
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)][-1]
 
 
 def _register(name, build, source):
-    register(Architecture(name=name, build=build, default_layer=_default_layer, source=source, dims=2,
-                          recipe=PAPER000_RECIPE, scalable=True))
+    register(Architecture(name=name, build=build, default_layer=_default_layer, source=source,
+                          citation="zhang2021", dims=2, recipe=ZHANG2021_RECIPE, scalable=True))
 
 
-# Adam with learning rate 2e-5 (paper 000 §2.4) and its Keras augmentation.
-PAPER000_RECIPE = {"optimiser": "adam", "learning_rate": 2e-5, "weight_decay": 0.0, "augment": "paper000"}
+# Adam with learning rate 2e-5 (Zhang et al. 2021, §2.4) and its Keras augmentation.
+ZHANG2021_RECIPE = {"optimiser": "adam", "learning_rate": 2e-5, "weight_decay": 0.0, "augment": "slice-affine"}
 
 
-SOURCE = "Zhang et al. 2021 (paper 000): {} on axial slices, {} head"
+SOURCE = "Zhang et al. 2021: {} on axial slices, {} head"
 for _vgg in VGG_LAYOUTS:
     for _head in ("gap", "fc"):
         _register(f"{_vgg}_{_head}",

@@ -1,4 +1,4 @@
-"""The 2D stroke classifiers of paper 003 (Avci 2021, after Herzog et al. 2020): a deep VGG-like
+"""The 2D stroke classifiers of Avci (2021) (Avci 2021, after Herzog et al. 2020): a deep VGG-like
 baseline with MC dropout and the four "model debugging" variants. Inputs are axial slices with
 the contrasts as channels.
 
@@ -11,7 +11,7 @@ the contrasts as channels.
   ``stroke_dense`` 5 blocks, flatten, dense 400 and 100; ``stroke_flat`` 5 blocks, flatten, output;
   ``stroke_gap`` 5 blocks, global average pooling, batch norm, ReLU, MC dropout, output (the
   paper's chosen "Stroke model"); ``stroke_shallow`` 3 blocks, global average pooling, output.
-The default explained layer is the activation after the last convolution (paper 003 §4.1.4).
+The default explained layer is the activation after the last convolution (Avci 2021 §4.1.4).
 """
 
 from collections import OrderedDict
@@ -106,7 +106,8 @@ for _variant, _text in VARIANTS.items():
         build=lambda in_channels, n_classes, input_shape, variant=_variant, **kw:
         StrokeNet(in_channels, n_classes, input_shape[-1], variant, **kw),
         default_layer=_last_activation,
-        source=f"Avci 2021 (paper 003): {_text} on axial slices",
+        source=f"Avci 2021: {_text} on axial slices",
+        citation="avci2021",
         dims=2, scalable=True,
-        # Keras's Adam defaults; the paper names ImageDataGenerator without its settings, so paper 000's
-        recipe={"optimiser": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "augment": "paper000"}))
+        # Keras's Adam defaults; the paper names ImageDataGenerator without its settings, so Zhang et al.'s (2021)
+        recipe={"optimiser": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "augment": "slice-affine"}))

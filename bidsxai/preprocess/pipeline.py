@@ -17,30 +17,16 @@ from scipy import ndimage
 
 from bidsxai import __version__
 from bidsxai.atomic import atomic_path, save_nifti, write_json
-from bidsxai.bids import bids_uri, derivative_path, sidecar_path
+from bidsxai.bids import bids_uri
 from bidsxai.errors import NoInputError
 from bidsxai.preprocess.bias import n4
 from bidsxai.preprocess.conform import load_volume
 from bidsxai.preprocess.normalise import normalise
 from bidsxai.preprocess.register import coregister, resample, seed_ants, to_template
-from bidsxai.template import SPACE, load_template, resolution_label
+from bidsxai.outputs import brain_mask_path, preproc_path, sidecar_path, xfm_path
+from bidsxai.template import SPACE, load_template
 
 PIPELINE_VERSION = "1"
-
-
-def preproc_path(out_dir, subject, session, contrast, resolution):
-    return derivative_path(out_dir, subject, session, contrast, ".nii.gz", space=SPACE,
-                           res=resolution_label(resolution), desc="preproc")
-
-
-def mask_path(out_dir, subject, session, resolution):
-    return derivative_path(out_dir, subject, session, "mask", ".nii.gz", space=SPACE,
-                           res=resolution_label(resolution), desc="brain")
-
-
-def xfm_path(out_dir, subject, session, source, target):
-    return derivative_path(out_dir, subject, session, "xfm", ".mat", **{"from": source}, to=target,
-                           mode="image")
 
 
 def settings_key(inputs, resolution, normalisation, nonlinear, seed):
@@ -106,7 +92,7 @@ def preprocess_session(inputs, out_dir, raw_root, work_dir, resolution=2.0,
                 "PreprocessingKey": key, "PipelineVersion": PIPELINE_VERSION,
                 "SoftwareVersions": f"bidsxai {__version__}, antspyx {ants.__version__}",
             })
-        brain_mask = mask_path(out_dir, inputs.subject, inputs.session, resolution)
+        brain_mask = brain_mask_path(out_dir, inputs.subject, inputs.session, resolution)
         save_nifti(template.image(template.brain_mask, dtype=np.uint8), brain_mask)
         write_json(sidecar_path(brain_mask), {
             "Type": "Brain", "SpatialReference": SPACE, "Resolution": f"{resolution:g} mm isotropic",

@@ -17,23 +17,30 @@ def _environment(package):
 
 
 def methods_text(settings, model_meta=None):
-    """The methods paragraph (markdown) for the run's settings."""
+    """The methods paragraph (markdown) for the run's settings: each method's name and citation
+    from the explanation table, the architecture's from the registry."""
+    from bidsxai.explain.methods import METHODS
+    from bidsxai.models.registry import get_architecture
+
     env = _environment("bidsxai.resources.boilerplate")
     env.autoescape = False
-    return env.get_template("methods.md.j2").render(version=__version__, s=settings, model=model_meta)
+    architecture = get_architecture(model_meta["architecture"]) if model_meta else None
+    return env.get_template("methods.md.j2").render(
+        version=__version__, s=settings, model=model_meta, architecture=architecture,
+        methods=[METHODS[m] for m in settings.methods])
 
 
 def references_bib():
     return resources.files("bidsxai.resources.boilerplate").joinpath("references.bib").read_text("utf-8")
 
 
-def render_report(template, path, **context):
+def render_report(template, path, **variables):
     """Write one self-contained HTML report (CSS inlined, figures as data URIs)."""
     env = _environment("bidsxai.resources.reports")
     css = resources.files("bidsxai.resources.reports").joinpath("style.css").read_text("utf-8")
     html = env.get_template(template).render(
         css=css, version=__version__,
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **context)
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **variables)
     write_text(path, html)
 
 

@@ -1,4 +1,4 @@
-"""Paper 001's Table II for gated-attention models: every subject's attention weight per contrast,
+"""Lu et al.'s (2023) Table II for gated-attention models: every subject's attention weight per contrast,
 from the model that never trained on it, and the weights averaged over correctly classified
 subjects."""
 

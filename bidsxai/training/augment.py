@@ -1,13 +1,14 @@
 """Training-time augmentation as the papers describe it, drawn from torch's generator so that
 every DataLoader worker gets its own reproducible stream.
 
-- ``paper000`` (2D slices; Keras ImageDataGenerator settings of paper 000): rotation +-30 deg, shear
+- ``slice-affine`` (2D slices; the Keras ImageDataGenerator settings of Zhang et al. 2021): rotation +-30 deg, shear
   range 0.2 (Keras reads it as an angle in degrees), zoom 0.8-1.2 per axis, shifts up to 10 % of
   the width and height, horizontal (left-right) flip.
-- ``paper001`` (3D volumes): flips, 90-degree rotations in the axial plane (180 degrees when
+- ``volume-affine`` (3D volumes; Lu et al. 2023): flips, 90-degree rotations in the axial plane (180 degrees when
   the plane is not square), additive Gaussian noise (sd 0.2), affine
   rotation up to +-30 deg about each axis and scaling by +-10 %; each step with probability 0.5.
 - ``flip``: left-right flip only; ``none``.
+``paper000`` and ``paper001`` are older names of the first two.
 Samples are (C, X, Y[, Z]) tensors with X left-right; outside the field of view is filled with 0.
 """
 
@@ -31,7 +32,7 @@ def _resample(x, theta):
     return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
 
 
-def paper000(x):
+def slice_affine(x):
     """One random Keras-style 2D transform of a (C, X, Y) slice."""
     angle = math.radians(float(_uniform(-30, 30)))
     shear = math.radians(float(_uniform(-0.2, 0.2)))
@@ -52,7 +53,7 @@ def _rotation_3d(angles):
     return rz @ ry @ rx
 
 
-def paper001(x):
+def volume_affine(x):
     """One random 3D transform of a (C, X, Y, Z) volume."""
     for axis in (1, 2, 3):
         if _chance():
@@ -72,6 +73,10 @@ def flip(x):
     return x.flip(1) if _chance() else x
 
 
+SCHEMES = {"none": None, "flip": flip, "slice-affine": slice_affine, "volume-affine": volume_affine}
+SCHEME_ALIASES = {"paper000": "slice-affine", "paper001": "volume-affine"}
+
+
 def augmenter(scheme):
-    """The augmentation function of a scheme name, or None for 'none'."""
-    return {"none": None, "flip": flip, "paper000": paper000, "paper001": paper001}[scheme]
+    """The augmentation function of a scheme name (or an older alias), or None for 'none'."""
+    return SCHEMES[SCHEME_ALIASES.get(scheme, scheme)]

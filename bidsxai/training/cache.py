@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bidsxai.atomic import atomic_path
-from bidsxai.preprocess.pipeline import preproc_path
+from bidsxai.outputs import preproc_path
 from bidsxai.training.dataset import load_inputs
 
 

@@ -40,7 +40,7 @@ def _subject_level(dataset, probabilities):
 
 
 def cross_validate(parts, make_dataset, build_model, *, n_folds, options, device, seed,
-                   context=distributed.Context(), progress=False):
+                   ranks=distributed.Ranks(), progress=False):
     """Train every (repeat, fold) model. ``parts[r]`` gives each sample's fold number or 'test' in
     repeat r + 1; ``make_dataset(indices, train)`` builds a dataset of those samples."""
     members = []
@@ -55,7 +55,7 @@ def cross_validate(parts, make_dataset, build_model, *, n_folds, options, device
             model = build_model()
             val_set = make_dataset(validation, train=False)
             history, best_epoch = fit(model, make_dataset(train, train=True), val_set, device=device,
-                                      options=options, seed=member_seed, context=context,
+                                      options=options, seed=member_seed, ranks=ranks,
                                       progress=progress)
             outputs, samples = {}, {}
             for name, dataset in (("validation", val_set), ("test", test_set)):

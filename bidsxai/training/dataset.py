@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from bidsxai.errors import NoInputError
-from bidsxai.preprocess.pipeline import preproc_path
+from bidsxai.outputs import preproc_path
 
 
 def brain_crop(mask, margin=2):

@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 
 @dataclass(frozen=True)
-class Context:
+class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -31,32 +31,32 @@ class Context:
 
 
 def start():
-    """The process's place in a torchrun job (a one-process context outside torchrun)."""
+    """The process's place in a torchrun job (a single process outside torchrun)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Context()
+        return Ranks()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def stop(context):
-    if context.active and dist.is_initialized():
+def stop(ranks):
+    if ranks.active and dist.is_initialized():
         dist.destroy_process_group()
 
 
-def from_main(context, values):
+def from_main(ranks, values):
     """Rank 0's float values, on every rank."""
     tensor = torch.tensor(values, dtype=torch.float64)
-    if context.active:
+    if ranks.active:
         dist.broadcast(tensor, 0)
     return tensor.tolist()
 
 
-def check_in_sync(context, model):
+def check_in_sync(ranks, model):
     """Refuse to go on when the replicas' weights differ (DDP keeps them equal; a difference means a
     rank took other steps)."""
-    if not context.active:
+    if not ranks.active:
         return
     with torch.no_grad():
         total = torch.stack([p.detach().double().sum().cpu() for p in model.parameters()]).sum()
@@ -67,8 +67,8 @@ def check_in_sync(context, model):
         raise RuntimeError(f"DDP replicas diverged (weight sums {float(low)} to {float(high)})")
 
 
-def barrier(context):
-    if context.active:
+def barrier(ranks):
+    if ranks.active:
         dist.barrier()
 
 
@@ -76,11 +76,11 @@ class BalancedSampler(torch.utils.data.Sampler):
     """Class-balanced draws with replacement (weights 1 / class count), one epoch's draw shared by
     all ranks and dealt out rank by rank; ``set_epoch`` gives each epoch a new draw."""
 
-    def __init__(self, labels, seed, context=Context()):
+    def __init__(self, labels, seed, ranks=Ranks()):
         labels = np.asarray(labels)
         self.weights = torch.as_tensor(1.0 / np.bincount(labels)[labels], dtype=torch.double)
-        self.seed, self.context, self.epoch = seed, context, 0
-        self.per_rank = -(-len(labels) // context.world)
+        self.seed, self.ranks, self.epoch = seed, ranks, 0
+        self.per_rank = -(-len(labels) // ranks.world)
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -90,5 +90,5 @@ class BalancedSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        draw = torch.multinomial(self.weights, self.per_rank * self.context.world, True, generator=generator)
-        return iter(draw[self.context.rank::self.context.world].tolist())
+        draw = torch.multinomial(self.weights, self.per_rank * self.ranks.world, True, generator=generator)
+        return iter(draw[self.ranks.rank::self.ranks.world].tolist())

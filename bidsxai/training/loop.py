@@ -22,7 +22,7 @@ class TrainOptions:
     optimiser: str = "adamw"  # or "adam"
     learning_rate: float = 3e-4
     weight_decay: float = 1e-4
-    select_by: str = "loss"  # or "balanced_accuracy" (paper 004)
+    select_by: str = "loss"  # or "balanced_accuracy" (Thibeau-Sutre et al. 2020)
     precision: str = "fp32"  # or "amp": float16 autocast and loss scaling on GPU, bfloat16 on CPU
     workers: int = 0  # DataLoader worker processes
 
@@ -98,18 +98,18 @@ def _better(select_by, candidate, best):
     return candidate[0] < best[0]
 
 
-def fit(model, train_set, val_set, *, device, options, seed, context=distributed.Context(), progress=False):
+def fit(model, train_set, val_set, *, device, options, seed, ranks=distributed.Ranks(), progress=False):
     """Train; returns (history, selected epoch). The model ends with the selected epoch's weights."""
     torch.manual_seed(seed)
     model.to(device)
     trained = model
-    if context.active:
+    if ranks.active:
         trained = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     optimiser = make_optimiser(model, options)
     amp = options.precision == "amp"
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
-    sampler = distributed.BalancedSampler(train_set.labels, seed, context)
+    sampler = distributed.BalancedSampler(train_set.labels, seed, ranks)
     loader = _loader(train_set, options.batch_size, options.workers, device, sampler=sampler,
                      generator=torch.Generator().manual_seed(seed))
     history, best, best_state, best_epoch, lowest_loss, waited = [], None, None, 0, float("inf"), 0
@@ -131,7 +131,7 @@ def fit(model, train_set, val_set, *, device, options, seed, context=distributed
             total, count = total + loss.item() * len(y), count + len(y)
         recalibrate_batchnorm(model, train_set, device, options.batch_size)
         val_loss, val_bacc = evaluate(model, val_set, device, options) if len(val_set) else (total / count, 0.0)
-        val_loss, val_bacc = distributed.from_main(context, [val_loss, val_bacc])
+        val_loss, val_bacc = distributed.from_main(ranks, [val_loss, val_bacc])
         history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
                         "val_balanced_accuracy": val_bacc})
         bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}")
@@ -143,6 +143,6 @@ def fit(model, train_set, val_set, *, device, options, seed, context=distributed
             waited += 1
             if waited >= options.patience:
                 break
-    distributed.check_in_sync(context, model)
+    distributed.check_in_sync(ranks, model)
     model.load_state_dict(best_state)
     return history, best_epoch

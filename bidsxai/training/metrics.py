@@ -20,7 +20,7 @@ def binary_auc(positive_scores, negative_scores):
 
 
 def wilson_interval(successes, n, confidence=0.95):
-    """Wilson score interval of a proportion successes / n (paper 003's intervals); NaNs for n = 0."""
+    """Wilson score interval of a proportion successes / n (Avci 2021's intervals); NaNs for n = 0."""
     if n == 0:
         return [float("nan"), float("nan")]
     z = float(norm.ppf(0.5 + confidence / 2))
@@ -30,7 +30,7 @@ def wilson_interval(successes, n, confidence=0.95):
 
 
 def log_loss(y_true, probabilities):
-    """Mean negative log-likelihood of the true classes (paper 003's "negative log-likelihood")."""
+    """Mean negative log-likelihood of the true classes (Avci 2021's "negative log-likelihood")."""
     if len(y_true) == 0:
         return float("nan")
     p = np.asarray(probabilities, float)[np.arange(len(y_true)), np.asarray(y_true, int)]

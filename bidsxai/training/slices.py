@@ -1,4 +1,4 @@
-"""Axial slices of template-space volumes for the 2D models of paper 000: which slices hold brain,
+"""Axial slices of template-space volumes for the 2D models of Zhang et al. (2021): which slices hold brain,
 slices resized to the model's input size, and per-slice maps stacked back into a volume."""
 
 import numpy as np
@@ -10,7 +10,7 @@ from bidsxai.training.dataset import VolumeDataset
 
 def kept_slices(brain_mask, min_fraction=0.05):
     """Axial indices whose brain area is at least ``min_fraction`` of the largest slice's
-    (paper 000 dropped the top and bottom slices without visible brain)."""
+    (Zhang et al. 2021 dropped the top and bottom slices without visible brain)."""
     area = np.asarray(brain_mask, bool).sum(axis=(0, 1))
     return [int(z) for z in np.flatnonzero(area >= min_fraction * area.max())]
 

@@ -1,5 +1,5 @@
 """What a model learns to predict: a categorical participants.tsv column, or a numeric one split
-at a threshold (paper 001: EDSS >= 5), and the per-subject loss weight paper 001 derives from it."""
+at a threshold (Lu et al. 2023: EDSS >= 5), and the per-subject loss weight Lu et al. (2023) derives from it."""
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ def subject_targets(participants, column, threshold=None):
 
 
 def closeness_weights(values, threshold):
-    """Paper 001's loss weight 2 - |value - threshold| / threshold (EDSS: 2 - |EDSS - 5| / 5):
+    """Lu et al.'s (2023) loss weight 2 - |value - threshold| / threshold (EDSS: 2 - |EDSS - 5| / 5):
     subjects near the decision boundary weigh up to 2, those far from it down to 1."""
     values = np.asarray(values, float)
     return 2.0 - np.abs(values - threshold) / threshold

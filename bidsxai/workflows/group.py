@@ -1,13 +1,17 @@
 """group: per method and class, the subject measures compared between groups, voxel-wise
 two-sample tests between groups and coverage tests within groups on the subject-thresholded maps,
 cluster tables and lobe summaries from an atlas, ROI-vector similarity within and between
-subjects (paper 004), and correlations of an image within each subject's quantile mask with a
-clinical score (paper 001). Group tests use each subject's first session; the similarity uses
-every session."""
+subjects (Thibeau-Sutre et al. 2020), and correlations of an image within each subject's quantile
+mask with a clinical score (Lu et al. 2023). Group tests use each subject's first session; the
+similarity uses every session.
+
+Each analysis returns rows and arrays (``MethodTargetAnalysis``); the TSVs are written from them and
+``reports.group`` draws the report.
+"""
 
 import dataclasses
 import itertools
-import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -28,26 +32,69 @@ from bidsxai.group.atlas import (
 from bidsxai.group.measures import compare_groups, subject_measures
 from bidsxai.group.permutation import spearman_permutation
 from bidsxai.group.threshold import parse_threshold
-from bidsxai.preprocess.pipeline import preproc_path
-from bidsxai.reports import figures
-from bidsxai.reports.render import methods_text, render_report
+from bidsxai.outputs import find_heatmaps as heatmap_files
+from bidsxai.outputs import group_table_path, preproc_path
+from bidsxai.reports.group import write_group_report
 from bidsxai.template import load_template
 from bidsxai.workflows.group_maps import coverage, two_sample
 
-HEATMAP = re.compile(r"sub-(?P<sub>[A-Za-z0-9]+)(_ses-(?P<ses>[A-Za-z0-9]+))?_space-(?P<space>[A-Za-z0-9]+)"
-                     r"_res-(?P<res>[A-Za-z0-9]+)_method-(?P<method>[a-z0-9]+)_target-(?P<target>[A-Za-z0-9]+)"
-                     r"_heatmap\.nii\.gz$")
+TABLES = ("measures", "measure_tests", "voxelwise", "coverage", "clusters", "regions", "lobes",
+          "similarity", "correlations")
+
+
+@dataclass
+class GroupJob:
+    """What every method x class analysis of one group-level run shares."""
+
+    settings: object
+    participants: pd.DataFrame
+    pairs: list
+    template: object
+    atlas: object
+    threshold: object
+
+
+@dataclass
+class Correlation:
+    row: dict
+    x: list  # the image's mean within each subject's mask
+    y: list  # the clinical score
+    label: str
+
+
+@dataclass
+class MethodTargetAnalysis:
+    """Every group result of one method and target class."""
+
+    method: str
+    target: str
+    measures: list = field(default_factory=list)  # one row per subject
+    measure_tests: list = field(default_factory=list)
+    voxelwise: list = field(default_factory=list)  # [VoxelwiseTest]
+    coverage: list = field(default_factory=list)  # [CoverageTest]
+    regions: list = field(default_factory=list)
+    lobes: list = field(default_factory=list)
+    similarity: dict | None = None
+    correlation: Correlation | None = None
+
+    def tables(self):
+        """{TSV name: rows} of this analysis."""
+        return {
+            "measures": self.measures, "measure_tests": self.measure_tests,
+            "voxelwise": [v.row for v in self.voxelwise], "coverage": [c.row for c in self.coverage],
+            "clusters": [c for test in self.voxelwise + self.coverage for c in test.clusters],
+            "regions": self.regions, "lobes": self.lobes,
+            "similarity": [self.similarity] if self.similarity else [],
+            "correlations": [self.correlation.row] if self.correlation else [],
+        }
 
 
 def find_heatmaps(out_dir, subjects=None):
     """DataFrame of heatmap files (subject, session, method, target, path, first), where ``first``
     marks each subject's first session."""
-    rows = []
-    for path in sorted(Path(out_dir).glob("sub-*/**/*_heatmap.nii.gz")):
-        match = HEATMAP.match(path.name)
-        if match and (not subjects or match["sub"] in subjects):
-            rows.append({"subject": match["sub"], "session": match["ses"] or "",
-                         "method": match["method"], "target": match["target"], "path": path})
+    rows = [{"subject": e["subject"], "session": e["session"], "method": e["method"],
+             "target": e["target"], "path": path}
+            for path, e in heatmap_files(out_dir) if not subjects or e["subject"] in subjects]
     if not rows:
         raise NoInputError(f"no heatmaps in {out_dir}; run the participant level with --model first")
     table = pd.DataFrame(rows).sort_values(["subject", "session"]).reset_index(drop=True)
@@ -90,7 +137,7 @@ def _load(paths):
 def _atlas(settings, template):
     if settings.atlas == "auto":
         return load_atlas("aal", template) if AAL.is_file() else None
-    return load_atlas(settings.atlas, template) if settings.atlas else None
+    return None if settings.atlas == "none" else load_atlas(settings.atlas, template)
 
 
 def _correlation_image(settings, subject, session):
@@ -116,6 +163,8 @@ def _check_inputs(settings, participants, first):
 
 
 def run_group(settings, subjects=None):
+    """Every analysis of every method and class; writes the TSVs, stat maps and the report and
+    returns the analyses."""
     out = Path(settings.output_dir)
     participants = read_participants(settings.bids_dir)
     for flag, column in (("--target", settings.target), ("--correlate", settings.correlate)):
@@ -124,103 +173,99 @@ def run_group(settings, subjects=None):
     heatmaps = find_heatmaps(out, subjects)
     heatmaps["group"] = heatmaps["subject"].map(participants[settings.target])
     heatmaps = heatmaps.dropna(subset=["group"])
-    groups = sorted(heatmaps["group"].unique())
-    pairs = group_pairs(groups, settings.groups)
+    pairs = group_pairs(sorted(heatmaps["group"].unique()), settings.groups)
     _check_inputs(settings, participants, heatmaps[heatmaps["first"]])
     template = load_template(settings.resolution)
     atlas = _atlas(settings, template)
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)  # as used
-    threshold = parse_threshold(settings.threshold)
-    results = {key: [] for key in ("measures", "measure_tests", "voxelwise", "coverage", "clusters",
-                                   "regions", "lobes", "similarity", "correlations")}
-    sections = []
-    for (method, target), rows in heatmaps.groupby(["method", "target"]):
-        section = analyse(rows, method, target, pairs, participants, template, atlas, threshold,
-                          settings, results)
-        sections.append(section)
-    group_dir = out / "group"
-    for name, rows in results.items():
-        _write_tsv(group_dir / f"{name}.tsv", [{k: v for k, v in r.items() if k != "figure"} for r in rows])
-    render_report("group.html.j2", out / "group.html", n_subjects=heatmaps["subject"].nunique(),
-                  group_column=settings.target, sections=sections, settings=settings,
-                  atlas=atlas.name if atlas else None, methods=methods_text(settings))
-    return results
+    job = GroupJob(settings, participants, pairs, template, atlas, parse_threshold(settings.threshold))
+    analyses = [analyse(rows, method, target, job)
+                for (method, target), rows in heatmaps.groupby(["method", "target"])]
+    for name in TABLES:
+        _write_tsv(group_table_path(out, name), [r for a in analyses for r in a.tables()[name]])
+    write_group_report(out, analyses, settings, template, n_subjects=heatmaps["subject"].nunique())
+    return analyses
 
 
-def analyse(rows, method, target, pairs, participants, template, atlas, threshold, settings, results):
-    """Every group analysis of one method and class; appends rows to ``results`` and returns the
-    report section."""
-    mask = template.brain_mask
+def analyse(rows, method, target, job):
+    """Every group analysis of one method and class."""
+    mask = job.template.brain_mask
     first = rows[rows["first"]].reset_index(drop=True)
     raw = _load(first["path"])
     if raw.shape[1:] != mask.shape:
-        raise NoInputError(f"heatmaps are {raw.shape[1:]} but the {settings.resolution:g} mm "
+        raise NoInputError(f"heatmaps are {raw.shape[1:]} but the {job.settings.resolution:g} mm "
                            f"template is {mask.shape}; pass the --resolution they were made at")
-    thresholded = np.stack([threshold(m, mask) for m in raw])
+    thresholded = np.stack([job.threshold(m, mask) for m in raw])
     labels = first["group"].to_numpy()
-    context = {"method": method, "target": target}
-    section = dict(context, measures=[], voxelwise=[], coverage=[], lobes=None, correlation=None,
-                   similarity=None)
-    measures = pd.DataFrame([dict(context, subject=f"sub-{s}", group=g, **subject_measures(m, mask, atlas))
+    key = {"method": method, "target": target}
+    analysis = MethodTargetAnalysis(method, target)
+    analysis.measures, analysis.measure_tests = _measures(first, labels, raw, key, job)
+    analysis.voxelwise = _two_sample_tests(first, labels, thresholded, key, job)
+    analysis.coverage = _coverage_tests(labels, thresholded, key, job)
+    if job.atlas is not None:
+        analysis.regions, analysis.lobes = _lobes(first, labels, thresholded, job.atlas, key)
+        analysis.similarity = _similarity(rows, first, thresholded, job, key)
+    if job.settings.correlate:
+        analysis.correlation = _correlation(first, raw, key, job)
+    return analysis
+
+
+def _measures(first, labels, raw, key, job):
+    """Each subject's measures, and their comparison between every pair of groups."""
+    mask, pairs = job.template.brain_mask, job.pairs
+    measures = pd.DataFrame([dict(key, subject=f"sub-{s}", group=g, **subject_measures(m, mask, job.atlas))
                              for s, g, m in zip(first["subject"], labels, raw)])
-    results["measures"] += measures.to_dict("records")
+    tests = []
     for name in [c for c in measures.columns if c not in ("method", "target", "subject", "group")]:
         values = measures[name].to_numpy()
-        tests = [dict(context, measure=name, group_a=a, group_b=b,
-                      **compare_groups(values[labels == a], values[labels == b]))
-                 for a, b in pairs if (labels == a).sum() > 1 and (labels == b).sum() > 1]
-        results["measure_tests"] += tests
-        if name in ("p95", "mass_above_half"):
-            section["measures"].append({"name": name, "rows": tests, "figure": figures.measure_boxplot(
-                {g: values[labels == g] for g in sorted(set(labels))}, name)})
-    group_dir = Path(settings.output_dir) / "group"
-    for a, b in pairs:
+        tests += [dict(key, measure=name, group_a=a, group_b=b,
+                       **compare_groups(values[labels == a], values[labels == b]))
+                  for a, b in pairs if (labels == a).sum() > 1 and (labels == b).sum() > 1]
+    return measures.to_dict("records"), tests
+
+
+def _two_sample_tests(first, labels, thresholded, key, job):
+    tests = []
+    for a, b in job.pairs:
         in_a, in_b = labels == a, labels == b
         if in_a.sum() < 2 or in_b.sum() < 2:
             continue
         subjects = list(first["subject"][in_a]) + list(first["subject"][in_b])
-        covariates = covariate_matrix(participants, subjects, settings.covariates)
-        row, clusters = two_sample(thresholded[in_a], thresholded[in_b], covariates, template, atlas,
-                                      group_dir, dict(context, group_a=a, group_b=b), settings)
-        results["voxelwise"].append(row)
-        results["clusters"] += clusters
-        section["voxelwise"].append(dict(row, clusters=clusters))
-    for g in sorted(set(labels)):
-        if (labels == g).sum() >= 2:
-            row, clusters = coverage(thresholded[labels == g], template, atlas, group_dir,
-                                     dict(context, group=g), settings)
-            results["coverage"].append(row)
-            results["clusters"] += clusters
-            section["coverage"].append(dict(row, clusters=clusters))
-    if atlas is not None:
-        section["lobes"] = _lobes(first, labels, thresholded, atlas, context, results)
-        section["similarity"] = _similarity(rows, first, thresholded, threshold, atlas, mask, context, results)
-    if settings.correlate:
-        section["correlation"] = _correlation(first, raw, participants, template, settings, context, results)
-    return section
+        covariates = covariate_matrix(job.participants, subjects, job.settings.covariates)
+        tests.append(two_sample(thresholded[in_a], thresholded[in_b], covariates, job.template,
+                                job.atlas, _group_dir(job), dict(key, group_a=a, group_b=b),
+                                job.settings))
+    return tests
 
 
-def _lobes(first, labels, thresholded, atlas, context, results):
-    """Each subject's region table and share of its thresholded map per lobe; the group means
-    per lobe for the report."""
-    rows = []
+def _coverage_tests(labels, thresholded, key, job):
+    return [coverage(thresholded[labels == g], job.template, job.atlas, _group_dir(job),
+                     dict(key, group=g), job.settings)
+            for g in sorted(set(labels)) if (labels == g).sum() >= 2]
+
+
+def _group_dir(job):
+    return Path(job.settings.output_dir) / "group"
+
+
+def _lobes(first, labels, thresholded, atlas, key):
+    """(each subject's region table rows, each subject's share of its thresholded map per lobe)."""
+    regions, lobes = [], []
     for subject, group, values in zip(first["subject"], labels, thresholded):
-        regions = region_table(values, atlas)
-        who = dict(context, subject=f"sub-{subject}", group=group)
-        results["regions"] += [dict(who, **r) for r in regions.to_dict("records")]
-        rows += [dict(who, lobe=r.lobe, share=r.share) for r in lobe_summary(regions).itertuples()]
-    results["lobes"] += rows
-    table = pd.DataFrame(rows)
-    return table.pivot_table(index="lobe", columns="group", values="share", aggfunc="mean",
-                             fill_value=0.0).round(3).reset_index().to_dict("split")
+        table = region_table(values, atlas)
+        who = dict(key, subject=f"sub-{subject}", group=group)
+        regions += [dict(who, **r) for r in table.to_dict("records")]
+        lobes += [dict(who, lobe=r.lobe, share=r.share) for r in lobe_summary(table).itertuples()]
+    return regions, lobes
 
 
-def _similarity(rows, first, thresholded, threshold, atlas, mask, context, results):
-    """Cosine similarity of ROI vectors (paper 004): between sessions of one subject (intra) and
-    between the first sessions of different subjects (inter)."""
+def _similarity(rows, first, thresholded, job, key):
+    """Cosine similarity of ROI vectors (Thibeau-Sutre et al. 2020): between sessions of one
+    subject (intra) and between the first sessions of different subjects (inter)."""
+    atlas, mask = job.atlas, job.template.brain_mask
     entries = [(s, True, roi_vector(m, atlas)) for s, m in zip(first["subject"], thresholded)]
     later = rows[~rows["first"]]
-    entries += [(s, False, roi_vector(threshold(_load([path])[0], mask), atlas))
+    entries += [(s, False, roi_vector(job.threshold(_load([path])[0], mask), atlas))
                 for s, path in zip(later["subject"], later["path"])]
     similarity = cosine_similarity(np.stack([vector for _, _, vector in entries]))
     intra, inter = [], []
@@ -229,19 +274,20 @@ def _similarity(rows, first, thresholded, threshold, atlas, mask, context, resul
             intra.append(similarity[i, j])
         elif fi and fj:
             inter.append(similarity[i, j])
-    row = dict(context, n_intra_pairs=len(intra), n_inter_pairs=len(inter))
+    row = dict(key, n_intra_pairs=len(intra), n_inter_pairs=len(inter))
     for name, values in (("intra", intra), ("inter", inter)):
         row[f"{name}_mean"] = float(np.mean(values)) if values else None
         row[f"{name}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
-    results["similarity"].append(row)
     return row
 
 
-def _correlation(first, raw, participants, template, settings, context, results):
+def _correlation(first, raw, key, job):
     """Spearman correlation of the mean image within each subject's quantile mask with a score,
-    with a two-sided permutation p (paper 001)."""
+    with a two-sided permutation p (Lu et al. 2023)."""
+    settings, template = job.settings, job.template
     masks = parse_threshold(settings.correlate_mask)
-    scores = pd.to_numeric(participants[settings.correlate].reindex(first["subject"]), errors="coerce").to_numpy()
+    scores = pd.to_numeric(job.participants[settings.correlate].reindex(first["subject"]),
+                           errors="coerce").to_numpy()
     x, y = [], []
     for subject, session, heatmap, score in zip(first["subject"], first["session"], raw, scores):
         if np.isnan(score):
@@ -257,12 +303,10 @@ def _correlation(first, raw, participants, template, settings, context, results)
     if len(x) < 4:
         return None
     rho, p = spearman_permutation(x, y, n_perm=settings.correlate_n_perm, seed=settings.seed)
-    row = dict(context, score=settings.correlate, image=settings.correlate_image,
+    row = dict(key, score=settings.correlate, image=settings.correlate_image,
                mask=settings.correlate_mask, n=len(x), rho=rho, p_permutation=p,
                permutations=settings.correlate_n_perm)
-    results["correlations"].append(row)
-    label = f"mean {settings.correlate_image} in the {settings.correlate_mask} mask"
-    return dict(row, figure=figures.correlation_scatter(x, y, label, settings.correlate))
+    return Correlation(row, x, y, f"mean {settings.correlate_image} in the {settings.correlate_mask} mask")
 
 
 def _write_tsv(path, rows):

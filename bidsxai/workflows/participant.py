@@ -5,9 +5,11 @@ import shutil
 from pathlib import Path
 
 from bidsxai.atomic import atomic_path
-from bidsxai.bids import init_derivatives, sidecar_path
+from bidsxai.bids import init_derivatives, read_participants
 from bidsxai.errors import NoInputError
-from bidsxai.preprocess.pipeline import preproc_path, preprocess_session
+from bidsxai.models.bundle import read_meta, resolve_bundle
+from bidsxai.outputs import preproc_path, sidecar_path
+from bidsxai.preprocess.pipeline import preprocess_session
 from bidsxai.reports.render import write_citation
 from bidsxai.workflows.sessions import run_sessions, worst_exit_code
 
@@ -35,12 +37,25 @@ def import_preprocessed(inputs, settings):
             return True
     return False
 
+def write_subject_reports(settings, sessions):
+    """One report per subject (all its sessions), written in parallel; returns the outcomes."""
+    from bidsxai.reports.subject import SubjectSessions, write_subject_report
+
+    by_subject = {}
+    for session in sessions:
+        by_subject.setdefault(session.subject, []).append(session)
+    items = [SubjectSessions(sub, items) for sub, items in sorted(by_subject.items())]
+    model_meta = read_meta(resolve_bundle(settings.model, settings.output_dir)) if settings.model else None
+    shared = (settings, read_participants(settings.bids_dir), model_meta)
+    return run_sessions(write_subject_report, items, shared, Path(settings.output_dir) / "logs",
+                        settings.nprocs, desc="reports")
+
+
 def run_participant(settings, sessions, report_sessions=None):
     """Returns the exit code: 0, or the code of the first session that failed.
 
     ``report_sessions`` are every session of the selected subjects (a subject's report covers all
     its processed sessions, also those a --session-label left out of this run)."""
-    from bidsxai.reports.subject import write_subject_reports
     from bidsxai.workflows.classify import classify_sessions
 
     out = Path(settings.output_dir)

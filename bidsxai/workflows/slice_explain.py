@@ -1,4 +1,4 @@
-"""Classify and explain one volume with a 2D slice model (paper 000): every kept axial slice is
+"""Classify and explain one volume with a 2D slice model (Zhang et al. 2021): every kept axial slice is
 classified and explained, the subject's prediction is the mean slice probability, and the slice
 maps are resized back and stacked into a volume on the model's crop."""
 

@@ -6,6 +6,7 @@ rank 0 writes.
 """
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.bundle import save_bundle, sha256_of
 from bidsxai.models.registry import get_architecture
 from bidsxai.models.slice2d import load_imagenet
-from bidsxai.preprocess.pipeline import preproc_path
+from bidsxai.outputs import preproc_path
 from bidsxai.template import SPACE, load_template
 from bidsxai.training import distributed
 from bidsxai.training.attention_table import attention_table
@@ -34,7 +35,7 @@ from bidsxai.training.targets import (
     threshold_classes,
 )
 from bidsxai.workflows.device import pick_device
-from bidsxai.workflows.training_report import write_training_report
+from bidsxai.reports.training import write_training_report
 
 
 def labelled_sessions(settings, sessions, participants):
@@ -93,7 +94,7 @@ def model_covariates(settings, arch, participants, subjects):
 
 
 def loss_weights(settings, chosen, values):
-    """Per-session loss weights: 1, or paper 001's closeness to the threshold."""
+    """Per-session loss weights: 1, or Lu et al.'s (2023) closeness to the threshold."""
     if settings.loss_weight == "none":
         return np.ones(len(chosen))
     if settings.target_threshold is None:
@@ -119,63 +120,46 @@ def training_options(settings, arch, device):
                         select_by=settings.select_by, precision=precision, workers=workers)
 
 
+@dataclass
+class Cohort:
+    """The labelled sessions of one training run and everything known per session."""
+
+    sessions: list
+    subjects: list
+    classes: list
+    y: np.ndarray  # class index per session
+    weights: np.ndarray  # loss weight per session
+    covariate_columns: list
+    covariates: np.ndarray  # (sessions, covariates)
+    assignments: list  # per repeat: {subject: fold number or "test"}
+
+
 def run_train(settings, sessions):
     """(bundle folder, meta) on rank 0; (None, None) on the other ranks of a torchrun job."""
-    context = distributed.start()
+    ranks = distributed.start()
     try:
-        return _train(settings, sessions, context)
+        return _train(settings, sessions, ranks)
     finally:
-        distributed.stop(context)
+        distributed.stop(ranks)
 
 
-def _train(settings, sessions, context):
+def _train(settings, sessions, ranks):
     arch = get_architecture(settings.arch)
-    participants = read_participants(settings.bids_dir)
-    sessions, names, classes, values = labelled_sessions(settings, sessions, participants)
-    subjects = [s.subject for s in sessions]
-    covariate_columns, covariates = model_covariates(settings, arch, participants, subjects)
-    weights = loss_weights(settings, sessions, values)
-    subject_label = dict(zip(subjects, names))
-    assignments = [assign(subject_label, settings.cv_folds, settings.test_fraction, settings.seed, r)
-                   for r in range(1, settings.cv_repeats + 1)]
-    n_cohort = sum(1 for v in assignments[0].values() if v != "test")
-    if n_cohort < settings.cv_folds:
-        raise UsageError(f"--cv-folds {settings.cv_folds}: only {n_cohort} subjects outside the test set")
+    cohort = build_cohort(settings, sessions, arch)
     device = pick_device(settings.device)
-    if context.active and device.type == "cuda":
-        device = torch.device("cuda", context.local_rank)
+    if ranks.active and device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
     imagenet, pretrained = read_pretrained(arch, settings.pretrained)
-    template = load_template(settings.resolution)
-    spec = {"space": SPACE, "resolution": settings.resolution,
-            "contrasts": common_contrasts(settings, sessions),
-            "normalisation": settings.normalisation, "crop": brain_crop(template.brain_mask)}
-    if arch.dims == 2:
-        spec["slices"] = {"axis": "axial", "size": settings.slice_size,
-                          "kept": kept_slices(crop(template.brain_mask, spec["crop"]))}
+    spec = input_spec(settings, arch, cohort.sessions)
     cache_dir = settings.output_dir / "cache" / "inputs"
-    if not context.main:
-        distributed.barrier(context)  # rank 0 fills the cache first
-    paths = cache_inputs(settings.output_dir, sessions, spec, cache_dir)
-    if context.main:
-        distributed.barrier(context)
-    y = np.array([classes.index(n) for n in names])
-    cov = np.array([covariates[s] for s in subjects], np.float32).reshape(len(subjects), -1)
+    if not ranks.main:
+        distributed.barrier(ranks)  # rank 0 fills the cache first
+    paths = cache_inputs(settings.output_dir, cohort.sessions, spec, cache_dir)
+    if ranks.main:
+        distributed.barrier(ranks)
     scheme = arch.recipe["augment"] if settings.augment == "auto" else settings.augment
-
-    def make_dataset(indices, train):
-        args = dict(arrays=MappedArrays([paths[i] for i in indices]), labels=y[indices],
-                    weights=weights[indices], covariates=cov[indices],
-                    augment=augmenter(scheme) if train else None)
-        if arch.dims == 2:
-            return SliceDataset(kept=spec["slices"]["kept"], size=settings.slice_size, **args)
-        return VolumeDataset(**args)
-
-    arch_args = {"in_channels": len(spec["contrasts"]), "n_classes": len(classes),
-                 "input_shape": [settings.slice_size] * 2 if arch.dims == 2 else [hi - lo for lo, hi in spec["crop"]]}
-    if settings.arch_width != 1:
-        if not arch.scalable:
-            raise UsageError(f"--arch-width: {arch.name} has a fixed width")
-        arch_args["width"] = settings.arch_width
+    make_dataset = dataset_factory(cohort, paths, arch, spec, scheme, settings.slice_size)
+    arch_args = architecture_args(settings, arch, spec, len(cohort.classes))
 
     def build_model():
         model = arch.build(**arch_args)
@@ -184,38 +168,97 @@ def _train(settings, sessions, context):
         return model
 
     options = training_options(settings, arch, device)
-    parts = [np.array([a[s] for s in subjects], dtype=object) for a in assignments]
+    parts = [np.array([a[s] for s in cohort.subjects], dtype=object) for a in cohort.assignments]
     members = cross_validate(parts, make_dataset, build_model, n_folds=settings.cv_folds, options=options,
-                             device=device, seed=settings.seed, context=context,
-                             progress=sys.stderr.isatty() and context.main)
-    if not context.main:
+                             device=device, seed=settings.seed, ranks=ranks,
+                             progress=sys.stderr.isatty() and ranks.main)
+    if not ranks.main:
         return None, None
-    metrics = summarise(members, y, parts, settings.select_by)
+    metrics = summarise(members, cohort.y, parts, settings.select_by)
     if arch.dims == 2:
-        metrics["slices"] = slice_metrics(members, y, parts, len(spec["slices"]["kept"]), metrics["final_member"])
+        metrics["slices"] = slice_metrics(members, cohort.y, parts, len(spec["slices"]["kept"]),
+                                          metrics["final_member"])
     name = settings.model or f"{settings.arch}_{settings.target}"
     folder = Path(settings.output_dir) / "models" / name
     meta = {
         "name": name, "architecture": settings.arch, "architecture_args": arch_args,
-        "classes": classes, "target": settings.target, "target_threshold": settings.target_threshold,
-        "covariates": covariate_columns, "input": spec,
-        "explain_layer": arch.default_layer(members[0].model), "assignments": assignments,
+        "classes": cohort.classes, "target": settings.target, "target_threshold": settings.target_threshold,
+        "covariates": cohort.covariate_columns, "input": spec,
+        "explain_layer": arch.default_layer(members[0].model), "assignments": cohort.assignments,
         "metrics": metrics, "pretrained": pretrained,
         "attention": attention_table(
-            members, sessions, y, classes, spec["contrasts"],
-            lambda i: (torch.from_numpy(np.load(paths[i]).astype(np.float32)), torch.from_numpy(cov[i])),
+            members, cohort.sessions, cohort.y, cohort.classes, spec["contrasts"],
+            lambda i: (torch.from_numpy(np.load(paths[i]).astype(np.float32)),
+                       torch.from_numpy(cohort.covariates[i])),
             parts[0], metrics["final_member"]),
-        "training": {"cv_folds": settings.cv_folds, "cv_repeats": settings.cv_repeats,
-                     "test_fraction": settings.test_fraction, "seed": settings.seed,
-                     "select_by": settings.select_by, "optimiser": options.optimiser,
-                     "learning_rate": options.learning_rate, "weight_decay": options.weight_decay,
-                     "batch_size": options.batch_size, "epochs": options.epochs,
-                     "patience": options.patience, "augment": scheme, "precision": options.precision,
-                     "loss_weight": settings.loss_weight, "processes": context.world,
-                     "members": {m.name: {"best_epoch": m.best_epoch, "epochs_run": len(m.history),
-                                          "trained_on": sorted({subjects[i] for i in m.trained_on}),
-                                          "history": m.history} for m in members}},
+        "training": training_record(settings, options, scheme, ranks.world, members, cohort.subjects),
     }
     meta = save_bundle(folder, {m.name: m.model for m in members}, meta, metrics["final_member"])
     write_training_report(settings, folder, meta, arch)
     return folder, meta
+
+
+def build_cohort(settings, sessions, arch):
+    """The labelled sessions with their classes, loss weights, covariates and fold assignments."""
+    participants = read_participants(settings.bids_dir)
+    sessions, names, classes, values = labelled_sessions(settings, sessions, participants)
+    subjects = [s.subject for s in sessions]
+    covariate_columns, covariates = model_covariates(settings, arch, participants, subjects)
+    subject_label = dict(zip(subjects, names))
+    assignments = [assign(subject_label, settings.cv_folds, settings.test_fraction, settings.seed, r)
+                   for r in range(1, settings.cv_repeats + 1)]
+    n_cohort = sum(1 for v in assignments[0].values() if v != "test")
+    if n_cohort < settings.cv_folds:
+        raise UsageError(f"--cv-folds {settings.cv_folds}: only {n_cohort} subjects outside the test set")
+    return Cohort(sessions, subjects, classes, np.array([classes.index(n) for n in names]),
+                  loss_weights(settings, sessions, values), covariate_columns,
+                  np.array([covariates[s] for s in subjects], np.float32).reshape(len(subjects), -1),
+                  assignments)
+
+
+def input_spec(settings, arch, sessions):
+    """What the model reads: space, resolution, contrasts, normalisation, brain crop (2D: slices)."""
+    template = load_template(settings.resolution)
+    spec = {"space": SPACE, "resolution": settings.resolution,
+            "contrasts": common_contrasts(settings, sessions),
+            "normalisation": settings.normalisation, "crop": brain_crop(template.brain_mask)}
+    if arch.dims == 2:
+        spec["slices"] = {"axis": "axial", "size": settings.slice_size,
+                          "kept": kept_slices(crop(template.brain_mask, spec["crop"]))}
+    return spec
+
+
+def dataset_factory(cohort, paths, arch, spec, scheme, slice_size):
+    """make_dataset(indices, train) for the cross-validation: cached volumes (2D: their slices)."""
+    def make_dataset(indices, train):
+        args = dict(arrays=MappedArrays([paths[i] for i in indices]), labels=cohort.y[indices],
+                    weights=cohort.weights[indices], covariates=cohort.covariates[indices],
+                    augment=augmenter(scheme) if train else None)
+        if arch.dims == 2:
+            return SliceDataset(kept=spec["slices"]["kept"], size=slice_size, **args)
+        return VolumeDataset(**args)
+    return make_dataset
+
+
+def architecture_args(settings, arch, spec, n_classes):
+    args = {"in_channels": len(spec["contrasts"]), "n_classes": n_classes,
+            "input_shape": [settings.slice_size] * 2 if arch.dims == 2 else [hi - lo for lo, hi in spec["crop"]]}
+    if settings.arch_width != 1:
+        if not arch.scalable:
+            raise UsageError(f"--arch-width: {arch.name} has a fixed width")
+        args["width"] = settings.arch_width
+    return args
+
+
+def training_record(settings, options, scheme, processes, members, subjects):
+    """The bundle's record of how its members were trained."""
+    return {"cv_folds": settings.cv_folds, "cv_repeats": settings.cv_repeats,
+            "test_fraction": settings.test_fraction, "seed": settings.seed,
+            "select_by": settings.select_by, "optimiser": options.optimiser,
+            "learning_rate": options.learning_rate, "weight_decay": options.weight_decay,
+            "batch_size": options.batch_size, "epochs": options.epochs,
+            "patience": options.patience, "augment": scheme, "precision": options.precision,
+            "loss_weight": settings.loss_weight, "processes": processes,
+            "members": {m.name: {"best_epoch": m.best_epoch, "epochs_run": len(m.history),
+                                 "trained_on": sorted({subjects[i] for i in m.trained_on}),
+                                 "history": m.history} for m in members}}

@@ -1,0 +1,73 @@
+"""One record per explanation method: what it is, where it comes from, what its values mean.
+
+Everything else derives from this table: the CLI's ``--methods`` choices, the parameters a method
+takes and their defaults (read from the function's signature, so a default is written once), the
+parameter record in every heatmap sidecar, and the methods text with its citations.
+"""
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+from bidsxai.explain.cam import cam_from
+from bidsxai.explain.gradcam import gradcam_from
+from bidsxai.explain.gradcampp import gradcampp_from
+from bidsxai.explain.gradients import integrated_gradients, saliency, smoothgrad
+from bidsxai.explain.lrp import lrp
+from bidsxai.explain.perturbation import fit_mask, perturbation
+
+# The arguments every input method receives positionally, not parameters a user sets.
+_CALL_ARGUMENTS = {"model", "x", "targets", "activation", "gradient", "class_weights"}
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # as typed in --methods and written in file names (method-<name>)
+    label: str  # as the literature names it
+    family: str  # "cam" (activation, gradient) -> map; "input": (model, x, targets) -> maps, extras
+    function: Callable
+    values: str  # what a map's values are, for sidecars
+    citation: str  # key in boilerplate/references.bib
+    parameter_sources: tuple = ()  # functions whose keyword defaults the method takes (default: function)
+    # Parameters left out of the sidecars' record: those that change speed or memory but not the
+    # map, and those that only apply to an option the CLI does not offer.
+    unrecorded: tuple = ()
+
+    @property
+    def defaults(self) -> dict:
+        """The method's keyword parameters and their defaults, from its functions' signatures."""
+        found = {}
+        for fn in self.parameter_sources or (self.function,):
+            for name, p in inspect.signature(fn).parameters.items():
+                if name not in _CALL_ARGUMENTS and p.default is not inspect.Parameter.empty:
+                    found[name] = p.default
+        return found
+
+    def record(self, params: dict) -> dict:
+        """The parameters a heatmap's sidecar records: every one that shapes the map."""
+        return {k: v for k, v in params.items() if k not in self.unrecorded}
+
+
+METHODS = {m.name: m for m in (
+    Method("cam", "CAM", "cam", cam_from,
+           "CAM: class-weighted sum of the layer's feature maps (no ReLU)", "zhou2016"),
+    Method("gradcam", "Grad-CAM", "cam", gradcam_from,
+           "Grad-CAM: ReLU of the gradient-weighted feature maps", "selvaraju2017"),
+    Method("gradcampp", "Grad-CAM++", "cam", gradcampp_from,
+           "Grad-CAM++ (eq. 19) without the voxel-independent factor exp(logit)", "chattopadhyay2018"),
+    Method("saliency", "saliency maps", "input", saliency,
+           "maximum over channels of |d logit / d input|", "simonyan2014"),
+    Method("smoothgrad", "SmoothGrad", "input", smoothgrad,
+           "saliency averaged over noisy copies of the input", "smilkov2017"),
+    Method("ig", "integrated gradients", "input", integrated_gradients,
+           "integrated gradients summed over channels", "sundararajan2017",
+           unrecorded=("internal_batch_size", "blur_sigma")),
+    Method("lrp", "layer-wise relevance propagation", "input", lrp,
+           "layer-wise relevance propagation (bias-free rules; see the composite)", "bach2015"),
+    Method("perturbation", "meaningful-perturbation masks", "input", perturbation,
+           "1 - the meaningful-perturbation mask (Thibeau-Sutre et al. 2020, eq. 2) fitted to this "
+           "session", "thibeausutre2020", parameter_sources=(perturbation, fit_mask)),
+)}
+
+CAM_FAMILY = tuple(name for name, m in METHODS.items() if m.family == "cam")
+INPUT_METHODS = tuple(name for name, m in METHODS.items() if m.family == "input")

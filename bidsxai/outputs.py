@@ -1,0 +1,159 @@
+"""Every file name bidsxai writes or reads back, and the parser of those names.
+
+Why one module: each stage finds the previous stage's files by name, so a name built in two places
+drifts. Nothing outside this module formats an entity string. It imports no stage's code (no ANTs,
+no torch), so training and the reports can name files without loading the preprocessing.
+"""
+
+import re
+from pathlib import Path
+
+from bidsxai.template import SPACE
+
+# Entity order of BIDS, with bidsxai's own `method` and `target` last.
+ENTITY_ORDER = ("sub", "ses", "from", "to", "mode", "space", "res", "label", "desc", "stat",
+                "method", "target")
+# Group maps lead with what was tested (method, class), then the comparison and the statistic.
+GROUP_ORDER = ("space", "method", "target", "desc", "stat", "corr")
+
+# The outputs that BIDS-Derivatives has no name for yet, kept out of the validator's way.
+BIDSIGNORE = """\
+# bidsxai outputs that BIDS-Derivatives has no name for yet
+*.html
+*_heatmap.nii.gz
+*_heatmap.json
+*_measures.tsv
+*_slices.tsv
+*_measures.json
+*_xfm.mat
+*_xfm.json
+/logs
+/models
+/group
+/cache
+"""
+
+
+def resolution_label(resolution):
+    """The ``res-`` label of a resolution: 2.0 -> '2', 1.5 -> '1p5'."""
+    return f"{float(resolution):g}".replace(".", "p")
+
+
+def label(name):
+    """A BIDS-safe label ('RRMS' stays, 'EDSS>=5' becomes 'EDSS5'); never empty."""
+    return re.sub(r"[^A-Za-z0-9]", "", str(name)) or "class"
+
+
+def entity_name(entities, suffix, extension, order=ENTITY_ORDER):
+    """A BIDS file name from entities in BIDS order: entity_name({'sub': '01'}, 'T1w', '.nii.gz')."""
+    unknown = set(entities) - set(order)
+    if unknown:
+        raise ValueError(f"unknown entities {sorted(unknown)}")
+    parts = [f"{k}-{entities[k]}" for k in order if entities.get(k) not in (None, "")]
+    return "_".join(parts + [suffix]) + extension
+
+
+def session_key(subject, session):
+    """'sub-01' or 'sub-01_ses-02': the prefix of a session's files, also its name in logs."""
+    return entity_name({"sub": subject, "ses": session}, "", "").rstrip("_")
+
+
+def bids_path(root, subject, session, suffix, extension, datatype="anat", **entities):
+    """``root/sub-X[/ses-Y]/datatype/<name>``: the layout of raw data and of derivatives alike."""
+    folder = Path(root) / f"sub-{subject}"
+    if session:
+        folder = folder / f"ses-{session}"
+    return folder / datatype / entity_name(dict(sub=subject, ses=session, **entities), suffix, extension)
+
+
+def sidecar_path(image_path):
+    """The JSON sidecar beside an image: x.nii.gz -> x.json."""
+    name = Path(image_path).name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
+    return Path(image_path).with_name(stem + ".json")
+
+
+# Participant level: preprocessing.
+
+def preproc_path(out_dir, subject, session, contrast, resolution, space=SPACE):
+    return bids_path(out_dir, subject, session, contrast, ".nii.gz", space=space,
+                     res=resolution_label(resolution), desc="preproc")
+
+
+def brain_mask_path(out_dir, subject, session, resolution, space=SPACE):
+    return bids_path(out_dir, subject, session, "mask", ".nii.gz", space=space,
+                     res=resolution_label(resolution), desc="brain")
+
+
+def xfm_path(out_dir, subject, session, source, target):
+    return bids_path(out_dir, subject, session, "xfm", ".mat", **{"from": source}, to=target,
+                     mode="image")
+
+
+def label_mask_path(root, subject, session, name, resolution=None, space=None):
+    """A reference mask such as ``label-lesion_mask``: native space without ``space``."""
+    res = resolution_label(resolution) if space and resolution is not None else None
+    return bids_path(root, subject, session, "mask", ".nii.gz", space=space, res=res, label=name)
+
+
+# Participant level: explanations.
+
+def heatmap_path(out_dir, subject, session, method, target, resolution, space=SPACE, desc=None):
+    """One method's map for one target class; ``desc='layers'`` holds every layer's map (4D)."""
+    return bids_path(out_dir, subject, session, "heatmap", ".nii.gz", space=space,
+                     res=resolution_label(resolution), desc=desc, method=method, target=label(target))
+
+
+def sessions_tsv_path(root, subject):
+    return Path(root) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
+
+
+def measures_path(out_dir, subject, session):
+    return bids_path(out_dir, subject, session, "measures", ".tsv")
+
+
+def slices_path(out_dir, subject, session):
+    return bids_path(out_dir, subject, session, "slices", ".tsv")
+
+
+def subject_report_path(out_dir, subject):
+    return Path(out_dir) / f"sub-{subject}.html"
+
+
+_HEATMAP = re.compile(
+    r"sub-(?P<subject>[A-Za-z0-9]+)(_ses-(?P<session>[A-Za-z0-9]+))?_space-(?P<space>[A-Za-z0-9]+)"
+    r"_res-(?P<res>[A-Za-z0-9]+)_method-(?P<method>[a-z0-9]+)_target-(?P<target>[A-Za-z0-9]+)"
+    r"_heatmap\.nii\.gz$")
+
+
+def parse_heatmap(path):
+    """{subject, session, space, res, method, target} of a heatmap written by ``heatmap_path``
+    (``desc-layers`` maps excluded), or None for any other file."""
+    match = _HEATMAP.match(Path(path).name)
+    return None if match is None else {k: v or "" for k, v in match.groupdict().items()}
+
+
+def find_heatmaps(out_dir):
+    """(path, parsed entities) of every heatmap under OUTPUT_DIR, in sorted order."""
+    found = ((p, parse_heatmap(p)) for p in sorted(Path(out_dir).glob("sub-*/**/*_heatmap.nii.gz")))
+    return [(p, entities) for p, entities in found if entities is not None]
+
+
+# Group level.
+
+def group_statmap_path(group_dir, method, target, comparison, stat, correction=None, space=SPACE):
+    """A voxel-wise group map: ``comparison`` is ('HC', 'RRMS') for a two-sample test or
+    ('RRMS',) for the coverage test within one group."""
+    desc = "vs".join(label(g) for g in comparison) if len(comparison) == 2 else \
+        f"{label(comparison[0])}coverage"
+    entities = {"space": space, "method": method, "target": label(target), "desc": desc,
+                "stat": stat, "corr": correction}
+    return Path(group_dir) / entity_name(entities, "statmap", ".nii.gz", GROUP_ORDER)
+
+
+def group_table_path(out_dir, name):
+    return Path(out_dir) / "group" / f"{name}.tsv"
+
+
+def group_report_path(out_dir):
+    return Path(out_dir) / "group.html"

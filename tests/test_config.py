@@ -1,0 +1,79 @@
+"""One source for the settings and the explanation methods: the parser is generated from
+``Settings``, the saved TOML reads back to the same settings, and method parameters, CLI choices and
+the methods text all come from the method table."""
+
+import inspect
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from bidsxai.cli import build_parser
+from bidsxai.config import Settings, default_of
+from bidsxai.explain.gradients import integrated_gradients
+from bidsxai.explain.lrp import COMPOSITES, lrp
+from bidsxai.explain.methods import CAM_FAMILY, METHODS
+from bidsxai.reports.render import methods_text, references_bib
+
+
+def _settings(*argv):
+    return Settings(**vars(build_parser().parse_args(["bids", "out", *argv])))
+
+
+def test_every_setting_is_an_option_with_its_default():
+    parser = build_parser()
+    by_dest = {a.dest: a for a in parser._actions}
+    for f in fields(Settings):
+        assert f.name in by_dest, f.name
+        assert f.metadata["help"], f.name
+        if f.metadata["section"] != "positional":
+            assert by_dest[f.name].default == default_of(f), f.name
+    assert _settings("participant") == Settings(bids_dir=Path("bids"), output_dir=Path("out"),
+                                                level="participant")
+
+
+def test_saved_toml_reads_back_to_the_same_settings():
+    settings = _settings("group", "--derivatives", "prep=/data/prep", "--atlas", "none",
+                         "--methods", "gradcam,lrp", "--covariates", "age", "sex", "--cluster-p",
+                         "0.001", "-w", "/scratch", "-vv")
+    again = Settings.from_toml(settings.to_toml())
+    assert again == settings
+    assert again.derivatives == {"prep": Path("/data/prep")} and again.verbosity == 2
+    with pytest.raises(ValueError, match="unknown settings"):
+        Settings.from_toml(settings.to_toml().replace("tfce = false", "tfce = false\nturbo = true"))
+
+
+def test_old_names_are_aliases_of_the_descriptive_ones():
+    old = _settings("train", "--lrp-composite", "paper001", "--augment", "paper000")
+    assert (old.lrp_composite, old.augment) == ("zbeta-alphabeta-epsilon", "slice-affine")
+    assert _settings("train", "--augment", "paper001").augment == "volume-affine"
+
+
+def test_method_defaults_come_from_the_functions_signatures():
+    steps = inspect.signature(integrated_gradients).parameters["steps"].default
+    assert METHODS["ig"].defaults["steps"] == steps
+    assert METHODS["lrp"].defaults["composite"] == inspect.signature(lrp).parameters["composite"].default
+    assert Settings.__dataclass_fields__["lrp_composite"].default_factory() == COMPOSITES[0]
+    assert "threshold" in METHODS["perturbation"].defaults and "group" in METHODS["perturbation"].defaults
+    assert METHODS["ig"].record(METHODS["ig"].defaults) == {"steps": 64, "baseline": "zero",
+                                                             "quadrature": "gausslegendre"}
+    assert set(CAM_FAMILY) == {"cam", "gradcam", "gradcampp"}
+
+
+MODEL = {"architecture": "cnn3d", "input": {"contrasts": ["T1w"]}, "covariates": [], "target": "group",
+         "classes": ["HC", "MS"], "target_threshold": None, "explain_layer": "blocks.3",
+         "training": {"test_fraction": 0.2, "cv_folds": 5, "cv_repeats": 1, "loss_weight": "none",
+                      "optimiser": "adamw", "learning_rate": 3e-4, "weight_decay": 1e-4,
+                      "augment": "flip", "patience": 8, "select_by": "loss"}}
+
+
+def test_cli_choices_and_methods_text_derive_from_the_method_table():
+    help_text = build_parser().format_help()
+    for name in list(METHODS) + list(COMPOSITES):
+        assert name in help_text
+    text = methods_text(_settings("participant", "--methods", ",".join(METHODS)), MODEL)
+    bib = references_bib()
+    for method in METHODS.values():
+        assert f"{method.label} [@{method.citation}]" in text
+        assert "{" + method.citation + "," in bib
+    assert "[@thibeausutre2020] trained with" in text  # the architecture's citation from its registry entry

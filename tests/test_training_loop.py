@@ -1,0 +1,54 @@
+"""Training one model and cross-validating many: batch-norm recalibration and out-of-fold
+bookkeeping."""
+
+import numpy as np
+import torch
+
+from bidsxai.training.crossval import cross_validate, out_of_fold, summarise
+from bidsxai.training.dataset import VolumeDataset
+from bidsxai.training.loop import TrainOptions, recalibrate_batchnorm
+
+
+def test_batchnorm_recalibration_gives_exact_training_statistics():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 1), torch.nn.BatchNorm3d(2))
+    x = np.random.default_rng(0).normal(3, 2, (6, 1, 4, 4, 4))
+    recalibrate_batchnorm(net, VolumeDataset(x, np.zeros(6)), "cpu", batch_size=6)
+    with torch.no_grad():
+        features = net[0](torch.as_tensor(x, dtype=torch.float16).float())
+    torch.testing.assert_close(net[1].running_mean, features.mean((0, 2, 3, 4)), rtol=1e-4, atol=1e-4)
+    assert net[1].momentum == 0.1
+
+
+def test_cross_validation_predicts_every_cohort_sample_out_of_fold():
+    """A nearest-mean 'model' that memorises its training samples: out of fold it must never
+    have seen the sample it predicts."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 1, 2, 2, 2)).astype(np.float32)
+    y = np.array([0, 1] * 6)
+    parts = [np.array([1, 1, 2, 2, 3, 3, 1, 1, 2, 2, "test", "test"], dtype=object)]
+    seen = {}
+
+    class Memoriser(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(2))
+
+        def forward(self, v):
+            return self.w.expand(len(v), 2) + 0 * v.flatten(1).sum(1, keepdim=True)
+
+    def make_dataset(indices, train):
+        if train:
+            seen[len(seen)] = set(indices.tolist())
+        return VolumeDataset(x[indices], y[indices])
+
+    members = cross_validate(parts, make_dataset, Memoriser, n_folds=3,
+                             options=TrainOptions(epochs=1, patience=1, batch_size=4), device=torch.device("cpu"),
+                             seed=0)
+    for member, trained in zip(members, seen.values()):
+        assert not trained & set(member.validation.tolist())
+        assert not trained & {10, 11}  # the test set never trains
+    oof = out_of_fold(members, 1, 12, 2)
+    assert np.isfinite(oof[:10]).all() and np.isnan(oof[10:]).all()
+    metrics = summarise(members, y, parts, "loss")
+    assert metrics["cross_validation"]["n"] == 10 and metrics["test"]["n"] == 2
