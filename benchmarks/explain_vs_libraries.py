@@ -34,9 +34,19 @@ def build(name, device, batch):
         from bidsxai.training.dataset import brain_crop
 
         shape = [hi - lo for lo, hi in brain_crop(load_template(2.0).brain_mask)]
-        model = DenseNet(spatial_dims=3, in_channels=3, out_channels=CLASSES, init_features=16,
-                         growth_rate=8, block_config=(2, 2, 2, 2))
-        return model.to(device).eval(), torch.randn(batch, 3, *shape, device=device), "class_layers.relu"
+        model = DenseNet(
+            spatial_dims=3,
+            in_channels=3,
+            out_channels=CLASSES,
+            init_features=16,
+            growth_rate=8,
+            block_config=(2, 2, 2, 2),
+        )
+        return (
+            model.to(device).eval(),
+            torch.randn(batch, 3, *shape, device=device),
+            "class_layers.relu",
+        )
     from bidsxai.models.registry import get_architecture
 
     model = get_architecture("vgg19_gap").build(in_channels=3, n_classes=CLASSES, input_shape=None)
@@ -50,8 +60,9 @@ def _fc_name(model):
 def camset_bidsxai(model, x, layer):
     from bidsxai.explain import explain_many
 
-    result = explain_many(model, x, ["cam", "gradcam", "gradcampp"], layer=layer, targets="all",
-                          fc=_fc_name(model))
+    result = explain_many(
+        model, x, ["cam", "gradcam", "gradcampp"], layer=layer, targets="all", fc=_fc_name(model)
+    )
     return ["cam", "gradcam", "gradcampp"], result["gradcampp"]
 
 
@@ -76,8 +87,12 @@ def camset_captum(model, x, layer):
 
     cam = LayerGradCam(model, get_layer(model, layer))
     mode = "trilinear" if x.dim() == 5 else "bilinear"
-    maps = [LayerAttribution.interpolate(cam.attribute(x, target=c, relu_attributions=True),
-                                         tuple(x.shape[2:]), mode) for c in range(CLASSES)]
+    maps = [
+        LayerAttribution.interpolate(
+            cam.attribute(x, target=c, relu_attributions=True), tuple(x.shape[2:]), mode
+        )
+        for c in range(CLASSES)
+    ]
     return ["gradcam"], torch.cat(maps, 1)
 
 
@@ -90,7 +105,7 @@ def camset_monai(model, x, layer):
     for method in (CAM, GradCAM, GradCAMpp):
         kwargs = {"fc_layers": _fc_name(model)} if method is CAM else {}
         cam = method(nn_module=model, target_layers=layer, **kwargs)
-        batches = [x[i:i + 1] for i in range(len(x))] if method is GradCAMpp else [x]
+        batches = [x[i : i + 1] for i in range(len(x))] if method is GradCAMpp else [x]
         for c in range(CLASSES):
             maps += [cam(part, class_idx=torch.full((len(part),), c)) for part in batches]
     return ["cam", "gradcam", "gradcampp"], maps[-1]
@@ -106,14 +121,20 @@ def ig_captum(model, x, layer):
     from captum.attr import IntegratedGradients
 
     ig = IntegratedGradients(model)
-    maps = [ig.attribute(x, target=c, n_steps=32, method="gausslegendre", internal_batch_size=16).sum(1)
-            for c in range(CLASSES)]
+    maps = [
+        ig.attribute(x, target=c, n_steps=32, method="gausslegendre", internal_batch_size=16).sum(1)
+        for c in range(CLASSES)
+    ]
     return ["ig"], torch.stack(maps, 1)
 
 
 LIBRARIES = {
-    "camset": {"bidsxai": camset_bidsxai, "pytorch-grad-cam": camset_pytorch_grad_cam,
-               "captum": camset_captum, "monai": camset_monai},
+    "camset": {
+        "bidsxai": camset_bidsxai,
+        "pytorch-grad-cam": camset_pytorch_grad_cam,
+        "captum": camset_captum,
+        "monai": camset_monai,
+    },
     "ig": {"bidsxai": ig_bidsxai, "captum": ig_captum},
 }
 
@@ -131,8 +152,11 @@ def worker(args):
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if args.device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if args.device.startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
     print(json.dumps({"seconds": min(times), "maps": names, "peak_mb": peak}))
 
 
@@ -149,24 +173,42 @@ def main():
         return worker(args)
     results = {}
     for name in LIBRARIES[args.task]:
-        command = [sys.executable, __file__, "--worker", name, "--model", args.model, "--task", args.task,
-                   "--batch", str(args.batch), "--repeats", str(args.repeats), "--device", args.device]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            name,
+            "--model",
+            args.model,
+            "--task",
+            args.task,
+            "--batch",
+            str(args.batch),
+            "--repeats",
+            str(args.repeats),
+            "--device",
+            args.device,
+        ]
         out = subprocess.run(command, capture_output=True, text=True)
         if out.returncode:
             results[name] = {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
         else:
             results[name] = json.loads(out.stdout.strip().splitlines()[-1])
     memory = "peak GPU memory" if args.device.startswith("cuda") else "peak RSS"
-    print(f"{args.task}, {CLASSES} classes, {args.model}, batch {args.batch}, {args.device}, "
-          f"{torch.get_num_threads()} threads, best of {args.repeats}")
+    print(
+        f"{args.task}, {CLASSES} classes, {args.model}, batch {args.batch}, {args.device}, "
+        f"{torch.get_num_threads()} threads, best of {args.repeats}"
+    )
     ours = results["bidsxai"].get("seconds")
     for name, r in results.items():
         if "error" in r:
             print(f"  {name:16s} failed: {r['error']}")
             continue
         ratio = f"{r['seconds'] / ours:5.2f}x bidsxai's time" if ours else ""
-        print(f"  {name:16s} {r['seconds']:8.2f} s  {memory} {r['peak_mb']:7.0f} MB  "
-              f"maps: {', '.join(r['maps'])}  {ratio}")
+        print(
+            f"  {name:16s} {r['seconds']:8.2f} s  {memory} {r['peak_mb']:7.0f} MB  "
+            f"maps: {', '.join(r['maps'])}  {ratio}"
+        )
 
 
 if __name__ == "__main__":

@@ -29,16 +29,29 @@ def main():
     t_ours = permutation_fwe(data, labels, n_perm=args.perms, device=args.device)["t"]
     ours = time.perf_counter() - start
     start = time.perf_counter()
-    ref = permuted_ols(labels[:, None].astype(float), data, confounding_vars=None, model_intercept=True,
-                       n_perm=args.perms, two_sided_test=True, n_jobs=os.cpu_count(), verbose=0,
-                       random_state=0)
+    ref = permuted_ols(
+        labels[:, None].astype(float),
+        data,
+        confounding_vars=None,
+        model_intercept=True,
+        n_perm=args.perms,
+        two_sided_test=True,
+        n_jobs=os.cpu_count(),
+        verbose=0,
+        random_state=0,
+    )
     theirs = time.perf_counter() - start
     t_ref = ref["t"][0]
-    print(f"max-T, {args.subjects} subjects, {args.voxels} voxels, {args.perms} permutations, "
-          f"{os.cpu_count()} cores, {args.device}")
+    print(
+        f"max-T, {args.subjects} subjects, {args.voxels} voxels, {args.perms} permutations, "
+        f"{os.cpu_count()} cores, {args.device}"
+    )
     print(f"  bidsxai  {ours:8.2f} s")
     print(f"  nilearn  {theirs:8.2f} s   (permuted_ols, n_jobs={os.cpu_count()})")
-    print(f"  nilearn / bidsxai: {theirs / ours:.1f}x;  max |t difference| {np.abs(t_ours - t_ref).max():.2e}")
+    print(
+        f"  nilearn / bidsxai: {theirs / ours:.1f}x;  "
+        f"max |t difference| {np.abs(t_ours - t_ref).max():.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,16 +30,21 @@ def main():
         ours = tfce(stat, mask)
     ours_s = (time.perf_counter() - start) / args.repeats
     start = time.perf_counter()
-    ref = calculate_tfce(stat[..., None], ndimage.generate_binary_structure(3, 1), E=0.5, H=2,
-                         two_sided_test=True)[..., 0]
+    ref = calculate_tfce(
+        stat[..., None], ndimage.generate_binary_structure(3, 1), E=0.5, H=2, two_sided_test=True
+    )[..., 0]
     theirs_s = time.perf_counter() - start
     dh = np.abs(stat[mask]).max() / 100
-    print(f"TFCE of one map, {int(mask.sum())} brain voxels at {args.resolution:g} mm, two-sided, "
-          f"100 steps, {os.cpu_count()} cores")
+    print(
+        f"TFCE of one map, {int(mask.sum())} brain voxels at {args.resolution:g} mm, two-sided, "
+        f"100 steps, {os.cpu_count()} cores"
+    )
     print(f"  bidsxai  {ours_s:8.3f} s   (mean of {args.repeats})")
     print(f"  nilearn  {theirs_s:8.3f} s   (calculate_tfce)")
-    print(f"  nilearn / bidsxai: {theirs_s / ours_s:.1f}x;  max |difference| after nilearn x dh: "
-          f"{np.abs(ours - ref * dh).max():.1e} (map max {np.abs(ours).max():.1f})")
+    print(
+        f"  nilearn / bidsxai: {theirs_s / ours_s:.1f}x;  max |difference| after nilearn x dh: "
+        f"{np.abs(ours - ref * dh).max():.1e} (map max {np.abs(ours).max():.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,11 @@ def step_rate(model, x, y, covariates, device, precision, steps):
 
     def one():
         optimiser.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
-                            enabled=amp):
+        with torch.autocast(
+            device.type,
+            dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+            enabled=amp,
+        ):
             logits = call(model, x, covariates)
         loss = torch.nn.functional.cross_entropy(logits.float(), y)
         scaler.scale(loss).backward()
@@ -59,7 +62,9 @@ def step_rate(model, x, y, covariates, device, precision, steps):
 
 def loader_rate(dataset, batch, workers, batches):
     """Samples per second the DataLoader delivers (after its first batch)."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, shuffle=True, num_workers=workers
+    )
     iterator = iter(loader)
     next(iterator)
     start = time.perf_counter()
@@ -83,34 +88,58 @@ def main():
     precisions = (args.precisions or ("fp32,amp" if device.type == "cuda" else "fp32")).split(",")
     torch.manual_seed(0)
     shape = [hi - lo for lo, hi in brain_crop(load_template(2.0).brain_mask)]
-    results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-               "threads": torch.get_num_threads(), "crop": shape}
+    results = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "crop": shape,
+    }
     with tempfile.TemporaryDirectory() as folder:
         paths = []
         for i in range(24):
             paths.append(Path(folder) / f"{i}.npy")
-            np.save(paths[-1], np.random.default_rng(i).random((3, *shape), dtype=np.float32).astype(np.float16))
+            np.save(
+                paths[-1],
+                np.random.default_rng(i).random((3, *shape), dtype=np.float32).astype(np.float16),
+            )
         arrays, labels = MappedArrays(paths), np.arange(24) % 2
-        volumes = VolumeDataset(arrays, labels, covariates=np.full((24, 1), 45.0), augment=augmenter("volume-affine"))
-        slices = SliceDataset(arrays, labels, list(range(10, shape[2] - 10)), args.slice_size,
-                              augment=augmenter("slice-affine"))
+        volumes = VolumeDataset(
+            arrays, labels, covariates=np.full((24, 1), 45.0), augment=augmenter("volume-affine")
+        )
+        slices = SliceDataset(
+            arrays,
+            labels,
+            list(range(10, shape[2] - 10)),
+            args.slice_size,
+            augment=augmenter("slice-affine"),
+        )
         cases = {
-            "gamer_mril": (get_architecture("gamer_mril").build(in_channels=3, n_classes=2, input_shape=shape),
-                           torch.rand(args.batch3d, 3, *shape), torch.full((args.batch3d, 1), 45.0), volumes,
-                           args.batch3d),
-            "vgg19_gap": (get_architecture("vgg19_gap").build(in_channels=3, n_classes=2, input_shape=None),
-                          torch.rand(args.batch2d, 3, args.slice_size, args.slice_size),
-                          torch.zeros(args.batch2d, 0), slices, args.batch2d),
+            "gamer_mril": (
+                get_architecture("gamer_mril").build(in_channels=3, n_classes=2, input_shape=shape),
+                torch.rand(args.batch3d, 3, *shape),
+                torch.full((args.batch3d, 1), 45.0),
+                volumes,
+                args.batch3d,
+            ),
+            "vgg19_gap": (
+                get_architecture("vgg19_gap").build(in_channels=3, n_classes=2, input_shape=None),
+                torch.rand(args.batch2d, 3, args.slice_size, args.slice_size),
+                torch.zeros(args.batch2d, 0),
+                slices,
+                args.batch2d,
+            ),
         }
         for name, (model, x, covariates, dataset, batch) in cases.items():
             y = torch.arange(len(x)) % 2
             row = {"batch": batch}
             for precision in precisions:
-                row[f"train_{precision}_samples_per_s"] = step_rate(model, x, y, covariates, device, precision,
-                                                                    args.steps)
+                row[f"train_{precision}_samples_per_s"] = step_rate(
+                    model, x, y, covariates, device, precision, args.steps
+                )
                 print(json.dumps({name: row}), flush=True)
             for workers in (0, args.workers):
-                row[f"loader_{workers}_workers_samples_per_s"] = loader_rate(dataset, batch, workers, 4)
+                row[f"loader_{workers}_workers_samples_per_s"] = loader_rate(
+                    dataset, batch, workers, 4
+                )
                 print(json.dumps({name: row}), flush=True)
             results[name] = row
     print(json.dumps(results, indent=1))

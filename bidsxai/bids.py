@@ -14,7 +14,10 @@ from bidsxai.errors import InvalidBidsError, NothingSelectedError, UsageError
 from bidsxai.outputs import BIDSIGNORE, session_key
 
 CONTRAST_KEYS = {"t1w": "T1w", "t2w": "T2w", "flair": "FLAIR"}
-DEFAULT_QUERIES = {key: {"datatype": "anat", "suffix": suffix} for key, suffix in CONTRAST_KEYS.items()}
+DEFAULT_QUERIES = {
+    key: {"datatype": "anat", "suffix": suffix} for key, suffix in CONTRAST_KEYS.items()
+}
+
 
 @dataclass
 class SessionInputs:
@@ -30,7 +33,7 @@ class SessionInputs:
 
 
 def strip_prefix(label, prefix):
-    return label[len(prefix):] if label.startswith(prefix) else label
+    return label[len(prefix) :] if label.startswith(prefix) else label
 
 
 def check_is_bids(bids_dir):
@@ -63,23 +66,32 @@ def load_filters(path):
         raise UsageError(f"--bids-filter-file {path}: cannot read JSON ({exc})") from None
     unknown = set(user) - set(queries)
     if not isinstance(user, dict) or unknown:
-        raise UsageError(f"--bids-filter-file keys must be among {sorted(queries)}; got {sorted(unknown)}")
+        raise UsageError(
+            f"--bids-filter-file keys must be among {sorted(queries)}; got {sorted(unknown)}"
+        )
     for key, extra in user.items():
         queries[key].update(extra)
     return queries
 
 
-def select_inputs(layout, participant_labels=None, session_labels=None, filters=None,
-                  contrasts=("T1w", "T2w", "FLAIR")):
-    """One ``SessionInputs`` per selected subject/session; exit 18 when the filters select nothing."""
+def select_inputs(
+    layout,
+    participant_labels=None,
+    session_labels=None,
+    filters=None,
+    contrasts=("T1w", "T2w", "FLAIR"),
+):
+    """One ``SessionInputs`` per selected subject/session; exit 18 when the filters select
+    nothing."""
     queries = filters or load_filters(None)
     subjects = sorted(layout.get_subjects())
     if participant_labels:
         wanted = [strip_prefix(p, "sub-") for p in participant_labels]
         missing = [p for p in wanted if p not in subjects]
         if missing:
-            raise NothingSelectedError(f"participant label(s) not in the dataset: "
-                                       f"{', '.join('sub-' + m for m in missing)}")
+            raise NothingSelectedError(
+                f"participant label(s) not in the dataset: {', '.join('sub-' + m for m in missing)}"
+            )
         subjects = wanted
     wanted_sessions = [strip_prefix(s, "ses-") for s in session_labels or []]
     selected = []
@@ -92,8 +104,13 @@ def select_inputs(layout, participant_labels=None, session_labels=None, filters=
             for key, suffix in CONTRAST_KEYS.items():
                 if suffix not in contrasts:
                     continue
-                query = dict(queries[key], subject=sub, extension=[".nii", ".nii.gz"],
-                             return_type="file", scope="raw")
+                query = dict(
+                    queries[key],
+                    subject=sub,
+                    extension=[".nii", ".nii.gz"],
+                    return_type="file",
+                    scope="raw",
+                )
                 if ses:
                     query["session"] = ses
                 found = sorted(layout.get(**query))
@@ -128,17 +145,27 @@ def init_derivatives(out_dir, bids_dir):
             raw_link = os.path.relpath(Path(bids_dir).resolve(), out_dir.resolve())
         except ValueError:  # different drives on Windows
             raw_link = Path(bids_dir).resolve().as_uri()
-        generated = {"Name": "bidsxai", "Version": __version__,
-                     "CodeURL": "https://github.com/bidsxai/bidsxai"}
+        generated = {
+            "Name": "bidsxai",
+            "Version": __version__,
+            "CodeURL": "https://github.com/bidsxai/bidsxai",
+        }
         if os.environ.get("BIDSXAI_CONTAINER"):
-            generated["Container"] = {"Type": os.environ.get("BIDSXAI_CONTAINER_TYPE", "docker"),
-                                      "Tag": os.environ["BIDSXAI_CONTAINER"]}
-        write_json(desc, {
-            "Name": "bidsxai derivatives", "BIDSVersion": "1.10.0", "DatasetType": "derivative",
-            "GeneratedBy": [generated],
-            "SourceDatasets": [{"URL": "bids:raw:."}],
-            "DatasetLinks": {"raw": raw_link},
-        })
+            generated["Container"] = {
+                "Type": os.environ.get("BIDSXAI_CONTAINER_TYPE", "docker"),
+                "Tag": os.environ["BIDSXAI_CONTAINER"],
+            }
+        write_json(
+            desc,
+            {
+                "Name": "bidsxai derivatives",
+                "BIDSVersion": "1.10.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [generated],
+                "SourceDatasets": [{"URL": "bids:raw:."}],
+                "DatasetLinks": {"raw": raw_link},
+            },
+        )
     ignore = out_dir / ".bidsignore"
     present = ignore.read_text().splitlines() if ignore.is_file() else []
     missing = [line for line in BIDSIGNORE.splitlines() if line not in present]

@@ -23,6 +23,7 @@ from bidsxai.errors import (
     UsageError,
 )
 
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{message} (see bidsxai --help)")
@@ -41,7 +42,8 @@ class _ListArchitectures(argparse.Action):
 
 
 class _KeyValues(argparse.Action):
-    """``--derivatives NAME=PATH PATH ...`` into {name: path} (a bare PATH is named by its folder)."""
+    """``--derivatives NAME=PATH PATH ...`` into {name: path} (a bare PATH is named by its
+    folder)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         pairs = (item.rpartition("=")[::2] for item in values)
@@ -60,7 +62,9 @@ def build_parser():
     come from its field."""
     from bidsxai.config import SECTIONS, Settings, default_of
 
-    p = _Parser(prog="bidsxai", description="Explain deep networks trained on brain MRI (BIDS-App).")
+    p = _Parser(
+        prog="bidsxai", description="Explain deep networks trained on brain MRI (BIDS-App)."
+    )
     groups = {name: p.add_argument_group(title) for name, title in SECTIONS.items()}
     for f in fields(Settings):
         meta, default = f.metadata, default_of(f)
@@ -75,11 +79,20 @@ def build_parser():
             kwargs["action"] = _KeyValues
         elif default is False:
             kwargs["action"] = "store_true"
-        groups[meta["section"]].add_argument(*flags, dest=f.name, default=default,
-                                             help=_with_default(meta["help"], default), **kwargs)
+        groups[meta["section"]].add_argument(
+            *flags,
+            dest=f.name,
+            default=default,
+            help=_with_default(meta["help"], default),
+            **kwargs,
+        )
     p.add_argument("--version", action="version", version=f"bidsxai {__version__}")
-    p.add_argument("--list-architectures", action=_ListArchitectures, default=argparse.SUPPRESS,
-                   help="print the model architectures (name and paper) and exit")
+    p.add_argument(
+        "--list-architectures",
+        action=_ListArchitectures,
+        default=argparse.SUPPRESS,
+        help="print the model architectures (name and paper) and exit",
+    )
     return p
 
 
@@ -101,7 +114,9 @@ def check_paths(settings):
     if out == bids:
         raise UsageError("OUTPUT_DIR must not be BIDS_DIR")
     if _inside(out, bids) and not _inside(out, bids / "derivatives"):
-        raise UsageError("OUTPUT_DIR is inside BIDS_DIR; put it under BIDS_DIR/derivatives/ or elsewhere")
+        raise UsageError(
+            "OUTPUT_DIR is inside BIDS_DIR; put it under BIDS_DIR/derivatives/ or elsewhere"
+        )
     if _inside(bids, out):
         raise UsageError("BIDS_DIR must not be inside OUTPUT_DIR")
     work = settings.work_dir.resolve() if settings.work_dir else None
@@ -118,14 +133,20 @@ def check_options(settings):
     """Refuse combinations and values the parser's types cannot see, before any work starts."""
     if not 0 <= settings.test_fraction < 1:
         raise UsageError("--test-fraction must lie in [0, 1)")
-    if settings.target_threshold is not None and settings.target_threshold <= 0 \
-            and settings.loss_weight == "closeness":
+    if (
+        settings.target_threshold is not None
+        and settings.target_threshold <= 0
+        and settings.loss_weight == "closeness"
+    ):
         raise UsageError("--loss-weight closeness needs a positive --target-threshold")
     if settings.cluster_p is not None and not 0 < settings.cluster_p < 1:
         raise UsageError("--cluster-p must lie between 0 and 1")
     from bidsxai.group.threshold import parse_threshold
 
-    for flag, spec in (("--threshold", settings.threshold), ("--correlate-mask", settings.correlate_mask)):
+    for flag, spec in (
+        ("--threshold", settings.threshold),
+        ("--correlate-mask", settings.correlate_mask),
+    ):
         try:
             parse_threshold(spec)
         except ValueError as error:
@@ -140,10 +161,12 @@ def check_options(settings):
 def make_output_dir(path):
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-")
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
     except OSError as exc:
-        raise CannotCreateOutputError(f"cannot write to OUTPUT_DIR {path}: {exc.strerror}") from None
+        raise CannotCreateOutputError(
+            f"cannot write to OUTPUT_DIR {path}: {exc.strerror}"
+        ) from None
 
 
 def run(settings):
@@ -173,8 +196,11 @@ def run(settings):
     if settings.level == "participant":
         from bidsxai.workflows.participant import run_participant
 
-        every_session = select_inputs(layout, settings.participant_label, None, filters) \
-            if settings.session_label else sessions
+        every_session = (
+            select_inputs(layout, settings.participant_label, None, filters)
+            if settings.session_label
+            else sessions
+        )
         code = run_participant(settings, sessions, every_session)
         _say(settings, f"participant level done: reports in {out}/sub-*.html")
         return code
@@ -183,8 +209,11 @@ def run(settings):
 
         folder, meta = run_train(settings, sessions)
         if meta is not None:  # rank 0 (the only rank outside torchrun)
-            _say(settings, f"trained {meta['name']}: {training_summary(meta['metrics'])}; "
-                           f"report {folder / 'report.html'}")
+            _say(
+                settings,
+                f"trained {meta['name']}: {training_summary(meta['metrics'])}; "
+                f"report {folder / 'report.html'}",
+            )
         return 0
     from bidsxai.workflows.group import run_group
 
@@ -195,8 +224,10 @@ def run(settings):
 
 def training_summary(metrics):
     cv = metrics["cross_validation"]
-    summary = f"cross-validation (n={cv['n']}): balanced accuracy {cv['balanced_accuracy']:.3f}, " \
-              f"AUC {cv['auc']:.3f}"
+    summary = (
+        f"cross-validation (n={cv['n']}): balanced accuracy {cv['balanced_accuracy']:.3f}, "
+        f"AUC {cv['auc']:.3f}"
+    )
     test = metrics.get("test")
     if test:
         summary += f"; test (n={test['n']}): balanced accuracy {test['balanced_accuracy']:.3f}"
@@ -213,7 +244,9 @@ def main(argv=None):
         from bidsxai.config import Settings
 
         settings = Settings(**vars(build_parser().parse_args(argv)))
-        logging.basicConfig(level=logging.WARNING - 10 * settings.verbosity, format="bidsxai: %(message)s")
+        logging.basicConfig(
+            level=logging.WARNING - 10 * settings.verbosity, format="bidsxai: %(message)s"
+        )
         if settings.verbose <= 0:
             warnings.filterwarnings("ignore")
         return run(settings)
@@ -226,8 +259,10 @@ def main(argv=None):
     except Exception as exc:  # a bug: one line here, the traceback in a file
         log = Path(tempfile.gettempdir()) / f"bidsxai-crash-{os.getpid()}.txt"
         log.write_text(traceback.format_exc())
-        print(f"bidsxai: internal error {type(exc).__name__}: {exc} (traceback in {log})",
-              file=sys.stderr)
+        print(
+            f"bidsxai: internal error {type(exc).__name__}: {exc} (traceback in {log})",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

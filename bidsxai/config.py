@@ -1,8 +1,8 @@
 """The settings of one run: every option's name, default, type and help text, written once.
 
 ``Settings`` is the single source. The command-line parser is generated from its fields
-(``bidsxai.cli.build_parser``), the parsed namespace becomes ``Settings(**vars(args))``, and the TOML
-saved under OUTPUT_DIR/logs/ is the same object in the same sections, so it reads back with
+(``bidsxai.cli.build_parser``), the parsed namespace becomes ``Settings(**vars(args))``, and the
+TOML saved under OUTPUT_DIR/logs/ is the same object in the same sections, so it reads back with
 ``Settings.from_toml``.
 """
 
@@ -49,6 +49,7 @@ def _at_least(minimum):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         return value
+
     check.__name__ = "integer"
     return check
 
@@ -75,8 +76,9 @@ def _methods(text):
     names = _words(text)
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown) or '(none given)'}; "
-                                         f"choose from {', '.join(METHODS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}"
+        )
     return names
 
 
@@ -113,154 +115,312 @@ def _lrp_default(name):
 @dataclass
 class Settings:
     # The three positional arguments of every BIDS-App.
-    bids_dir: Path = option(help="the input BIDS dataset (read only)", section="positional", type=Path)
+    bids_dir: Path = option(
+        help="the input BIDS dataset (read only)", section="positional", type=Path
+    )
     output_dir: Path = option(help="where the BIDS-Derivatives go", section="positional", type=Path)
-    level: str = option(help="participant, train or group", section="positional",
-                        choices=("participant", "train", "group"), metavar="analysis_level")
+    level: str = option(
+        help="participant, train or group",
+        section="positional",
+        choices=("participant", "train", "group"),
+        metavar="analysis_level",
+    )
 
     participant_label: list = option(
-        section="data", factory=list, flags=("--participant-label", "--participant_label"), nargs="+",
-        metavar="LABEL", help="subjects to process ('sub-' prefix optional)")
+        section="data",
+        factory=list,
+        flags=("--participant-label", "--participant_label"),
+        nargs="+",
+        metavar="LABEL",
+        help="subjects to process ('sub-' prefix optional)",
+    )
     session_label: list = option(
-        section="data", factory=list, flags=("--session-label", "--session_label"), nargs="+",
-        metavar="LABEL", help="sessions to process ('ses-' prefix optional)")
+        section="data",
+        factory=list,
+        flags=("--session-label", "--session_label"),
+        nargs="+",
+        metavar="LABEL",
+        help="sessions to process ('ses-' prefix optional)",
+    )
     bids_filter_file: Path | None = option(
-        section="data", type=Path, metavar="FILE",
-        help='JSON {"t1w": {...}, "t2w": {...}, "flair": {...}} of pybids entities')
+        section="data",
+        type=Path,
+        metavar="FILE",
+        help='JSON {"t1w": {...}, "t2w": {...}, "flair": {...}} of pybids entities',
+    )
     derivatives: dict = option(
-        section="data", factory=dict, nargs="+", metavar="[NAME=]PATH",
-        help="derivatives datasets with already preprocessed images (same names)")
+        section="data",
+        factory=dict,
+        nargs="+",
+        metavar="[NAME=]PATH",
+        help="derivatives datasets with already preprocessed images (same names)",
+    )
     skip_bids_validation: bool = option(
-        False, section="data", flags=("--skip-bids-validation", "--skip_bids_validation"),
-        help="do not run the BIDS validator on the input")
+        False,
+        section="data",
+        flags=("--skip-bids-validation", "--skip_bids_validation"),
+        help="do not run the BIDS validator on the input",
+    )
 
-    work_dir: Path | None = option(section="execution", flags=("-w", "--work-dir"), type=Path,
-                                   help="scratch folder (default: system temp)")
+    work_dir: Path | None = option(
+        section="execution",
+        flags=("-w", "--work-dir"),
+        type=Path,
+        help="scratch folder (default: system temp)",
+    )
     device: str = option("auto", section="execution", help="auto, cpu or cuda[:N]")
-    nprocs: int = option(section="execution", factory=available_cpus, flags=("--nprocs", "--n-cpus"),
-                         type=_at_least(1),
-                         help="sessions processed in parallel (default: the CPUs this process may "
-                              "use, SLURM_CPUS_PER_TASK or the affinity mask)")
+    nprocs: int = option(
+        section="execution",
+        factory=available_cpus,
+        flags=("--nprocs", "--n-cpus"),
+        type=_at_least(1),
+        help="sessions processed in parallel (default: the CPUs this process may "
+        "use, SLURM_CPUS_PER_TASK or the affinity mask)",
+    )
     seed: int = option(0, section="execution", type=int, help="random seed of every stage")
-    reports_only: bool = option(False, section="execution",
-                                help="only (re)write the reports from existing outputs")
-    verbose: int = option(0, section="execution", flags=("-v", "--verbose"), action="count",
-                          help="more messages (repeat for more)")
-    quiet: int = option(0, section="execution", flags=("-q", "--quiet"), action="count",
-                        help="fewer messages")
+    reports_only: bool = option(
+        False, section="execution", help="only (re)write the reports from existing outputs"
+    )
+    verbose: int = option(
+        0,
+        section="execution",
+        flags=("-v", "--verbose"),
+        action="count",
+        help="more messages (repeat for more)",
+    )
+    quiet: int = option(
+        0, section="execution", flags=("-q", "--quiet"), action="count", help="fewer messages"
+    )
 
-    resolution: float = option(2.0, section="preprocessing", type=_positive,
-                               help="model grid in mm")
-    normalisation: str = option("percentile", section="preprocessing",
-                                choices=("percentile", "zscore"),
-                                help="intensity normalisation within the brain")
-    nonlinear: bool = option(False, section="preprocessing",
-                             help="SyN instead of affine to the template")
+    resolution: float = option(
+        2.0, section="preprocessing", type=_positive, help="model grid in mm"
+    )
+    normalisation: str = option(
+        "percentile",
+        section="preprocessing",
+        choices=("percentile", "zscore"),
+        help="intensity normalisation within the brain",
+    )
+    nonlinear: bool = option(
+        False, section="preprocessing", help="SyN instead of affine to the template"
+    )
 
-    model: str | None = option(section="explanation", metavar="NAME_OR_PATH",
-                               help="participant: bundle to classify and explain with; train: bundle name")
-    target: str = option("group", section="explanation",
-                         help="participants.tsv column to predict / group by")
-    arch: str = option("cnn3d", section="explanation",
-                       help="architecture to train (--list-architectures)")
+    model: str | None = option(
+        section="explanation",
+        metavar="NAME_OR_PATH",
+        help="participant: bundle to classify and explain with; train: bundle name",
+    )
+    target: str = option(
+        "group", section="explanation", help="participants.tsv column to predict / group by"
+    )
+    arch: str = option(
+        "cnn3d", section="explanation", help="architecture to train (--list-architectures)"
+    )
     explain_layer: str | None = option(
-        section="explanation", help="layer of the CAM family (default: the last convolutional block)")
-    methods: list = option(section="explanation", factory=lambda: ["gradcam"], type=_methods,
-                           help="comma-separated: cam, gradcam, gradcampp, saliency, smoothgrad, ig, "
-                                "lrp, perturbation")
-    targets: str = option("all", section="explanation",
-                          help="classes to explain: predicted, all, or comma-separated class names")
+        section="explanation",
+        help="layer of the CAM family (default: the last convolutional block)",
+    )
+    methods: list = option(
+        section="explanation",
+        factory=lambda: ["gradcam"],
+        type=_methods,
+        help="comma-separated: cam, gradcam, gradcampp, saliency, smoothgrad, ig, "
+        "lrp, perturbation",
+    )
+    targets: str = option(
+        "all",
+        section="explanation",
+        help="classes to explain: predicted, all, or comma-separated class names",
+    )
     lrp_composite: str = option(
-        section="explanation", factory=lambda: _lrp_default("composite"), type=_lrp_composite,
+        section="explanation",
+        factory=lambda: _lrp_default("composite"),
+        type=_lrp_composite,
         choices=_lrp_choices,
         help="LRP rules by layer: zbeta-alphabeta-epsilon (z-beta on input layers, alpha1-beta0 on "
-             "convolutions, epsilon on dense layers; Lu et al. 2023), or one rule everywhere "
-             "(epsilon, alpha1beta0, alpha2beta1; gamma with epsilon on dense layers)")
+        "convolutions, epsilon on dense layers; Lu et al. 2023), or one rule everywhere "
+        "(epsilon, alpha1beta0, alpha2beta1; gamma with epsilon on dense layers)",
+    )
     lrp_start: str = option(
-        section="explanation", factory=lambda: _lrp_default("start"), choices=("logit", "attention"),
+        section="explanation",
+        factory=lambda: _lrp_default("start"),
+        choices=("logit", "attention"),
         help="start LRP from the class logit or, for gated-attention models, from the attention "
-             "weights (Lu et al. 2023)")
+        "weights (Lu et al. 2023)",
+    )
     lrp_map: str = option(
-        section="explanation", factory=lambda: _lrp_default("channels"), choices=("sum", "combined"),
-        help="LRP map: relevance summed over contrasts, or the combined map, the sum of relevance x "
-             "image (Lu et al. 2023, eq. 8)")
+        section="explanation",
+        factory=lambda: _lrp_default("channels"),
+        choices=("sum", "combined"),
+        help="LRP map: relevance summed over contrasts, or the combined map, the sum of "
+        "relevance x image (Lu et al. 2023, eq. 8)",
+    )
     pretrained: Path | None = option(
-        section="explanation", type=Path, metavar="FILE",
+        section="explanation",
+        type=Path,
+        metavar="FILE",
         help="2D models: ImageNet weights from a local torchvision state-dict file (nothing is "
-             "downloaded)")
-    slice_size: int = option(256, section="explanation", type=_at_least(1),
-                             help="2D models: axial slices are resized to SIZE x SIZE (Zhang et al. 2021)")
-    mc_samples: int = option(50, section="explanation", type=_at_least(0),
-                             help="participant: Monte Carlo dropout passes for models with MC dropout "
-                                  "(mean and SD of the class probabilities; 0: off)")
+        "downloaded)",
+    )
+    slice_size: int = option(
+        256,
+        section="explanation",
+        type=_at_least(1),
+        help="2D models: axial slices are resized to SIZE x SIZE (Zhang et al. 2021)",
+    )
+    mc_samples: int = option(
+        50,
+        section="explanation",
+        type=_at_least(0),
+        help="participant: Monte Carlo dropout passes for models with MC dropout "
+        "(mean and SD of the class probabilities; 0: off)",
+    )
 
     target_threshold: float | None = option(
-        section="training", type=float, metavar="VALUE",
-        help="binarise a numeric --target at VALUE (e.g. --target edss --target-threshold 5)")
-    loss_weight: str = option("none", section="training", choices=("none", "closeness"),
-                              help="closeness: weight each subject 2 - |value - threshold| / "
-                                   "threshold (Lu et al. 2023)")
-    cv_folds: int = option(5, section="training", type=_at_least(2),
-                           help="subject-level stratified folds")
-    cv_repeats: int = option(1, section="training", type=_at_least(1),
-                             help="repeat the cross-validation with new folds and seeds")
-    test_fraction: float = option(0.2, section="training", type=float,
-                                  help="share of each class held out as the test set (0: none)")
-    select_by: str = option("loss", section="training", choices=("loss", "balanced_accuracy"),
-                            help="keep the epoch with the best validation loss or balanced accuracy "
-                                 "(Thibeau-Sutre et al. 2020)")
+        section="training",
+        type=float,
+        metavar="VALUE",
+        help="binarise a numeric --target at VALUE (e.g. --target edss --target-threshold 5)",
+    )
+    loss_weight: str = option(
+        "none",
+        section="training",
+        choices=("none", "closeness"),
+        help="closeness: weight each subject 2 - |value - threshold| / threshold (Lu et al. 2023)",
+    )
+    cv_folds: int = option(
+        5, section="training", type=_at_least(2), help="subject-level stratified folds"
+    )
+    cv_repeats: int = option(
+        1,
+        section="training",
+        type=_at_least(1),
+        help="repeat the cross-validation with new folds and seeds",
+    )
+    test_fraction: float = option(
+        0.2,
+        section="training",
+        type=float,
+        help="share of each class held out as the test set (0: none)",
+    )
+    select_by: str = option(
+        "loss",
+        section="training",
+        choices=("loss", "balanced_accuracy"),
+        help="keep the epoch with the best validation loss or balanced accuracy "
+        "(Thibeau-Sutre et al. 2020)",
+    )
     epochs: int = option(30, section="training", type=_at_least(1), help="most epochs per model")
-    patience: int = option(8, section="training", type=_at_least(1),
-                           help="early stopping on the validation loss")
+    patience: int = option(
+        8, section="training", type=_at_least(1), help="early stopping on the validation loss"
+    )
     batch_size: int = option(4, section="training", type=_at_least(1), help="samples per step")
-    optimiser: str | None = option(section="training", choices=("adam", "adamw"),
-                                   help="default: the architecture's published recipe")
-    learning_rate: float | None = option(section="training", type=_positive,
-                                         help="default: the architecture's published recipe")
-    weight_decay: float | None = option(section="training", type=float,
-                                        help="default: the architecture's published recipe")
+    optimiser: str | None = option(
+        section="training",
+        choices=("adam", "adamw"),
+        help="default: the architecture's published recipe",
+    )
+    learning_rate: float | None = option(
+        section="training", type=_positive, help="default: the architecture's published recipe"
+    )
+    weight_decay: float | None = option(
+        section="training", type=float, help="default: the architecture's published recipe"
+    )
     augment: str = option(
-        "auto", section="training", type=_augment, choices=_augment_choices,
-        help="slice-affine (2D: rotation, shear, zoom, shift, flip; Zhang et al. 2021), volume-affine "
-             "(3D: flips, quarter turns, affine, noise; Lu et al. 2023), flip (left-right), none; "
-             "auto: the architecture's published scheme")
-    precision: str = option("auto", section="training", choices=("auto", "fp32", "amp"),
-                            help="amp: mixed precision (float16 on GPU, bfloat16 on CPU); auto: amp on GPU")
-    loader_workers: int | None = option(section="training", type=_at_least(0), metavar="N",
-                                        help="data loader processes (default 4 on GPU, 0 on CPU)")
-    arch_width: float = option(1.0, section="training", type=_positive,
-                               help="channel multiplier of the 2D architectures, for quick trials")
+        "auto",
+        section="training",
+        type=_augment,
+        choices=_augment_choices,
+        help="slice-affine (2D: rotation, shear, zoom, shift, flip; Zhang et al. 2021), "
+        "volume-affine (3D: flips, quarter turns, affine, noise; Lu et al. 2023), "
+        "flip (left-right), none; auto: the architecture's published scheme",
+    )
+    precision: str = option(
+        "auto",
+        section="training",
+        choices=("auto", "fp32", "amp"),
+        help="amp: mixed precision (float16 on GPU, bfloat16 on CPU); auto: amp on GPU",
+    )
+    loader_workers: int | None = option(
+        section="training",
+        type=_at_least(0),
+        metavar="N",
+        help="data loader processes (default 4 on GPU, 0 on CPU)",
+    )
+    arch_width: float = option(
+        1.0,
+        section="training",
+        type=_positive,
+        help="channel multiplier of the 2D architectures, for quick trials",
+    )
 
-    groups: list = option(section="group", factory=list, nargs=2, metavar="GROUP",
-                          help="the pair of groups to compare (default: every pair)")
-    n_perm: int = option(1000, section="group", type=_at_least(0),
-                         help="permutations for family-wise error (max-T, and TFCE or cluster mass "
-                              "if asked; 0: none)")
-    tfce: bool = option(False, section="group",
-                        help="TFCE (E=0.5, H=2, 6-connectivity) with permutation FWE")
-    cluster_p: float | None = option(section="group", type=float, metavar="P",
-                                     help="cluster-forming uncorrected p for cluster-mass FWE (e.g. 0.001)")
-    covariates: list = option(section="group", factory=list, nargs="+", metavar="COLUMN",
-                              help="participants.tsv columns: group level, adjusted for (GLM, "
-                                   "Freedman-Lane permutation); train, the model's covariate inputs "
-                                   "(gamer_mril: age, the default)")
-    threshold: str = option("p95", section="group",
-                            help="per-subject threshold before voxel-wise tests: p<q> (own q-th brain "
-                                 "percentile, Zhang et al. 2021) or top<N> (top N %% of positive "
-                                 "values, Lu et al. 2023)")
-    atlas: str = option("auto", section="group",
-                               help="aal, templateflow:NAME, a labelled NIfTI with a names TSV beside "
-                                    "it, or none (auto: AAL when Debian's mricron-data is installed)")
-    correlate: str | None = option(section="group", metavar="COLUMN",
-                                   help="clinical score in participants.tsv to correlate with (e.g. edss)")
+    groups: list = option(
+        section="group",
+        factory=list,
+        nargs=2,
+        metavar="GROUP",
+        help="the pair of groups to compare (default: every pair)",
+    )
+    n_perm: int = option(
+        1000,
+        section="group",
+        type=_at_least(0),
+        help="permutations for family-wise error (max-T, and TFCE or cluster mass "
+        "if asked; 0: none)",
+    )
+    tfce: bool = option(
+        False, section="group", help="TFCE (E=0.5, H=2, 6-connectivity) with permutation FWE"
+    )
+    cluster_p: float | None = option(
+        section="group",
+        type=float,
+        metavar="P",
+        help="cluster-forming uncorrected p for cluster-mass FWE (e.g. 0.001)",
+    )
+    covariates: list = option(
+        section="group",
+        factory=list,
+        nargs="+",
+        metavar="COLUMN",
+        help="participants.tsv columns: group level, adjusted for (GLM, "
+        "Freedman-Lane permutation); train, the model's covariate inputs "
+        "(gamer_mril: age, the default)",
+    )
+    threshold: str = option(
+        "p95",
+        section="group",
+        help="per-subject threshold before voxel-wise tests: p<q> (own q-th brain "
+        "percentile, Zhang et al. 2021) or top<N> (top N %% of positive "
+        "values, Lu et al. 2023)",
+    )
+    atlas: str = option(
+        "auto",
+        section="group",
+        help="aal, templateflow:NAME, a labelled NIfTI with a names TSV beside "
+        "it, or none (auto: AAL when Debian's mricron-data is installed)",
+    )
+    correlate: str | None = option(
+        section="group",
+        metavar="COLUMN",
+        help="clinical score in participants.tsv to correlate with (e.g. edss)",
+    )
     correlate_image: str = option(
-        "T1w", section="group",
+        "T1w",
+        section="group",
         help="preprocessed contrast averaged within each quantile mask, or a path pattern with "
-             "{subject} and {session} to a map on the template grid")
-    correlate_mask: str = option("top40", section="group",
-                                 help="quantile mask for the correlation, as --threshold (Lu et al. 2023)")
-    correlate_n_perm: int = option(20000, section="group", type=_at_least(1),
-                                   help="permutations of the Spearman test (Lu et al. 2023)")
+        "{subject} and {session} to a map on the template grid",
+    )
+    correlate_mask: str = option(
+        "top40",
+        section="group",
+        help="quantile mask for the correlation, as --threshold (Lu et al. 2023)",
+    )
+    correlate_n_perm: int = option(
+        20000,
+        section="group",
+        type=_at_least(1),
+        help="permutations of the Spearman test (Lu et al. 2023)",
+    )
 
     @property
     def verbosity(self):
@@ -287,7 +447,9 @@ class Settings:
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
 
-        flat = {k: v for section in tomllib.loads(text)["settings"].values() for k, v in section.items()}
+        flat = {
+            k: v for section in tomllib.loads(text)["settings"].values() for k, v in section.items()
+        }
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(flat) - set(known))
         if unknown:

@@ -37,26 +37,57 @@ def main(argv=None):
     bids = args.out / "bids"
     out = bids / "derivatives" / "bidsxai"
     if not (bids / "dataset_description.json").is_file():
-        print(f"== synthetic cohort: {args.n_subjects} subjects at {args.resolution:g} mm -> {bids}")
-        code = synth.main([str(bids), "--n-subjects", str(args.n_subjects), "--resolution",
-                           str(args.resolution), "--nprocs", str(args.nprocs)])
+        print(
+            f"== synthetic cohort: {args.n_subjects} subjects at {args.resolution:g} mm -> {bids}"
+        )
+        code = synth.main(
+            [
+                str(bids),
+                "--n-subjects",
+                str(args.n_subjects),
+                "--resolution",
+                str(args.resolution),
+                "--nprocs",
+                str(args.nprocs),
+            ]
+        )
         if code:
             return code
     common = ["--resolution", args.resolution, "--nprocs", args.nprocs]
     _step("participant level: preprocessing", [bids, out, "participant", *common])
-    _step("train", [bids, out, "train", "--target", "group", "--epochs", args.epochs, "--patience", 4,
-                    "--cv-folds", args.cv_folds, "--skip-bids-validation", *common])
-    _step("participant level: classify and explain", [bids, out, "participant", "--model",
-                                                      "cnn3d_group", "--skip-bids-validation", *common])
+    _step(
+        "train",
+        [
+            bids,
+            out,
+            "train",
+            "--target",
+            "group",
+            "--epochs",
+            args.epochs,
+            "--patience",
+            4,
+            "--cv-folds",
+            args.cv_folds,
+            "--skip-bids-validation",
+            *common,
+        ],
+    )
+    _step(
+        "participant level: classify and explain",
+        [bids, out, "participant", "--model", "cnn3d_group", "--skip-bids-validation", *common],
+    )
     _step("group level", [bids, out, "group", "--skip-bids-validation", *common])
     from bidsxai.validator import validator_errors
 
     errors = validator_errors(out)
     print(f"\n== BIDS validator on {out}: {len(errors)} error(s)")
-    print(f"== done in {(time.time() - started) / 60:.1f} min. Open in a browser:\n"
-          f"   subject reports  {out}/sub-*.html\n"
-          f"   training report  {out}/models/cnn3d_group/report.html\n"
-          f"   group report     {out}/group.html")
+    print(
+        f"== done in {(time.time() - started) / 60:.1f} min. Open in a browser:\n"
+        f"   subject reports  {out}/sub-*.html\n"
+        f"   training report  {out}/models/cnn3d_group/report.html\n"
+        f"   group report     {out}/group.html"
+    )
     return 1 if errors else 0
 
 

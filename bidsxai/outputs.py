@@ -11,8 +11,20 @@ from pathlib import Path
 from bidsxai.template import SPACE
 
 # Entity order of BIDS, with bidsxai's own `method` and `target` last.
-ENTITY_ORDER = ("sub", "ses", "from", "to", "mode", "space", "res", "label", "desc", "stat",
-                "method", "target")
+ENTITY_ORDER = (
+    "sub",
+    "ses",
+    "from",
+    "to",
+    "mode",
+    "space",
+    "res",
+    "label",
+    "desc",
+    "stat",
+    "method",
+    "target",
+)
 # Group maps lead with what was tested (method, class), then the comparison and the statistic.
 GROUP_ORDER = ("space", "method", "target", "desc", "stat", "corr")
 
@@ -45,7 +57,8 @@ def label(name):
 
 
 def entity_name(entities, suffix, extension, order=ENTITY_ORDER):
-    """A BIDS file name from entities in BIDS order: entity_name({'sub': '01'}, 'T1w', '.nii.gz')."""
+    """A BIDS file name from entities in BIDS order: entity_name({'sub': '01'}, 'T1w',
+    '.nii.gz')."""
     unknown = set(entities) - set(order)
     if unknown:
         raise ValueError(f"unknown entities {sorted(unknown)}")
@@ -63,7 +76,11 @@ def bids_path(root, subject, session, suffix, extension, datatype="anat", **enti
     folder = Path(root) / f"sub-{subject}"
     if session:
         folder = folder / f"ses-{session}"
-    return folder / datatype / entity_name(dict(sub=subject, ses=session, **entities), suffix, extension)
+    return (
+        folder
+        / datatype
+        / entity_name(dict(sub=subject, ses=session, **entities), suffix, extension)
+    )
 
 
 def sidecar_path(image_path):
@@ -75,19 +92,37 @@ def sidecar_path(image_path):
 
 # Participant level: preprocessing.
 
+
 def preproc_path(out_dir, subject, session, contrast, resolution, space=SPACE):
-    return bids_path(out_dir, subject, session, contrast, ".nii.gz", space=space,
-                     res=resolution_label(resolution), desc="preproc")
+    return bids_path(
+        out_dir,
+        subject,
+        session,
+        contrast,
+        ".nii.gz",
+        space=space,
+        res=resolution_label(resolution),
+        desc="preproc",
+    )
 
 
 def brain_mask_path(out_dir, subject, session, resolution, space=SPACE):
-    return bids_path(out_dir, subject, session, "mask", ".nii.gz", space=space,
-                     res=resolution_label(resolution), desc="brain")
+    return bids_path(
+        out_dir,
+        subject,
+        session,
+        "mask",
+        ".nii.gz",
+        space=space,
+        res=resolution_label(resolution),
+        desc="brain",
+    )
 
 
 def xfm_path(out_dir, subject, session, source, target):
-    return bids_path(out_dir, subject, session, "xfm", ".mat", **{"from": source}, to=target,
-                     mode="image")
+    return bids_path(
+        out_dir, subject, session, "xfm", ".mat", **{"from": source}, to=target, mode="image"
+    )
 
 
 def label_mask_path(root, subject, session, name, resolution=None, space=None):
@@ -98,10 +133,21 @@ def label_mask_path(root, subject, session, name, resolution=None, space=None):
 
 # Participant level: explanations.
 
+
 def heatmap_path(out_dir, subject, session, method, target, resolution, space=SPACE, desc=None):
     """One method's map for one target class; ``desc='layers'`` holds every layer's map (4D)."""
-    return bids_path(out_dir, subject, session, "heatmap", ".nii.gz", space=space,
-                     res=resolution_label(resolution), desc=desc, method=method, target=label(target))
+    return bids_path(
+        out_dir,
+        subject,
+        session,
+        "heatmap",
+        ".nii.gz",
+        space=space,
+        res=resolution_label(resolution),
+        desc=desc,
+        method=method,
+        target=label(target),
+    )
 
 
 def sessions_tsv_path(root, subject):
@@ -123,7 +169,8 @@ def subject_report_path(out_dir, subject):
 _HEATMAP = re.compile(
     r"sub-(?P<subject>[A-Za-z0-9]+)(_ses-(?P<session>[A-Za-z0-9]+))?_space-(?P<space>[A-Za-z0-9]+)"
     r"_res-(?P<res>[A-Za-z0-9]+)_method-(?P<method>[a-z0-9]+)_target-(?P<target>[A-Za-z0-9]+)"
-    r"_heatmap\.nii\.gz$")
+    r"_heatmap\.nii\.gz$"
+)
 
 
 def parse_heatmap(path):
@@ -141,13 +188,23 @@ def find_heatmaps(out_dir):
 
 # Group level.
 
+
 def group_statmap_path(group_dir, method, target, comparison, stat, correction=None, space=SPACE):
     """A voxel-wise group map: ``comparison`` is ('HC', 'RRMS') for a two-sample test or
     ('RRMS',) for the coverage test within one group."""
-    desc = "vs".join(label(g) for g in comparison) if len(comparison) == 2 else \
-        f"{label(comparison[0])}coverage"
-    entities = {"space": space, "method": method, "target": label(target), "desc": desc,
-                "stat": stat, "corr": correction}
+    desc = (
+        "vs".join(label(g) for g in comparison)
+        if len(comparison) == 2
+        else f"{label(comparison[0])}coverage"
+    )
+    entities = {
+        "space": space,
+        "method": method,
+        "target": label(target),
+        "desc": desc,
+        "stat": stat,
+        "corr": correction,
+    }
     return Path(group_dir) / entity_name(entities, "statmap", ".nii.gz", GROUP_ORDER)
 
 

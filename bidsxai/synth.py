@@ -34,11 +34,21 @@ INTENSITY = {
 }
 
 ACQUISITION = {
-    "T1w": dict(RepetitionTime=2.3, EchoTime=0.00298, InversionTime=0.9, FlipAngle=9,
-                PulseSequenceType="MPRAGE"),
+    "T1w": dict(
+        RepetitionTime=2.3,
+        EchoTime=0.00298,
+        InversionTime=0.9,
+        FlipAngle=9,
+        PulseSequenceType="MPRAGE",
+    ),
     "T2w": dict(RepetitionTime=3.2, EchoTime=0.408, FlipAngle=120, PulseSequenceType="TSE"),
-    "FLAIR": dict(RepetitionTime=5.0, EchoTime=0.393, InversionTime=1.8, FlipAngle=120,
-                  PulseSequenceType="FLAIR"),
+    "FLAIR": dict(
+        RepetitionTime=5.0,
+        EchoTime=0.393,
+        InversionTime=1.8,
+        FlipAngle=120,
+        PulseSequenceType="FLAIR",
+    ),
 }
 
 # Lobes as boxes in MNI millimetres (x, y, z ranges): coarse, but enough to place lesions where
@@ -81,8 +91,9 @@ def plan_subjects(spec):
         gi = i % len(spec.groups)
         severity = 0.0 if gi == 0 else float(np.clip(rng.uniform(0.3, 0.65) + 0.3 * (gi - 1), 0, 1))
         age = float(np.round(rng.uniform(25, 50) + 6 * gi, 1))
-        subjects.append(Subject(f"{i + 1:02d}", spec.groups[gi], gi, age,
-                                str(rng.choice(["M", "F"])), severity))
+        subjects.append(
+            Subject(f"{i + 1:02d}", spec.groups[gi], gi, age, str(rng.choice(["M", "F"])), severity)
+        )
     return subjects
 
 
@@ -163,8 +174,9 @@ class Anatomy:
 
 def _voxel_world_coords(shape, affine):
     ijk = np.indices(shape, dtype=np.float32)
-    return np.einsum("ij,j...->i...", affine[:3, :3].astype(np.float32), ijk) + \
-        affine[:3, 3, None, None, None].astype(np.float32)
+    return np.einsum("ij,j...->i...", affine[:3, :3].astype(np.float32), ijk) + affine[
+        :3, 3, None, None, None
+    ].astype(np.float32)
 
 
 def _add_blob(volume, centre, radius):
@@ -222,8 +234,15 @@ def native_grid(anatomy, pose, voxel_size, rng):
 def sample_into(volume, source_affine, grid_shape, grid_affine, pose, order=1):
     """Values of a template-space volume on a native grid (native mm = pose @ MNI mm)."""
     matrix = np.linalg.inv(source_affine) @ np.linalg.inv(pose) @ grid_affine
-    return ndimage.affine_transform(volume, matrix[:3, :3], matrix[:3, 3], output_shape=grid_shape,
-                                    order=order, mode="constant", cval=0.0)
+    return ndimage.affine_transform(
+        volume,
+        matrix[:3, :3],
+        matrix[:3, 3],
+        output_shape=grid_shape,
+        order=order,
+        mode="constant",
+        cval=0.0,
+    )
 
 
 def bias_field(shape, rng, strength=0.25):
@@ -239,7 +258,7 @@ def bias_field(shape, rng, strength=0.25):
 def rician(image, rng, sigma):
     noise_re = rng.normal(0, sigma, image.shape).astype(np.float32)
     noise_im = rng.normal(0, sigma, image.shape).astype(np.float32)
-    return np.sqrt((image + noise_re) ** 2 + noise_im ** 2)
+    return np.sqrt((image + noise_re) ** 2 + noise_im**2)
 
 
 def to_scanner_image(data, affine, peak=1000):
@@ -265,33 +284,53 @@ def synthesise_subject(out_dir, spec, subject):
     for si, ses in enumerate(sessions):
         new = anatomy.lesion_map(subject, rng, si)
         lesions = new if lesions is None else np.maximum(lesions, new)  # lesions accumulate
-        tissues = anatomy.tissues(min(1.0, subject.severity + 0.1 * si) if subject.group_index else 0)
+        tissues = anatomy.tissues(
+            min(1.0, subject.severity + 0.1 * si) if subject.group_index else 0
+        )
         gt = out_dir / "derivatives" / "groundtruth"
         voxel_t1 = spec.resolution * rng.uniform(0.9, 1.1, 3)
         shape, grid = native_grid(anatomy, pose, voxel_t1, rng)
         for contrast in spec.contrasts:
             c_pose = pose if contrast == "T1w" else small_motion(rng) @ pose
-            c_shape, c_grid = (shape, grid) if contrast == "T1w" else native_grid(
-                anatomy, c_pose, voxel_t1 * np.array([1.0, 1.0, rng.uniform(1.0, 1.3)]), rng)
-            clean = sample_into(anatomy.contrast(contrast, tissues, lesions), src.affine,
-                                c_shape, c_grid, c_pose)
+            c_shape, c_grid = (
+                (shape, grid)
+                if contrast == "T1w"
+                else native_grid(
+                    anatomy, c_pose, voxel_t1 * np.array([1.0, 1.0, rng.uniform(1.0, 1.3)]), rng
+                )
+            )
+            clean = sample_into(
+                anatomy.contrast(contrast, tissues, lesions), src.affine, c_shape, c_grid, c_pose
+            )
             noisy = rician(clean * bias_field(c_shape, rng), rng, sigma=rng.uniform(0.015, 0.03))
-            save_nifti(to_scanner_image(noisy, c_grid),
-                       bids_path(out_dir, subject.label, ses, contrast, ".nii.gz"))
+            save_nifti(
+                to_scanner_image(noisy, c_grid),
+                bids_path(out_dir, subject.label, ses, contrast, ".nii.gz"),
+            )
         native_mask = sample_into(lesions, src.affine, shape, grid, pose) > 0.5
         native_path = label_mask_path(gt, subject.label, ses, "lesion")
         save_nifti(_mask_image(native_mask, grid, code=1), native_path)
         t1w = bids_path(out_dir, subject.label, ses, "T1w", ".nii.gz")
-        write_json(sidecar_path(native_path), {
-            "Type": "Lesion", "Sources": [f"bids:raw:{t1w.relative_to(out_dir).as_posix()}"],
-            "Description": "Planted white-matter lesions in the T1w's native space."})
+        write_json(
+            sidecar_path(native_path),
+            {
+                "Type": "Lesion",
+                "Sources": [f"bids:raw:{t1w.relative_to(out_dir).as_posix()}"],
+                "Description": "Planted white-matter lesions in the T1w's native space.",
+            },
+        )
         mni_mask = sample_into(lesions, src.affine, target.shape, target.affine, np.eye(4)) > 0.5
         template_path = label_mask_path(gt, subject.label, ses, "lesion", spec.resolution, SPACE)
         save_nifti(_mask_image(mni_mask, target.affine, code=4), template_path)
-        write_json(sidecar_path(template_path), {
-            "Type": "Lesion", "SpatialReference": SPACE,
-            "Resolution": f"{spec.resolution:g} mm isotropic",
-            "Description": "Planted white-matter lesions in template space (ground truth)."})
+        write_json(
+            sidecar_path(template_path),
+            {
+                "Type": "Lesion",
+                "SpatialReference": SPACE,
+                "Resolution": f"{spec.resolution:g} mm isotropic",
+                "Description": "Planted white-matter lesions in template space (ground truth).",
+            },
+        )
     return subject.label
 
 
@@ -312,47 +351,81 @@ def _mask_image(mask, affine, code):
 
 
 def write_dataset_files(out_dir, spec, subjects):
-    """dataset_description, README, participants, sessions and sidecars (inherited from the root)."""
+    """dataset_description, README, participants, sessions and sidecars (inherited from the
+    root)."""
     out_dir = Path(out_dir)
-    write_json(out_dir / "dataset_description.json", {
-        "Name": "bidsxai synthetic cohort", "BIDSVersion": "1.10.0", "DatasetType": "raw",
-        "License": "CC0", "Authors": ["bidsxai-synth"],
-        "GeneratedBy": [{"Name": "bidsxai-synth", "Version": __version__}],
-    })
-    write_text(out_dir / "README", (
-        "Synthetic cohort made by bidsxai-synth from nilearn's MNI152 template.\n"
-        f"Groups: {', '.join(spec.groups)} (the first are controls). Seed {spec.seed}, "
-        f"{spec.resolution:g} mm.\nLesion masks (ground truth) are in derivatives/groundtruth.\n"))
-    write_text(out_dir / "CHANGES", f"1.0.0 synthetic\n  - generated by bidsxai-synth {__version__}\n")
+    write_json(
+        out_dir / "dataset_description.json",
+        {
+            "Name": "bidsxai synthetic cohort",
+            "BIDSVersion": "1.10.0",
+            "DatasetType": "raw",
+            "License": "CC0",
+            "Authors": ["bidsxai-synth"],
+            "GeneratedBy": [{"Name": "bidsxai-synth", "Version": __version__}],
+        },
+    )
+    write_text(
+        out_dir / "README",
+        (
+            "Synthetic cohort made by bidsxai-synth from nilearn's MNI152 template.\n"
+            f"Groups: {', '.join(spec.groups)} (the first are controls). Seed {spec.seed}, "
+            f"{spec.resolution:g} mm.\n"
+            "Lesion masks (ground truth) are in derivatives/groundtruth.\n"
+        ),
+    )
+    write_text(
+        out_dir / "CHANGES", f"1.0.0 synthetic\n  - generated by bidsxai-synth {__version__}\n"
+    )
     rows = ["participant_id\tgroup\tage\tsex\tedss\tseverity"]
     for s in subjects:
         rows.append(f"sub-{s.label}\t{s.group}\t{s.age:g}\t{s.sex}\t{edss_of(s)}\t{s.severity:.3f}")
     write_text(out_dir / "participants.tsv", "\n".join(rows) + "\n")
-    write_json(out_dir / "participants.json", {
-        "group": {"Description": "Diagnostic group; the first level are healthy controls",
-                  "Levels": {g: g for g in spec.groups}},
-        "age": {"Description": "Age at the first session", "Units": "year"},
-        "sex": {"Description": "Sex", "Levels": {"M": "male", "F": "female"}},
-        "edss": {"Description": "EDSS-like disability score (0-10, half steps); n/a for controls"},
-        "severity": {"Description": "Synthetic disease severity (0-1) that scales lesion load and "
-                                    "ventricle size"},
-    })
+    write_json(
+        out_dir / "participants.json",
+        {
+            "group": {
+                "Description": "Diagnostic group; the first level are healthy controls",
+                "Levels": {g: g for g in spec.groups},
+            },
+            "age": {"Description": "Age at the first session", "Units": "year"},
+            "sex": {"Description": "Sex", "Levels": {"M": "male", "F": "female"}},
+            "edss": {
+                "Description": "EDSS-like disability score (0-10, half steps); n/a for controls"
+            },
+            "severity": {
+                "Description": "Synthetic disease severity (0-1) that scales lesion load and "
+                "ventricle size"
+            },
+        },
+    )
     if spec.sessions > 1:
         for s in subjects:
             rows = ["session_id\tage\tedss"] + [
-                f"ses-{k + 1:02d}\t{s.age + k:g}\t{edss_of(s, k)}" for k in range(spec.sessions)]
+                f"ses-{k + 1:02d}\t{s.age + k:g}\t{edss_of(s, k)}" for k in range(spec.sessions)
+            ]
             write_text(sessions_tsv_path(out_dir, s.label), "\n".join(rows) + "\n")
     for contrast in spec.contrasts:
-        write_json(out_dir / f"{contrast}.json", {
-            "MagneticFieldStrength": 3, "Manufacturer": "bidsxai-synth",
-            "ManufacturersModelName": "synthetic", **ACQUISITION[contrast]})
+        write_json(
+            out_dir / f"{contrast}.json",
+            {
+                "MagneticFieldStrength": 3,
+                "Manufacturer": "bidsxai-synth",
+                "ManufacturersModelName": "synthetic",
+                **ACQUISITION[contrast],
+            },
+        )
     gt = out_dir / "derivatives" / "groundtruth"
-    write_json(gt / "dataset_description.json", {
-        "Name": "Planted lesions of the bidsxai synthetic cohort", "BIDSVersion": "1.10.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "bidsxai-synth", "Version": __version__}],
-        "DatasetLinks": {"raw": "../../"},
-    })
+    write_json(
+        gt / "dataset_description.json",
+        {
+            "Name": "Planted lesions of the bidsxai synthetic cohort",
+            "BIDSVersion": "1.10.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "bidsxai-synth", "Version": __version__}],
+            "DatasetLinks": {"raw": "../../"},
+        },
+    )
 
 
 def synthesise(out_dir, spec, nprocs=1):
@@ -361,8 +434,11 @@ def synthesise(out_dir, spec, nprocs=1):
     write_dataset_files(out_dir, spec, subjects)
     if nprocs > 1:
         with ProcessPoolExecutor(nprocs) as pool:
-            list(pool.map(synthesise_subject, [out_dir] * len(subjects), [spec] * len(subjects),
-                          subjects))
+            list(
+                pool.map(
+                    synthesise_subject, [out_dir] * len(subjects), [spec] * len(subjects), subjects
+                )
+            )
     else:
         for s in subjects:
             synthesise_subject(out_dir, spec, s)
@@ -373,10 +449,16 @@ def build_parser():
     p = argparse.ArgumentParser(prog="bidsxai-synth", description=__doc__.split("\n")[0])
     p.add_argument("out_dir", type=Path, help="folder to create the BIDS dataset in")
     p.add_argument("--n-subjects", type=int, default=24)
-    p.add_argument("--groups", default="HC,RRMS,SPMS",
-                   help="comma-separated group names; the first is the control group (default %(default)s)")
-    p.add_argument("--contrasts", default=",".join(CONTRASTS),
-                   help="comma-separated subset of T1w,T2w,FLAIR (default %(default)s)")
+    p.add_argument(
+        "--groups",
+        default="HC,RRMS,SPMS",
+        help="comma-separated group names; the first is the control group (default %(default)s)",
+    )
+    p.add_argument(
+        "--contrasts",
+        default=",".join(CONTRASTS),
+        help="comma-separated subset of T1w,T2w,FLAIR (default %(default)s)",
+    )
     p.add_argument("--resolution", type=float, default=2.0, help="voxel size in mm (default 2)")
     p.add_argument("--sessions", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -390,12 +472,22 @@ def main(argv=None):
     groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
     problems = [c for c in contrasts if c not in CONTRASTS]
     if problems or "T1w" not in contrasts:
-        print(f"bidsxai-synth: contrasts must include T1w and come from {','.join(CONTRASTS)}",
-              file=sys.stderr)
+        print(
+            f"bidsxai-synth: contrasts must include T1w and come from {','.join(CONTRASTS)}",
+            file=sys.stderr,
+        )
         return 64
-    if len(groups) < 2 or args.n_subjects < len(groups) or args.sessions < 1 or args.resolution <= 0:
-        print("bidsxai-synth: need >= 2 groups, >= 1 subject per group, >= 1 session and a positive "
-              "resolution", file=sys.stderr)
+    if (
+        len(groups) < 2
+        or args.n_subjects < len(groups)
+        or args.sessions < 1
+        or args.resolution <= 0
+    ):
+        print(
+            "bidsxai-synth: need >= 2 groups, >= 1 subject per group, >= 1 session and a positive "
+            "resolution",
+            file=sys.stderr,
+        )
         return 64
     if args.out_dir.exists() and any(args.out_dir.iterdir()):
         print(f"bidsxai-synth: {args.out_dir} exists and is not empty", file=sys.stderr)

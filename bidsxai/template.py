@@ -43,20 +43,28 @@ def _template_1mm():
     from nilearn import datasets
 
     t1 = datasets.load_mni152_template()
-    maps = [t1] + [load() for load in (datasets.load_mni152_gm_template,
-                                       datasets.load_mni152_wm_template,
-                                       datasets.load_mni152_brain_mask)]
+    maps = [t1] + [
+        load()
+        for load in (
+            datasets.load_mni152_gm_template,
+            datasets.load_mni152_wm_template,
+            datasets.load_mni152_brain_mask,
+        )
+    ]
     return t1.affine.copy(), [m.get_fdata(dtype=np.float32) for m in maps]
 
 
 def _downsample(volume, resolution, shape):
-    """Anti-aliased linear resampling of a 1 mm volume onto the ``resolution`` grid (same origin)."""
+    """Anti-aliased linear resampling of a 1 mm volume onto the ``resolution`` grid (same
+    origin)."""
     from scipy import ndimage
 
     if resolution == 1.0:
         return volume
     smooth = ndimage.gaussian_filter(volume, sigma=0.42 * resolution) if resolution > 1 else volume
-    return ndimage.affine_transform(smooth, np.diag(np.full(3, resolution)), output_shape=shape, order=1)
+    return ndimage.affine_transform(
+        smooth, np.diag(np.full(3, resolution)), output_shape=shape, order=1
+    )
 
 
 @lru_cache(maxsize=4)

@@ -19,8 +19,10 @@ def validator_errors(dataset_dir, recursive=False):
     """Error issues of the official validator, as ``[(code, location)]``; [] means valid."""
     exe = find_validator()
     if exe is None:
-        raise UsageError("bids-validator-deno is not installed; install it (pip install "
-                         "bids-validator-deno) or pass --skip-bids-validation")
+        raise UsageError(
+            "bids-validator-deno is not installed; install it (pip install "
+            "bids-validator-deno) or pass --skip-bids-validation"
+        )
     cmd = [exe, str(dataset_dir), "--format", "json", "--ignoreWarnings"]
     if recursive:
         cmd.append("--recursive")
@@ -28,15 +30,22 @@ def validator_errors(dataset_dir, recursive=False):
     try:
         report = json.loads(proc.stdout)
     except ValueError:
-        raise InvalidBidsError(f"{dataset_dir}: the BIDS validator failed: "
-                               f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}") from None
-    return [(i.get("code"), i.get("location", "")) for i in report["issues"]["issues"]
-            if i.get("severity") == "error"]
+        raise InvalidBidsError(
+            f"{dataset_dir}: the BIDS validator failed: "
+            f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
+        ) from None
+    return [
+        (i.get("code"), i.get("location", ""))
+        for i in report["issues"]["issues"]
+        if i.get("severity") == "error"
+    ]
 
 
 def require_valid(dataset_dir):
     errors = validator_errors(dataset_dir)
     if errors:
         codes = sorted({code for code, _ in errors})
-        raise InvalidBidsError(f"{dataset_dir}: the BIDS validator found {len(errors)} error(s) "
-                               f"({', '.join(codes[:5])}); fix them or pass --skip-bids-validation")
+        raise InvalidBidsError(
+            f"{dataset_dir}: the BIDS validator found {len(errors)} error(s) "
+            f"({', '.join(codes[:5])}); fix them or pass --skip-bids-validation"
+        )

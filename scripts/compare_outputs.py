@@ -18,16 +18,28 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-IGNORED_KEYS = {"SoftwareVersions", "Version", "GeneratedBy", "created", "generated", "command",
-                "bidsxai_version", "versions"}
+IGNORED_KEYS = {
+    "SoftwareVersions",
+    "Version",
+    "GeneratedBy",
+    "created",
+    "generated",
+    "command",
+    "bidsxai_version",
+    "versions",
+}
 SKIPPED_SUFFIXES = (".html", ".toml", ".md", ".bib", ".txt")
 SKIPPED_FOLDERS = {"logs", "cache"}
 
 
 def files_of(root):
-    return {p.relative_to(root).as_posix() for p in Path(root).rglob("*")
-            if p.is_file() and not SKIPPED_FOLDERS & set(p.relative_to(root).parts)
-            and not p.name.endswith(SKIPPED_SUFFIXES)}
+    return {
+        p.relative_to(root).as_posix()
+        for p in Path(root).rglob("*")
+        if p.is_file()
+        and not SKIPPED_FOLDERS & set(p.relative_to(root).parts)
+        and not p.name.endswith(SKIPPED_SUFFIXES)
+    }
 
 
 def _strip(value):
@@ -63,14 +75,18 @@ def compare_file(reference, new, tolerance):
         out = [] if np.array_equal(ra.affine, na.affine) else ["affine differs"]
         diff = np.abs(np.asarray(ra.dataobj, np.float64) - np.asarray(na.dataobj, np.float64))
         if np.nanmax(diff, initial=0) > tolerance:
-            out.append(f"data: max |difference| {np.nanmax(diff):.3g} in {(diff > tolerance).sum()} voxels")
+            out.append(
+                f"data: max |difference| {np.nanmax(diff):.3g} in {(diff > tolerance).sum()} voxels"
+            )
         return out
     if name.endswith(".tsv"):
         if not reference.read_text().strip() or not new.read_text().strip():  # a table without rows
             return [] if reference.read_text() == new.read_text() else ["one table is empty"]
         ra, na = (pd.read_csv(p, sep="\t") for p in (reference, new))
         if list(ra.columns) != list(na.columns) or len(ra) != len(na):
-            return [f"columns/rows {list(ra.columns)} x {len(ra)} != {list(na.columns)} x {len(na)}"]
+            return [
+                f"columns/rows {list(ra.columns)} x {len(ra)} != {list(na.columns)} x {len(na)}"
+            ]
         out = []
         for column in ra.columns:
             x, y = ra[column], na[column]
@@ -93,8 +109,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("reference", type=Path)
     parser.add_argument("new", type=Path)
-    parser.add_argument("--tolerance", type=float, default=0.0,
-                        help="largest absolute difference of numbers taken as equal (default 0)")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        help="largest absolute difference of numbers taken as equal (default 0)",
+    )
     args = parser.parse_args(argv)
     ref_files, new_files = files_of(args.reference), files_of(args.new)
     differing = 0
@@ -106,10 +126,15 @@ def main(argv=None):
         problems = compare_file(args.reference / rel, args.new / rel, args.tolerance)
         if problems:
             differing += 1
-            print(f"differs: {rel}: " + "; ".join(problems[:4]) +
-                  (f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""))
-    print(f"{len(ref_files & new_files)} files compared, {differing} differ, "
-          f"{len(ref_files - new_files)} only in reference, {len(new_files - ref_files)} only in new")
+            print(
+                f"differs: {rel}: "
+                + "; ".join(problems[:4])
+                + (f" (+{len(problems) - 4} more)" if len(problems) > 4 else "")
+            )
+    print(
+        f"{len(ref_files & new_files)} files compared, {differing} differ, "
+        f"{len(ref_files - new_files)} only in reference, {len(new_files - ref_files)} only in new"
+    )
     return 1 if differing or ref_files != new_files else 0
 
 

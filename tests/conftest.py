@@ -17,7 +17,9 @@ def run_cli(*argv):
 
 def snapshot(folder):
     """Every file under ``folder`` with its size and mtime, to prove nothing was written there."""
-    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob("*") if p.is_file()}
+    return {
+        p: (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob("*") if p.is_file()
+    }
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +46,12 @@ def pipeline(cohort, tmp_path_factory):
     common = ["--resolution", RES, "--nprocs", 2]
     codes = [
         run_cli(cohort, out, "participant", *common),
-        run_cli(cohort, out, "train", "--epochs", 3, "--cv-folds", 2, "--skip-bids-validation", *common),
-        run_cli(cohort, out, "participant", "--model", "cnn3d_group", "--skip-bids-validation", *common),
+        run_cli(
+            cohort, out, "train", "--epochs", 3, "--cv-folds", 2, "--skip-bids-validation", *common
+        ),
+        run_cli(
+            cohort, out, "participant", "--model", "cnn3d_group", "--skip-bids-validation", *common
+        ),
         run_cli(cohort, out, "group", "--skip-bids-validation", *common),
     ]
     return {"out": out, "codes": codes, "input_unchanged": snapshot(cohort) == before}

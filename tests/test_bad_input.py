@@ -61,54 +61,108 @@ def test_outputs_that_would_write_into_the_input(cohort, tmp_path, capsys, where
 
 
 def test_unknown_participant_label(cohort, tmp_path, capsys):
-    assert run_cli(cohort, tmp_path / "out", "participant", "--participant_label", "42",
-                   "--skip-bids-validation") == EXIT_NOTHING_SELECTED
+    assert (
+        run_cli(
+            cohort,
+            tmp_path / "out",
+            "participant",
+            "--participant_label",
+            "42",
+            "--skip-bids-validation",
+        )
+        == EXIT_NOTHING_SELECTED
+    )
     assert "sub-42" in one_line_error(capsys)
 
 
 def test_model_path_without_bundle(cohort, tmp_path, capsys):
-    assert run_cli(cohort, tmp_path / "out", "participant", "--model", tmp_path,
-                   "--skip-bids-validation") == EXIT_NO_INPUT
+    assert (
+        run_cli(
+            cohort, tmp_path / "out", "participant", "--model", tmp_path, "--skip-bids-validation"
+        )
+        == EXIT_NO_INPUT
+    )
     assert "no model bundle" in one_line_error(capsys)
 
 
 def test_target_column_that_does_not_exist(pipeline, cohort, capsys):
-    assert run_cli(cohort, pipeline["out"], "train", "--target", "diagnosis", "--resolution", RES,
-                   "--skip-bids-validation") == EXIT_USAGE
+    assert (
+        run_cli(
+            cohort,
+            pipeline["out"],
+            "train",
+            "--target",
+            "diagnosis",
+            "--resolution",
+            RES,
+            "--skip-bids-validation",
+        )
+        == EXIT_USAGE
+    )
     assert "diagnosis" in one_line_error(capsys)
 
 
-@pytest.mark.parametrize("option, word", [
-    (["--cv-folds", 1], "--cv-folds"),
-    (["--cv-folds", 7], "only 6 subjects"),
-    (["--test-fraction", 1], "--test-fraction"),
-    (["--covariates", "age"], "cnn3d takes none"),
-    (["--arch", "gamer_mril", "--covariates", "sex"], "numeric"),
-    (["--arch", "gamer_mril", "--covariates", "age", "edss"], "takes 1"),
-    (["--loss-weight", "closeness"], "--target-threshold"),
-    (["--target", "group", "--target-threshold", 5], "not numeric"),
-    (["--arch-width", 0.5], "fixed width"),
-    (["--arch", "stroke_gap", "--augment", "sideways"], "--augment"),
-])
+@pytest.mark.parametrize(
+    "option, word",
+    [
+        (["--cv-folds", 1], "--cv-folds"),
+        (["--cv-folds", 7], "only 6 subjects"),
+        (["--test-fraction", 1], "--test-fraction"),
+        (["--covariates", "age"], "cnn3d takes none"),
+        (["--arch", "gamer_mril", "--covariates", "sex"], "numeric"),
+        (["--arch", "gamer_mril", "--covariates", "age", "edss"], "takes 1"),
+        (["--loss-weight", "closeness"], "--target-threshold"),
+        (["--target", "group", "--target-threshold", 5], "not numeric"),
+        (["--arch-width", 0.5], "fixed width"),
+        (["--arch", "stroke_gap", "--augment", "sideways"], "--augment"),
+    ],
+)
 def test_training_options_that_cannot_work(pipeline, cohort, capsys, option, word):
     models = snapshot(pipeline["out"] / "models")
-    assert run_cli(cohort, pipeline["out"], "train", "--resolution", RES, "--skip-bids-validation",
-                   "--model", "refused", *option) == EXIT_USAGE
+    assert (
+        run_cli(
+            cohort,
+            pipeline["out"],
+            "train",
+            "--resolution",
+            RES,
+            "--skip-bids-validation",
+            "--model",
+            "refused",
+            *option,
+        )
+        == EXIT_USAGE
+    )
     assert word in one_line_error(capsys)
     assert snapshot(pipeline["out"] / "models") == models
 
 
-@pytest.mark.parametrize("option, expected_code, word", [
-    (["--covariates", "height"], EXIT_USAGE, "height"),
-    (["--covariates", "group"], EXIT_USAGE, "explain the group labels"),
-    (["--correlate", "mmse"], EXIT_USAGE, "mmse"),
-    (["--correlate", "edss", "--correlate-image", "PD"], EXIT_NO_INPUT, "PD"),
-    (["--atlas", "missing.nii.gz"], EXIT_NO_INPUT, "missing.nii.gz"),
-])
+@pytest.mark.parametrize(
+    "option, expected_code, word",
+    [
+        (["--covariates", "height"], EXIT_USAGE, "height"),
+        (["--covariates", "group"], EXIT_USAGE, "explain the group labels"),
+        (["--correlate", "mmse"], EXIT_USAGE, "mmse"),
+        (["--correlate", "edss", "--correlate-image", "PD"], EXIT_NO_INPUT, "PD"),
+        (["--atlas", "missing.nii.gz"], EXIT_NO_INPUT, "missing.nii.gz"),
+    ],
+)
 def test_group_options_that_cannot_work(pipeline, cohort, capsys, option, expected_code, word):
     before = snapshot(pipeline["out"] / "group")
-    assert run_cli(cohort, pipeline["out"], "group", "--resolution", RES, "--skip-bids-validation",
-                   "--n-perm", "0", *option) == expected_code
+    assert (
+        run_cli(
+            cohort,
+            pipeline["out"],
+            "group",
+            "--resolution",
+            RES,
+            "--skip-bids-validation",
+            "--n-perm",
+            "0",
+            *option,
+        )
+        == expected_code
+    )
     assert word in one_line_error(capsys)
     assert snapshot(pipeline["out"] / "group") == before  # refused before anything is written
 
@@ -129,8 +183,21 @@ def test_damaged_subjects_fail_alone_and_others_are_processed(cohort_copy, capsy
     nib.save(nib.Nifti1Image(np.ones((8, 8, 8, 2), np.float32), np.eye(4)), flair)
     out = bids / "derivatives" / "bidsxai"  # the conventional place inside BIDS_DIR
     before = snapshot(bids)
-    code = run_cli(bids, out, "participant", "--participant-label", "01", "02", "03", "04",
-                   "--resolution", RES, "--nprocs", 2, "--skip-bids-validation")
+    code = run_cli(
+        bids,
+        out,
+        "participant",
+        "--participant-label",
+        "01",
+        "02",
+        "03",
+        "04",
+        "--resolution",
+        RES,
+        "--nprocs",
+        2,
+        "--skip-bids-validation",
+    )
     assert code == EXIT_NO_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3
@@ -147,8 +214,18 @@ def test_bids_filter_file_that_selects_nothing(cohort, tmp_path, capsys):
     filters = tmp_path / "filters.json"
     filters.write_text(json.dumps({"t1w": {"acquisition": "nonexistent"}}))
     out = tmp_path / "out"
-    code = run_cli(cohort, out, "participant", "--participant-label", "05", "--bids-filter-file",
-                   filters, "--resolution", RES, "--skip-bids-validation")
+    code = run_cli(
+        cohort,
+        out,
+        "participant",
+        "--participant-label",
+        "05",
+        "--bids-filter-file",
+        filters,
+        "--resolution",
+        RES,
+        "--skip-bids-validation",
+    )
     assert code == EXIT_NO_INPUT
     assert "no T1w" in capsys.readouterr().err
 
@@ -156,7 +233,15 @@ def test_bids_filter_file_that_selects_nothing(cohort, tmp_path, capsys):
 def test_corrupt_gzip_is_reported_not_raised(cohort_copy, tmp_path, capsys):
     t2 = cohort_copy / "sub-05" / "anat" / "sub-05_T2w.nii.gz"
     t2.write_bytes(gzip.compress(b"\0" * 400))
-    code = run_cli(cohort_copy, tmp_path / "out", "participant", "--participant-label", "05",
-                   "--resolution", RES, "--skip-bids-validation")
+    code = run_cli(
+        cohort_copy,
+        tmp_path / "out",
+        "participant",
+        "--participant-label",
+        "05",
+        "--resolution",
+        RES,
+        "--skip-bids-validation",
+    )
     assert code == EXIT_NO_INPUT
     assert "sub-05" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 averages gradients over all spatial axes and handles batches correctly; torchcam; eq. 19 written
 out with autograd derivatives) and the properties the methods promise."""
 
-
 import pytest
 import torch
 from captum.attr import LayerGradCam
@@ -15,7 +14,7 @@ from bidsxai.explain.gradcam import gradcam_from
 def gradcampp_eq19(net, split, x, n, c):
     """Eq. 19 of Chattopadhyay et al. with Y = exp(S), every derivative taken by autograd."""
     net = net.double()
-    activation = net[:split](x.double())[n:n + 1].detach().requires_grad_(True)
+    activation = net[:split](x.double())[n : n + 1].detach().requires_grad_(True)
     y = torch.exp(net[split:](activation)[0, c])
     (d1,) = torch.autograd.grad(y, activation, create_graph=True)
     flat1 = d1.flatten()
@@ -52,7 +51,9 @@ def test_gradcam_per_sample_targets_match_captum():
     x = torch.randn(3, 2, 6, 6, 6)
     target = [2, 0, 1]
     ours = explain(net, x, "gradcam", layer="3", target=target, upsample=False)
-    ref = LayerGradCam(net, net[3]).attribute(x, target=torch.tensor(target), relu_attributions=True)
+    ref = LayerGradCam(net, net[3]).attribute(
+        x, target=torch.tensor(target), relu_attributions=True
+    )
     torch.testing.assert_close(ours, ref[:, 0], rtol=1e-5, atol=1e-6)
 
 
@@ -79,7 +80,7 @@ def test_gradcam_matches_torchcam_unnormalised_for_every_class_in_a_batch(dims):
     extractor = GradCAM(net, target_layer="3")
     for n in range(len(x)):
         for c in range(3):
-            scores = net(x[n:n + 1])
+            scores = net(x[n : n + 1])
             ref = extractor(class_idx=c, scores=scores, normalized=False, retain_graph=True)[0][0]
             torch.testing.assert_close(ours[n, c], ref, rtol=1e-5, atol=1e-6)
     extractor.remove_hooks()
@@ -89,8 +90,9 @@ def test_gradcam_matches_torchcam_unnormalised_for_every_class_in_a_batch(dims):
 def test_gradcampp_equals_eq19_at_a_non_final_layer(dims):
     net = maxpool_net(dims)
     x = torch.randn(2, 2, *([4] * dims)) * 0.5
-    ours = explain_many(net.double(), x.double(), ["gradcampp"], layer="1", targets="all",
-                        upsample=False)["gradcampp"]
+    ours = explain_many(
+        net.double(), x.double(), ["gradcampp"], layer="1", targets="all", upsample=False
+    )["gradcampp"]
     for n in range(2):
         for c in range(3):
             reference, exp_score = gradcampp_eq19(net, 2, x, n, c)
@@ -122,7 +124,7 @@ def test_cam_matches_torchcam_and_is_grad_cam_without_relu_on_gap_models(dims):
         torch.testing.assert_close(ours["cam"][:, c], ref, rtol=1e-5, atol=1e-6)
     extractor.remove_hooks()
     # Grad-CAM on a GAP model: dy/dA = w / Z everywhere, so Grad-CAM = ReLU(CAM) / Z
-    z = 6 ** dims
+    z = 6**dims
     torch.testing.assert_close(ours["gradcam"], torch.relu(ours["cam"]) / z, rtol=1e-5, atol=1e-7)
     assert (ours["cam"] < 0).any()  # CAM itself keeps negative evidence, as in the paper
 

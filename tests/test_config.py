@@ -28,14 +28,29 @@ def test_every_setting_is_an_option_with_its_default():
         assert f.metadata["help"], f.name
         if f.metadata["section"] != "positional":
             assert by_dest[f.name].default == default_of(f), f.name
-    assert _settings("participant") == Settings(bids_dir=Path("bids"), output_dir=Path("out"),
-                                                level="participant")
+    assert _settings("participant") == Settings(
+        bids_dir=Path("bids"), output_dir=Path("out"), level="participant"
+    )
 
 
 def test_saved_toml_reads_back_to_the_same_settings():
-    settings = _settings("group", "--derivatives", "prep=/data/prep", "--atlas", "none",
-                         "--methods", "gradcam,lrp", "--covariates", "age", "sex", "--cluster-p",
-                         "0.001", "-w", "/scratch", "-vv")
+    settings = _settings(
+        "group",
+        "--derivatives",
+        "prep=/data/prep",
+        "--atlas",
+        "none",
+        "--methods",
+        "gradcam,lrp",
+        "--covariates",
+        "age",
+        "sex",
+        "--cluster-p",
+        "0.001",
+        "-w",
+        "/scratch",
+        "-vv",
+    )
     again = Settings.from_toml(settings.to_toml())
     assert again == settings
     assert again.derivatives == {"prep": Path("/data/prep")} and again.verbosity == 2
@@ -52,19 +67,44 @@ def test_old_names_are_aliases_of_the_descriptive_ones():
 def test_method_defaults_come_from_the_functions_signatures():
     steps = inspect.signature(integrated_gradients).parameters["steps"].default
     assert METHODS["ig"].defaults["steps"] == steps
-    assert METHODS["lrp"].defaults["composite"] == inspect.signature(lrp).parameters["composite"].default
+    assert (
+        METHODS["lrp"].defaults["composite"]
+        == inspect.signature(lrp).parameters["composite"].default
+    )
     assert Settings.__dataclass_fields__["lrp_composite"].default_factory() == COMPOSITES[0]
-    assert "threshold" in METHODS["perturbation"].defaults and "group" in METHODS["perturbation"].defaults
-    assert METHODS["ig"].record(METHODS["ig"].defaults) == {"steps": 64, "baseline": "zero",
-                                                             "quadrature": "gausslegendre"}
+    assert (
+        "threshold" in METHODS["perturbation"].defaults
+        and "group" in METHODS["perturbation"].defaults
+    )
+    assert METHODS["ig"].record(METHODS["ig"].defaults) == {
+        "steps": 64,
+        "baseline": "zero",
+        "quadrature": "gausslegendre",
+    }
     assert set(CAM_FAMILY) == {"cam", "gradcam", "gradcampp"}
 
 
-MODEL = {"architecture": "cnn3d", "input": {"contrasts": ["T1w"]}, "covariates": [], "target": "group",
-         "classes": ["HC", "MS"], "target_threshold": None, "explain_layer": "blocks.3",
-         "training": {"test_fraction": 0.2, "cv_folds": 5, "cv_repeats": 1, "loss_weight": "none",
-                      "optimiser": "adamw", "learning_rate": 3e-4, "weight_decay": 1e-4,
-                      "augment": "flip", "patience": 8, "select_by": "loss"}}
+MODEL = {
+    "architecture": "cnn3d",
+    "input": {"contrasts": ["T1w"]},
+    "covariates": [],
+    "target": "group",
+    "classes": ["HC", "MS"],
+    "target_threshold": None,
+    "explain_layer": "blocks.3",
+    "training": {
+        "test_fraction": 0.2,
+        "cv_folds": 5,
+        "cv_repeats": 1,
+        "loss_weight": "none",
+        "optimiser": "adamw",
+        "learning_rate": 3e-4,
+        "weight_decay": 1e-4,
+        "augment": "flip",
+        "patience": 8,
+        "select_by": "loss",
+    },
+}
 
 
 def test_cli_choices_and_methods_text_derive_from_the_method_table():
@@ -76,4 +116,6 @@ def test_cli_choices_and_methods_text_derive_from_the_method_table():
     for method in METHODS.values():
         assert f"{method.label} [@{method.citation}]" in text
         assert "{" + method.citation + "," in bib
-    assert "[@thibeausutre2020] trained with" in text  # the architecture's citation from its registry entry
+    assert (
+        "[@thibeausutre2020] trained with" in text
+    )  # the architecture's citation from its registry entry

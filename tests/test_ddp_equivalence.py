@@ -21,21 +21,34 @@ def _data():
 
 def _model():
     torch.manual_seed(7)  # no batch norm or dropout: the per-rank batches then add up exactly
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(54, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(54, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)
+    )
 
 
 def _train(context, batch_size):
     model = _model()
-    options = TrainOptions(epochs=3, patience=5, batch_size=batch_size, optimiser="adam", learning_rate=0.05,
-                           weight_decay=0.0)
+    options = TrainOptions(
+        epochs=3,
+        patience=5,
+        batch_size=batch_size,
+        optimiser="adam",
+        learning_rate=0.05,
+        weight_decay=0.0,
+    )
     data = _data()
     fit(model, data, data, device=torch.device("cpu"), options=options, seed=3, ranks=context)
     return model
 
 
 def _rank(rank, port, folder):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE="2",
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     context = distributed.start()
     try:

@@ -8,8 +8,15 @@ from bidsxai.explain.diagnostics import conv_layers, layer_iteration, mirroring,
 def mirror_symmetric_net():
     """Kernels symmetric along the first spatial axis + GAP: the model is flip-invariant."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 5, 3, padding=1),
-                        nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(5, 3)).eval()
+    net = nn.Sequential(
+        nn.Conv3d(2, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv3d(4, 5, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+        nn.Linear(5, 3),
+    ).eval()
     with torch.no_grad():
         for conv in (net[0], net[2]):
             conv.weight.copy_((conv.weight + torch.flip(conv.weight, (2,))) / 2)
@@ -28,8 +35,9 @@ def test_flip_equivariance_on_a_flip_invariant_model():
 
 def test_mirroring_detects_a_side_bias():
     torch.manual_seed(1)
-    net = nn.Sequential(nn.Conv3d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(3 * 6 * 4 * 4, 2)).eval()
+    net = nn.Sequential(
+        nn.Conv3d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 4 * 4, 2)
+    ).eval()
     with torch.no_grad():
         net[3].weight.view(2, 3, 6, 4, 4)[:, :, :3] = 0  # reads the right half only
     r, _, _ = mirroring(net, torch.rand(2, 1, 6, 4, 4), ["saliency"], target=[0, 0])["saliency"]

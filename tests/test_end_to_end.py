@@ -54,18 +54,25 @@ def test_model_bundle_records_folds_metrics_and_hashes(pipeline):
     assert meta["classes"] == ["HC", "RRMS", "SPMS"]
     assert set(meta["assignments"][0].values()) == {1, 2, "test"}
     assert set(meta["members"]) == {"repeat-1_fold-1", "repeat-1_fold-2"}
-    assert meta["final_member"] in meta["members"] and meta["sha256"] == meta["members"][meta["final_member"]]["sha256"]
+    assert (
+        meta["final_member"] in meta["members"]
+        and meta["sha256"] == meta["members"][meta["final_member"]]["sha256"]
+    )
     cv, test = meta["metrics"]["cross_validation"], meta["metrics"]["test"]
     assert cv["n"] == 6 and test["n"] == 3 and len(cv["accuracy_ci"]) == 2 and "loss" in cv
     assert set(meta["metrics"]["members"]["repeat-1_fold-1"]) == {"validation", "test"}
-    assert meta["input"]["contrasts"] == ["T1w", "T2w", "FLAIR"] and meta["input"]["resolution"] == RES
+    assert (
+        meta["input"]["contrasts"] == ["T1w", "T2w", "FLAIR"] and meta["input"]["resolution"] == RES
+    )
     assert (pipeline["out"] / "models" / "cnn3d_group" / "report.html").is_file()
 
 
 def test_reports_are_self_contained(pipeline):
     out = pipeline["out"]
-    reports = sorted(out.glob("sub-*.html")) + [out / "group.html",
-                                                 out / "models" / "cnn3d_group" / "report.html"]
+    reports = sorted(out.glob("sub-*.html")) + [
+        out / "group.html",
+        out / "models" / "cnn3d_group" / "report.html",
+    ]
     assert len(reports) == 9 + 2
     for path in reports:
         html = path.read_text()
@@ -85,7 +92,9 @@ def test_group_level_writes_stat_maps_and_tables(pipeline):
     voxelwise = pd.read_csv(group / "voxelwise.tsv", sep="\t")
     assert len(voxelwise) == 9
     assert (voxelwise["n_fwe"] <= voxelwise["n_uncorrected"]).all()
-    t_map = group / f"space-{SPACE}_method-gradcam_target-SPMS_desc-RRMSvsSPMS_stat-t_statmap.nii.gz"
+    t_map = (
+        group / f"space-{SPACE}_method-gradcam_target-SPMS_desc-RRMSvsSPMS_stat-t_statmap.nii.gz"
+    )
     assert np.allclose(nib.load(t_map).affine, load_template(RES).affine)
     for stat in ("stat-p", "stat-logp_corr-fdr", "stat-logp_corr-bonferroni", "stat-logp_corr-fwe"):
         assert (group / t_map.name.replace("stat-t", stat)).is_file()
@@ -95,8 +104,19 @@ def test_resume_skips_finished_sessions(pipeline, cohort):
     out = pipeline["out"]
     image = out / "sub-01" / "anat" / f"sub-01_space-{SPACE}_res-6_desc-preproc_T1w.nii.gz"
     before = image.stat().st_mtime_ns
-    assert run_cli(cohort, out, "participant", "--participant-label", "sub-01", "--resolution", RES,
-                   "--skip-bids-validation") == 0
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "participant",
+            "--participant-label",
+            "sub-01",
+            "--resolution",
+            RES,
+            "--skip-bids-validation",
+        )
+        == 0
+    )
     assert image.stat().st_mtime_ns == before
 
 
@@ -108,32 +128,90 @@ def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp
     for old in out.glob("sub-05/anat/*_heatmap.*"):
         old.unlink()
     methods = "cam,gradcam,gradcampp,saliency,smoothgrad,ig,lrp"
-    assert run_cli(cohort, out, "participant", "--participant-label", "05", "--model", "cnn3d_group",
-                   "--methods", methods, "--targets", "predicted", "--resolution", RES,
-                   "--skip-bids-validation") == 64  # cnn3d has no GAP head: refused up front
-    assert run_cli(cohort, out, "participant", "--participant-label", "05", "--model", "cnn3d_group",
-                   "--methods", methods.replace("cam,", "", 1), "--targets", "predicted",
-                   "--resolution", RES, "--skip-bids-validation") == 0
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "participant",
+            "--participant-label",
+            "05",
+            "--model",
+            "cnn3d_group",
+            "--methods",
+            methods,
+            "--targets",
+            "predicted",
+            "--resolution",
+            RES,
+            "--skip-bids-validation",
+        )
+        == 64
+    )  # cnn3d has no GAP head: refused up front
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "participant",
+            "--participant-label",
+            "05",
+            "--model",
+            "cnn3d_group",
+            "--methods",
+            methods.replace("cam,", "", 1),
+            "--targets",
+            "predicted",
+            "--resolution",
+            RES,
+            "--skip-bids-validation",
+        )
+        == 0
+    )
     anat = out / "sub-05" / "anat"
     heatmaps = sorted(p.name for p in anat.glob("*_heatmap.nii.gz") if "desc-layers" not in p.name)
     assert len(heatmaps) == 6  # one per method, the predicted class only
     layers = next(anat.glob("*_desc-layers_method-gradcam_*_heatmap.nii.gz"))
-    names = json.loads(layers.with_name(layers.name.replace(".nii.gz", ".json")).read_text())["Layers"]
-    assert nib.load(layers).shape[3] == len(names) >= 3 and all(n.startswith("blocks.") for n in names)
+    names = json.loads(layers.with_name(layers.name.replace(".nii.gz", ".json")).read_text())[
+        "Layers"
+    ]
+    assert nib.load(layers).shape[3] == len(names) >= 3 and all(
+        n.startswith("blocks.") for n in names
+    )
     ig = json.loads(next(anat.glob("*_method-ig_*_heatmap.json")).read_text())
     assert ig["Parameters"] == {"steps": 64, "baseline": "zero", "quadrature": "gausslegendre"}
     assert ig["CompletenessError"] < 0.05 * max(1.0, abs(ig["Logit"]))
     assert "Layer" not in ig
     lrp = json.loads(next(anat.glob("*_method-lrp_*_heatmap.json")).read_text())
-    assert lrp["Parameters"]["composite"] == "zbeta-alphabeta-epsilon" and lrp["Parameters"]["bounds"] == [0.0, 1.0]
+    assert lrp["Parameters"]["composite"] == "zbeta-alphabeta-epsilon" and lrp["Parameters"][
+        "bounds"
+    ] == [0.0, 1.0]
     measures = pd.read_csv(anat / "sub-05_measures.tsv", sep="\t")
-    assert sorted(measures["method"]) == sorted(["gradcam", "gradcampp", "saliency", "smoothgrad", "ig", "lrp"])
+    assert sorted(measures["method"]) == sorted(
+        ["gradcam", "gradcampp", "saliency", "smoothgrad", "ig", "lrp"]
+    )
     mirror = measures.set_index("method")["mirror_r"]
-    assert mirror[["gradcam", "gradcampp"]].between(-1, 1).all() and mirror[["saliency", "ig"]].isna().all()
+    assert (
+        mirror[["gradcam", "gradcampp"]].between(-1, 1).all()
+        and mirror[["saliency", "ig"]].isna().all()
+    )
     report = (out / "sub-05.html").read_text()
     assert "mirroring r" in report and "integrated gradients [@sundararajan2017]" in report
-    assert run_cli(cohort, out, "participant", "--participant-label", "05", "--model", "cnn3d_group",
-                   "--targets", "MS", "--resolution", RES, "--skip-bids-validation") == 64
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "participant",
+            "--participant-label",
+            "05",
+            "--model",
+            "cnn3d_group",
+            "--targets",
+            "MS",
+            "--resolution",
+            RES,
+            "--skip-bids-validation",
+        )
+        == 64
+    )
 
 
 def test_gamer_mril_trains_and_is_explained_from_its_attention(pipeline, cohort, tmp_path):
@@ -142,22 +220,68 @@ def test_gamer_mril_trains_and_is_explained_from_its_attention(pipeline, cohort,
     out = tmp_path / "out"
     shutil.copytree(pipeline["out"], out)
     common = ["--resolution", RES, "--skip-bids-validation"]
-    assert run_cli(cohort, out, "train", "--arch", "gamer_mril", "--target", "edss", "--target-threshold", 5,
-                   "--loss-weight", "closeness", "--epochs", 1, "--cv-folds", 2, *common) == 0
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "train",
+            "--arch",
+            "gamer_mril",
+            "--target",
+            "edss",
+            "--target-threshold",
+            5,
+            "--loss-weight",
+            "closeness",
+            "--epochs",
+            1,
+            "--cv-folds",
+            2,
+            *common,
+        )
+        == 0
+    )
     meta = json.loads((out / "models" / "gamer_mril_edss" / "model.json").read_text())
     assert meta["classes"] == ["edss-lt5", "edss-ge5"] and meta["covariates"] == ["age"]
     assert "01" not in meta["assignments"][0]  # a control: no EDSS, not in the cohort
     attention = meta["attention"]
-    assert len(attention["rows"]) == 6 and all(abs(sum(r["weights"].values()) - 1) < 1e-5 for r in attention["rows"])
+    assert len(attention["rows"]) == 6 and all(
+        abs(sum(r["weights"].values()) - 1) < 1e-5 for r in attention["rows"]
+    )
     assert "Attention weights" in (out / "models" / "gamer_mril_edss" / "report.html").read_text()
-    assert run_cli(cohort, out, "participant", "--participant-label", "02", "--model", "gamer_mril_edss",
-                   "--methods", "lrp,gradcam", "--targets", "all", "--lrp-start", "attention",
-                   "--lrp-map", "combined", *common) == 0
-    sidecars = [json.loads(p.read_text()) for p in (out / "sub-02" / "anat").glob("*_method-lrp_*_heatmap.json")]
-    assert len(sidecars) == 2  # the attention start gives one class-independent map, written per class
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "participant",
+            "--participant-label",
+            "02",
+            "--model",
+            "gamer_mril_edss",
+            "--methods",
+            "lrp,gradcam",
+            "--targets",
+            "all",
+            "--lrp-start",
+            "attention",
+            "--lrp-map",
+            "combined",
+            *common,
+        )
+        == 0
+    )
+    sidecars = [
+        json.loads(p.read_text())
+        for p in (out / "sub-02" / "anat").glob("*_method-lrp_*_heatmap.json")
+    ]
+    assert (
+        len(sidecars) == 2
+    )  # the attention start gives one class-independent map, written per class
     sidecar = sidecars[0]
-    assert sidecar["Parameters"]["start"] == "attention" and sidecar["Parameters"]["channels"] == "combined"
+    assert (
+        sidecar["Parameters"]["start"] == "attention"
+        and sidecar["Parameters"]["channels"] == "combined"
+    )
     assert set(sidecar["AttentionWeights"]) == {"T1w", "T2w", "FLAIR"}
     heatmap = next((out / "sub-02" / "anat").glob("*_method-lrp_*_heatmap.nii.gz"))
     assert np.isfinite(np.asarray(nib.load(heatmap).dataobj)).all()
-

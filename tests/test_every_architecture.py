@@ -31,17 +31,52 @@ def _trained_on(meta, member):
 @pytest.mark.parametrize("arch", [a.name for a in list_architectures() if a.dims == 2])
 def test_2d_architecture_trains_and_is_explained(arch, preprocessed, cohort):
     out = preprocessed
-    assert run_cli(cohort, out, "train", "--arch", arch, "--slice-size", 32, "--arch-width", 0.125,
-                   *QUICK, *COMMON) == 0
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "train",
+            "--arch",
+            arch,
+            "--slice-size",
+            32,
+            "--arch-width",
+            0.125,
+            *QUICK,
+            *COMMON,
+        )
+        == 0
+    )
     bundle = f"{arch}_group"
     meta = json.loads((out / "models" / bundle / "model.json").read_text())
     assert meta["architecture_args"]["width"] == 0.125 and len(meta["members"]) == 2
     subject = next(s for s, p in meta["assignments"][0].items() if p == 1)
-    assert run_cli(cohort, out, "participant", "--participant-label", subject, "--model", bundle,
-                   "--methods", "gradcam", "--targets", "predicted", "--mc-samples", 5, *COMMON) == 0
-    sidecars = [json.loads(p.read_text()) for p in (out / f"sub-{subject}" / "anat").glob("*_heatmap.json")]
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "participant",
+            "--participant-label",
+            subject,
+            "--model",
+            bundle,
+            "--methods",
+            "gradcam",
+            "--targets",
+            "predicted",
+            "--mc-samples",
+            5,
+            *COMMON,
+        )
+        == 0
+    )
+    sidecars = [
+        json.loads(p.read_text()) for p in (out / f"sub-{subject}" / "anat").glob("*_heatmap.json")
+    ]
     sidecar = next(s for s in sidecars if s.get("Model") == bundle)
-    assert sidecar["ModelMember"] == "repeat-1_fold-1" and subject not in _trained_on(meta, "repeat-1_fold-1")
+    assert sidecar["ModelMember"] == "repeat-1_fold-1" and subject not in _trained_on(
+        meta, "repeat-1_fold-1"
+    )
     assert ("MCDropout" in sidecar) == arch.startswith("stroke_")
 
 
@@ -70,9 +105,26 @@ def test_no_subject_is_explained_by_a_model_that_trained_on_it(pipeline):
 def test_ddp_training_under_torchrun_on_cpu(preprocessed, cohort):
     out = preprocessed
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "bidsxai", str(cohort), str(out), "train", "--model", "ddp", "--loader-workers", "1",
-               "--precision", "amp", *map(str, QUICK + COMMON)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "bidsxai",
+        str(cohort),
+        str(out),
+        "train",
+        "--model",
+        "ddp",
+        "--loader-workers",
+        "1",
+        "--precision",
+        "amp",
+        *map(str, QUICK + COMMON),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("trained ddp") == 1  # rank 0 alone reports and writes

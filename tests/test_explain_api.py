@@ -15,10 +15,12 @@ def test_batch_equals_single_samples_and_predicted_target():
     net = tiny_net(3)
     x = torch.randn(5, 2, 6, 6, 6)
     batch = explain(net, x, "gradcam", layer="3")
-    singles = torch.cat([explain(net, x[i:i + 1], "gradcam", layer="3") for i in range(5)])
+    singles = torch.cat([explain(net, x[i : i + 1], "gradcam", layer="3") for i in range(5)])
     torch.testing.assert_close(batch, singles, rtol=1e-5, atol=1e-6)
     predicted = net(x).argmax(1)
-    torch.testing.assert_close(batch, explain(net, x, "gradcam", layer="3", target=predicted.tolist()))
+    torch.testing.assert_close(
+        batch, explain(net, x, "gradcam", layer="3", target=predicted.tolist())
+    )
 
 
 def test_model_is_unchanged_after_explaining():
@@ -66,13 +68,23 @@ def test_float32_agrees_with_float64(method):
     x = torch.rand(2, 2, 6, 6, 6)
     layer = {"layer": "3"} if method.startswith("gradcam") else {}
     single = explain_many(net, x, [method], targets="all", **layer)[method]
-    double = explain_many(copy.deepcopy(net).double(), x.double(), [method], targets="all", **layer)[method]
+    double = explain_many(
+        copy.deepcopy(net).double(), x.double(), [method], targets="all", **layer
+    )[method]
     scale = double.abs().max()
     torch.testing.assert_close(single.double() / scale, double / scale, rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("size_in, size_out", [((5,), (17,)), ((3, 4), (11, 9)), ((4, 5, 3), (13, 16, 12)),
-                                                ((6, 6, 6), (6, 6, 6)), ((8, 3, 5), (5, 7, 5))])
+@pytest.mark.parametrize(
+    "size_in, size_out",
+    [
+        ((5,), (17,)),
+        ((3, 4), (11, 9)),
+        ((4, 5, 3), (13, 16, 12)),
+        ((6, 6, 6), (6, 6, 6)),
+        ((8, 3, 5), (5, 7, 5)),
+    ],
+)
 def test_separable_upsampling_equals_torch_interpolate(size_in, size_out):
     from torch.nn import functional as F
 

@@ -18,14 +18,18 @@ def test_saliency_matches_captum(dims):
         absolute = Saliency(net).attribute(x, target=c, abs=True)
         signed = Saliency(net).attribute(x, target=c, abs=False)
         torch.testing.assert_close(explain(net, x, "saliency", target=c), absolute.amax(1))
-        torch.testing.assert_close(explain(net, x, "saliency", target=c, mode="signed"), signed.sum(1))
+        torch.testing.assert_close(
+            explain(net, x, "saliency", target=c, mode="signed"), signed.sum(1)
+        )
 
 
 def test_smoothgrad_without_noise_is_saliency_and_is_seeded():
     net = gap_net(3)
     x = torch.randn(2, 2, 5, 5, 5)
-    torch.testing.assert_close(explain(net, x, "smoothgrad", target=1, noise=0.0, samples=3),
-                               explain(net, x, "saliency", target=1))
+    torch.testing.assert_close(
+        explain(net, x, "smoothgrad", target=1, noise=0.0, samples=3),
+        explain(net, x, "saliency", target=1),
+    )
     a = explain(net, x, "smoothgrad", target=1, samples=4, seed=3)
     assert torch.equal(a, explain(net, x, "smoothgrad", target=1, samples=4, seed=3))
     assert not torch.equal(a, explain(net, x, "smoothgrad", target=1, samples=4, seed=4))
@@ -40,8 +44,9 @@ def test_integrated_gradients_match_captum(quad):
     net = gap_net(3).double()
     x = torch.randn(2, 2, 5, 5, 5, dtype=torch.float64)
     baseline = make_baseline(x, "blur", blur_sigma=1.0)
-    result = explain_many(net, x, ["ig"], targets="all", steps=steps, baseline="blur",
-                          blur_sigma=1.0, quadrature=quad)
+    result = explain_many(
+        net, x, ["ig"], targets="all", steps=steps, baseline="blur", blur_sigma=1.0, quadrature=quad
+    )
     captum = IntegratedGradients(net)
     for c in range(3):
         ref = captum.attribute(x, baselines=baseline, target=c, n_steps=steps, method=quad)
@@ -51,8 +56,14 @@ def test_integrated_gradients_match_captum(quad):
 def test_ig_completeness_error_shrinks_with_steps():
     net = gap_net(3).double()
     x = torch.randn(2, 2, 5, 5, 5, dtype=torch.float64)
-    errors = [explain_many(net, x, ["ig"], targets="all", steps=s, quadrature="riemann_right")[
-        "ig_completeness_error"].max().item() for s in (4, 16, 64)]
+    errors = [
+        explain_many(net, x, ["ig"], targets="all", steps=s, quadrature="riemann_right")[
+            "ig_completeness_error"
+        ]
+        .max()
+        .item()
+        for s in (4, 16, 64)
+    ]
     assert errors[0] > errors[1] > errors[2]
 
 
@@ -66,6 +77,12 @@ def test_ig_of_a_linear_model_is_weight_times_input():
 
 
 def test_quadrature_weights_sum_to_one():
-    for method in ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"):
+    for method in (
+        "gausslegendre",
+        "riemann_trapezoid",
+        "riemann_left",
+        "riemann_right",
+        "riemann_middle",
+    ):
         points, weights = quadrature_rule(10, method)
         assert abs(weights.sum() - 1) < 1e-12 and points.min() >= 0 and points.max() <= 1

@@ -24,11 +24,18 @@ def planted(tmp_path_factory):
     """16 subjects (8 HC, 8 RRMS with occipital lesions) and their ground-truth lesion masks."""
     root = tmp_path_factory.mktemp("planted")
     bids = root / "bids"
-    synthesise(bids, CohortSpec(n_subjects=16, groups=("HC", "RRMS"), contrasts=("T1w",),
-                                resolution=RES, seed=7), nprocs=2)
+    synthesise(
+        bids,
+        CohortSpec(
+            n_subjects=16, groups=("HC", "RRMS"), contrasts=("T1w",), resolution=RES, seed=7
+        ),
+        nprocs=2,
+    )
     template = load_template(RES)
     lesions = {}
-    for path in sorted((bids / "derivatives" / "groundtruth").glob(f"sub-*/anat/*space-{SPACE}*_mask.nii.gz")):
+    for path in sorted(
+        (bids / "derivatives" / "groundtruth").glob(f"sub-*/anat/*space-{SPACE}*_mask.nii.gz")
+    ):
         lesions[path.name.split("_")[0][4:]] = np.asarray(nib.load(path).dataobj) > 0
     return bids, template, lesions
 
@@ -59,18 +66,33 @@ def _atlas(template, folder):
     """Two regions named so that their lobes are known: the brain behind y = -60 mm and the rest
     (the planted RRMS lesions are occipital, behind y = -65 mm)."""
     ijk = np.indices(template.brain_mask.shape).reshape(3, -1)
-    y = (template.affine[:3, :3] @ ijk + template.affine[:3, 3:])[1].reshape(template.brain_mask.shape)
+    y = (template.affine[:3, :3] @ ijk + template.affine[:3, 3:])[1].reshape(
+        template.brain_mask.shape
+    )
     labels = np.where(template.brain_mask, np.where(y < -60, 1, 2), 0).astype(np.int16)
     path = folder / "halves.nii.gz"
     nib.save(template.image(labels, np.int16), path)
     pd.DataFrame({"index": [1, 2], "name": ["Occipital_back", "Frontal_rest"]}).to_csv(
-        folder / "halves.tsv", sep="\t", index=False)
+        folder / "halves.tsv", sep="\t", index=False
+    )
     return path
 
 
 def _group(bids, out, *extra):
-    return run_cli(bids, out, "group", "--resolution", RES, "--skip-bids-validation", "--n-perm", N_PERM,
-                   "--tfce", "--cluster-p", "0.01", *extra)
+    return run_cli(
+        bids,
+        out,
+        "group",
+        "--resolution",
+        RES,
+        "--skip-bids-validation",
+        "--n-perm",
+        N_PERM,
+        "--tfce",
+        "--cluster-p",
+        "0.01",
+        *extra,
+    )
 
 
 def test_planted_difference_is_found_where_it_was_planted(planted, tmp_path):
@@ -80,17 +102,26 @@ def test_planted_difference_is_found_where_it_was_planted(planted, tmp_path):
     out = tmp_path / "out"
     _write_outputs(out, template, *_heatmaps(template, lesions, np.random.default_rng(0)))
     atlas = _atlas(template, tmp_path)
-    assert _group(bids, out, "--covariates", "age", "sex", "--correlate", "edss", "--atlas", atlas) == 0
+    assert (
+        _group(bids, out, "--covariates", "age", "sex", "--correlate", "edss", "--atlas", atlas)
+        == 0
+    )
 
     truth = ndimage.binary_dilation(np.any([lesions[s] for s in patients], axis=0), iterations=1)
     stem = out / "group" / f"space-{SPACE}_method-gradcam_target-RRMS_desc-HCvsRRMS"
     t = np.asarray(nib.load(f"{stem}_stat-t_statmap.nii.gz").dataobj)
     for correction in ("fwe", "tfcefwe", "clusterfwe", "fdr"):
-        significant = np.asarray(nib.load(f"{stem}_stat-logp_corr-{correction}_statmap.nii.gz").dataobj) > -np.log10(0.05)
+        significant = np.asarray(
+            nib.load(f"{stem}_stat-logp_corr-{correction}_statmap.nii.gz").dataobj
+        ) > -np.log10(0.05)
         assert significant.sum() >= 3, correction
-        assert (significant & truth).sum() / significant.sum() > 0.8, correction  # inside the lesions
+        assert (significant & truth).sum() / significant.sum() > 0.8, (
+            correction
+        )  # inside the lesions
         assert (t[significant] < 0).all(), correction  # RRMS higher
-    sidecar = json.loads((out / "group" / f"{stem.name}_stat-logp_corr-fwe_statmap.json").read_text())
+    sidecar = json.loads(
+        (out / "group" / f"{stem.name}_stat-logp_corr-fwe_statmap.json").read_text()
+    )
     assert sidecar["Permutations"] == N_PERM and "age, sex" in sidecar["Test"]
 
     clusters = pd.read_csv(out / "group" / "clusters.tsv", sep="\t")
@@ -102,7 +133,9 @@ def test_planted_difference_is_found_where_it_was_planted(planted, tmp_path):
     coverage = pd.read_csv(out / "group" / "coverage.tsv", sep="\t").set_index("group")
     assert coverage.loc["RRMS", "n_fdr"] > 0
     correlations = pd.read_csv(out / "group" / "correlations.tsv", sep="\t")
-    assert correlations["n"].tolist() == [len(patients)] and correlations["permutations"][0] == 20000
+    assert (
+        correlations["n"].tolist() == [len(patients)] and correlations["permutations"][0] == 20000
+    )
     measure_tests = pd.read_csv(out / "group" / "measure_tests.tsv", sep="\t")
     assert set(measure_tests["measure"]) >= {"p95", "mass_above_half"}
     html = (out / "group.html").read_text()
@@ -113,9 +146,16 @@ def test_nothing_is_significant_when_the_groups_do_not_differ(planted, tmp_path)
     bids, template, lesions = planted
     out = tmp_path / "out"
     pattern = str(tmp_path / "qmaps" / "sub-{subject}_T1map.nii.gz")  # a user's map on the grid
-    _write_outputs(out, template, *_heatmaps(template, lesions, np.random.default_rng(1), signal=False),
-                   image_path=lambda subject: Path(pattern.format(subject=subject)))
+    _write_outputs(
+        out,
+        template,
+        *_heatmaps(template, lesions, np.random.default_rng(1), signal=False),
+        image_path=lambda subject: Path(pattern.format(subject=subject)),
+    )
     assert _group(bids, out, "--correlate", "edss", "--correlate-image", pattern) == 0
     voxelwise = pd.read_csv(out / "group" / "voxelwise.tsv", sep="\t")
-    assert voxelwise[["n_fwe", "n_tfce_fwe", "n_cluster_fwe", "n_fdr", "n_bonferroni"]].sum().sum() == 0
+    assert (
+        voxelwise[["n_fwe", "n_tfce_fwe", "n_cluster_fwe", "n_fdr", "n_bonferroni"]].sum().sum()
+        == 0
+    )
     assert pd.read_csv(out / "group" / "correlations.tsv", sep="\t")["n"].tolist() == [8]

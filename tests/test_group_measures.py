@@ -100,7 +100,8 @@ def lobes_atlas(tmp_path):
     path = tmp_path / "halves.nii.gz"
     nib.save(template.image(labels, np.int16), path)
     pd.DataFrame({"index": [1, 2], "name": ["Frontal_Sup_L", "Left_thing_R"]}).to_csv(
-        tmp_path / "halves.tsv", sep="\t", index=False)
+        tmp_path / "halves.tsv", sep="\t", index=False
+    )
     return template, load_atlas(str(path), template)
 
 
@@ -111,7 +112,9 @@ def test_user_atlas_region_table_lobes_and_roi_vectors(lobes_atlas):
     table = region_table(values, atlas)
     assert list(table["region"]) == ["Frontal_Sup_L"] and table["share"][0] == pytest.approx(1)
     assert lobe_summary(table)["lobe"].tolist() == ["frontal"]
-    vectors = np.stack([roi_vector(values, atlas), roi_vector(1 - values, atlas), roi_vector(values, atlas)])
+    vectors = np.stack(
+        [roi_vector(values, atlas), roi_vector(1 - values, atlas), roi_vector(values, atlas)]
+    )
     np.testing.assert_allclose(vectors[0], [1, 0])
     similarity = cosine_similarity(vectors)
     np.testing.assert_allclose(similarity, [[1, 0, 1], [0, 1, 0], [1, 0, 1]], atol=1e-12)
@@ -131,8 +134,9 @@ def test_cluster_table_reports_size_peak_and_regions(lobes_atlas):
     assert len(table) == 2 and table["voxels"].tolist() == [7, 1]
     first = table.iloc[0]
     assert first["peak_stat"] == 6.0 and first["volume_mm3"] == pytest.approx(7 * 216)
-    np.testing.assert_allclose([first.peak_x, first.peak_y, first.peak_z],
-                               (template.affine @ np.r_[centre, 1])[:3])
+    np.testing.assert_allclose(
+        [first.peak_x, first.peak_y, first.peak_z], (template.affine @ np.r_[centre, 1])[:3]
+    )
     assert first["peak_region"] == "Frontal_Sup_L" and first["peak_lobe"] == "frontal"
 
 
@@ -142,10 +146,13 @@ def test_templateflow_atlas_is_read_from_the_home_folder_only(tmp_path, monkeypa
     folder = home / "tpl-MNI152NLin2009cAsym"
     folder.mkdir(parents=True)
     labels = template.brain_mask.astype(np.int16) * 3
-    nib.save(template.image(labels, np.int16),
-             folder / "tpl-MNI152NLin2009cAsym_res-01_atlas-Toy_desc-one_dseg.nii.gz")
+    nib.save(
+        template.image(labels, np.int16),
+        folder / "tpl-MNI152NLin2009cAsym_res-01_atlas-Toy_desc-one_dseg.nii.gz",
+    )
     pd.DataFrame({"index": [3], "name": ["Thalamus_L"]}).to_csv(
-        folder / "tpl-MNI152NLin2009cAsym_atlas-Toy_desc-one_dseg.tsv", sep="\t", index=False)
+        folder / "tpl-MNI152NLin2009cAsym_atlas-Toy_desc-one_dseg.tsv", sep="\t", index=False
+    )
     monkeypatch.setenv("TEMPLATEFLOW_HOME", str(home))
     atlas = load_atlas("templateflow:Toy", template)
     assert atlas.names == {3: "Thalamus_L"} and atlas.lobes == {3: "deep grey"}
@@ -158,8 +165,16 @@ def test_templateflow_atlas_is_read_from_the_home_folder_only(tmp_path, monkeypa
 def test_aal_on_the_template_grid_has_every_lobe():
     atlas = load_atlas("aal", load_template(6))
     assert len(atlas.names) == 116
-    assert set(atlas.lobes.values()) == {"frontal", "temporal", "parietal", "occipital", "insula",
-                                         "limbic", "deep grey", "cerebellum"}
+    assert set(atlas.lobes.values()) == {
+        "frontal",
+        "temporal",
+        "parietal",
+        "occipital",
+        "insula",
+        "limbic",
+        "deep grey",
+        "cerebellum",
+    }
     assert lobe_of("Hippocampus_L") == "limbic" and lobe_of("Thalamus_R") == "deep grey"
     present = set(np.unique(atlas.labels)) - {0}
     assert len(present) > 80  # small regions can vanish at 6 mm

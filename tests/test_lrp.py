@@ -23,15 +23,30 @@ BIAS_FREE = {"zero_params": "bias"}
 
 
 def _net(dim, batch_norm_after_relu=False, batch_norm=True):
-    conv, norm, pool = {2: (nn.Conv2d, nn.BatchNorm2d, nn.AvgPool2d),
-                        3: (nn.Conv3d, nn.BatchNorm3d, nn.AvgPool3d)}[dim]
+    conv, norm, pool = {
+        2: (nn.Conv2d, nn.BatchNorm2d, nn.AvgPool2d),
+        3: (nn.Conv3d, nn.BatchNorm3d, nn.AvgPool3d),
+    }[dim]
     torch.manual_seed(dim)
-    layers = [conv(2, 5, 3, padding=1), norm(5) if batch_norm else nn.Identity(), nn.ReLU(),
-              nn.MaxPool2d(2) if dim == 2 else nn.MaxPool3d(2), conv(5, 6, 3, padding=1), nn.LeakyReLU(0.1)]
+    layers = [
+        conv(2, 5, 3, padding=1),
+        norm(5) if batch_norm else nn.Identity(),
+        nn.ReLU(),
+        nn.MaxPool2d(2) if dim == 2 else nn.MaxPool3d(2),
+        conv(5, 6, 3, padding=1),
+        nn.LeakyReLU(0.1),
+    ]
     if batch_norm_after_relu:
         layers += [norm(6), nn.ReLU()]  # BN -> ReLU -> conv, as in DenseNet: not merged
-    layers += [conv(6, 4, 3, padding=1), nn.ReLU(), pool(2), nn.Flatten(), nn.Linear(4 * 2 ** dim, 8),
-               nn.ReLU(), nn.Linear(8, 3)]
+    layers += [
+        conv(6, 4, 3, padding=1),
+        nn.ReLU(),
+        pool(2),
+        nn.Flatten(),
+        nn.Linear(4 * 2**dim, 8),
+        nn.ReLU(),
+        nn.Linear(8, 3),
+    ]
     net = nn.Sequential(*layers).double()
     with torch.no_grad():  # non-trivial batch-norm statistics
         for m in net.modules():
@@ -45,10 +60,17 @@ def _net(dim, batch_norm_after_relu=False, batch_norm=True):
 
 def _zennit(net, x, targets, conv_rule, dense_rule, first_rule=None):
     conv = (nn.Conv2d, nn.Conv3d)
-    layer_map = [(conv, conv_rule), (nn.Linear, dense_rule), ((nn.AvgPool2d, nn.AvgPool3d), Norm(stabilizer=1e-300)),
-                 ((nn.LeakyReLU, nn.BatchNorm2d, nn.BatchNorm3d), Pass())]
-    composite = SpecialFirstLayerMapComposite(layer_map=layer_map, first_map=[(conv, first_rule or conv_rule)],
-                                              canonizers=[SequentialMergeBatchNorm()])
+    layer_map = [
+        (conv, conv_rule),
+        (nn.Linear, dense_rule),
+        ((nn.AvgPool2d, nn.AvgPool3d), Norm(stabilizer=1e-300)),
+        ((nn.LeakyReLU, nn.BatchNorm2d, nn.BatchNorm3d), Pass()),
+    ]
+    composite = SpecialFirstLayerMapComposite(
+        layer_map=layer_map,
+        first_map=[(conv, first_rule or conv_rule)],
+        canonizers=[SequentialMergeBatchNorm()],
+    )
     logits = net(x).detach()
     seed = torch.zeros_like(logits).scatter_(1, targets, 1.0) * logits
     with Gradient(net, composite) as attributor:
@@ -57,12 +79,36 @@ def _zennit(net, x, targets, conv_rule, dense_rule, first_rule=None):
 
 
 CASES = {
-    "epsilon": (lambda: Epsilon(1e-6, **BIAS_FREE), lambda: Epsilon(1e-6, **BIAS_FREE), None, {"epsilon": 1e-6}),
-    "alpha1beta0": (lambda: AlphaBeta(1.0, 0.0, **BIAS_FREE), lambda: AlphaBeta(1.0, 0.0, **BIAS_FREE), None, {}),
-    "alpha2beta1": (lambda: AlphaBeta(2.0, 1.0, **BIAS_FREE), lambda: AlphaBeta(2.0, 1.0, **BIAS_FREE), None, {}),
-    "gamma": (lambda: Gamma(0.25, **BIAS_FREE), lambda: Epsilon(1e-6, **BIAS_FREE), None, {"epsilon": 1e-6}),
-    "paper001": (lambda: AlphaBeta(1.0, 0.0, **BIAS_FREE), lambda: Epsilon(1e-8, **BIAS_FREE),
-                 lambda: ZBox(0.0, 1.0, **BIAS_FREE), {}),
+    "epsilon": (
+        lambda: Epsilon(1e-6, **BIAS_FREE),
+        lambda: Epsilon(1e-6, **BIAS_FREE),
+        None,
+        {"epsilon": 1e-6},
+    ),
+    "alpha1beta0": (
+        lambda: AlphaBeta(1.0, 0.0, **BIAS_FREE),
+        lambda: AlphaBeta(1.0, 0.0, **BIAS_FREE),
+        None,
+        {},
+    ),
+    "alpha2beta1": (
+        lambda: AlphaBeta(2.0, 1.0, **BIAS_FREE),
+        lambda: AlphaBeta(2.0, 1.0, **BIAS_FREE),
+        None,
+        {},
+    ),
+    "gamma": (
+        lambda: Gamma(0.25, **BIAS_FREE),
+        lambda: Epsilon(1e-6, **BIAS_FREE),
+        None,
+        {"epsilon": 1e-6},
+    ),
+    "paper001": (
+        lambda: AlphaBeta(1.0, 0.0, **BIAS_FREE),
+        lambda: Epsilon(1e-8, **BIAS_FREE),
+        lambda: ZBox(0.0, 1.0, **BIAS_FREE),
+        {},
+    ),
 }
 
 
@@ -137,11 +183,15 @@ class _TwoPaths(nn.Module):
     def __init__(self):
         super().__init__()
         self.paths = nn.ModuleList(nn.Conv3d(1, 3, 3, padding=1) for _ in range(2))
-        self.fc = nn.Linear(2 * 3 * 6 ** 3, 3)
+        self.fc = nn.Linear(2 * 3 * 6**3, 3)
 
     def forward(self, x):
-        return self.fc(torch.cat([torch.relu(conv(x[:, i:i + 1])).flatten(1)
-                                  for i, conv in enumerate(self.paths)], 1))
+        return self.fc(
+            torch.cat(
+                [torch.relu(conv(x[:, i : i + 1])).flatten(1) for i, conv in enumerate(self.paths)],
+                1,
+            )
+        )
 
 
 def test_z_beta_on_every_path_of_a_multi_path_network_conserves_per_path():
@@ -151,18 +201,25 @@ def test_z_beta_on_every_path_of_a_multi_path_network_conserves_per_path():
     x = torch.rand(2, 2, 6, 6, 6, dtype=torch.float64)
     targets = torch.tensor([[0], [2]])
     relevance, logits = lrp_relevance(net, x, targets, composite="paper001", epsilon=1e-12)
-    torch.testing.assert_close(relevance.sum((2, 3, 4, 5))[:, 0], logits.gather(1, targets)[:, 0],
-                               rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(
+        relevance.sum((2, 3, 4, 5))[:, 0], logits.gather(1, targets)[:, 0], rtol=1e-5, atol=1e-9
+    )
     for i in range(2):  # each path alone: the other silenced, its relevance all on its own channel
         single = _TwoPaths().double().eval()
         single.load_state_dict(net.state_dict())
         with torch.no_grad():
             single.paths[1 - i].weight.zero_()
             single.paths[1 - i].bias.fill_(-1.0)  # the other path silent: its ReLU outputs are 0
-        alone, single_logits = lrp_relevance(single, x, targets, composite="paper001", epsilon=1e-12)
+        alone, single_logits = lrp_relevance(
+            single, x, targets, composite="paper001", epsilon=1e-12
+        )
         assert float(alone[:, 0, 1 - i].abs().sum()) == 0
-        torch.testing.assert_close(alone[:, 0, i].sum((1, 2, 3)), single_logits.gather(1, targets)[:, 0],
-                                   rtol=1e-5, atol=1e-9)
+        torch.testing.assert_close(
+            alone[:, 0, i].sum((1, 2, 3)),
+            single_logits.gather(1, targets)[:, 0],
+            rtol=1e-5,
+            atol=1e-9,
+        )
 
 
 def test_linear_model_lrp0_equals_integrated_gradients_equals_w_times_x():
@@ -190,7 +247,9 @@ def test_gate_rule_splits_relevance_by_absolute_size_and_is_symmetric():
     total = signal.abs() + gate.abs()
     torch.testing.assert_close(r_s, (signal.abs() / total * relevance_h).detach())
     swapped = Gate("proportional").product(gate, signal)
-    gg2, gs2 = torch.autograd.grad(swapped, [gate, signal], grad_outputs=relevance_h / swapped.detach())
+    gg2, gs2 = torch.autograd.grad(
+        swapped, [gate, signal], grad_outputs=relevance_h / swapped.detach()
+    )
     torch.testing.assert_close(gate.detach() * gg2, r_g)
     h_all = Gate("all").product(signal, gate)
     gs3, gg3 = torch.autograd.grad(h_all, [signal, gate], grad_outputs=relevance_h / h_all.detach())
@@ -207,11 +266,14 @@ def gamer():
 
 def test_gamer_attention_start_gives_each_contrast_its_weight(gamer):
     model, x = gamer
-    relevance, _ = lrp_relevance(model, x, None, composite="epsilon", start="attention", epsilon=1e-12)
+    relevance, _ = lrp_relevance(
+        model, x, None, composite="epsilon", start="attention", epsilon=1e-12
+    )
     per_contrast = relevance[:, 0].sum((2, 3, 4))
     torch.testing.assert_close(per_contrast, attention_weights(model, x), rtol=1e-7, atol=1e-9)
-    logit_start, logits = lrp_relevance(model, x, torch.tensor([[1], [0]]), composite="epsilon",
-                                        epsilon=1e-12)
+    logit_start, logits = lrp_relevance(
+        model, x, torch.tensor([[1], [0]]), composite="epsilon", epsilon=1e-12
+    )
     # bias-free rules conserve the logit from the top down (the age input is 0 here)
     expected = logits.gather(1, torch.tensor([[1], [0]]))[:, 0]
     torch.testing.assert_close(logit_start[:, 0].sum((1, 2, 3, 4)), expected, rtol=1e-6, atol=1e-9)
@@ -227,7 +289,12 @@ def test_gamer_lrp_through_explain_api_and_model_untouched(gamer):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not any(m._forward_hooks for m in model.modules()) and not model.training
     with pytest.raises(ValueError, match="gated attention"):
-        explain(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), torch.rand(1, 1, 2, 2), "lrp", start="attention")
+        explain(
+            nn.Sequential(nn.Flatten(), nn.Linear(4, 2)),
+            torch.rand(1, 1, 2, 2),
+            "lrp",
+            start="attention",
+        )
 
 
 def test_gated_attention_weights_sum_to_one():

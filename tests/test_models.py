@@ -19,8 +19,12 @@ def test_bundle_round_trip_and_refusals(tmp_path):
     arch = get_architecture("cnn3d")
     args = {"in_channels": 2, "n_classes": 2, "input_shape": [16, 16, 16]}
     models = {f"repeat-1_fold-{k}": arch.build(**args).eval() for k in (1, 2)}
-    meta = save_bundle(tmp_path / "m", models, {"architecture": "cnn3d", "architecture_args": args},
-                       final="repeat-1_fold-2")
+    meta = save_bundle(
+        tmp_path / "m",
+        models,
+        {"architecture": "cnn3d", "architecture_args": args},
+        final="repeat-1_fold-2",
+    )
     meta2 = read_meta(tmp_path / "m")
     loaded = load_member(tmp_path / "m", meta2)
     x = torch.randn(1, 2, 16, 16, 16)
@@ -50,7 +54,9 @@ def test_each_subject_is_explained_by_the_fold_model_that_held_it_out():
 
 def test_mc_dropout_is_off_for_explanations_and_samples_when_asked():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), MCDropout(0.3), torch.nn.Linear(32, 2)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 32), torch.nn.ReLU(), MCDropout(0.3), torch.nn.Linear(32, 2)
+    ).eval()
     x = torch.randn(5, 8)
     assert has_mc_dropout(model) and torch.equal(model(x), model(x))
     draws = mc_predict(model, x, samples=200, seed=1)
@@ -65,7 +71,10 @@ def test_mc_dropout_is_off_for_explanations_and_samples_when_asked():
 
 @pytest.mark.parametrize("variant, params", [("flat", 1.61e6), ("gap", 1.57e6), ("shallow", 9.3e4)])
 def test_stroke_variants_have_the_papers_size(variant, params):
-    """Avci 2021, Table 2 text: Flat 1.7 M, GAP 1.5 M, Shallow 94 000 parameters (192 x 192 input)."""
-    model = get_architecture(f"stroke_{variant}").build(in_channels=1, n_classes=2, input_shape=[192, 192])
+    """Avci 2021, Table 2 text: Flat 1.7 M, GAP 1.5 M, Shallow 94 000 parameters (192 x 192
+    input)."""
+    model = get_architecture(f"stroke_{variant}").build(
+        in_channels=1, n_classes=2, input_shape=[192, 192]
+    )
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(params, rel=0.02)
     assert model(torch.zeros(2, 1, 192, 192)).shape == (2, 2)

@@ -19,27 +19,50 @@ def test_heatmap_names_round_trip_through_their_parser(tmp_path, session):
     path = outputs.heatmap_path(tmp_path, "07", session, "gradcampp", "EDSS>=5", 1.5)
     expected_folder = tmp_path / "sub-07" / (f"ses-{session}" if session else "") / "anat"
     assert path.parent == expected_folder
-    assert outputs.parse_heatmap(path) == {"subject": "07", "session": session or "", "space": SPACE,
-                                           "res": "1p5", "method": "gradcampp", "target": "EDSS5"}
+    assert outputs.parse_heatmap(path) == {
+        "subject": "07",
+        "session": session or "",
+        "space": SPACE,
+        "res": "1p5",
+        "method": "gradcampp",
+        "target": "EDSS5",
+    }
     layers = outputs.heatmap_path(tmp_path, "07", session, "gradcam", "HC", 2, desc="layers")
     assert "_desc-layers_method-gradcam_target-HC_" in layers.name
     assert outputs.parse_heatmap(layers) is None  # the 4D layer maps are not group-level inputs
 
 
 def test_names_keep_their_published_layout(tmp_path):
-    assert outputs.preproc_path(tmp_path, "01", None, "T1w", 2).name == \
-        f"sub-01_space-{SPACE}_res-2_desc-preproc_T1w.nii.gz"
-    assert outputs.brain_mask_path(tmp_path, "01", "a", 2).name == \
-        f"sub-01_ses-a_space-{SPACE}_res-2_desc-brain_mask.nii.gz"
-    assert outputs.xfm_path(tmp_path, "01", None, "T2w", "T1w").name == \
-        "sub-01_from-T2w_to-T1w_mode-image_xfm.mat"
-    assert outputs.label_mask_path(tmp_path, "01", None, "lesion").name == "sub-01_label-lesion_mask.nii.gz"
-    assert outputs.label_mask_path(tmp_path, "01", None, "lesion", 2, SPACE).name == \
-        f"sub-01_space-{SPACE}_res-2_label-lesion_mask.nii.gz"
+    assert (
+        outputs.preproc_path(tmp_path, "01", None, "T1w", 2).name
+        == f"sub-01_space-{SPACE}_res-2_desc-preproc_T1w.nii.gz"
+    )
+    assert (
+        outputs.brain_mask_path(tmp_path, "01", "a", 2).name
+        == f"sub-01_ses-a_space-{SPACE}_res-2_desc-brain_mask.nii.gz"
+    )
+    assert (
+        outputs.xfm_path(tmp_path, "01", None, "T2w", "T1w").name
+        == "sub-01_from-T2w_to-T1w_mode-image_xfm.mat"
+    )
+    assert (
+        outputs.label_mask_path(tmp_path, "01", None, "lesion").name
+        == "sub-01_label-lesion_mask.nii.gz"
+    )
+    assert (
+        outputs.label_mask_path(tmp_path, "01", None, "lesion", 2, SPACE).name
+        == f"sub-01_space-{SPACE}_res-2_label-lesion_mask.nii.gz"
+    )
     two = outputs.group_statmap_path(tmp_path, "gradcam", "SPMS", ("RR MS", "SPMS"), "logp", "fwe")
-    assert two.name == f"space-{SPACE}_method-gradcam_target-SPMS_desc-RRMSvsSPMS_stat-logp_corr-fwe_statmap.nii.gz"
+    assert (
+        two.name == f"space-{SPACE}_method-gradcam_target-SPMS_desc-RRMSvsSPMS_stat-logp_corr-fwe"
+        "_statmap.nii.gz"
+    )
     one = outputs.group_statmap_path(tmp_path, "lrp", "HC", ("HC",), "coverage")
-    assert one.name == f"space-{SPACE}_method-lrp_target-HC_desc-HCcoverage_stat-coverage_statmap.nii.gz"
+    assert (
+        one.name
+        == f"space-{SPACE}_method-lrp_target-HC_desc-HCcoverage_stat-coverage_statmap.nii.gz"
+    )
     assert outputs.sidecar_path(two).name == two.name.replace(".nii.gz", ".json")
 
 
@@ -49,17 +72,27 @@ def test_unknown_entities_are_refused():
 
 
 def test_no_other_module_formats_an_entity_string():
-    entity = re.compile(r"""f["'][^"']*(?:^|_)(?:sub|ses|space|res|desc|method|target|label|stat)-\{""")
-    offenders = [f"{p.relative_to(PACKAGE)}:{n}" for p in PACKAGE.rglob("*.py") if p.name != "outputs.py"
-                 for n, line in enumerate(p.read_text().splitlines(), 1) if entity.search(line)]
+    entity = re.compile(
+        r"""f["'][^"']*(?:^|_)(?:sub|ses|space|res|desc|method|target|label|stat)-\{"""
+    )
+    offenders = [
+        f"{p.relative_to(PACKAGE)}:{n}"
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "outputs.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if entity.search(line)
+    ]
     assert offenders == []
 
 
 def _loaded_after(imports, prefixes):
-    code = (f"import sys; import {imports}; "
-            f"print(sorted(m for m in sys.modules if m == 'ants' or m.startswith({prefixes!r})))")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    code = (
+        f"import sys; import {imports}; "
+        f"print(sorted(m for m in sys.modules if m == 'ants' or m.startswith({prefixes!r})))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_training_does_not_load_ants_and_reports_load_no_workflow():

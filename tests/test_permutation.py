@@ -83,8 +83,12 @@ def test_spearman_rho_equals_scipy_and_p_matches_enumeration():
     rho, p = spearman_permutation(x, y, n_perm=20000, seed=1)
     assert rho == pytest.approx(stats.spearmanr(x, y).statistic)
     rx, ry = stats.rankdata(x), stats.rankdata(y)
-    exact = np.mean([abs(stats.spearmanr(rx, ry[list(perm)]).statistic) >= abs(rho) - 1e-12
-                     for perm in itertools.permutations(range(7))])
+    exact = np.mean(
+        [
+            abs(stats.spearmanr(rx, ry[list(perm)]).statistic) >= abs(rho) - 1e-12
+            for perm in itertools.permutations(range(7))
+        ]
+    )
     assert abs(p - exact) < 4 * np.sqrt(exact * (1 - exact) / 20000) + 1e-3
 
 
@@ -96,8 +100,16 @@ def test_max_t_agrees_with_nilearn_permuted_ols_within_monte_carlo_error():
     x[:8, :4] += 2.0
     labels = np.arange(16) < 8
     ours = permutation_fwe(x, labels, n_perm=4000, seed=2)["p_fwe"]
-    ref = permuted_ols(labels[:, None].astype(float), x, model_intercept=True, n_perm=4000,
-                       two_sided_test=True, random_state=0, n_jobs=1, verbose=0)
+    ref = permuted_ols(
+        labels[:, None].astype(float),
+        x,
+        model_intercept=True,
+        n_perm=4000,
+        two_sided_test=True,
+        random_state=0,
+        n_jobs=1,
+        verbose=0,
+    )
     theirs = 10 ** -ref["logp_max_t"][0]
     se = np.sqrt(2 * theirs * (1 - theirs) / 4000) + 2 / 4000
     assert np.all(np.abs(ours - theirs) <= 4 * se)

@@ -78,7 +78,8 @@ def test_tfce_fwe_equals_enumeration_with_nilearn_tfce(blob_maps):
 
     def nilearn_tfce(t):
         return calculate_tfce(t[..., None], FACES, E=0.5, H=2, two_sided_test=True)[..., 0] * (
-            np.abs(t).max() / 100)
+            np.abs(t).max() / 100
+        )
 
     observed = nilearn_tfce(result["t"])
     np.testing.assert_allclose(result["tfce"], observed, rtol=1e-9, atol=1e-12)
@@ -92,7 +93,8 @@ def test_cluster_mass_fwe_equals_enumeration_with_nilearn_clusters(blob_maps):
     result = ttest(blob_maps[:4], blob_maps[4:], cluster_p=0.01, n_perm=100)
     threshold = stats.t.isf(0.005, 6)
     maxima = _enumerated_maxima(
-        blob_maps, lambda t: calculate_cluster_measures(t[..., None], threshold, FACES, True)[1][0])
+        blob_maps, lambda t: calculate_cluster_measures(t[..., None], threshold, FACES, True)[1][0]
+    )
     mass = result["cluster_mass"]
     expected = (maxima[None] >= np.abs(mass).reshape(-1, 1) - 1e-9).mean(1)
     np.testing.assert_allclose(result["p_fwe_cluster_mass"].reshape(-1), expected)
@@ -113,8 +115,14 @@ def test_family_wise_error_is_calibrated_on_null_data(kind):
     for i in range(n_sets):
         maps = ndimage.gaussian_filter(rng.normal(size=(10, 5, 5, 4)), (0, 0.8, 0.8, 0.8))
         covariates = rng.normal(size=(10, 1)) if kind == "freedman_lane" else None
-        result = ttest(maps[:5], maps[5:], tfce=kind == "tfce", covariates=covariates,
-                       n_perm=99 if kind == "freedman_lane" else 300, seed=i)
+        result = ttest(
+            maps[:5],
+            maps[5:],
+            tfce=kind == "tfce",
+            covariates=covariates,
+            n_perm=99 if kind == "freedman_lane" else 300,
+            seed=i,
+        )
         key = "p_fwe_tfce" if kind == "tfce" else "p_fwe"
         hits += result[key].min() <= 0.05
     expected = 12 / 252 if kind != "freedman_lane" else 0.05

@@ -50,8 +50,9 @@ def test_group_mask_is_shared_by_the_batch():
     box = (slice(6, 10), slice(6, 10), slice(6, 10))
     model = BoxReader(box).eval()
     x = torch.ones(3, 1, 16, 16, 16) * torch.tensor([1.0, 0.9, 1.1]).reshape(3, 1, 1, 1, 1)
-    maps = explain_many(model, x, ["perturbation"], targets=[1, 1, 1], group=True, max_epochs=150,
-                        patience=20)["perturbation"]
+    maps = explain_many(
+        model, x, ["perturbation"], targets=[1, 1, 1], group=True, max_epochs=150, patience=20
+    )["perturbation"]
     assert torch.equal(maps[0], maps[1]) and torch.equal(maps[1], maps[2])
     truth = torch.zeros(16, 16, 16, dtype=torch.bool)
     truth[box] = True
@@ -70,8 +71,9 @@ def test_loss_terms_follow_eq2():
     mask = torch.ones(1, 3, 3, 3)
     mask[0, 1, 1, 1] = 0.0
     x = torch.zeros(1, 1, 3, 3, 3)
-    loss, prob = mask_loss(mask, model, x, torch.tensor([1]), lambda1=2.0, lambda2=3.0, beta1=0.5,
-                           beta2=1.0, mu=0.0)
+    loss, prob = mask_loss(
+        mask, model, x, torch.tensor([1]), lambda1=2.0, lambda2=3.0, beta1=0.5, beta2=1.0, mu=0.0
+    )
     # one voxel at 0: sparsity 1; it differs by 1 from its 6 neighbours: smoothness 6
     expected = 2.0 * 1.0 + 3.0 * 6.0 + torch.softmax(torch.tensor([0.0, -3.0]), 0)[1]
     torch.testing.assert_close(loss[0], expected)

@@ -6,9 +6,9 @@ import pytest
 from conftest import RES
 
 from bidsxai.errors import NoInputError
+from bidsxai.outputs import preproc_path, xfm_path
 from bidsxai.preprocess.conform import load_volume
 from bidsxai.preprocess.normalise import normalise
-from bidsxai.outputs import preproc_path, xfm_path
 from bidsxai.template import SPACE, load_template
 
 
@@ -53,7 +53,9 @@ def test_bad_images_give_a_one_line_error(tmp_path, damage):
     else:
         nib.save(nib.Nifti1Image(np.random.rand(30, 30, 30).astype(np.float32), np.eye(4)), path)
         raw = path.read_bytes()
-        path.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else gzip.compress(b"not nifti"))
+        path.write_bytes(
+            raw[: len(raw) // 2] if damage == "truncated" else gzip.compress(b"not nifti")
+        )
     with pytest.raises(NoInputError) as err:
         load_volume(path)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
@@ -66,7 +68,9 @@ def registration_error_mm(out, subject, seed, resolution):
 
     from bidsxai.synth import random_head_pose
 
-    pose = random_head_pose(np.random.default_rng([seed, int(subject)]))  # the generator's first draw
+    pose = random_head_pose(
+        np.random.default_rng([seed, int(subject)])
+    )  # the generator's first draw
     transform = ants.read_transform(str(xfm_path(out, subject, None, "T1w", SPACE)))
     template = load_template(resolution)
     ijk = np.array(np.nonzero(template.brain_mask))[:, ::50]

@@ -25,8 +25,18 @@ def test_multi_session_cohort_is_valid_and_selectable(tmp_path):
 
 def test_derivatives_are_imported_instead_of_preprocessed(pipeline, cohort, tmp_path):
     out = tmp_path / "out"
-    code = run_cli(cohort, out, "participant", "--participant-label", "04", "--derivatives",
-                   f"earlier={pipeline['out']}", "--resolution", RES, "--skip-bids-validation")
+    code = run_cli(
+        cohort,
+        out,
+        "participant",
+        "--participant-label",
+        "04",
+        "--derivatives",
+        f"earlier={pipeline['out']}",
+        "--resolution",
+        RES,
+        "--skip-bids-validation",
+    )
     assert code == 0
     for contrast in ("T1w", "T2w", "FLAIR"):
         ours = preproc_path(out, "04", None, contrast, RES)
@@ -50,10 +60,17 @@ def test_multi_session_cohort_runs_through_every_level(tmp_path):
     assert meta["metrics"]["cross_validation"]["n"] == 12  # both sessions of each, out of fold
     for member in meta["training"]["members"].values():
         assert len(member["trained_on"]) == 4
-    assert run_cli(bids, out, "participant", "--model", "cnn3d_group", "--session-label", "01", *common) == 0
+    assert (
+        run_cli(
+            bids, out, "participant", "--model", "cnn3d_group", "--session-label", "01", *common
+        )
+        == 0
+    )
     assert run_cli(bids, out, "group", *common) == 0
     for sub in ("01", "04"):
-        assert list((out / f"sub-{sub}" / "ses-01" / "anat").glob("*_method-gradcam_*_heatmap.nii.gz"))
+        assert list(
+            (out / f"sub-{sub}" / "ses-01" / "anat").glob("*_method-gradcam_*_heatmap.nii.gz")
+        )
         assert not list((out / f"sub-{sub}" / "ses-02" / "anat").glob("*_heatmap.nii.gz"))
     measures = pd.read_csv(out / "group" / "measures.tsv", sep="\t")
     assert sorted(measures["subject"].unique()) == [f"sub-{i:02d}" for i in range(1, 7)]

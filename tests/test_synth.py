@@ -27,8 +27,12 @@ def test_controls_are_clean_and_edss_follows_severity(cohort):
     table = pd.read_csv(cohort / "participants.tsv", sep="\t", na_values="n/a")
     gt = cohort / "derivatives" / "groundtruth"
     for row in table.itertuples():
-        mask = nib.load(gt / row.participant_id / "anat" /
-                        f"{row.participant_id}_space-{SPACE}_res-6_label-lesion_mask.nii.gz").get_fdata()
+        mask = nib.load(
+            gt
+            / row.participant_id
+            / "anat"
+            / f"{row.participant_id}_space-{SPACE}_res-6_label-lesion_mask.nii.gz"
+        ).get_fdata()
         assert (mask.sum() == 0) == (row.group == "HC")
     patients = table[table.group != "HC"]
     assert np.corrcoef(patients.severity, patients.edss)[0, 1] > 0.9
@@ -36,7 +40,9 @@ def test_controls_are_clean_and_edss_follows_severity(cohort):
 
 
 def test_native_space_differs_per_subject(cohort):
-    affines = [nib.load(cohort / f"sub-0{i}" / "anat" / f"sub-0{i}_T1w.nii.gz").affine for i in (1, 2, 3)]
+    affines = [
+        nib.load(cohort / f"sub-0{i}" / "anat" / f"sub-0{i}_T1w.nii.gz").affine for i in (1, 2, 3)
+    ]
     assert not np.allclose(affines[0], affines[1]) and not np.allclose(affines[1], affines[2])
 
 

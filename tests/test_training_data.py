@@ -23,9 +23,13 @@ def test_folds_are_subject_level_stratified_seeded_and_keep_the_test_set():
     assert first == assign(labels, 5, 0.2, seed=4, repeat=1)
     second = assign(labels, 5, 0.2, seed=4, repeat=2)
     assert second != first  # a new deal of the folds in each repeat...
-    assert {s for s, p in first.items() if p == "test"} == {s for s, p in second.items() if p == "test"}
+    assert {s for s, p in first.items() if p == "test"} == {
+        s for s, p in second.items() if p == "test"
+    }
     test = [labels[s] for s, p in first.items() if p == "test"]
-    assert sorted(test) == ["A"] * 2 + ["B"] * 2 + ["C"] * 2  # ...and one test set, 20 % of each class
+    assert (
+        sorted(test) == ["A"] * 2 + ["B"] * 2 + ["C"] * 2
+    )  # ...and one test set, 20 % of each class
     sizes = np.bincount([p for p in first.values() if p != "test"])[1:]
     assert sizes.max() - sizes.min() <= 1 and sizes.sum() == 27
     for fold in range(1, 6):  # each class spread over the folds as evenly as it can be
@@ -37,7 +41,9 @@ def test_numeric_target_is_split_at_the_threshold_with_closeness_weights():
     participants = pd.DataFrame({"edss": [1.0, 5.0, 6.5, None]}, index=["01", "02", "03", "04"])
     labels, values = subject_targets(participants, "edss", 5)
     assert labels == {"01": "edss-lt5", "02": "edss-ge5", "03": "edss-ge5"} and values["03"] == 6.5
-    np.testing.assert_allclose(closeness_weights([1.0, 5.0, 6.5, 10.0, 0.0], 5), [1.2, 2.0, 1.7, 1.0, 1.0])
+    np.testing.assert_allclose(
+        closeness_weights([1.0, 5.0, 6.5, 10.0, 0.0], 5), [1.2, 2.0, 1.7, 1.0, 1.0]
+    )
     with pytest.raises(UsageError, match="not numeric"):
         subject_targets(pd.DataFrame({"g": ["a", "b"]}, index=["01", "02"]), "g", 1)
 
@@ -60,19 +66,28 @@ def test_augmentations_keep_shape_and_are_reproducible_from_the_torch_seed():
         torch.manual_seed(3)
         assert a.shape == x.shape and torch.equal(a, fn(x))
     torch.manual_seed(0)
-    assert augment.volume_affine(torch.rand(1, 10, 12, 8)).shape == (1, 10, 12, 8)  # non-square plane: 180 deg
+    assert augment.volume_affine(torch.rand(1, 10, 12, 8)).shape == (
+        1,
+        10,
+        12,
+        8,
+    )  # non-square plane: 180 deg
 
 
 def test_resampling_rotates_by_the_angle_of_the_matrix():
-    """A centred bright bar resampled with a rotation matrix (as slice_affine builds it): its principal
-    axis turns by that angle. Only the size of the turn is checked; the draws are symmetric about
-    0, so the direction does not matter for augmentation."""
+    """A centred bright bar resampled with a rotation matrix (as slice_affine builds it): its
+    principal axis turns by that angle. Only the size of the turn is checked; the draws are
+    symmetric about 0, so the direction does not matter for augmentation."""
     torch.manual_seed(5)
     angle = float(augment._uniform(-30, 30))
     image = torch.zeros(1, 65, 65)
     image[0, 30:35, 8:57] = 1.0  # bar along Y
-    theta = torch.tensor([[math.cos(math.radians(angle)), -math.sin(math.radians(angle)), 0.0],
-                          [math.sin(math.radians(angle)), math.cos(math.radians(angle)), 0.0]])
+    theta = torch.tensor(
+        [
+            [math.cos(math.radians(angle)), -math.sin(math.radians(angle)), 0.0],
+            [math.sin(math.radians(angle)), math.cos(math.radians(angle)), 0.0],
+        ]
+    )
     out = augment._resample(image, theta)[0]
     ys, xs = torch.nonzero(out > 0.5, as_tuple=True)
     coords = torch.stack([xs.float() - xs.float().mean(), ys.float() - ys.float().mean()])

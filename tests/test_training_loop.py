@@ -16,7 +16,9 @@ def test_batchnorm_recalibration_gives_exact_training_statistics():
     recalibrate_batchnorm(net, VolumeDataset(x, np.zeros(6)), "cpu", batch_size=6)
     with torch.no_grad():
         features = net[0](torch.as_tensor(x, dtype=torch.float16).float())
-    torch.testing.assert_close(net[1].running_mean, features.mean((0, 2, 3, 4)), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        net[1].running_mean, features.mean((0, 2, 3, 4)), rtol=1e-4, atol=1e-4
+    )
     assert net[1].momentum == 0.1
 
 
@@ -42,9 +44,15 @@ def test_cross_validation_predicts_every_cohort_sample_out_of_fold():
             seen[len(seen)] = set(indices.tolist())
         return VolumeDataset(x[indices], y[indices])
 
-    members = cross_validate(parts, make_dataset, Memoriser, n_folds=3,
-                             options=TrainOptions(epochs=1, patience=1, batch_size=4), device=torch.device("cpu"),
-                             seed=0)
+    members = cross_validate(
+        parts,
+        make_dataset,
+        Memoriser,
+        n_folds=3,
+        options=TrainOptions(epochs=1, patience=1, batch_size=4),
+        device=torch.device("cpu"),
+        seed=0,
+    )
     for member, trained in zip(members, seen.values()):
         assert not trained & set(member.validation.tolist())
         assert not trained & {10, 11}  # the test set never trains

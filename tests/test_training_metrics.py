@@ -31,16 +31,24 @@ def test_classification_metrics_by_hand():
 def test_wilson_interval_equals_statsmodels(k, n):
     from statsmodels.stats.proportion import proportion_confint
 
-    np.testing.assert_allclose(wilson_interval(k, n), proportion_confint(k, n, alpha=0.05, method="wilson"),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        wilson_interval(k, n),
+        proportion_confint(k, n, alpha=0.05, method="wilson"),
+        rtol=1e-9,
+        atol=1e-12,
+    )
 
 
 def test_binary_metrics_carry_wilson_intervals_of_their_counts():
     y = np.array([0, 0, 0, 1, 1, 1, 1])
-    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3], [0.1, 0.9]])
+    probabilities = np.array(
+        [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3], [0.1, 0.9]]
+    )
     metrics = classification_metrics(y, probabilities)
     assert metrics["accuracy_ci"] == wilson_interval(5, 7)
-    assert metrics["sensitivity_ci"] == wilson_interval(3, 4) and metrics["specificity_ci"] == wilson_interval(2, 3)
+    assert metrics["sensitivity_ci"] == wilson_interval(3, 4) and metrics[
+        "specificity_ci"
+    ] == wilson_interval(2, 3)
     assert "sensitivity_ci" not in classification_metrics([0, 1, 2], np.eye(3))
 
 

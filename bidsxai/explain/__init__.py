@@ -5,7 +5,8 @@ linearly) or like the layer's with ``upsample=False``. The CAM family (cam, grad
 shares one forward pass and one gradient per target. The model is left as it was: no hook, same
 training flags, no parameter gradients touched. Keyword parameters go to the methods that take
 them (e.g. ``steps``, ``baseline``, ``quadrature`` for ig; ``mode`` for saliency/smoothgrad;
-``composite``, ``start``, ``gate``, ``bounds``, ``channels`` for lrp; ``fc`` for cam); a parameter that no requested method takes is an error.
+``composite``, ``start``, ``gate``, ``bounds``, ``channels`` for lrp; ``fc`` for cam); a parameter
+that no requested method takes is an error.
 """
 
 from collections.abc import Sequence
@@ -37,7 +38,9 @@ def _targets(target, logits):
         return t[:, None]
     if t.dim() == 2 and t.shape[0] == n:
         return t
-    raise ValueError(f"target must be None, an int, one int per sample, 'all' or 'predicted'; got {target!r}")
+    raise ValueError(
+        f"target must be None, an int, one int per sample, 'all' or 'predicted'; got {target!r}"
+    )
 
 
 def _cam_family(model, x, layer, targets, names, fc=None):
@@ -57,7 +60,7 @@ def _cam_family(model, x, layer, targets, names, fc=None):
         if needs_gradient:
             # Sample i's score depends only on sample i's activation (eval mode), so the gradient
             # of the batch sum gives every sample its own gradient.
-            score = logits.gather(1, targets[:, t:t + 1]).sum()
+            score = logits.gather(1, targets[:, t : t + 1]).sum()
             (gradient,) = torch.autograd.grad(score, activation, retain_graph=t < n_targets - 1)
         for name in names:
             if name == "cam":
@@ -75,8 +78,16 @@ def _split_params(methods, params):
     return {name: {k: v for k, v in params.items() if k in keys} for name, keys in taken.items()}
 
 
-def explain_many(model: nn.Module, x: torch.Tensor, methods: Sequence[str], *, layer: str | None = None,
-                 targets: Targets = "all", upsample: bool = True, **params) -> dict[str, torch.Tensor]:
+def explain_many(
+    model: nn.Module,
+    x: torch.Tensor,
+    methods: Sequence[str],
+    *,
+    layer: str | None = None,
+    targets: Targets = "all",
+    upsample: bool = True,
+    **params,
+) -> dict[str, torch.Tensor]:
     """{method: maps (N, n_targets, *spatial)}, plus 'logits', 'targets' and, for ig,
     'ig_completeness_error' (N, n_targets)."""
     unknown = [m for m in methods if m not in METHODS]
@@ -84,14 +95,16 @@ def explain_many(model: nn.Module, x: torch.Tensor, methods: Sequence[str], *, l
         raise ValueError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
     cam_names = [m for m in methods if m in CAM_FAMILY]
     if cam_names and layer is None:
-        raise ValueError("the CAM family needs a layer (the architecture registry gives each "
-                         "model's default)")
+        raise ValueError(
+            "the CAM family needs a layer (the architecture registry gives each model's default)"
+        )
     per_method = _split_params(methods, params)
     results = {}
     with eval_mode(model):
         if cam_names:
-            maps, logits, target_index = _cam_family(model, x, layer, targets, cam_names,
-                                                     params.get("fc"))
+            maps, logits, target_index = _cam_family(
+                model, x, layer, targets, cam_names, params.get("fc")
+            )
             for name, m in maps.items():
                 results[name] = upsample_linear(m, tuple(x.shape[2:])) if upsample else m
         else:
@@ -108,8 +121,17 @@ def explain_many(model: nn.Module, x: torch.Tensor, methods: Sequence[str], *, l
     return results
 
 
-def explain(model: nn.Module, x: torch.Tensor, method: str, *, layer: str | None = None,
-            target: Targets = None, upsample: bool = True, **params) -> torch.Tensor:
+def explain(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: str,
+    *,
+    layer: str | None = None,
+    target: Targets = None,
+    upsample: bool = True,
+    **params,
+) -> torch.Tensor:
     """Maps (N, *spatial) of one method for one target per sample (None: the predicted class)."""
-    return explain_many(model, x, [method], layer=layer, targets=target, upsample=upsample,
-                        **params)[method][:, 0]
+    return explain_many(
+        model, x, [method], layer=layer, targets=target, upsample=upsample, **params
+    )[method][:, 0]

@@ -19,7 +19,11 @@ from bidsxai.explain.upsample import upsample_linear
 
 def conv_layers(model):
     """Dotted names of every convolution, in forward order of definition."""
-    return [name for name, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    return [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+    ]
 
 
 def layer_iteration(model, x, target=None, layers=None):
@@ -54,7 +58,14 @@ def mirroring(model, x, methods=("gradcam",), layer=None, target=None, axis=0):
     flipped input is explained for too. Two passes of explain_many serve every method."""
     dim = 2 + axis
     original = explain_many(model, x, list(methods), layer=layer, targets=target)
-    flipped = explain_many(model, torch.flip(x, (dim,)), list(methods), layer=layer,
-                           targets=original["targets"])
-    return {m: (pearson(torch.flip(original[m][:, 0], (dim - 1,)), flipped[m][:, 0]),
-                original[m][:, 0], flipped[m][:, 0]) for m in methods}
+    flipped = explain_many(
+        model, torch.flip(x, (dim,)), list(methods), layer=layer, targets=original["targets"]
+    )
+    return {
+        m: (
+            pearson(torch.flip(original[m][:, 0], (dim - 1,)), flipped[m][:, 0]),
+            original[m][:, 0],
+            flipped[m][:, 0],
+        )
+        for m in methods
+    }

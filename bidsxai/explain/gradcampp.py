@@ -1,4 +1,5 @@
-"""Grad-CAM++ (Chattopadhyay et al. 2018, eq. 19; Zhang et al. 2021, eq. 2): the one place its formula lives.
+"""Grad-CAM++ (Chattopadhyay et al. 2018, eq. 19; Zhang et al. 2021, eq. 2): the one place its
+formula lives.
 
 With Y^c = exp(S^c) and a network that is piecewise linear after the layer (ReLU, max pooling,
 linear), d2Y/dA2 = exp(S) g^2 and d3Y/dA3 = exp(S) g^3 with g = dS/dA, so

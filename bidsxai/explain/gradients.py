@@ -7,7 +7,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-QUADRATURES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+QUADRATURES = (
+    "gausslegendre",
+    "riemann_trapezoid",
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+)
 
 
 def _input_gradients(model, x, targets):
@@ -16,7 +22,7 @@ def _input_gradients(model, x, targets):
     logits = model(x)
     grads = []
     for t in range(targets.shape[1]):
-        score = logits.gather(1, targets[:, t:t + 1]).sum()
+        score = logits.gather(1, targets[:, t : t + 1]).sum()
         grads.append(torch.autograd.grad(score, x, retain_graph=t < targets.shape[1] - 1)[0])
     return torch.stack(grads), logits.detach()
 
@@ -40,7 +46,9 @@ def smoothgrad(model, x, targets, mode="abs", samples=25, noise=0.15, seed=0):
     spread = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).reshape(-1, *([1] * (x.dim() - 1)))
     total = 0
     for _ in range(samples):
-        noisy = x + noise * spread * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noisy = x + noise * spread * torch.randn(
+            x.shape, generator=generator, device=x.device, dtype=x.dtype
+        )
         grads, _ = _input_gradients(model, noisy, targets)
         total = total + _reduce(grads, mode)
     with torch.no_grad():
@@ -65,15 +73,18 @@ def quadrature_rule(steps, method="gausslegendre"):
 
 
 def make_baseline(x, baseline="zero", blur_sigma=4.0):
-    """'zero', 'blur' (Gaussian, sigma in voxels) or a tensor broadcastable to x (e.g. a template)."""
+    """'zero', 'blur' (Gaussian, sigma in voxels) or a tensor broadcastable to x (e.g. a
+    template)."""
     if isinstance(baseline, torch.Tensor):
         return baseline.to(x).expand_as(x)
     if baseline == "zero":
         return torch.zeros_like(x)
     if baseline == "blur":
         radius = int(3 * blur_sigma)
-        kernel = torch.exp(-torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) ** 2
-                           / (2 * blur_sigma ** 2))
+        kernel = torch.exp(
+            -(torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) ** 2)
+            / (2 * blur_sigma**2)
+        )
         kernel = kernel / kernel.sum()
         out, dims = x, x.dim() - 2
         conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
@@ -89,8 +100,16 @@ def make_baseline(x, baseline="zero", blur_sigma=4.0):
     raise ValueError(f"baseline must be 'zero', 'blur' or a tensor, got {baseline!r}")
 
 
-def integrated_gradients(model, x, targets, steps=64, baseline="zero", quadrature="gausslegendre",
-                         internal_batch_size=16, blur_sigma=4.0):
+def integrated_gradients(
+    model,
+    x,
+    targets,
+    steps=64,
+    baseline="zero",
+    quadrature="gausslegendre",
+    internal_batch_size=16,
+    blur_sigma=4.0,
+):
     """IG maps and the completeness error |sum(attribution) - (S(x) - S(baseline))| per sample
     and target, which shrinks as ``steps`` grows."""
     base = make_baseline(x, baseline, blur_sigma).detach()
@@ -104,9 +123,13 @@ def integrated_gradients(model, x, targets, steps=64, baseline="zero", quadratur
         delta = (x[n] - base[n]).unsqueeze(0)
         total = torch.zeros((n_targets,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
         for start in range(0, steps, internal_batch_size):
-            alpha = torch.as_tensor(points[start:start + internal_batch_size], dtype=x.dtype, device=x.device)
-            w = torch.as_tensor(weights[start:start + internal_batch_size], dtype=x.dtype, device=x.device)
-            path = (base[n].unsqueeze(0) + alpha.reshape(-1, *([1] * (x.dim() - 1))) * delta)
+            alpha = torch.as_tensor(
+                points[start : start + internal_batch_size], dtype=x.dtype, device=x.device
+            )
+            w = torch.as_tensor(
+                weights[start : start + internal_batch_size], dtype=x.dtype, device=x.device
+            )
+            path = base[n].unsqueeze(0) + alpha.reshape(-1, *([1] * (x.dim() - 1))) * delta
             path.requires_grad_(True)
             out = model(path)
             for t in range(n_targets):

@@ -9,7 +9,9 @@ def get_layer(model, name):
     modules = dict(model.named_modules())
     if name not in modules:
         convs = [n for n, m in modules.items() if "Conv" in type(m).__name__]
-        raise ValueError(f"layer {name!r} not in the model; convolutional layers: {', '.join(convs)}")
+        raise ValueError(
+            f"layer {name!r} not in the model; convolutional layers: {', '.join(convs)}"
+        )
     return modules[name]
 
 

@@ -21,7 +21,8 @@ eqs. 6-7; "all": LRP-all).
 
 ``start="logit"`` starts from the target's logit (R = logit, conserved down to the input up to
 the epsilon absorbed); ``start="attention"`` starts from the attention scores of a gated-attention
-model, each contrast's score holding its attention weight as relevance (Lu et al. 2023, strategy ii).
+model, each contrast's score holding its attention weight as relevance (Lu et al. 2023, strategy
+ii).
 """
 
 import copy
@@ -56,7 +57,11 @@ def canonise(model):
             module.inplace = False
         if len(list(module.children())):
             continue
-        if isinstance(module, NORMS) and isinstance(previous, LINEAR) and previous.weight.shape[0] == module.num_features:
+        if (
+            isinstance(module, NORMS)
+            and isinstance(previous, LINEAR)
+            and previous.weight.shape[0] == module.num_features
+        ):
             _merge(previous, module)
         previous = module
     return work
@@ -78,8 +83,11 @@ def _rules(composite, bounds, epsilon, gamma, bias):
     """(rule for input layers, for convolutions, for linear layers) of a named composite."""
     dense_epsilon = Epsilon(epsilon, bias)
     table = {
-        "zbeta-alphabeta-epsilon": (ZBeta(*bounds, bias=bias), AlphaBeta(1.0, 0.0, bias=bias),
-                                    dense_epsilon),
+        "zbeta-alphabeta-epsilon": (
+            ZBeta(*bounds, bias=bias),
+            AlphaBeta(1.0, 0.0, bias=bias),
+            dense_epsilon,
+        ),
         "epsilon": (dense_epsilon, dense_epsilon, dense_epsilon),
         "alpha1beta0": (AlphaBeta(1.0, 0.0, bias=bias),) * 3,
         "alpha2beta1": (AlphaBeta(2.0, 1.0, bias=bias),) * 3,
@@ -87,7 +95,9 @@ def _rules(composite, bounds, epsilon, gamma, bias):
     }
     composite = COMPOSITE_ALIASES.get(composite, composite)
     if composite not in table:
-        raise ValueError(f"unknown LRP composite {composite!r}; choose from {', '.join(COMPOSITES)}")
+        raise ValueError(
+            f"unknown LRP composite {composite!r}; choose from {', '.join(COMPOSITES)}"
+        )
     return table[composite]
 
 
@@ -108,16 +118,31 @@ def _install(work, pass_state, rules, gate):
         if isinstance(module, LINEAR):
             handles.append(module.register_forward_hook(linear_hook))
         elif isinstance(module, (*NORMS, nn.Tanh, nn.Sigmoid, nn.Softmax)):
-            handles.append(module.register_forward_hook(
-                lambda m, inputs, output: passing(m, inputs[0], output, pass_state)))
+            handles.append(
+                module.register_forward_hook(
+                    lambda m, inputs, output: passing(m, inputs[0], output, pass_state)
+                )
+            )
         elif isinstance(module, GateProduct):
-            handles.append(module.register_forward_hook(
-                lambda m, inputs, output: gate.product(*inputs)))
+            handles.append(
+                module.register_forward_hook(lambda m, inputs, output: gate.product(*inputs))
+            )
     return handles
 
 
-def lrp_relevance(model, x, targets, *, composite="zbeta-alphabeta-epsilon", start="logit", gate="proportional",
-                  bounds=(0.0, 1.0), epsilon=1e-8, gamma=0.25, bias=False):
+def lrp_relevance(
+    model,
+    x,
+    targets,
+    *,
+    composite="zbeta-alphabeta-epsilon",
+    start="logit",
+    gate="proportional",
+    bounds=(0.0, 1.0),
+    epsilon=1e-8,
+    gamma=0.25,
+    bias=False,
+):
     """Relevance at the input, (N, T, C, *spatial), for targets (N, T) class indices, and the
     logits (N, classes). With start="attention" the targets do not matter (the attention weights
     are per contrast) and T = 1."""
@@ -128,11 +153,16 @@ def lrp_relevance(model, x, targets, *, composite="zbeta-alphabeta-epsilon", sta
         raise ValueError("start='attention' needs a model with gated attention (e.g. gamer_mril)")
     x = x.detach().clone().requires_grad_()
     pass_state = {"input": x}
-    handles = _install(work, pass_state, _rules(composite, bounds, epsilon, gamma, bias), Gate(gate))
+    handles = _install(
+        work, pass_state, _rules(composite, bounds, epsilon, gamma, bias), Gate(gate)
+    )
     captured = {}
     if start == "attention":
-        handles.append(attention_module(work).register_forward_hook(
-            lambda m, inputs, output: captured.update(weights=output[1], scores=output[2])))
+        handles.append(
+            attention_module(work).register_forward_hook(
+                lambda m, inputs, output: captured.update(weights=output[1], scores=output[2])
+            )
+        )
     try:
         with torch.enable_grad():
             logits = work(x)
@@ -140,9 +170,16 @@ def lrp_relevance(model, x, targets, *, composite="zbeta-alphabeta-epsilon", sta
             relevance = []
             for i, (output, seed) in enumerate(seeds):
                 inputs = [x, *pass_state.get("bounds", ())]
-                grads = torch.autograd.grad(output, inputs, grad_outputs=seed, retain_graph=i < len(seeds) - 1,
-                                            allow_unused=True)
-                relevance.append(sum(t.detach() * g for t, g in zip(inputs, grads) if g is not None))
+                grads = torch.autograd.grad(
+                    output,
+                    inputs,
+                    grad_outputs=seed,
+                    retain_graph=i < len(seeds) - 1,
+                    allow_unused=True,
+                )
+                relevance.append(
+                    sum(t.detach() * g for t, g in zip(inputs, grads) if g is not None)
+                )
     finally:
         for handle in handles:
             handle.remove()
@@ -157,21 +194,43 @@ def _seeds(logits, targets, captured, start):
     seeds = []
     for t in range(targets.shape[1]):
         seed = torch.zeros_like(logits)
-        seed.scatter_(1, targets[:, t:t + 1], 1.0)
+        seed.scatter_(1, targets[:, t : t + 1], 1.0)
         seeds.append((logits, seed))
     return seeds
 
 
-def lrp(model, x, targets, *, composite="zbeta-alphabeta-epsilon", start="logit", gate="proportional",
-        bounds=(0.0, 1.0), epsilon=1e-8, gamma=0.25, bias=False, channels="sum"):
+def lrp(
+    model,
+    x,
+    targets,
+    *,
+    composite="zbeta-alphabeta-epsilon",
+    start="logit",
+    gate="proportional",
+    bounds=(0.0, 1.0),
+    epsilon=1e-8,
+    gamma=0.25,
+    bias=False,
+    channels="sum",
+):
     """LRP maps (N, T, *spatial), and no extras (the explain_many method interface): the relevance
-    summed over input channels (``channels="sum"``) or the combined map of Lu et al. 2023, eq. 8, the sum
-    over contrasts of R_x * x (``"combined"``). From the attention weights the map does not depend
-    on the class, so every target gets the same map."""
+    summed over input channels (``channels="sum"``) or the combined map of Lu et al. 2023, eq. 8,
+    the sum over contrasts of R_x * x (``"combined"``). From the attention weights the map does not
+    depend on the class, so every target gets the same map."""
     if channels not in ("sum", "combined"):
         raise ValueError(f"channels must be 'sum' or 'combined'; got {channels!r}")
-    relevance, _ = lrp_relevance(model, x, targets, composite=composite, start=start, gate=gate,
-                                 bounds=bounds, epsilon=epsilon, gamma=gamma, bias=bias)
+    relevance, _ = lrp_relevance(
+        model,
+        x,
+        targets,
+        composite=composite,
+        start=start,
+        gate=gate,
+        bounds=bounds,
+        epsilon=epsilon,
+        gamma=gamma,
+        bias=bias,
+    )
     if channels == "combined":
         relevance = relevance * x.detach().unsqueeze(1)
     maps = relevance.sum(2)

@@ -4,8 +4,8 @@ whose gradient, times the layer's input, redistributes the relevance of the outp
 With relevance written as R = output * gradient at every layer, a rule that returns
     y.detach() + sum_i c_i * (z_i - z_i.detach()) * (y / z_i).detach()
 makes input * gradient = sum_i c_i * a * dz_i/da * R / z_i, which is the rule's formula when z_i
-are the rule's (bias-free, by default, as Lu et al. 2023 requires) pre-activations. The forward values
-are the network's own (bias included), so later layers see what the network computes.
+are the rule's (bias-free, by default, as Lu et al. 2023 requires) pre-activations. The forward
+values are the network's own (bias included), so later layers see what the network computes.
 
 Rules (Montavon et al. 2019; Bach et al. 2015), a the layer input, w its weights:
 - epsilon: R_j = sum_k a_j w_jk / (z_k + eps sign z_k) R_k
@@ -66,7 +66,9 @@ class Epsilon:
 class AlphaBeta:
     def __init__(self, alpha=1.0, beta=0.0, epsilon=1e-6, bias=False):
         if alpha - beta != 1 or beta < 0:
-            raise ValueError(f"alpha - beta must be 1 and beta >= 0; got alpha={alpha}, beta={beta}")
+            raise ValueError(
+                f"alpha - beta must be 1 and beta >= 0; got alpha={alpha}, beta={beta}"
+            )
         self.alpha, self.beta, self.epsilon, self.bias = alpha, beta, epsilon, bias
 
     def __call__(self, module, a, y, pass_state):
@@ -76,7 +78,10 @@ class AlphaBeta:
         negative = linear_op(module, a_pos, w_neg) + linear_op(module, a_neg, w_pos)
         bias = _bias(module, self.bias)
         if bias is not None:
-            positive, negative = _add_bias(positive, bias.clamp(min=0)), _add_bias(negative, bias.clamp(max=0))
+            positive, negative = (
+                _add_bias(positive, bias.clamp(min=0)),
+                _add_bias(negative, bias.clamp(max=0)),
+            )
         terms = [(self.alpha, positive, stabilise(positive, self.epsilon))]
         if self.beta:
             terms.append((-self.beta, negative, stabilise(negative, self.epsilon)))
@@ -95,11 +100,19 @@ class ZBeta:
     def __call__(self, module, a, y, pass_state):
         if "bounds" not in pass_state:
             x = pass_state["input"]
-            pass_state["bounds"] = (torch.full_like(x, self.low).requires_grad_(),
-                                 torch.full_like(x, self.high).requires_grad_())
-        low, high = (torch.as_strided(b, a.size(), a.stride(), a.storage_offset()) for b in pass_state["bounds"])
-        z = (linear_op(module, a, module.weight) - linear_op(module, low, module.weight.clamp(min=0))
-             - linear_op(module, high, module.weight.clamp(max=0)))
+            pass_state["bounds"] = (
+                torch.full_like(x, self.low).requires_grad_(),
+                torch.full_like(x, self.high).requires_grad_(),
+            )
+        low, high = (
+            torch.as_strided(b, a.size(), a.stride(), a.storage_offset())
+            for b in pass_state["bounds"]
+        )
+        z = (
+            linear_op(module, a, module.weight)
+            - linear_op(module, low, module.weight.clamp(min=0))
+            - linear_op(module, high, module.weight.clamp(max=0))
+        )
         z = _add_bias(z, _bias(module, self.bias))
         return _share(y, [(1.0, z, stabilise(z, self.epsilon))])
 
@@ -120,8 +133,13 @@ class Gamma:
             toward_positive = _add_bias(toward_positive, bias + self.gamma * bias.clamp(min=0))
             toward_negative = _add_bias(toward_negative, bias + self.gamma * bias.clamp(max=0))
         positive, negative = (y > 0).to(y.dtype), (y < 0).to(y.dtype)
-        return _share(y, [(positive, toward_positive, stabilise(toward_positive, self.epsilon)),
-                          (negative, toward_negative, stabilise(toward_negative, self.epsilon))])
+        return _share(
+            y,
+            [
+                (positive, toward_positive, stabilise(toward_positive, self.epsilon)),
+                (negative, toward_negative, stabilise(toward_negative, self.epsilon)),
+            ],
+        )
 
 
 class Pass:
@@ -152,5 +170,8 @@ class Gate:
             safe = torch.where(total > 0, total, 1.0)
             share_s, share_g = signal.abs() / safe, gate.abs() / safe
         # R_s = s * dh/ds-modified * R_h / h = share_s * R_h, using h / s = g (no division by s).
-        return (h.detach() + (signal - signal.detach()) * (share_s * gate).detach()
-                + (gate - gate.detach()) * (share_g * signal).detach())
+        return (
+            h.detach()
+            + (signal - signal.detach()) * (share_s * gate).detach()
+            + (gate - gate.detach()) * (share_g * signal).detach()
+        )

@@ -6,8 +6,8 @@ parameter record in every heatmap sidecar, and the methods text with its citatio
 """
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from bidsxai.explain.cam import cam_from
 from bidsxai.explain.gradcam import gradcam_from
@@ -28,7 +28,8 @@ class Method:
     function: Callable
     values: str  # what a map's values are, for sidecars
     citation: str  # key in boilerplate/references.bib
-    parameter_sources: tuple = ()  # functions whose keyword defaults the method takes (default: function)
+    # The functions whose keyword defaults the method takes (default: its function).
+    parameter_sources: tuple = ()
     # Parameters left out of the sidecars' record: those that change speed or memory but not the
     # map, and those that only apply to an option the CLI does not offer.
     unrecorded: tuple = ()
@@ -48,26 +49,78 @@ class Method:
         return {k: v for k, v in params.items() if k not in self.unrecorded}
 
 
-METHODS = {m.name: m for m in (
-    Method("cam", "CAM", "cam", cam_from,
-           "CAM: class-weighted sum of the layer's feature maps (no ReLU)", "zhou2016"),
-    Method("gradcam", "Grad-CAM", "cam", gradcam_from,
-           "Grad-CAM: ReLU of the gradient-weighted feature maps", "selvaraju2017"),
-    Method("gradcampp", "Grad-CAM++", "cam", gradcampp_from,
-           "Grad-CAM++ (eq. 19) without the voxel-independent factor exp(logit)", "chattopadhyay2018"),
-    Method("saliency", "saliency maps", "input", saliency,
-           "maximum over channels of |d logit / d input|", "simonyan2014"),
-    Method("smoothgrad", "SmoothGrad", "input", smoothgrad,
-           "saliency averaged over noisy copies of the input", "smilkov2017"),
-    Method("ig", "integrated gradients", "input", integrated_gradients,
-           "integrated gradients summed over channels", "sundararajan2017",
-           unrecorded=("internal_batch_size", "blur_sigma")),
-    Method("lrp", "layer-wise relevance propagation", "input", lrp,
-           "layer-wise relevance propagation (bias-free rules; see the composite)", "bach2015"),
-    Method("perturbation", "meaningful-perturbation masks", "input", perturbation,
-           "1 - the meaningful-perturbation mask (Thibeau-Sutre et al. 2020, eq. 2) fitted to this "
-           "session", "thibeausutre2020", parameter_sources=(perturbation, fit_mask)),
-)}
+METHODS = {
+    m.name: m
+    for m in (
+        Method(
+            "cam",
+            "CAM",
+            "cam",
+            cam_from,
+            "CAM: class-weighted sum of the layer's feature maps (no ReLU)",
+            "zhou2016",
+        ),
+        Method(
+            "gradcam",
+            "Grad-CAM",
+            "cam",
+            gradcam_from,
+            "Grad-CAM: ReLU of the gradient-weighted feature maps",
+            "selvaraju2017",
+        ),
+        Method(
+            "gradcampp",
+            "Grad-CAM++",
+            "cam",
+            gradcampp_from,
+            "Grad-CAM++ (eq. 19) without the voxel-independent factor exp(logit)",
+            "chattopadhyay2018",
+        ),
+        Method(
+            "saliency",
+            "saliency maps",
+            "input",
+            saliency,
+            "maximum over channels of |d logit / d input|",
+            "simonyan2014",
+        ),
+        Method(
+            "smoothgrad",
+            "SmoothGrad",
+            "input",
+            smoothgrad,
+            "saliency averaged over noisy copies of the input",
+            "smilkov2017",
+        ),
+        Method(
+            "ig",
+            "integrated gradients",
+            "input",
+            integrated_gradients,
+            "integrated gradients summed over channels",
+            "sundararajan2017",
+            unrecorded=("internal_batch_size", "blur_sigma"),
+        ),
+        Method(
+            "lrp",
+            "layer-wise relevance propagation",
+            "input",
+            lrp,
+            "layer-wise relevance propagation (bias-free rules; see the composite)",
+            "bach2015",
+        ),
+        Method(
+            "perturbation",
+            "meaningful-perturbation masks",
+            "input",
+            perturbation,
+            "1 - the meaningful-perturbation mask (Thibeau-Sutre et al. 2020, eq. 2) fitted to "
+            "this session",
+            "thibeausutre2020",
+            parameter_sources=(perturbation, fit_mask),
+        ),
+    )
+}
 
 CAM_FAMILY = tuple(name for name, m in METHODS.items() if m.family == "cam")
 INPUT_METHODS = tuple(name for name, m in METHODS.items() if m.family == "input")

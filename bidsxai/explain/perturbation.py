@@ -1,4 +1,5 @@
-"""Meaningful-perturbation masks in 3D (Fong & Vedaldi 2017 as adapted by Thibeau-Sutre et al. 2020, eqs. 1-2).
+"""Meaningful-perturbation masks in 3D (Fong & Vedaldi 2017 as adapted by Thibeau-Sutre et al. 2020,
+eqs. 1-2).
 
     X'_m = m X + (1 - m) mu                                                        (eq. 1)
     m*   = argmin  l1 ||1 - m||_b1^b1 + l2 sum_u ||grad m(u)||_b2^b2 + f(X'_m)       (eq. 2)
@@ -12,8 +13,9 @@ intensity-normalised MRI (the paper used mu = 1 on grey-matter probability maps)
 b1 = 0.1 the sparsity term's gradient grows without bound as m approaches 1, so a larger l1 (the
 paper multiplied l1 and l2 by 100 for session masks) or l2 = 0.01 kept the mask at 1 on a model
 reading a known box, while these defaults recovered the box exactly; a saturated softmax
-(probability 0.9999) also leaves the mask at 1, because the probability's gradient vanishes. The map returned is 1 - m: high where masking
-changes the decision. ``group=True`` fits one mask for the whole batch (the paper's group mask).
+(probability 0.9999) also leaves the mask at 1, because the probability's gradient vanishes. The map
+returned is 1 - m: high where masking changes the decision. ``group=True`` fits one mask for the
+whole batch (the paper's group mask).
 """
 
 import torch
@@ -39,8 +41,22 @@ def mask_loss(mask, model, x, targets, lambda1, lambda2, beta1, beta2, mu):
     return lambda1 * sparsity + lambda2 * smoothness + probability, probability
 
 
-def fit_mask(model, x, targets, *, lambda1=1e-4, lambda2=1e-3, beta1=0.1, beta2=1.0, mu=0.0,
-             lr=0.1, max_epochs=5000, patience=200, tolerance=0.01, threshold=0.95):
+def fit_mask(
+    model,
+    x,
+    targets,
+    *,
+    lambda1=1e-4,
+    lambda2=1e-3,
+    beta1=0.1,
+    beta2=1.0,
+    mu=0.0,
+    lr=0.1,
+    max_epochs=5000,
+    patience=200,
+    tolerance=0.01,
+    threshold=0.95,
+):
     """One mask for the samples ``x`` with class ``targets`` (N,): (mask, probability after)."""
     for p in model.parameters():
         p.requires_grad_(False)
@@ -77,7 +93,9 @@ def perturbation(model, x, targets, group=False, **params):
         with torch.no_grad():
             logits = model(x)
         before = torch.softmax(logits, 1).gather(1, targets)
-        maps = torch.zeros((x.shape[0], targets.shape[1]) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
+        maps = torch.zeros(
+            (x.shape[0], targets.shape[1]) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device
+        )
         after = torch.zeros_like(before)
         for t in range(targets.shape[1]):
             if group:
@@ -86,11 +104,14 @@ def perturbation(model, x, targets, group=False, **params):
                 after[:, t] = prob
             else:
                 for n in range(x.shape[0]):
-                    mask, prob = fit_mask(model, x[n:n + 1], targets[n:n + 1, t], **params)
+                    mask, prob = fit_mask(model, x[n : n + 1], targets[n : n + 1, t], **params)
                     maps[n, t] = 1 - mask
                     after[n, t] = prob[0]
     finally:
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
-    return maps, {"logits": logits, "perturbation_probability_before": before,
-                  "perturbation_probability_after": after}
+    return maps, {
+        "logits": logits,
+        "perturbation_probability_before": before,
+        "perturbation_probability_after": after,
+    }

@@ -1,4 +1,5 @@
-"""Heatmap measures (Zhang et al. 2021): the 95th percentile of the brain-masked, max-normalised map."""
+"""Heatmap measures (Zhang et al. 2021): the 95th percentile of the brain-masked, max-normalised
+map."""
 
 import numpy as np
 

@@ -19,10 +19,27 @@ from nilearn.image import resample_to_img
 from bidsxai.errors import NoInputError
 
 AAL = Path("/usr/share/mricron/templates/aal.nii.gz")
-LOBES = ("frontal", "temporal", "parietal", "occipital", "insula", "limbic", "deep grey", "cerebellum")
+LOBES = (
+    "frontal",
+    "temporal",
+    "parietal",
+    "occipital",
+    "insula",
+    "limbic",
+    "deep grey",
+    "cerebellum",
+)
 # AAL region names (Tzourio-Mazoyer et al. 2002) by lobe, matched at the start of the name.
 _LOBE_PREFIXES = {
-    "frontal": ("Precentral", "Frontal", "Rolandic", "Supp_Motor", "Olfactory", "Rectus", "Paracentral"),
+    "frontal": (
+        "Precentral",
+        "Frontal",
+        "Rolandic",
+        "Supp_Motor",
+        "Olfactory",
+        "Rectus",
+        "Paracentral",
+    ),
     "temporal": ("Heschl", "Temporal"),
     "parietal": ("Postcentral", "Parietal", "SupraMarginal", "Angular", "Precuneus"),
     "occipital": ("Calcarine", "Cuneus", "Lingual", "Occipital", "Fusiform"),
@@ -52,7 +69,8 @@ def lobe_of(region):
 
 
 def _read_names(path):
-    """index -> (name, lobe) from a TSV with index and name columns (AAL's .txt: index name code)."""
+    """index -> (name, lobe) from a TSV with index and name columns (AAL's .txt: index name
+    code)."""
     if path.suffix == ".txt":
         table = pd.read_csv(path, sep=r"\s+", header=None, usecols=[0, 1], names=["index", "name"])
     else:
@@ -76,8 +94,10 @@ def _templateflow_atlas(name):
     home = Path(os.environ.get("TEMPLATEFLOW_HOME", Path.home() / ".cache" / "templateflow"))
     found = sorted(home.glob(f"tpl-*/tpl-*atlas-{name}_*dseg.nii.gz"))
     if not found:
-        raise NoInputError(f"--atlas templateflow:{name}: no tpl-*_atlas-{name}_*_dseg.nii.gz in {home} "
-                           "(bidsxai never downloads; fetch it with TemplateFlow first)")
+        raise NoInputError(
+            f"--atlas templateflow:{name}: no tpl-*_atlas-{name}_*_dseg.nii.gz in {home} "
+            "(bidsxai never downloads; fetch it with TemplateFlow first)"
+        )
     names = found[0].with_name(re.sub(r"_res-[^_]+", "", found[0].name).replace(".nii.gz", ".tsv"))
     if not names.is_file():
         raise NoInputError(f"no names table {names.name} beside {found[0]}")
@@ -88,8 +108,10 @@ def load_atlas(spec, template):
     """The atlas ``spec`` (``aal``, ``templateflow:NAME`` or a NIfTI path) on the template grid."""
     if spec == "aal":
         if not AAL.is_file():
-            raise NoInputError(f"AAL atlas not found at {AAL}; install Debian's mricron-data or "
-                               "give --atlas PATH.nii.gz with a names TSV")
+            raise NoInputError(
+                f"AAL atlas not found at {AAL}; install Debian's mricron-data or "
+                "give --atlas PATH.nii.gz with a names TSV"
+            )
         image, names = AAL, AAL.with_name("aal.nii.txt")
     elif str(spec).startswith("templateflow:"):
         image, names = _templateflow_atlas(str(spec).split(":", 1)[1])
@@ -99,12 +121,21 @@ def load_atlas(spec, template):
             raise NoInputError(f"--atlas {spec}: no such file")
         names = _names_beside(image)
     table = _read_names(names)
-    resampled = resample_to_img(nib.load(str(image)), template.image(template.brain_mask.astype(np.float32)),
-                                interpolation="nearest", force_resample=True, copy_header=True)
+    resampled = resample_to_img(
+        nib.load(str(image)),
+        template.image(template.brain_mask.astype(np.float32)),
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
+    )
     labels = np.rint(np.asarray(resampled.dataobj)).astype(np.int32)
     labels[~template.brain_mask] = 0
-    return Atlas(Path(str(spec)).name if spec != "aal" else "AAL", labels,
-                 {i: n for i, (n, _) in table.items()}, {i: lobe for i, (_, lobe) in table.items()})
+    return Atlas(
+        Path(str(spec)).name if spec != "aal" else "AAL",
+        labels,
+        {i: n for i, (n, _) in table.items()},
+        {i: lobe for i, (_, lobe) in table.items()},
+    )
 
 
 def region_table(values, atlas, top=None, labels=None):
@@ -122,13 +153,26 @@ def region_table(values, atlas, top=None, labels=None):
     total = flat.sum()
     rows = []
     if positive[0]:
-        rows.append({"region": "unlabelled", "lobe": "other", "voxels": int(positive[0]),
-                     "share": float(sums[0] / total), "mean": float("nan")})
+        rows.append(
+            {
+                "region": "unlabelled",
+                "lobe": "other",
+                "voxels": int(positive[0]),
+                "share": float(sums[0] / total),
+                "mean": float("nan"),
+            }
+        )
     for index, name in atlas.names.items():
         if index < size and positive[index]:
-            rows.append({"region": name, "lobe": atlas.lobes[index], "voxels": int(positive[index]),
-                         "share": float(sums[index] / total) if total > 0 else 0.0,
-                         "mean": float(sums[index] / counts[index])})
+            rows.append(
+                {
+                    "region": name,
+                    "lobe": atlas.lobes[index],
+                    "voxels": int(positive[index]),
+                    "share": float(sums[index] / total) if total > 0 else 0.0,
+                    "mean": float(sums[index] / counts[index]),
+                }
+            )
     table = pd.DataFrame(rows, columns=["region", "lobe", "voxels", "share", "mean"])
     table = table.sort_values("share", ascending=False).reset_index(drop=True)
     return table if top is None else table.head(top)
@@ -142,7 +186,8 @@ def lobe_summary(table):
 
 
 def roi_vector(values, atlas):
-    """The mean of a map within each region (Thibeau-Sutre et al. 2020's ROI density), in atlas.names order."""
+    """The mean of a map within each region (Thibeau-Sutre et al. 2020's ROI density), in
+    atlas.names order."""
     flat, labels = np.asarray(values, np.float64).ravel(), atlas.labels.ravel()
     sums = np.bincount(labels, weights=flat, minlength=max(atlas.names) + 1)
     counts = np.bincount(labels, minlength=max(atlas.names) + 1)

@@ -33,8 +33,11 @@ def coverage_test(kept, mask):
     p = np.minimum(tail[counts], 1.0)
     out = {"coverage": np.zeros(mask.shape), "n": n, "shares": shares}
     out["coverage"][mask] = counts / n
-    for name, values in (("p", p), ("p_bonferroni", multipletests(p, method="bonferroni")[1]),
-                         ("p_fdr", multipletests(p, method="fdr_bh")[1])):
+    for name, values in (
+        ("p", p),
+        ("p_bonferroni", multipletests(p, method="bonferroni")[1]),
+        ("p_fdr", multipletests(p, method="fdr_bh")[1]),
+    ):
         full = np.ones(mask.shape)
         full[mask] = values
         out[name] = full

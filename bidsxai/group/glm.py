@@ -38,10 +38,14 @@ def reduced_model(data, regressor, covariates):
     x = np.asarray(regressor, np.float64)
     x_res = x - basis @ (basis.T @ x)
     if x_res @ x_res < 1e-10 * (x @ x):
-        raise ValueError("the covariates explain the group labels completely; nothing is left to test")
+        raise ValueError(
+            "the covariates explain the group labels completely; nothing is left to test"
+        )
     df = n - basis.shape[1] - 1
     if df < 1:
-        raise ValueError(f"{n} subjects cannot fit {basis.shape[1]} covariate columns and a group effect")
+        raise ValueError(
+            f"{n} subjects cannot fit {basis.shape[1]} covariate columns and a group effect"
+        )
     return ReducedModel(x_res, basis, data - basis @ (basis.T @ data), df)
 
 
@@ -50,7 +54,7 @@ def glm_t(projections, total_sq, regressor_sq, df):
     design_rows, |R|^2 (V,) and x~'x~; works on numpy arrays and torch tensors alike."""
     effect = projections[..., 0, :]
     covariate_part = (projections[..., 1:, :] ** 2).sum(-2)
-    s2 = (total_sq - covariate_part - effect ** 2 / regressor_sq) / df
+    s2 = (total_sq - covariate_part - effect**2 / regressor_sq) / df
     positive = s2 > 1e-12 * (total_sq + 1)
     safe = s2 * positive + (~positive) * 1.0
     return effect / (safe * regressor_sq) ** 0.5 * positive

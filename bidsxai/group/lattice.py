@@ -145,8 +145,8 @@ def tfce_values(stat, neighbours, *, E=0.5, H=2.0, steps=100, two_sided=True):
     if peak <= 0:
         return out
     thresholds = np.linspace(0, peak, steps + 1)[1:]
-    weights = np.r_[0.0, thresholds ** H * thresholds[0]]
-    for sign in ((1.0, -1.0) if two_sided else (1.0,)):
+    weights = np.r_[0.0, thresholds**H * thresholds[0]]
+    for sign in (1.0, -1.0) if two_sided else (1.0,):
         levels = np.searchsorted(thresholds, sign * stat, side="right").astype(np.int64)
         _enhance(levels, neighbours, weights, E, out, sign)
     return out
@@ -157,7 +157,7 @@ def cluster_mass_values(stat, neighbours, threshold, *, two_sided=True):
     ``threshold`` (positive and negative clusters apart, negative ones signed); 0 elsewhere."""
     stat = np.asarray(stat, np.float64)
     out = np.zeros_like(stat)
-    for sign in ((1.0, -1.0) if two_sided else (1.0,)):
+    for sign in (1.0, -1.0) if two_sided else (1.0,):
         excess = sign * stat - threshold
         roots = _components(excess > 0, neighbours)
         inside = roots >= 0

@@ -18,8 +18,10 @@ def subject_measures(heatmap, mask, atlas=None):
     normalised = max_normalise(heatmap, mask)
     inside = normalised[mask]
     total = inside.sum()
-    measures = {"p95": percentile_in_mask(heatmap, mask),
-                "mass_above_half": float(inside[inside >= 0.5].sum() / total) if total > 0 else 0.0}
+    measures = {
+        "p95": percentile_in_mask(heatmap, mask),
+        "mass_above_half": float(inside[inside >= 0.5].sum() / total) if total > 0 else 0.0,
+    }
     if atlas is not None:
         for lobe in sorted(set(atlas.lobes.values())):
             labels = [i for i, name in atlas.lobes.items() if name == lobe]
@@ -35,7 +37,7 @@ def hedges_g(a, b, confidence=0.95):
     pooled = np.sqrt(((na - 1) * np.var(a, ddof=1) + (nb - 1) * np.var(b, ddof=1)) / (na + nb - 2))
     d = (np.mean(a) - np.mean(b)) / pooled if pooled > 0 else 0.0
     g = d * (1 - 3 / (4 * (na + nb) - 9))
-    se = np.sqrt((na + nb) / (na * nb) + g ** 2 / (2 * (na + nb - 3.94)))
+    se = np.sqrt((na + nb) / (na * nb) + g**2 / (2 * (na + nb - 3.94)))
     z = stats.norm.ppf(0.5 + confidence / 2)
     return float(g), float(g - z * se), float(g + z * se)
 
@@ -47,9 +49,22 @@ def compare_groups(a, b):
     welch = stats.ttest_ind(a, b, equal_var=False)
     mann_whitney = stats.mannwhitneyu(a, b, alternative="two-sided")
     g, low, high = hedges_g(a, b)
-    return {"n_a": len(a), "n_b": len(b), "mean_a": a.mean(), "sd_a": a.std(ddof=1),
-            "mean_b": b.mean(), "sd_b": b.std(ddof=1), "t": float(student.statistic),
-            "df": len(a) + len(b) - 2, "p": float(student.pvalue), "t_welch": float(welch.statistic),
-            "df_welch": float(welch.df), "p_welch": float(welch.pvalue),
-            "u": float(mann_whitney.statistic), "p_mann_whitney": float(mann_whitney.pvalue),
-            "hedges_g": g, "g_low": low, "g_high": high}
+    return {
+        "n_a": len(a),
+        "n_b": len(b),
+        "mean_a": a.mean(),
+        "sd_a": a.std(ddof=1),
+        "mean_b": b.mean(),
+        "sd_b": b.std(ddof=1),
+        "t": float(student.statistic),
+        "df": len(a) + len(b) - 2,
+        "p": float(student.pvalue),
+        "t_welch": float(welch.statistic),
+        "df_welch": float(welch.df),
+        "p_welch": float(welch.pvalue),
+        "u": float(mann_whitney.statistic),
+        "p_mann_whitney": float(mann_whitney.pvalue),
+        "hedges_g": g,
+        "g_low": low,
+        "g_high": high,
+    }

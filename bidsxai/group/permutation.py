@@ -5,11 +5,12 @@ Spearman correlations.
 Under relabelling the two-sample t of every voxel is an increasing function of one projection of
 its standardised data (see _null), so each chunk of permutations on a block of voxels is one
 (P x n) @ (n x B) product and a row-wise min/max; a running maximum keeps memory bounded.
-One-sample tests flip signs (the null for data symmetric about ``popmean``). With covariates, Freedman-Lane permutes the residuals of the covariates-only
-model (see glm.py), again one product per chunk. When the number of distinct relabellings or sign
-flips is at most ``n_perm`` they are all enumerated and the p-values are exact; otherwise
-p = (1 + #{max >= observed}) / (1 + P), the observed labelling counted among the permutations.
-Float64 throughout: no TF32, no rounding of ranks.
+One-sample tests flip signs (the null for data symmetric about ``popmean``). With covariates,
+Freedman-Lane permutes the residuals of the covariates-only model (see glm.py), again one product
+per chunk. When the number of distinct relabellings or sign flips is at most ``n_perm`` they are all
+enumerated and the p-values are exact; otherwise p = (1 + #{max >= observed}) / (1 + P), the
+observed labelling counted among the permutations. Float64 throughout: no TF32, no rounding of
+ranks.
 """
 
 import itertools
@@ -30,14 +31,14 @@ def _standardised(x, centre):
     columns become 0."""
     if centre:
         x = x - x.mean(0)
-    norm = (x ** 2).sum(0)
+    norm = (x**2).sum(0)
     return x * torch.where(norm > 0, norm, 1).rsqrt() * (norm > 0)
 
 
 def _t_from_projection(u, c, df):
     """t = sqrt(df c) u / sqrt(1 - c u^2): odd and increasing in u, so the largest |u| of a
     permutation gives its largest |t| (computed on P maxima instead of P x V values)."""
-    return u * math.sqrt(df * c) / torch.clamp(1 - c * u ** 2, min=1e-300).sqrt()
+    return u * math.sqrt(df * c) / torch.clamp(1 - c * u**2, min=1e-300).sqrt()
 
 
 def _relabellings(n, n_a, n_perm, rng):
@@ -54,7 +55,7 @@ def _relabellings(n, n_a, n_perm, rng):
 
 
 def _sign_flips(n, n_perm, rng):
-    if 2 ** n <= n_perm:
+    if 2**n <= n_perm:
         return np.array(list(itertools.product([1.0, -1.0], repeat=n))), True
     return rng.choice([1.0, -1.0], size=(n_perm, n)), False
 
@@ -84,8 +85,10 @@ class _Null:
 def _blocks(*arrays, size):
     """Column blocks of (n, V) tensors (1-D ones split alike), each block contiguous."""
     n_vox = arrays[0].shape[-1]
-    return [tuple(a[..., start:start + size].contiguous() for a in arrays)
-            for start in range(0, n_vox, size)]
+    return [
+        tuple(a[..., start : start + size].contiguous() for a in arrays)
+        for start in range(0, n_vox, size)
+    ]
 
 
 def _null(x, labels, covariates, n_perm, popmean, rng, device, block):
@@ -107,23 +110,45 @@ def _null(x, labels, covariates, n_perm, popmean, rng, device, block):
 
         def project(d, part):
             res, total_sq = part
-            return glm_t((d @ res).reshape(-1, width, res.shape[1]), total_sq, regressor_sq, model.df)
+            return glm_t(
+                (d @ res).reshape(-1, width, res.shape[1]), total_sq, regressor_sq, model.df
+            )
 
         design, exact = _reordered_rows(model.design_rows, n_perm, rng)
-        return _Null(design, exact, width, _blocks(residuals, (residuals ** 2).sum(0), size=block),
-                     project, lambda u: u, model.design_rows)
+        return _Null(
+            design,
+            exact,
+            width,
+            _blocks(residuals, (residuals**2).sum(0), size=block),
+            project,
+            lambda u: u,
+            model.design_rows,
+        )
     if labels is None:
         scaled = _standardised(x - popmean, centre=False)
         design, exact = _sign_flips(n, n_perm, rng)
-        return _Null(design, exact, 1, _blocks(scaled / math.sqrt(n), size=block),
-                     lambda d, part: d @ part[0], lambda u: _t_from_projection(u, 1.0, n - 1),
-                     np.ones((1, n)))
+        return _Null(
+            design,
+            exact,
+            1,
+            _blocks(scaled / math.sqrt(n), size=block),
+            lambda d, part: d @ part[0],
+            lambda u: _t_from_projection(u, 1.0, n - 1),
+            np.ones((1, n)),
+        )
     scaled = _standardised(x, centre=True)
     n_a = int(labels.sum())
     c = 1 / n_a + 1 / (n - n_a)
     design, exact = _relabellings(n, n_a, n_perm, rng)
-    return _Null(design, exact, 1, _blocks(scaled, size=block), lambda d, part: d @ part[0],
-                 lambda u: _t_from_projection(u, c, n - 2), labels[None].astype(np.float64))
+    return _Null(
+        design,
+        exact,
+        1,
+        _blocks(scaled, size=block),
+        lambda d, part: d @ part[0],
+        lambda u: _t_from_projection(u, c, n - 2),
+        labels[None].astype(np.float64),
+    )
 
 
 def _t_maps(null, rows):
@@ -139,13 +164,13 @@ def _max_per_permutation(null, two_sided, device, chunk):
     best = torch.full((n_design,), -math.inf, dtype=torch.float64, device=device)
     for part in null.blocks:
         for start in range(0, n_design, chunk):
-            u = null.project(design[start * null.width:(start + chunk) * null.width], part)
+            u = null.project(design[start * null.width : (start + chunk) * null.width], part)
             if two_sided:
                 low, high = torch.aminmax(u, dim=1)
                 peak = torch.maximum(high, -low)
             else:
                 peak = u.amax(1)
-            torch.maximum(best[start:start + chunk], peak, out=best[start:start + chunk])
+            torch.maximum(best[start : start + chunk], peak, out=best[start : start + chunk])
     return null.to_t(best).cpu().numpy()
 
 
@@ -154,12 +179,14 @@ def _enhanced_maxima(null, enhancers, two_sided, device, chunk):
     maxima = {name: [] for name in enhancers}
     with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
         for start in range(0, len(null.design), chunk * null.width):
-            d = torch.as_tensor(null.design[start:start + chunk * null.width], dtype=torch.float64,
-                                device=device)
+            d = torch.as_tensor(
+                null.design[start : start + chunk * null.width], dtype=torch.float64, device=device
+            )
             rows = _t_maps(null, d).cpu().numpy()
             for name, enhance in enhancers.items():
-                maxima[name].append(np.array(list(pool.map(
-                    lambda row, f=enhance: _peak(f(row), two_sided), rows))))
+                maxima[name].append(
+                    np.array(list(pool.map(lambda row, f=enhance: _peak(f(row), two_sided), rows)))
+                )
     return {name: np.concatenate(values) for name, values in maxima.items()}
 
 
@@ -173,8 +200,20 @@ def _p_values(maxima, observed, n_design, exact):
     return exceed / n_design if exact else (exceed + 1) / (n_design + 1)
 
 
-def permutation_fwe(data, labels=None, *, covariates=None, n_perm=10000, popmean=0.0,
-                    two_sided=True, seed=0, device="cpu", enhancers=None, chunk=256, block=8192):
+def permutation_fwe(
+    data,
+    labels=None,
+    *,
+    covariates=None,
+    n_perm=10000,
+    popmean=0.0,
+    two_sided=True,
+    seed=0,
+    device="cpu",
+    enhancers=None,
+    chunk=256,
+    block=8192,
+):
     """Observed t and family-wise-error p-values by the maximum statistic, for data (n, V).
 
     ``labels`` (n,) bool marks group A for a two-sample test (A minus B); None tests the mean
@@ -193,8 +232,11 @@ def permutation_fwe(data, labels=None, *, covariates=None, n_perm=10000, popmean
     enhancers = enhancers or {}
     maxima = {"t": _max_per_permutation(null, two_sided, device, chunk)}
     if enhancers:
-        maxima.update(_enhanced_maxima(null, enhancers, two_sided, device,
-                                       max(1, 3_000_000 // max(x.shape[1], 1))))
+        maxima.update(
+            _enhanced_maxima(
+                null, enhancers, two_sided, device, max(1, 3_000_000 // max(x.shape[1], 1))
+            )
+        )
     n_design = len(null.design) // null.width
     result = {"t": t_obs, "n_permutations": n_design, "exact": null.exact}
     observed = {"t": t_obs, **{name: enhance(t_obs) for name, enhance in enhancers.items()}}
@@ -206,9 +248,17 @@ def permutation_fwe(data, labels=None, *, covariates=None, n_perm=10000, popmean
     return result
 
 
-def spearman_permutation(x: Sequence[float], y: Sequence[float], *, n_perm: int = 20000, seed: int = 0,
-                         device: str | torch.device = "cpu", chunk: int = 4096) -> tuple[float, float]:
-    """Spearman's rho and its two-sided permutation p-value (Lu et al. 2023: 20,000 permutations)."""
+def spearman_permutation(
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    n_perm: int = 20000,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    chunk: int = 4096,
+) -> tuple[float, float]:
+    """Spearman's rho and its two-sided permutation p-value (Lu et al. 2023: 20,000
+    permutations)."""
     from scipy.stats import rankdata
 
     rx = torch.as_tensor(rankdata(x), dtype=torch.float64, device=device)

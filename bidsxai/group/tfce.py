@@ -12,8 +12,16 @@ import numpy as np
 from bidsxai.group.lattice import neighbour_table, tfce_values
 
 
-def tfce(stat: np.ndarray, mask: np.ndarray | None = None, *, E: float = 0.5, H: float = 2.0,
-         steps: int = 100, two_sided: bool = True, connectivity: int = 1) -> np.ndarray:
+def tfce(
+    stat: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    E: float = 0.5,
+    H: float = 2.0,
+    steps: int = 100,
+    two_sided: bool = True,
+    connectivity: int = 1,
+) -> np.ndarray:
     """The TFCE map of ``stat`` (X, Y, Z); voxels outside ``mask`` are 0 and never join clusters.
 
     ``connectivity`` is scipy's rank: 1 = faces (6), 2 = edges (18), 3 = corners (26).
@@ -21,6 +29,7 @@ def tfce(stat: np.ndarray, mask: np.ndarray | None = None, *, E: float = 0.5, H:
     stat = np.asarray(stat, np.float64)
     mask = np.ones(stat.shape, bool) if mask is None else np.asarray(mask, bool)
     out = np.zeros_like(stat)
-    out[mask] = tfce_values(stat[mask], neighbour_table(mask, connectivity), E=E, H=H,
-                            steps=steps, two_sided=two_sided)
+    out[mask] = tfce_values(
+        stat[mask], neighbour_table(mask, connectivity), E=E, H=H, steps=steps, two_sided=two_sided
+    )
     return out

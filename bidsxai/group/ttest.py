@@ -34,9 +34,13 @@ def _observed_t(a, b, covariates, popmean):
     if covariates is not None:
         data = np.concatenate([a, b])
         model = reduced_model(data, np.r_[np.ones(len(a)), np.zeros(len(b))], covariates)
-        total_sq = (model.residuals ** 2).sum(0)
-        t = glm_t(model.design_rows @ model.residuals, total_sq, model.regressor @ model.regressor,
-                  model.df)
+        total_sq = (model.residuals**2).sum(0)
+        t = glm_t(
+            model.design_rows @ model.residuals,
+            total_sq,
+            model.regressor @ model.regressor,
+            model.df,
+        )
         return t, t != 0, model.df
     if b is None:
         n, mean, var = _moments(a)
@@ -53,10 +57,21 @@ def _observed_t(a, b, covariates, popmean):
     return t, tested, df
 
 
-def ttest(maps_a: np.ndarray, maps_b: np.ndarray | None = None, *, mask: np.ndarray | None = None,
-          covariates: np.ndarray | None = None, n_perm: int = 0, tfce: bool = False,
-          cluster_p: float | None = None, two_sided: bool = True, popmean: float = 0.0, seed: int = 0,
-          device: str | torch.device = "cpu", connectivity: int = 1) -> dict[str, np.ndarray]:
+def ttest(
+    maps_a: np.ndarray,
+    maps_b: np.ndarray | None = None,
+    *,
+    mask: np.ndarray | None = None,
+    covariates: np.ndarray | None = None,
+    n_perm: int = 0,
+    tfce: bool = False,
+    cluster_p: float | None = None,
+    two_sided: bool = True,
+    popmean: float = 0.0,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    connectivity: int = 1,
+) -> dict[str, np.ndarray]:
     """Student's two-sample t (a - b) or one-sample t (a - popmean) per voxel.
 
     ``covariates`` (n_a + n_b, c), rows in the order of a then b, turns the two-sample test into
@@ -78,7 +93,9 @@ def ttest(maps_a: np.ndarray, maps_b: np.ndarray | None = None, *, mask: np.ndar
     t, tested, df = _observed_t(a, b, covariates, popmean)
     p = np.ones_like(t)
     if df > 0:
-        p[tested] = 2 * stats.t.sf(np.abs(t[tested]), df) if two_sided else stats.t.sf(t[tested], df)
+        p[tested] = (
+            2 * stats.t.sf(np.abs(t[tested]), df) if two_sided else stats.t.sf(t[tested], df)
+        )
     p_bonf, p_fdr = np.ones_like(p), np.ones_like(p)
     if tested.any():
         p_bonf[tested] = multipletests(p[tested], method="bonferroni")[1]
@@ -90,9 +107,17 @@ def ttest(maps_a: np.ndarray, maps_b: np.ndarray | None = None, *, mask: np.ndar
 
         data = a if b is None else np.concatenate([a, b])
         labels = None if b is None else np.r_[np.ones(len(a), bool), np.zeros(len(b), bool)]
-        result = permutation_fwe(data[:, tested], labels, covariates=covariates, n_perm=n_perm,
-                                 popmean=popmean, two_sided=two_sided, seed=seed, device=device,
-                                 enhancers=enhancers)
+        result = permutation_fwe(
+            data[:, tested],
+            labels,
+            covariates=covariates,
+            n_perm=n_perm,
+            popmean=popmean,
+            two_sided=two_sided,
+            seed=seed,
+            device=device,
+            enhancers=enhancers,
+        )
         for key in ["p_fwe", *(f"p_fwe_{name}" for name in enhancers)]:
             values[key] = _scatter(result[key], tested, 1.0)
         observed = {name: result[name] for name in enhancers}  # the engine enhanced the observed t
@@ -130,6 +155,7 @@ def _enhancers(mask, tested, df, tfce, cluster_p, two_sided, connectivity):
         enhancers["tfce"] = lambda t: tfce_values(t, neighbours, two_sided=two_sided)
     if cluster_p:
         threshold = stats.t.isf(cluster_p / 2 if two_sided else cluster_p, df)
-        enhancers["cluster_mass"] = lambda t: cluster_mass_values(t, neighbours, threshold,
-                                                             two_sided=two_sided)
+        enhancers["cluster_mass"] = lambda t: cluster_mass_values(
+            t, neighbours, threshold, two_sided=two_sided
+        )
     return enhancers

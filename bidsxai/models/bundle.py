@@ -34,7 +34,9 @@ def save_bundle(folder, models, meta, final):
     for name, model in models.items():
         path = folder / f"{name}.safetensors"
         with atomic_path(path) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp)
+            )
         members[name] = {"weights": path.name, "sha256": sha256_of(path)}
     meta = dict(meta, members=members, final_member=final, **members[final])
     write_json(folder / "model.json", meta)
@@ -47,8 +49,10 @@ def resolve_bundle(name_or_path, output_dir):
     for folder in candidates:
         if (folder / "model.json").is_file():
             return folder
-    raise NoInputError(f"--model {name_or_path}: no model bundle (model.json) found at "
-                       f"{candidates[0]} or {candidates[1]}")
+    raise NoInputError(
+        f"--model {name_or_path}: no model bundle (model.json) found at "
+        f"{candidates[0]} or {candidates[1]}"
+    )
 
 
 def read_meta(folder):
@@ -69,14 +73,19 @@ def load_member(folder, meta, member=None, device="cpu"):
     """One member's model in eval mode (the final model by default), after its sha256 check."""
     from safetensors.torch import load_file
 
-    entry = meta.get("members", {}).get(member) if member else {"weights": meta.get("weights"),
-                                                                  "sha256": meta.get("sha256")}
+    entry = (
+        meta.get("members", {}).get(member)
+        if member
+        else {"weights": meta.get("weights"), "sha256": meta.get("sha256")}
+    )
     if entry is None or not re.fullmatch(r"[\w.-]+", str(entry.get("weights"))):
         raise NoInputError(f"{folder}: model.json names no usable weights for member {member}")
     weights = Path(folder) / entry["weights"]
     if not weights.is_file() or sha256_of(weights) != entry.get("sha256"):
-        raise NoInputError(f"{folder}: weights {weights.name} missing or their sha256 does not match "
-                           "model.json; refusing to load")
+        raise NoInputError(
+            f"{folder}: weights {weights.name} missing or their sha256 does not match "
+            "model.json; refusing to load"
+        )
     model = get_architecture(meta["architecture"]).build(**meta["architecture_args"])
     model.load_state_dict(load_file(str(weights), device="cpu"))
     return model.to(device).eval()
@@ -88,12 +97,23 @@ def member_for(meta, subject):
     place = (meta.get("assignments") or [{}])[0].get(subject)
     final = meta.get("final_member")
     if isinstance(place, int):
-        return (f"repeat-1_fold-{place}", f"fold-{place}",
-                f"cross-validation fold {place} (repeat 1): explained by that fold's model, which never "
-                "trained on this subject")
+        return (
+            f"repeat-1_fold-{place}",
+            f"fold-{place}",
+            f"cross-validation fold {place} (repeat 1): explained by that fold's model, which "
+            "never trained on this subject",
+        )
     if place == "test":
-        return final, "test", f"held-out test set: explained by the final model ({final}), which never trained on it"
-    return final, "not-in-training", f"not in the training cohort: explained by the final model ({final})"
+        return (
+            final,
+            "test",
+            f"held-out test set: explained by the final model ({final}), which never trained on it",
+        )
+    return (
+        final,
+        "not-in-training",
+        f"not in the training cohort: explained by the final model ({final})",
+    )
 
 
 class BundleModels:

@@ -24,20 +24,30 @@ def n_blocks_for(input_shape, min_size=2, max_blocks=7):
 
 
 class CNN3D(nn.Module):
-    def __init__(self, in_channels, n_classes, input_shape, filters=8, n_blocks=None,
-                 convs_per_block=(1, 1, 2, 2, 2, 3, 3), dropout=0.5):
+    def __init__(
+        self,
+        in_channels,
+        n_classes,
+        input_shape,
+        filters=8,
+        n_blocks=None,
+        convs_per_block=(1, 1, 2, 2, 2, 3, 3),
+        dropout=0.5,
+    ):
         super().__init__()
         n_blocks = n_blocks or n_blocks_for(input_shape)
         blocks, channels, shape = [], in_channels, list(input_shape)
         for b in range(n_blocks):
-            out = filters * 2 ** b
+            out = filters * 2**b
             layers = OrderedDict()
             for s in range(convs_per_block[min(b, len(convs_per_block) - 1)]):
-                layers[f"sub{s}"] = nn.Sequential(OrderedDict(
-                    conv=nn.Conv3d(channels, out, 3, padding=1),
-                    bn=nn.BatchNorm3d(out),
-                    act=nn.LeakyReLU(0.01),
-                ))
+                layers[f"sub{s}"] = nn.Sequential(
+                    OrderedDict(
+                        conv=nn.Conv3d(channels, out, 3, padding=1),
+                        bn=nn.BatchNorm3d(out),
+                        act=nn.LeakyReLU(0.01),
+                    )
+                )
                 channels = out
             layers["pool"] = nn.MaxPool3d(2, 2)
             blocks.append(nn.Sequential(layers))
@@ -57,5 +67,12 @@ def last_conv_block(model):
     return f"blocks.{last}.{subs[-1]}"
 
 
-register(Architecture("cnn3d", CNN3D, last_conv_block,
-                      "Thibeau-Sutre et al., SPIE Medical Imaging 2020", "thibeausutre2020"))
+register(
+    Architecture(
+        "cnn3d",
+        CNN3D,
+        last_conv_block,
+        "Thibeau-Sutre et al., SPIE Medical Imaging 2020",
+        "thibeausutre2020",
+    )
+)

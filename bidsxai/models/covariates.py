@@ -14,7 +14,8 @@ from bidsxai.errors import NoInputError
 
 @contextmanager
 def binding(model, values):
-    """Within the block, ``bound_covariates(model)`` is ``values`` (a 1D tensor, one per covariate)."""
+    """Within the block, ``bound_covariates(model)`` is ``values`` (a 1D tensor, one per
+    covariate)."""
     model._bound_covariates = values
     try:
         yield model
@@ -35,8 +36,11 @@ def subject_covariates(columns, participants, subject, device):
         try:
             values.append(float(value))
         except (TypeError, ValueError):
-            raise NoInputError(f"sub-{subject}: the model needs {column} from participants.tsv; "
-                               f"found {value!r}") from None
+            raise NoInputError(
+                f"sub-{subject}: the model needs {column} from participants.tsv; found {value!r}"
+            ) from None
         if not np.isfinite(values[-1]):
-            raise NoInputError(f"sub-{subject}: the model needs {column} from participants.tsv; it is n/a")
+            raise NoInputError(
+                f"sub-{subject}: the model needs {column} from participants.tsv; it is n/a"
+            )
     return torch.tensor(values, device=device)

@@ -23,16 +23,24 @@ from bidsxai.models.registry import Architecture, register
 
 
 def _dense_layer(channels, growth):
-    return nn.Sequential(OrderedDict(
-        bn1=nn.BatchNorm3d(channels), relu1=nn.ReLU(), conv1=nn.Conv3d(channels, 4 * growth, 1, bias=False),
-        bn2=nn.BatchNorm3d(4 * growth), relu2=nn.ReLU(),
-        conv2=nn.Conv3d(4 * growth, growth, 3, padding=1, padding_mode="replicate", bias=False)))
+    return nn.Sequential(
+        OrderedDict(
+            bn1=nn.BatchNorm3d(channels),
+            relu1=nn.ReLU(),
+            conv1=nn.Conv3d(channels, 4 * growth, 1, bias=False),
+            bn2=nn.BatchNorm3d(4 * growth),
+            relu2=nn.ReLU(),
+            conv2=nn.Conv3d(4 * growth, growth, 3, padding=1, padding_mode="replicate", bias=False),
+        )
+    )
 
 
 class DenseBlock(nn.Module):
     def __init__(self, channels, growth, n_layers=2):
         super().__init__()
-        self.layers = nn.ModuleList(_dense_layer(channels + i * growth, growth) for i in range(n_layers))
+        self.layers = nn.ModuleList(
+            _dense_layer(channels + i * growth, growth) for i in range(n_layers)
+        )
 
     def forward(self, x):
         for layer in self.layers:
@@ -45,16 +53,25 @@ class DenseEncoder(nn.Module):
 
     def __init__(self, features=32, filters=16, growth=4, n_blocks=4):
         super().__init__()
-        layers = OrderedDict(conv0=nn.Conv3d(1, filters, 3, padding=1, bias=False), bn0=nn.BatchNorm3d(filters),
-                             relu0=nn.ReLU(), pool0=nn.MaxPool3d(3, stride=2, padding=1))
+        layers = OrderedDict(
+            conv0=nn.Conv3d(1, filters, 3, padding=1, bias=False),
+            bn0=nn.BatchNorm3d(filters),
+            relu0=nn.ReLU(),
+            pool0=nn.MaxPool3d(3, stride=2, padding=1),
+        )
         channels = filters
         for b in range(n_blocks):
             layers[f"block{b + 1}"] = DenseBlock(channels, growth)
             channels += 2 * growth
             if b < n_blocks - 1:
-                layers[f"transition{b + 1}"] = nn.Sequential(OrderedDict(
-                    bn=nn.BatchNorm3d(channels), relu=nn.ReLU(), conv=nn.Conv3d(channels, channels, 1, bias=False),
-                    pool=nn.AvgPool3d(2)))
+                layers[f"transition{b + 1}"] = nn.Sequential(
+                    OrderedDict(
+                        bn=nn.BatchNorm3d(channels),
+                        relu=nn.ReLU(),
+                        conv=nn.Conv3d(channels, channels, 1, bias=False),
+                        pool=nn.AvgPool3d(2),
+                    )
+                )
         layers["bn_out"] = nn.BatchNorm3d(channels)
         layers["relu_out"] = nn.ReLU()
         layers["pool_out"] = nn.AdaptiveAvgPool3d(1)
@@ -74,7 +91,9 @@ class GamerMRIL(nn.Module):
         self.classifier = nn.Linear(features + 1, n_classes)
 
     def forward(self, x, age=None):
-        hidden = torch.stack([encoder(x[:, i:i + 1]) for i, encoder in enumerate(self.encoders)], 1)
+        hidden = torch.stack(
+            [encoder(x[:, i : i + 1]) for i, encoder in enumerate(self.encoders)], 1
+        )
         combined, _, _ = self.attention(hidden)
         if age is None:
             bound = bound_covariates(self)
@@ -88,12 +107,21 @@ def _default_layer(model):
     return "encoders.0.features.block4"
 
 
-register(Architecture(
-    name="gamer_mril",
-    build=lambda in_channels, n_classes, input_shape, **kwargs: GamerMRIL(in_channels, n_classes, **kwargs),
-    default_layer=_default_layer,
-    source="Lu et al. 2023, GAMER-MRIL: DenseNet-3D per contrast with gated attention",
-    citation="lu2023",
-    recipe={"optimiser": "adamw", "learning_rate": 5e-5, "weight_decay": 1e-2, "augment": "volume-affine"},
-    covariates=("age",),
-))
+register(
+    Architecture(
+        name="gamer_mril",
+        build=lambda in_channels, n_classes, input_shape, **kwargs: GamerMRIL(
+            in_channels, n_classes, **kwargs
+        ),
+        default_layer=_default_layer,
+        source="Lu et al. 2023, GAMER-MRIL: DenseNet-3D per contrast with gated attention",
+        citation="lu2023",
+        recipe={
+            "optimiser": "adamw",
+            "learning_rate": 5e-5,
+            "weight_decay": 1e-2,
+            "augment": "volume-affine",
+        },
+        covariates=("age",),
+    )
+)

@@ -47,7 +47,8 @@ def attention_weights(model, *inputs):
     """The attention weights (N, L) of a gated-attention model for one forward pass."""
     store = {}
     handle = attention_module(model).register_forward_hook(
-        lambda module, args, output: store.update(weights=output[1]))
+        lambda module, args, output: store.update(weights=output[1])
+    )
     try:
         model(*inputs)
     finally:

@@ -43,14 +43,21 @@ def sampling(model):
 @torch.no_grad()
 def mc_predict(model, x, samples, seed=0, chunk=16):
     """The softmax of model(x) in ``samples`` stochastic passes, (samples, N, classes); x is a
-    batch, passed in chunks of at most ``chunk`` rows. The global torch generator is left as found."""
+    batch, passed in chunks of at most ``chunk`` rows. The global torch generator is left as
+    found."""
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     model.eval()
     try:
         with sampling(model):
-            draws = torch.stack([torch.cat([torch.softmax(model(x[i:i + chunk]), 1)
-                                            for i in range(0, len(x), chunk)]) for _ in range(samples)])
+            draws = torch.stack(
+                [
+                    torch.cat(
+                        [torch.softmax(model(x[i : i + chunk]), 1) for i in range(0, len(x), chunk)]
+                    )
+                    for _ in range(samples)
+                ]
+            )
     finally:
         torch.random.set_rng_state(generator_state)
     return draws

@@ -1,7 +1,7 @@
 """Architectures by name: a bundle names what to build, and a new architecture is one entry."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -13,8 +13,14 @@ class Architecture:
     citation: str  # the paper's key in boilerplate/references.bib
     dims: int = 3  # 3: whole volumes; 2: axial slices (subject prediction = mean slice probability)
     # the paper's training recipe: optimiser, learning rate, weight decay, augmentation scheme
-    recipe: dict = field(default_factory=lambda: {"optimiser": "adamw", "learning_rate": 3e-4,
-                                                  "weight_decay": 1e-4, "augment": "flip"})
+    recipe: dict = field(
+        default_factory=lambda: {
+            "optimiser": "adamw",
+            "learning_rate": 3e-4,
+            "weight_decay": 1e-4,
+            "augment": "flip",
+        }
+    )
     covariates: tuple = ()  # extra scalar inputs after the image, e.g. ("age",)
     scalable: bool = False  # build accepts width= (channel multiplier, for quick trials)
 

@@ -1,11 +1,11 @@
-"""The 2D slice classifiers of Zhang et al. (2021): VGG16, VGG19 and ResNet50, each with a global-average-
-pooling head (GAP: pooled features -> one linear layer, so CAM applies) or fully connected layers
-before the output (FC). Inputs are axial slices with the contrasts as channels.
+"""The 2D slice classifiers of Zhang et al. (2021): VGG16, VGG19 and ResNet50, each with a
+global-average- pooling head (GAP: pooled features -> one linear layer, so CAM applies) or fully
+connected layers before the output (FC). Inputs are axial slices with the contrasts as channels.
 
 Module names follow torchvision's layout, so ImageNet weights load from a local torchvision
-state-dict file (``load_imagenet`` of its contents); nothing is downloaded. The FC heads: VGG's own classifier
-(7 x 7 pooling, 4096, 4096); for ResNet50 one hidden layer of 512 after the pooled features (the
-paper's exact customisation is not given).
+state-dict file (``load_imagenet`` of its contents); nothing is downloaded. The FC heads: VGG's own
+classifier (7 x 7 pooling, 4096, 4096); for ResNet50 one hidden layer of 512 after the pooled
+features (the paper's exact customisation is not given).
 """
 
 from collections import OrderedDict
@@ -15,9 +15,49 @@ from torch import nn
 from bidsxai.models.registry import Architecture, register
 
 VGG_LAYOUTS = {
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512, "M"],
+    "vgg16": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ],
+    "vgg19": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ],
 }
 
 
@@ -40,8 +80,15 @@ class VGG(nn.Module):
             hidden = max(1, int(4096 * width))
             self.avgpool = nn.AdaptiveAvgPool2d(7)
             self.classifier = nn.Sequential(
-                nn.Flatten(), nn.Linear(channels * 49, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5),
-                nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(hidden, n_classes))
+                nn.Flatten(),
+                nn.Linear(channels * 49, hidden),
+                nn.ReLU(inplace=True),
+                nn.Dropout(0.5),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(inplace=True),
+                nn.Dropout(0.5),
+                nn.Linear(hidden, n_classes),
+            )
 
     def forward(self, x):
         return self.classifier(self.avgpool(self.features(x)))
@@ -62,8 +109,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or channels != out:
-            self.downsample = nn.Sequential(nn.Conv2d(channels, out, 1, stride=stride, bias=False),
-                                            nn.BatchNorm2d(out))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(channels, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out)
+            )
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -84,7 +132,9 @@ class ResNet50(nn.Module):
         for index, (blocks, stride) in enumerate(((3, 1), (4, 2), (6, 2), (3, 2)), start=1):
             layers = []
             for b in range(blocks):
-                layers.append(Bottleneck(channels, base * 2 ** (index - 1), stride if b == 0 else 1))
+                layers.append(
+                    Bottleneck(channels, base * 2 ** (index - 1), stride if b == 0 else 1)
+                )
                 channels = layers[-1].conv3.out_channels
             setattr(self, f"layer{index}", nn.Sequential(*layers))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -92,8 +142,14 @@ class ResNet50(nn.Module):
         if head == "gap":
             self.fc = nn.Linear(channels, n_classes)
         else:
-            self.fc = nn.Sequential(OrderedDict(hidden=nn.Linear(channels, 512), relu=nn.ReLU(inplace=True),
-                                                dropout=nn.Dropout(0.5), out=nn.Linear(512, n_classes)))
+            self.fc = nn.Sequential(
+                OrderedDict(
+                    hidden=nn.Linear(channels, 512),
+                    relu=nn.ReLU(inplace=True),
+                    dropout=nn.Dropout(0.5),
+                    out=nn.Linear(512, n_classes),
+                )
+            )
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -111,8 +167,12 @@ def load_imagenet(model, state):
     for name, tensor in state.items():
         if name not in own:
             continue
-        if tensor.dim() == 4 and own[name].dim() == 4 and tensor.shape[1] == 3 != own[name].shape[1] \
-                and tensor.shape[0] == own[name].shape[0]:
+        if (
+            tensor.dim() == 4
+            and own[name].dim() == 4
+            and tensor.shape[1] == 3 != own[name].shape[1]
+            and tensor.shape[0] == own[name].shape[0]
+        ):
             tensor = tensor.mean(1, keepdim=True).repeat(1, own[name].shape[1], 1, 1)
         if tensor.shape == own[name].shape:
             loaded[name] = tensor
@@ -121,29 +181,57 @@ def load_imagenet(model, state):
 
 
 def _default_layer(model):
-    """ResNet: the last residual stage; VGG: the last convolution (block5_conv3/4, Zhang et al. 2021)."""
+    """ResNet: the last residual stage; VGG: the last convolution (block5_conv3/4, Zhang et al.
+    2021)."""
     if isinstance(model, ResNet50):
         return "layer4"
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)][-1]
 
 
 def _register(name, build, source):
-    register(Architecture(name=name, build=build, default_layer=_default_layer, source=source,
-                          citation="zhang2021", dims=2, recipe=ZHANG2021_RECIPE, scalable=True))
+    register(
+        Architecture(
+            name=name,
+            build=build,
+            default_layer=_default_layer,
+            source=source,
+            citation="zhang2021",
+            dims=2,
+            recipe=ZHANG2021_RECIPE,
+            scalable=True,
+        )
+    )
 
 
 # Adam with learning rate 2e-5 (Zhang et al. 2021, §2.4) and its Keras augmentation.
-ZHANG2021_RECIPE = {"optimiser": "adam", "learning_rate": 2e-5, "weight_decay": 0.0, "augment": "slice-affine"}
+ZHANG2021_RECIPE = {
+    "optimiser": "adam",
+    "learning_rate": 2e-5,
+    "weight_decay": 0.0,
+    "augment": "slice-affine",
+}
 
 
 SOURCE = "Zhang et al. 2021: {} on axial slices, {} head"
-for _vgg in VGG_LAYOUTS:
+
+
+def _builder(network, *args):
+    """build(in_channels, n_classes, input_shape, **kw) of a VGG layout or ResNet50 with a head."""
+
+    def build(in_channels, n_classes, input_shape, **kw):
+        return network(*args[:-1], in_channels, n_classes, args[-1], **kw)
+
+    return build
+
+
+for _vgg, _layout in VGG_LAYOUTS.items():
     for _head in ("gap", "fc"):
-        _register(f"{_vgg}_{_head}",
-                  lambda in_channels, n_classes, input_shape, layout=VGG_LAYOUTS[_vgg], head=_head, **kw:
-                  VGG(layout, in_channels, n_classes, head, **kw),
-                  SOURCE.format(_vgg.upper(), _head.upper()))
+        _register(
+            f"{_vgg}_{_head}",
+            _builder(VGG, _layout, _head),
+            SOURCE.format(_vgg.upper(), _head.upper()),
+        )
 for _head in ("gap", "fc"):
-    _register(f"resnet50_{_head}",
-              lambda in_channels, n_classes, input_shape, head=_head, **kw: ResNet50(in_channels, n_classes, head, **kw),
-              SOURCE.format("ResNet50", _head.upper()))
+    _register(
+        f"resnet50_{_head}", _builder(ResNet50, _head), SOURCE.format("ResNet50", _head.upper())
+    )

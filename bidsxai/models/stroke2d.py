@@ -26,7 +26,9 @@ BASELINE_STAGES = (2, 2, 4, 4, 4)
 
 
 def _conv_block(channels, out, pool):
-    layers = OrderedDict(conv=nn.Conv2d(channels, out, 3, padding=1), bn=nn.BatchNorm2d(out), act=nn.ReLU())
+    layers = OrderedDict(
+        conv=nn.Conv2d(channels, out, 3, padding=1), bn=nn.BatchNorm2d(out), act=nn.ReLU()
+    )
     if pool == "avg":
         layers["pool"] = nn.AvgPool2d(2)
     layers["dropout"] = MCDropout(DROPOUT)
@@ -38,8 +40,14 @@ def _conv_block(channels, out, pool):
 def _dense_blocks(features, sizes):
     layers = OrderedDict()
     for i, size in enumerate(sizes):
-        layers[f"dense{i}"] = nn.Sequential(OrderedDict(
-            fc=nn.Linear(features, size), bn=nn.BatchNorm1d(size), act=nn.ReLU(), dropout=MCDropout(DROPOUT)))
+        layers[f"dense{i}"] = nn.Sequential(
+            OrderedDict(
+                fc=nn.Linear(features, size),
+                bn=nn.BatchNorm1d(size),
+                act=nn.ReLU(),
+                dropout=MCDropout(DROPOUT),
+            )
+        )
         features = size
     return layers, features
 
@@ -55,8 +63,10 @@ class StrokeNet(nn.Module):
         super().__init__()
         blocks, channels = [], in_channels
         if variant == "baseline":
-            filters = [32 * 2 ** min(stage, 4) for stage, n in enumerate(BASELINE_STAGES) for _ in range(n)]
-            ends = {sum(BASELINE_STAGES[:i + 1]) - 1 for i in range(len(BASELINE_STAGES))}
+            filters = [
+                32 * 2 ** min(stage, 4) for stage, n in enumerate(BASELINE_STAGES) for _ in range(n)
+            ]
+            ends = {sum(BASELINE_STAGES[: i + 1]) - 1 for i in range(len(BASELINE_STAGES))}
             for i, f in enumerate(filters):
                 out = _width(f, width)
                 blocks.append(_conv_block(channels, out, "max" if i in ends else None))
@@ -65,14 +75,14 @@ class StrokeNet(nn.Module):
         else:
             n_pools = 3 if variant == "shallow" else 5
             for i in range(n_pools):
-                out = _width(32 * 2 ** i, width)
+                out = _width(32 * 2**i, width)
                 blocks.append(_conv_block(channels, out, "avg"))
                 channels = out
         self.blocks = nn.Sequential(*blocks)
         head = OrderedDict()
         if variant in ("baseline", "dense", "flat"):
             head["flatten"] = nn.Flatten()
-            features = channels * (size // 2 ** n_pools) ** 2
+            features = channels * (size // 2**n_pools) ** 2
             if variant != "flat":
                 dense, features = _dense_blocks(features, (400, 100))
                 head.update(dense)
@@ -101,13 +111,24 @@ VARIANTS = {
     "shallow": "Shallow-Model (3 convolutions, global average pooling)",
 }
 for _variant, _text in VARIANTS.items():
-    register(Architecture(
-        name=f"stroke_{_variant}",
-        build=lambda in_channels, n_classes, input_shape, variant=_variant, **kw:
-        StrokeNet(in_channels, n_classes, input_shape[-1], variant, **kw),
-        default_layer=_last_activation,
-        source=f"Avci 2021: {_text} on axial slices",
-        citation="avci2021",
-        dims=2, scalable=True,
-        # Keras's Adam defaults; the paper names ImageDataGenerator without its settings, so Zhang et al.'s (2021)
-        recipe={"optimiser": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "augment": "slice-affine"}))
+    register(
+        Architecture(
+            name=f"stroke_{_variant}",
+            build=lambda in_channels, n_classes, input_shape, variant=_variant, **kw: StrokeNet(
+                in_channels, n_classes, input_shape[-1], variant, **kw
+            ),
+            default_layer=_last_activation,
+            source=f"Avci 2021: {_text} on axial slices",
+            citation="avci2021",
+            dims=2,
+            scalable=True,
+            # Keras's Adam defaults; the paper names ImageDataGenerator without its settings, so
+            # Zhang et al.'s (2021)
+            recipe={
+                "optimiser": "adam",
+                "learning_rate": 1e-3,
+                "weight_decay": 0.0,
+                "augment": "slice-affine",
+            },
+        )
+    )

@@ -7,7 +7,8 @@ from bidsxai.errors import NoInputError
 
 
 def load_volume(path):
-    """A float32 RAS-oriented 3D image; one-line ``NoInputError`` for corrupt, truncated or 4D files.
+    """A float32 RAS-oriented 3D image; one-line ``NoInputError`` for corrupt, truncated or 4D
+    files.
 
     Reorientation changes only the voxel order, never world coordinates, so transforms estimated
     on the conformed image apply to the original file too.
@@ -16,8 +17,10 @@ def load_volume(path):
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)  # reads every byte: finds truncation
     except Exception as exc:  # nibabel raises many types for damaged files
-        raise NoInputError(f"{path}: not a readable NIfTI image ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
+        raise NoInputError(
+            f"{path}: not a readable NIfTI image ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'})"
+        ) from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:

@@ -1,4 +1,5 @@
-"""Intensity normalisation within the brain mask, so models see comparable scales across scanners."""
+"""Intensity normalisation within the brain mask, so models see comparable scales across
+scanners."""
 
 import numpy as np
 
@@ -6,7 +7,8 @@ METHODS = ("percentile", "zscore")
 
 
 def normalise(data, mask, method="percentile", low=1.0, high=99.0):
-    """Map brain intensities to [0, 1] between robust percentiles (or z-score); 0 outside the mask."""
+    """Map brain intensities to [0, 1] between robust percentiles (or z-score); 0 outside the
+    mask."""
     values = data[mask]
     if values.size == 0:
         raise ValueError("empty brain mask")

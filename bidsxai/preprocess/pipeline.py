@@ -19,11 +19,11 @@ from bidsxai import __version__
 from bidsxai.atomic import atomic_path, save_nifti, write_json
 from bidsxai.bids import bids_uri
 from bidsxai.errors import NoInputError
+from bidsxai.outputs import brain_mask_path, preproc_path, sidecar_path, xfm_path
 from bidsxai.preprocess.bias import n4
 from bidsxai.preprocess.conform import load_volume
 from bidsxai.preprocess.normalise import normalise
 from bidsxai.preprocess.register import coregister, resample, seed_ants, to_template
-from bidsxai.outputs import brain_mask_path, preproc_path, sidecar_path, xfm_path
 from bidsxai.template import SPACE, load_template
 
 PIPELINE_VERSION = "1"
@@ -46,58 +46,85 @@ def is_done(inputs, out_dir, resolution, key):
         sidecar = json.loads(t1_json.read_text())
     except ValueError:
         return False
-    paths = [preproc_path(out_dir, inputs.subject, inputs.session, c, resolution) for c in inputs.files]
+    paths = [
+        preproc_path(out_dir, inputs.subject, inputs.session, c, resolution) for c in inputs.files
+    ]
     return sidecar.get("PreprocessingKey") == key and all(p.is_file() for p in paths)
 
 
-def preprocess_session(inputs, out_dir, raw_root, work_dir, resolution=2.0,
-                       normalisation="percentile", nonlinear=False, seed=0):
+def preprocess_session(
+    inputs,
+    out_dir,
+    raw_root,
+    work_dir,
+    resolution=2.0,
+    normalisation="percentile",
+    nonlinear=False,
+    seed=0,
+):
     """Write the preprocessed images of one session; returns {contrast: path}. Skips if done."""
     if "T1w" not in inputs.files:
         raise NoInputError(f"{inputs.key}: no T1w image found")
     key = settings_key(inputs, resolution, normalisation, nonlinear, seed)
-    outputs = {c: preproc_path(out_dir, inputs.subject, inputs.session, c, resolution)
-               for c in inputs.files}
+    outputs = {
+        c: preproc_path(out_dir, inputs.subject, inputs.session, c, resolution)
+        for c in inputs.files
+    }
     if is_done(inputs, out_dir, resolution, key):
         return outputs
     volumes = {c: load_volume(p) for c, p in inputs.files.items()}  # fail early, before any work
     seed_ants(seed)
     template = load_template(resolution)
     tpl_img = ants.from_nibabel_nifti(template.image(template.t1w))
-    fixed_mask = ants.from_nibabel_nifti(template.image(
-        ndimage.binary_dilation(template.brain_mask, iterations=2), dtype=np.uint8))
+    fixed_mask = ants.from_nibabel_nifti(
+        template.image(ndimage.binary_dilation(template.brain_mask, iterations=2), dtype=np.uint8)
+    )
     work = Path(tempfile.mkdtemp(prefix=f"{inputs.key}_", dir=work_dir))
     try:
         corrected = {c: n4(ants.from_nibabel_nifti(v)) for c, v in volumes.items()}
-        t1_to_tpl = to_template(tpl_img, corrected["T1w"], fixed_mask, work / "t1w_to_tpl_",
-                                nonlinear)
+        t1_to_tpl = to_template(
+            tpl_img, corrected["T1w"], fixed_mask, work / "t1w_to_tpl_", nonlinear
+        )
         chains = {"T1w": t1_to_tpl}
         for contrast in corrected:
             if contrast != "T1w":
-                rigid = coregister(corrected["T1w"], corrected[contrast], work / f"{contrast}_to_t1w_")
+                rigid = coregister(
+                    corrected["T1w"], corrected[contrast], work / f"{contrast}_to_t1w_"
+                )
                 chains[contrast] = t1_to_tpl + [rigid]
         write_transforms(inputs, out_dir, chains)
         for contrast, chain in chains.items():
             data = resample(tpl_img, corrected[contrast], chain).numpy()
             data = normalise(data, template.brain_mask, normalisation)
             save_nifti(template.image(data), outputs[contrast])
-            write_json(sidecar_path(outputs[contrast]), {
-                "Description": f"{contrast} after N4, registration to {SPACE}, brain masking and "
-                               f"{normalisation} intensity normalisation",
-                "SkullStripped": True, "SpatialReference": SPACE,
-                "Resolution": f"{resolution:g} mm isotropic",
-                "Sources": [bids_uri("raw", inputs.files[contrast], raw_root)],
-                "IntensityNormalisation": normalisation,
-                "RegistrationToTemplate": "SyN" if nonlinear else "Affine",
-                "PreprocessingKey": key, "PipelineVersion": PIPELINE_VERSION,
-                "SoftwareVersions": f"bidsxai {__version__}, antspyx {ants.__version__}",
-            })
+            write_json(
+                sidecar_path(outputs[contrast]),
+                {
+                    "Description": f"{contrast} after N4, registration to {SPACE}, brain masking "
+                    f"and {normalisation} intensity normalisation",
+                    "SkullStripped": True,
+                    "SpatialReference": SPACE,
+                    "Resolution": f"{resolution:g} mm isotropic",
+                    "Sources": [bids_uri("raw", inputs.files[contrast], raw_root)],
+                    "IntensityNormalisation": normalisation,
+                    "RegistrationToTemplate": "SyN" if nonlinear else "Affine",
+                    "PreprocessingKey": key,
+                    "PipelineVersion": PIPELINE_VERSION,
+                    "SoftwareVersions": f"bidsxai {__version__}, antspyx {ants.__version__}",
+                },
+            )
         brain_mask = brain_mask_path(out_dir, inputs.subject, inputs.session, resolution)
         save_nifti(template.image(template.brain_mask, dtype=np.uint8), brain_mask)
-        write_json(sidecar_path(brain_mask), {
-            "Type": "Brain", "SpatialReference": SPACE, "Resolution": f"{resolution:g} mm isotropic",
-            "Description": "Template brain mask (the images are in template space)",
-            "Sources": [bids_uri("raw", inputs.files["T1w"], raw_root)]})
+        write_json(
+            sidecar_path(brain_mask),
+            {
+                "Type": "Brain",
+                "SpatialReference": SPACE,
+                "Resolution": f"{resolution:g} mm isotropic",
+                "Description": "Template brain mask (the images are in template space)",
+                "Sources": [bids_uri("raw", inputs.files["T1w"], raw_root)],
+            },
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return outputs

@@ -18,7 +18,8 @@ _COARSEST_MM = 12.0
 
 def seed_ants(seed):
     """Make registration reproducible: ANTs' metric sampling is random and, with several ITK
-    threads, order-dependent (four runs gave four different transforms). Also sets one ITK thread."""
+    threads, order-dependent (four runs gave four different transforms). Also sets one ITK
+    thread."""
     ants.config.set_ants_deterministic(True, seed_value=int(seed))
 
 
@@ -27,28 +28,38 @@ def affine_schedule(image):
     level (shrink 6) would register 36 mm blobs. Small images are sampled fully."""
     spacing = float(np.mean(image.spacing))
     levels = [lv for lv in _PYRAMID if lv[0] * spacing <= _COARSEST_MM] or [_PYRAMID[-1]]
-    return {"aff_shrink_factors": tuple(lv[0] for lv in levels),
-            "aff_smoothing_sigmas": tuple(lv[1] for lv in levels),
-            "aff_iterations": tuple(lv[2] for lv in levels),
-            "aff_random_sampling_rate": 1.0 if image.numpy().size < 200_000 else 0.2}
+    return {
+        "aff_shrink_factors": tuple(lv[0] for lv in levels),
+        "aff_smoothing_sigmas": tuple(lv[1] for lv in levels),
+        "aff_iterations": tuple(lv[2] for lv in levels),
+        "aff_random_sampling_rate": 1.0 if image.numpy().size < 200_000 else 0.2,
+    }
 
 
 def coregister(fixed, moving, outprefix):
     """Rigid transform (ANTs .mat) that maps ``moving`` onto ``fixed``."""
-    reg = ants.registration(fixed, moving, "Rigid", outprefix=str(outprefix),
-                            aff_iterations=(1000, 500, 250, 0))
+    reg = ants.registration(
+        fixed, moving, "Rigid", outprefix=str(outprefix), aff_iterations=(1000, 500, 250, 0)
+    )
     return Path(reg["fwdtransforms"][0])
 
 
 def to_template(template, moving, fixed_mask, outprefix, nonlinear=False):
     """Transforms (first applied last, ANTs order) that map ``moving`` onto the template."""
     kind = "SyN" if nonlinear else "Affine"
-    reg = ants.registration(template, moving, kind, mask=fixed_mask, outprefix=str(outprefix),
-                            **affine_schedule(template))
+    reg = ants.registration(
+        template,
+        moving,
+        kind,
+        mask=fixed_mask,
+        outprefix=str(outprefix),
+        **affine_schedule(template),
+    )
     return [Path(t) for t in reg["fwdtransforms"]]
 
 
 def resample(reference, moving, transforms, interpolator="linear"):
     """``moving`` on the ``reference`` grid through ``transforms`` (ANTs order)."""
-    return ants.apply_transforms(reference, moving, [str(t) for t in transforms],
-                                 interpolator=interpolator)
+    return ants.apply_transforms(
+        reference, moving, [str(t) for t in transforms], interpolator=interpolator
+    )

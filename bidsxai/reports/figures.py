@@ -35,8 +35,9 @@ def registration_mosaic(image, template, mask, n=8):
     fig, axes = _mosaic(n)
     for ax, z in zip(axes, axial_slices(mask, n)):
         ax.imshow(image[:, :, z].T, origin="lower", cmap="gray")
-        ax.contour(template[:, :, z].T, levels=[0.45, 0.75], colors=["red"], linewidths=0.5,
-                   origin="lower")
+        ax.contour(
+            template[:, :, z].T, levels=[0.45, 0.75], colors=["red"], linewidths=0.5, origin="lower"
+        )
     return data_uri(fig)
 
 
@@ -46,7 +47,9 @@ def heatmap_mosaic(background, heatmap, mask, n=8):
     peak = float(heatmap[mask].max()) if mask.any() and heatmap[mask].max() > 0 else 1.0
     for ax, z in zip(axes, axial_slices(mask, n)):
         ax.imshow(background[:, :, z].T, origin="lower", cmap="gray")
-        shown = np.ma.masked_where(~mask[:, :, z] | (heatmap[:, :, z] <= 0), heatmap[:, :, z] / peak)
+        shown = np.ma.masked_where(
+            ~mask[:, :, z] | (heatmap[:, :, z] <= 0), heatmap[:, :, z] / peak
+        )
         ax.imshow(shown.T, origin="lower", cmap="jet", vmin=0, vmax=1, alpha=0.5)
     return data_uri(fig)
 
@@ -120,8 +123,9 @@ def glass_brain(image, threshold):
     from nilearn import plotting
 
     fig = plt.figure(figsize=(7, 2.6))
-    plotting.plot_glass_brain(image, threshold=threshold, plot_abs=False, colorbar=True, figure=fig,
-                              cmap="coolwarm")
+    plotting.plot_glass_brain(
+        image, threshold=threshold, plot_abs=False, colorbar=True, figure=fig, cmap="coolwarm"
+    )
     return data_uri(fig)
 
 

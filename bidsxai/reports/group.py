@@ -12,19 +12,32 @@ REPORTED_MEASURES = ("p95", "mass_above_half")  # the rest are in group/measures
 
 def write_group_report(out_dir, analyses, settings, template, n_subjects):
     sections = [_section(a, template) for a in analyses]
-    render_report("group.html.j2", group_report_path(out_dir), n_subjects=n_subjects,
-                  group_column=settings.target, sections=sections, settings=settings,
-                  atlas=settings.atlas, methods=methods_text(settings))
+    render_report(
+        "group.html.j2",
+        group_report_path(out_dir),
+        n_subjects=n_subjects,
+        group_column=settings.target,
+        sections=sections,
+        settings=settings,
+        atlas=settings.atlas,
+        methods=methods_text(settings),
+    )
 
 
 def _section(analysis, template):
     key = {"method": analysis.method, "target": analysis.target}
-    return dict(key, measures=_measure_figures(analysis),
-                voxelwise=[dict(v.row, clusters=v.clusters, figure=_voxelwise_figures(v, template))
-                           for v in analysis.voxelwise],
-                coverage=[dict(c.row, clusters=c.clusters) for c in analysis.coverage],
-                lobes=_lobe_table(analysis.lobes), similarity=analysis.similarity,
-                correlation=_correlation(analysis.correlation))
+    return dict(
+        key,
+        measures=_measure_figures(analysis),
+        voxelwise=[
+            dict(v.row, clusters=v.clusters, figure=_voxelwise_figures(v, template))
+            for v in analysis.voxelwise
+        ],
+        coverage=[dict(c.row, clusters=c.clusters) for c in analysis.coverage],
+        lobes=_lobe_table(analysis.lobes),
+        similarity=analysis.similarity,
+        correlation=_correlation(analysis.correlation),
+    )
 
 
 def _measure_figures(analysis):
@@ -32,17 +45,24 @@ def _measure_figures(analysis):
     shown = []
     for name in REPORTED_MEASURES:
         rows = [t for t in analysis.measure_tests if t["measure"] == name]
-        by_group = {g: measures.loc[measures["group"] == g, name].to_numpy()
-                    for g in sorted(measures["group"].unique())}
-        shown.append({"name": name, "rows": rows, "figure": figures.measure_boxplot(by_group, name)})
+        by_group = {
+            g: measures.loc[measures["group"] == g, name].to_numpy()
+            for g in sorted(measures["group"].unique())
+        }
+        shown.append(
+            {"name": name, "rows": rows, "figure": figures.measure_boxplot(by_group, name)}
+        )
     return shown
 
 
 def _voxelwise_figures(test, template):
     significant = test.significant
-    return {"mosaic": figures.stat_mosaic(template.t1w, test.t, significant, template.brain_mask),
-            "glass": figures.glass_brain(template.image(np.where(significant, test.t, 0.0)), 1e-6)
-            if significant.any() else None}
+    return {
+        "mosaic": figures.stat_mosaic(template.t1w, test.t, significant, template.brain_mask),
+        "glass": figures.glass_brain(template.image(np.where(significant, test.t, 0.0)), 1e-6)
+        if significant.any()
+        else None,
+    }
 
 
 def _lobe_table(rows):
@@ -50,13 +70,21 @@ def _lobe_table(rows):
     if not rows:
         return None
     table = pd.DataFrame(rows)
-    return table.pivot_table(index="lobe", columns="group", values="share", aggfunc="mean",
-                             fill_value=0.0).round(3).reset_index().to_dict("split")
+    return (
+        table.pivot_table(
+            index="lobe", columns="group", values="share", aggfunc="mean", fill_value=0.0
+        )
+        .round(3)
+        .reset_index()
+        .to_dict("split")
+    )
 
 
 def _correlation(correlation):
     if correlation is None:
         return None
     score = correlation.row["score"]
-    return dict(correlation.row,
-                figure=figures.correlation_scatter(correlation.x, correlation.y, correlation.label, score))
+    return dict(
+        correlation.row,
+        figure=figures.correlation_scatter(correlation.x, correlation.y, correlation.label, score),
+    )

@@ -11,9 +11,11 @@ from bidsxai.atomic import write_text
 
 def _environment(package):
     folder = resources.files(package)
-    return jinja2.Environment(loader=jinja2.FunctionLoader(lambda name: folder.joinpath(name).read_text("utf-8")),
-                              autoescape=jinja2.select_autoescape(["html", "j2"]),
-                              undefined=jinja2.StrictUndefined)
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: folder.joinpath(name).read_text("utf-8")),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def methods_text(settings, model_meta=None):
@@ -26,12 +28,20 @@ def methods_text(settings, model_meta=None):
     env.autoescape = False
     architecture = get_architecture(model_meta["architecture"]) if model_meta else None
     return env.get_template("methods.md.j2").render(
-        version=__version__, s=settings, model=model_meta, architecture=architecture,
-        methods=[METHODS[m] for m in settings.methods])
+        version=__version__,
+        s=settings,
+        model=model_meta,
+        architecture=architecture,
+        methods=[METHODS[m] for m in settings.methods],
+    )
 
 
 def references_bib():
-    return resources.files("bidsxai.resources.boilerplate").joinpath("references.bib").read_text("utf-8")
+    return (
+        resources.files("bidsxai.resources.boilerplate")
+        .joinpath("references.bib")
+        .read_text("utf-8")
+    )
 
 
 def render_report(template, path, **variables):
@@ -39,8 +49,11 @@ def render_report(template, path, **variables):
     env = _environment("bidsxai.resources.reports")
     css = resources.files("bidsxai.resources.reports").joinpath("style.css").read_text("utf-8")
     html = env.get_template(template).render(
-        css=css, version=__version__,
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **variables)
+        css=css,
+        version=__version__,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        **variables,
+    )
     write_text(path, html)
 
 

@@ -43,25 +43,44 @@ def session_view(settings, session):
     if measures.is_file():
         table = pd.read_csv(measures, sep="\t")
         for row in table.itertuples():
-            path = heatmap_path(out, session.subject, session.session, row.method, row.target,
-                                settings.resolution)
+            path = heatmap_path(
+                out, session.subject, session.session, row.method, row.target, settings.resolution
+            )
             if not path.is_file():
                 continue
             sidecar = json.loads(sidecar_path(path).read_text())
-            heatmaps.append({"method": row.method, "target": row.target, "p95": row.p95,
-                             "mirror_r": getattr(row, "mirror_r", float("nan")),
-                             "figure": figures.heatmap_mosaic(t1, _load(path), mask)})
-            prediction = {"predicted": sidecar["PredictedClass"],
-                          "probabilities": sidecar["PredictedProbabilities"],
-                          "model": sidecar["Model"], "sha256": sidecar["ModelSha256"],
-                          "split": sidecar["SplitAssignment"], "member": sidecar.get("ModelMember", ""),
-                          "choice": sidecar.get("ModelChoice", ""), "mc": sidecar.get("MCDropout"),
-                          "attention": sidecar.get("AttentionWeights"),
-                          "layer": sidecar.get("Layer", "")}
+            heatmaps.append(
+                {
+                    "method": row.method,
+                    "target": row.target,
+                    "p95": row.p95,
+                    "mirror_r": getattr(row, "mirror_r", float("nan")),
+                    "figure": figures.heatmap_mosaic(t1, _load(path), mask),
+                }
+            )
+            prediction = {
+                "predicted": sidecar["PredictedClass"],
+                "probabilities": sidecar["PredictedProbabilities"],
+                "model": sidecar["Model"],
+                "sha256": sidecar["ModelSha256"],
+                "split": sidecar["SplitAssignment"],
+                "member": sidecar.get("ModelMember", ""),
+                "choice": sidecar.get("ModelChoice", ""),
+                "mc": sidecar.get("MCDropout"),
+                "attention": sidecar.get("AttentionWeights"),
+                "layer": sidecar.get("Layer", ""),
+            }
     layers = None
     if prediction:
-        path = heatmap_path(out, session.subject, session.session, "gradcam", prediction["predicted"],
-                            settings.resolution, desc="layers")
+        path = heatmap_path(
+            out,
+            session.subject,
+            session.session,
+            "gradcam",
+            prediction["predicted"],
+            settings.resolution,
+            desc="layers",
+        )
         if path.is_file():
             names = json.loads(sidecar_path(path).read_text())["Layers"]
             layers = figures.layer_strip(t1, _load(path), mask, names)
@@ -70,9 +89,15 @@ def session_view(settings, session):
     if slices_table.is_file():
         table = pd.read_csv(slices_table, sep="\t")
         slices = {"n": len(table), "rows": list(zip(table["slice"], table["predicted"]))}
-    return {"key": session.key, "qc_figures": qc, "heatmaps": heatmaps, "prediction": prediction,
-            "layers": layers, "slices": slices,
-            "inputs": [str(p) for p in session.files.values()]}
+    return {
+        "key": session.key,
+        "qc_figures": qc,
+        "heatmaps": heatmaps,
+        "prediction": prediction,
+        "layers": layers,
+        "slices": slices,
+        "inputs": [str(p) for p in session.files.values()],
+    }
 
 
 @dataclass
@@ -91,8 +116,17 @@ def write_subject_report(item, settings, participants, model_meta):
         value = participants.loc[item.subject, settings.target]
         known = None if value != value else str(value)  # NaN check without pandas
     path = subject_report_path(settings.output_dir, item.subject)
-    render_report("subject.html.j2", path, subject=item.key, target=settings.target, known=known,
-                  sessions=[session_view(settings, s) for s in item.sessions], space=SPACE,
-                  resolution=f"{settings.resolution:g}", command=" ".join(sys.argv),
-                  settings_toml=settings.to_toml(), methods=methods_text(settings, model_meta))
+    render_report(
+        "subject.html.j2",
+        path,
+        subject=item.key,
+        target=settings.target,
+        known=known,
+        sessions=[session_view(settings, s) for s in item.sessions],
+        space=SPACE,
+        resolution=f"{settings.resolution:g}",
+        command=" ".join(sys.argv),
+        settings_toml=settings.to_toml(),
+        methods=methods_text(settings, model_meta),
+    )
     return path

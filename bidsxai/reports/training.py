@@ -22,12 +22,24 @@ def metric_rows(metrics):
 
 def write_training_report(settings, folder, meta, arch):
     metrics = meta["metrics"]
-    counts = Counter("test" if v == "test" else f"fold {v}" for v in meta["assignments"][0].values())
+    counts = Counter(
+        "test" if v == "test" else f"fold {v}" for v in meta["assignments"][0].values()
+    )
     histories = {name: m["history"] for name, m in meta["training"]["members"].items()}
     confusion_source = metrics.get("test", metrics["cross_validation"])
-    render_report("training.html.j2", folder / "report.html", name=meta["name"], meta=meta,
-                  source=arch.source, counts=dict(sorted(counts.items())), keys=METRICS,
-                  rows=metric_rows(metrics), curves=figures.learning_curves(histories),
-                  confusion=figures.confusion_plot(confusion_source["confusion_matrix"], meta["classes"]),
-                  confusion_label="test set, final model" if "test" in metrics else "cross-validation, out of fold",
-                  methods=methods_text(settings, meta))
+    render_report(
+        "training.html.j2",
+        folder / "report.html",
+        name=meta["name"],
+        meta=meta,
+        source=arch.source,
+        counts=dict(sorted(counts.items())),
+        keys=METRICS,
+        rows=metric_rows(metrics),
+        curves=figures.learning_curves(histories),
+        confusion=figures.confusion_plot(confusion_source["confusion_matrix"], meta["classes"]),
+        confusion_label="test set, final model"
+        if "test" in metrics
+        else "cross-validation, out of fold",
+        methods=methods_text(settings, meta),
+    )

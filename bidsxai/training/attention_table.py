@@ -1,6 +1,6 @@
-"""Lu et al.'s (2023) Table II for gated-attention models: every subject's attention weight per contrast,
-from the model that never trained on it, and the weights averaged over correctly classified
-subjects."""
+"""Lu et al.'s (2023) Table II for gated-attention models: every subject's attention weight per
+contrast, from the model that never trained on it, and the weights averaged over correctly
+classified subjects."""
 
 import numpy as np
 import torch
@@ -22,11 +22,22 @@ def attention_table(members, sessions, y, classes, contrasts, sample, part, fina
             inputs = (x[None], *covariates[None].unbind(1))
             weights = attention_weights(model, *inputs)[0].tolist()
             predicted = int(model(*inputs).argmax(1))
-        rows.append({"subject": session.subject, "session": session.session, "model": name,
-                     "set": "test" if part[i] == "test" else "cross-validation",
-                     "true": classes[y[i]], "predicted": classes[predicted], "correct": predicted == y[i],
-                     "weights": dict(zip(contrasts, weights))})
+        rows.append(
+            {
+                "subject": session.subject,
+                "session": session.session,
+                "model": name,
+                "set": "test" if part[i] == "test" else "cross-validation",
+                "true": classes[y[i]],
+                "predicted": classes[predicted],
+                "correct": predicted == y[i],
+                "weights": dict(zip(contrasts, weights)),
+            }
+        )
     correct = [list(r["weights"].values()) for r in rows if r["correct"]]
-    return {"contrasts": contrasts, "rows": rows,
-            "mean_correct": dict(zip(contrasts, np.mean(correct, 0).tolist())) if correct else None,
-            "n_correct": len(correct)}
+    return {
+        "contrasts": contrasts,
+        "rows": rows,
+        "mean_correct": dict(zip(contrasts, np.mean(correct, 0).tolist())) if correct else None,
+        "n_correct": len(correct),
+    }

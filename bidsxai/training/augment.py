@@ -1,11 +1,11 @@
 """Training-time augmentation as the papers describe it, drawn from torch's generator so that
 every DataLoader worker gets its own reproducible stream.
 
-- ``slice-affine`` (2D slices; the Keras ImageDataGenerator settings of Zhang et al. 2021): rotation +-30 deg, shear
-  range 0.2 (Keras reads it as an angle in degrees), zoom 0.8-1.2 per axis, shifts up to 10 % of
-  the width and height, horizontal (left-right) flip.
-- ``volume-affine`` (3D volumes; Lu et al. 2023): flips, 90-degree rotations in the axial plane (180 degrees when
-  the plane is not square), additive Gaussian noise (sd 0.2), affine
+- ``slice-affine`` (2D slices; the Keras ImageDataGenerator settings of Zhang et al. 2021): rotation
+  +-30 deg, shear range 0.2 (Keras reads it as an angle in degrees), zoom 0.8-1.2 per axis, shifts
+  up to 10 % of the width and height, horizontal (left-right) flip.
+- ``volume-affine`` (3D volumes; Lu et al. 2023): flips, 90-degree rotations in the axial plane (180
+  degrees when the plane is not square), additive Gaussian noise (sd 0.2), affine
   rotation up to +-30 deg about each axis and scaling by +-10 %; each step with probability 0.5.
 - ``flip``: left-right flip only; ``none``.
 ``paper000`` and ``paper001`` are older names of the first two.
@@ -29,7 +29,9 @@ def _chance(p=0.5):
 def _resample(x, theta):
     """x (C, *spatial) sampled at theta @ [output coordinates, 1] (normalised [-1, 1] grid)."""
     grid = F.affine_grid(theta[None].to(x.dtype), [1, *x.shape], align_corners=False)
-    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[
+        0
+    ]
 
 
 def slice_affine(x):
@@ -37,10 +39,14 @@ def slice_affine(x):
     angle = math.radians(float(_uniform(-30, 30)))
     shear = math.radians(float(_uniform(-0.2, 0.2)))
     zoom = _uniform(0.8, 1.2, (2,))
-    rotation = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    rotation = torch.tensor(
+        [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+    )
     shearing = torch.tensor([[1.0, -math.sin(shear)], [0.0, math.cos(shear)]])
     matrix = rotation @ shearing @ torch.diag(zoom)
-    theta = torch.cat([matrix, (_uniform(-0.1, 0.1, (2, 1)) * 2)], 1)  # shift: fraction of the width
+    theta = torch.cat(
+        [matrix, (_uniform(-0.1, 0.1, (2, 1)) * 2)], 1
+    )  # shift: fraction of the width
     out = _resample(x, theta)
     return out.flip(1) if _chance() else out
 

@@ -18,8 +18,10 @@ from bidsxai.training.dataset import load_inputs
 
 
 def _key(out_dir, session, spec):
-    sources = [preproc_path(out_dir, session.subject, session.session, c, spec["resolution"])
-               for c in spec["contrasts"]]
+    sources = [
+        preproc_path(out_dir, session.subject, session.session, c, spec["resolution"])
+        for c in spec["contrasts"]
+    ]
     stamp = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in sources]
     wanted = {k: spec[k] for k in ("resolution", "contrasts", "crop", "normalisation")}
     return hashlib.sha256(json.dumps([wanted, stamp]).encode()).hexdigest()[:16]
@@ -33,9 +35,8 @@ def cache_inputs(out_dir, sessions, spec, cache_dir):
         path = Path(cache_dir) / f"{name}_{_key(out_dir, session, spec)}.npy"
         if not path.is_file():
             array = load_inputs(out_dir, session.subject, session.session, spec).astype(np.float16)
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, array)
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, array)
         paths.append(path)
     return paths
 

@@ -39,8 +39,18 @@ def _subject_level(dataset, probabilities):
     return dataset.subject_probabilities(probabilities) if len(probabilities) else probabilities
 
 
-def cross_validate(parts, make_dataset, build_model, *, n_folds, options, device, seed,
-                   ranks=distributed.Ranks(), progress=False):
+def cross_validate(
+    parts,
+    make_dataset,
+    build_model,
+    *,
+    n_folds,
+    options,
+    device,
+    seed,
+    ranks=distributed.SINGLE_PROCESS,
+    progress=False,
+):
     """Train every (repeat, fold) model. ``parts[r]`` gives each sample's fold number or 'test' in
     repeat r + 1; ``make_dataset(indices, train)`` builds a dataset of those samples."""
     members = []
@@ -54,15 +64,34 @@ def cross_validate(parts, make_dataset, build_model, *, n_folds, options, device
             torch.manual_seed(member_seed)
             model = build_model()
             val_set = make_dataset(validation, train=False)
-            history, best_epoch = fit(model, make_dataset(train, train=True), val_set, device=device,
-                                      options=options, seed=member_seed, ranks=ranks,
-                                      progress=progress)
+            history, best_epoch = fit(
+                model,
+                make_dataset(train, train=True),
+                val_set,
+                device=device,
+                options=options,
+                seed=member_seed,
+                ranks=ranks,
+                progress=progress,
+            )
             outputs, samples = {}, {}
             for name, dataset in (("validation", val_set), ("test", test_set)):
                 _, samples[name] = predict(model, dataset, device, options.batch_size)
                 outputs[name] = _subject_level(dataset, samples[name])
-            members.append(Member(r + 1, fold, model.cpu().eval(), history, best_epoch, train, validation,
-                                  outputs["validation"], outputs["test"], samples))
+            members.append(
+                Member(
+                    r + 1,
+                    fold,
+                    model.cpu().eval(),
+                    history,
+                    best_epoch,
+                    train,
+                    validation,
+                    outputs["validation"],
+                    outputs["test"],
+                    samples,
+                )
+            )
     return members
 
 
@@ -79,10 +108,15 @@ def out_of_fold(members, repeat, n_samples, n_classes):
 def chosen_member(members, select_by):
     """The final model for subjects outside the cohort: repeat 1's fold model with the best
     selection score on its own validation fold."""
+
     def score(m):
         best = m.history[m.best_epoch - 1]
-        return (best["val_balanced_accuracy"], -best["val_loss"]) if select_by == "balanced_accuracy" \
+        return (
+            (best["val_balanced_accuracy"], -best["val_loss"])
+            if select_by == "balanced_accuracy"
             else (-best["val_loss"],)
+        )
+
     return max((m for m in members if m.repeat == 1), key=score)
 
 
@@ -92,9 +126,15 @@ def summarise(members, y, parts, select_by):
     n_classes = members[0].validation_probabilities.shape[1]
     test = np.flatnonzero(parts[0] == "test")
     final = chosen_member(members, select_by)
-    per_member = {m.name: {"validation": classification_metrics(y[m.validation], m.validation_probabilities),
-                           **({"test": classification_metrics(y[test], m.test_probabilities)} if len(test) else {})}
-                  for m in members}
+    per_member = {
+        m.name: {
+            "validation": classification_metrics(y[m.validation], m.validation_probabilities),
+            **(
+                {"test": classification_metrics(y[test], m.test_probabilities)} if len(test) else {}
+            ),
+        }
+        for m in members
+    }
     repeats = []
     for r in range(1, len(parts) + 1):
         cohort = np.flatnonzero(parts[r - 1] != "test")
@@ -106,19 +146,30 @@ def summarise(members, y, parts, select_by):
     if len(repeats) > 1:
         keys = ("accuracy", "balanced_accuracy", "auc", "sensitivity", "specificity", "f1", "loss")
         metrics["cross_validation_repeats"] = {
-            k: {"mean": float(np.nanmean([m[k] for m in repeats])), "sd": float(np.nanstd([m[k] for m in repeats], ddof=1)),
-                "values": [m[k] for m in repeats]} for k in keys}
+            k: {
+                "mean": float(np.nanmean([m[k] for m in repeats])),
+                "sd": float(np.nanstd([m[k] for m in repeats], ddof=1)),
+                "values": [m[k] for m in repeats],
+            }
+            for k in keys
+        }
     return metrics
 
 
 def slice_metrics(members, y, parts, n_slices, final_name):
-    """2D models: every slice on its own, pooled out of fold (repeat 1) and the final model's test set."""
+    """2D models: every slice on its own, pooled out of fold (repeat 1) and the final model's test
+    set."""
     validation = [m for m in members if m.repeat == 1]
     pooled_y = np.concatenate([np.repeat(y[m.validation], n_slices) for m in validation])
-    metrics = {"cross_validation": classification_metrics(
-        pooled_y, np.concatenate([m.sample_probabilities["validation"] for m in validation]))}
+    metrics = {
+        "cross_validation": classification_metrics(
+            pooled_y, np.concatenate([m.sample_probabilities["validation"] for m in validation])
+        )
+    }
     final = next(m for m in members if m.name == final_name)
     test = np.flatnonzero(parts[0] == "test")
     if len(test):
-        metrics["test"] = classification_metrics(np.repeat(y[test], n_slices), final.sample_probabilities["test"])
+        metrics["test"] = classification_metrics(
+            np.repeat(y[test], n_slices), final.sample_probabilities["test"]
+        )
     return metrics

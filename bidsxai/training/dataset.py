@@ -19,13 +19,13 @@ def brain_crop(mask, margin=2):
 
 
 def crop(volume, box):
-    return volume[..., box[0][0]:box[0][1], box[1][0]:box[1][1], box[2][0]:box[2][1]]
+    return volume[..., box[0][0] : box[0][1], box[1][0] : box[1][1], box[2][0] : box[2][1]]
 
 
 def uncrop(volume, box, shape):
     """Place a cropped volume back into a zero volume of the full grid ``shape``."""
     full = np.zeros(tuple(volume.shape[:-3]) + tuple(shape), dtype=volume.dtype)
-    full[..., box[0][0]:box[0][1], box[1][0]:box[1][1], box[2][0]:box[2][1]] = volume
+    full[..., box[0][0] : box[0][1], box[1][0] : box[1][1], box[2][0] : box[2][1]] = volume
     return full
 
 
@@ -35,8 +35,10 @@ def load_inputs(out_dir, subject, session, spec):
     for contrast in spec["contrasts"]:
         path = preproc_path(out_dir, subject, session, contrast, spec["resolution"])
         if not path.is_file():
-            raise NoInputError(f"sub-{subject}{'_ses-' + session if session else ''}: no "
-                               f"preprocessed {contrast} at {path}; run the participant level first")
+            raise NoInputError(
+                f"sub-{subject}{'_ses-' + session if session else ''}: no "
+                f"preprocessed {contrast} at {path}; run the participant level first"
+            )
         channels.append(crop(np.asarray(nib.load(str(path)).dataobj, np.float32), spec["crop"]))
     return np.stack(channels)
 
@@ -50,8 +52,14 @@ class VolumeDataset(torch.utils.data.Dataset):
         self.arrays = arrays
         self.labels = np.asarray(labels, np.int64)
         n = len(self.labels)
-        self.weights = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
-        self.covariates = np.zeros((n, 0), np.float32) if covariates is None else np.asarray(covariates, np.float32)
+        self.weights = (
+            np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
+        )
+        self.covariates = (
+            np.zeros((n, 0), np.float32)
+            if covariates is None
+            else np.asarray(covariates, np.float32)
+        )
         self.augment = augment
 
     def __len__(self):
@@ -66,7 +74,12 @@ class VolumeDataset(torch.utils.data.Dataset):
         if self.augment is not None:
             x = self.augment(x)
         owner = self.owner(i)
-        return x, int(self.labels[i]), float(self.weights[owner]), torch.from_numpy(self.covariates[owner])
+        return (
+            x,
+            int(self.labels[i]),
+            float(self.weights[owner]),
+            torch.from_numpy(self.covariates[owner]),
+        )
 
     def owner(self, i):
         """The volume sample i comes from (its weight and covariates are that subject's)."""

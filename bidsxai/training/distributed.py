@@ -30,11 +30,14 @@ class Ranks:
         return self.rank == 0
 
 
+SINGLE_PROCESS = Ranks()
+
+
 def start():
     """The process's place in a torchrun job (a single process outside torchrun)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Ranks()
+        return SINGLE_PROCESS
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
@@ -76,7 +79,7 @@ class BalancedSampler(torch.utils.data.Sampler):
     """Class-balanced draws with replacement (weights 1 / class count), one epoch's draw shared by
     all ranks and dealt out rank by rank; ``set_epoch`` gives each epoch a new draw."""
 
-    def __init__(self, labels, seed, ranks=Ranks()):
+    def __init__(self, labels, seed, ranks=SINGLE_PROCESS):
         labels = np.asarray(labels)
         self.weights = torch.as_tensor(1.0 / np.bincount(labels)[labels], dtype=torch.double)
         self.seed, self.ranks, self.epoch = seed, ranks, 0
@@ -90,5 +93,7 @@ class BalancedSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        draw = torch.multinomial(self.weights, self.per_rank * self.ranks.world, True, generator=generator)
-        return iter(draw[self.ranks.rank::self.ranks.world].tolist())
+        draw = torch.multinomial(
+            self.weights, self.per_rank * self.ranks.world, True, generator=generator
+        )
+        return iter(draw[self.ranks.rank :: self.ranks.world].tolist())

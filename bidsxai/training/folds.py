@@ -16,7 +16,8 @@ def _by_class(subject_labels):
 
 
 def held_out_test(subject_labels, fraction, seed):
-    """The test subjects: ``fraction`` of each class (at least one when a class has three or more)."""
+    """The test subjects: ``fraction`` of each class (at least one when a class has three or
+    more)."""
     rng = np.random.default_rng(seed)
     test = []
     for _label, subjects in sorted(_by_class(subject_labels).items()):

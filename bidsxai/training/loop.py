@@ -33,9 +33,14 @@ def call(model, x, covariates):
 
 
 def _loader(dataset, batch_size, workers, device, **kwargs):
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                       pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                                       **kwargs)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        **kwargs,
+    )
 
 
 @torch.no_grad()
@@ -74,7 +79,9 @@ def predict(model, dataset, device, batch_size=4, workers=0):
         losses.append(nn.functional.cross_entropy(logits, y.to(device), reduction="sum").item())
         probs.append(torch.softmax(logits, 1).cpu())
     n = len(dataset)
-    return (sum(losses) / n if n else float("nan")), (torch.cat(probs).numpy() if probs else np.zeros((0, 0)))
+    return (sum(losses) / n if n else float("nan")), (
+        torch.cat(probs).numpy() if probs else np.zeros((0, 0))
+    )
 
 
 def evaluate(model, dataset, device, options):
@@ -98,20 +105,38 @@ def _better(select_by, candidate, best):
     return candidate[0] < best[0]
 
 
-def fit(model, train_set, val_set, *, device, options, seed, ranks=distributed.Ranks(), progress=False):
-    """Train; returns (history, selected epoch). The model ends with the selected epoch's weights."""
+def fit(
+    model,
+    train_set,
+    val_set,
+    *,
+    device,
+    options,
+    seed,
+    ranks=distributed.SINGLE_PROCESS,
+    progress=False,
+):
+    """Train; returns (history, selected epoch). The model ends with the selected epoch's
+    weights."""
     torch.manual_seed(seed)
     model.to(device)
     trained = model
     if ranks.active:
         trained = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     optimiser = make_optimiser(model, options)
     amp = options.precision == "amp"
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
     sampler = distributed.BalancedSampler(train_set.labels, seed, ranks)
-    loader = _loader(train_set, options.batch_size, options.workers, device, sampler=sampler,
-                     generator=torch.Generator().manual_seed(seed))
+    loader = _loader(
+        train_set,
+        options.batch_size,
+        options.workers,
+        device,
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(seed),
+    )
     history, best, best_state, best_epoch, lowest_loss, waited = [], None, None, 0, float("inf"), 0
     bar = tqdm(range(options.epochs), desc="training", disable=not progress, leave=False)
     for epoch in bar:
@@ -119,24 +144,43 @@ def fit(model, train_set, val_set, *, device, options, seed, ranks=distributed.R
         trained.train()
         total, count = 0.0, 0
         for x, y, weight, covariates in loader:
-            x, y, weight, covariates = (t.to(device, non_blocking=True) for t in (x, y, weight, covariates))
+            x, y, weight, covariates = (
+                t.to(device, non_blocking=True) for t in (x, y, weight, covariates)
+            )
             optimiser.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
-                                enabled=amp):
+            with torch.autocast(
+                device.type,
+                dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+                enabled=amp,
+            ):
                 logits = call(trained, x, covariates)
-            loss = (weight * nn.functional.cross_entropy(logits.float(), y, reduction="none")).mean()
+            loss = (
+                weight * nn.functional.cross_entropy(logits.float(), y, reduction="none")
+            ).mean()
             scaler.scale(loss).backward()
             scaler.step(optimiser)
             scaler.update()
             total, count = total + loss.item() * len(y), count + len(y)
         recalibrate_batchnorm(model, train_set, device, options.batch_size)
-        val_loss, val_bacc = evaluate(model, val_set, device, options) if len(val_set) else (total / count, 0.0)
+        val_loss, val_bacc = (
+            evaluate(model, val_set, device, options) if len(val_set) else (total / count, 0.0)
+        )
         val_loss, val_bacc = distributed.from_main(ranks, [val_loss, val_bacc])
-        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
-                        "val_balanced_accuracy": val_bacc})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": total / max(count, 1),
+                "val_loss": val_loss,
+                "val_balanced_accuracy": val_bacc,
+            }
+        )
         bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}")
         if _better(options.select_by, (val_loss, val_bacc), best):
-            best, best_state, best_epoch = (val_loss, val_bacc), copy.deepcopy(model.state_dict()), epoch + 1
+            best, best_state, best_epoch = (
+                (val_loss, val_bacc),
+                copy.deepcopy(model.state_dict()),
+                epoch + 1,
+            )
         if val_loss < lowest_loss:
             lowest_loss, waited = val_loss, 0
         else:

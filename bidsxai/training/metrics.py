@@ -20,7 +20,8 @@ def binary_auc(positive_scores, negative_scores):
 
 
 def wilson_interval(successes, n, confidence=0.95):
-    """Wilson score interval of a proportion successes / n (Avci 2021's intervals); NaNs for n = 0."""
+    """Wilson score interval of a proportion successes / n (Avci 2021's intervals); NaNs for n =
+    0."""
     if n == 0:
         return [float("nan"), float("nan")]
     z = float(norm.ppf(0.5 + confidence / 2))
@@ -38,9 +39,10 @@ def log_loss(y_true, probabilities):
 
 
 def classification_metrics(y_true, probabilities):
-    """accuracy, balanced accuracy, macro AUC, sensitivity, specificity, F1, log loss and the confusion
-    matrix,
-    with Wilson 95 % intervals for the accuracy (and, for two classes, sensitivity and specificity)."""
+    """accuracy, balanced accuracy, macro AUC, sensitivity, specificity, F1, log loss and the
+    confusion matrix,
+    with Wilson 95 % intervals for the accuracy (and, for two classes, sensitivity and
+    specificity)."""
     y_true = np.asarray(y_true, int)
     probabilities = np.asarray(probabilities, float)
     n_classes = probabilities.shape[1]
@@ -53,13 +55,23 @@ def classification_metrics(y_true, probabilities):
         sensitivity = tp / support
         specificity = tn / (cm.sum() - support)
         precision = tp / predicted
-        f1 = np.where(precision + sensitivity > 0,
-                      2 * precision * sensitivity / (precision + sensitivity), 0.0)
+        f1 = np.where(
+            precision + sensitivity > 0,
+            2 * precision * sensitivity / (precision + sensitivity),
+            0.0,
+        )
     present = support > 0
-    aucs = [binary_auc(probabilities[y_true == c, c], probabilities[y_true != c, c])
-            for c in range(n_classes) if present[c]]
+    aucs = [
+        binary_auc(probabilities[y_true == c, c], probabilities[y_true != c, c])
+        for c in range(n_classes)
+        if present[c]
+    ]
     if n_classes == 2:  # the usual binary figures: class 1 is the positive class
-        sens, spec, auc = sensitivity[1], specificity[1], aucs[-1] if present.all() else float("nan")
+        sens, spec, auc = (
+            sensitivity[1],
+            specificity[1],
+            aucs[-1] if present.all() else float("nan"),
+        )
         f1_score = f1[1]
     else:
         sens, spec = np.nanmean(sensitivity[present]), np.nanmean(specificity[present])
@@ -73,8 +85,13 @@ def classification_metrics(y_true, probabilities):
         **intervals,
         "n": int(y_true.size),
         "accuracy": float((y_pred == y_true).mean()) if y_true.size else float("nan"),
-        "balanced_accuracy": float(np.nanmean(sensitivity[present])) if present.any() else float("nan"),
-        "auc": float(auc), "sensitivity": float(sens), "specificity": float(spec),
-        "f1": float(f1_score), "loss": log_loss(y_true, probabilities),
+        "balanced_accuracy": float(np.nanmean(sensitivity[present]))
+        if present.any()
+        else float("nan"),
+        "auc": float(auc),
+        "sensitivity": float(sens),
+        "specificity": float(spec),
+        "f1": float(f1_score),
+        "loss": log_loss(y_true, probabilities),
         "confusion_matrix": cm.tolist(),
     }

@@ -1,5 +1,6 @@
-"""Axial slices of template-space volumes for the 2D models of Zhang et al. (2021): which slices hold brain,
-slices resized to the model's input size, and per-slice maps stacked back into a volume."""
+"""Axial slices of template-space volumes for the 2D models of Zhang et al. (2021): which slices
+hold brain, slices resized to the model's input size, and per-slice maps stacked back into a
+volume."""
 
 import numpy as np
 import torch
@@ -17,7 +18,9 @@ def kept_slices(brain_mask, min_fraction=0.05):
 
 def to_slices(volume, kept, size):
     """(C, X, Y, Z) array -> (len(kept), C, size, size) float32 tensor (bilinear resize)."""
-    slices = torch.as_tensor(np.ascontiguousarray(np.moveaxis(np.asarray(volume, np.float32)[..., kept], -1, 0)))
+    slices = torch.as_tensor(
+        np.ascontiguousarray(np.moveaxis(np.asarray(volume, np.float32)[..., kept], -1, 0))
+    )
     return F.interpolate(slices, size=(size, size), mode="bilinear", align_corners=False)
 
 
@@ -31,8 +34,8 @@ def restack(maps, kept, shape):
 
 
 class SliceDataset(VolumeDataset):
-    """Every kept axial slice of every volume, subject-major, resized to ``size`` x ``size``; labels,
-    weights and covariates are given per volume and shared by its slices."""
+    """Every kept axial slice of every volume, subject-major, resized to ``size`` x ``size``;
+    labels, weights and covariates are given per volume and shared by its slices."""
 
     def __init__(self, arrays, labels, kept, size, weights=None, covariates=None, augment=None):
         super().__init__(arrays, labels, weights, covariates, augment)
@@ -45,11 +48,15 @@ class SliceDataset(VolumeDataset):
     def sample(self, i):
         subject, k = divmod(i, len(self.kept))
         image = np.asarray(self.arrays[subject][..., self.kept[k]], np.float32)  # (C, X, Y)
-        return F.interpolate(torch.from_numpy(image)[None], size=(self.size, self.size),
-                             mode="bilinear", align_corners=False)[0]
+        return F.interpolate(
+            torch.from_numpy(image)[None],
+            size=(self.size, self.size),
+            mode="bilinear",
+            align_corners=False,
+        )[0]
 
     def subject_labels(self):
-        return self.labels[::len(self.kept)]
+        return self.labels[:: len(self.kept)]
 
     def subject_probabilities(self, probabilities):
         return subject_probabilities(probabilities, len(self.kept))

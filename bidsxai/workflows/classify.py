@@ -27,8 +27,10 @@ def target_indices(spec, classes):
     names = [t.strip() for t in spec.split(",") if t.strip()]
     unknown = [t for t in names if t not in classes]
     if unknown or not names:
-        raise UsageError(f"--targets: unknown class(es) {', '.join(unknown) or '(none)'}; the model's "
-                         f"classes are {', '.join(classes)}")
+        raise UsageError(
+            f"--targets: unknown class(es) {', '.join(unknown) or '(none)'}; the model's "
+            f"classes are {', '.join(classes)}"
+        )
     return [[classes.index(t) for t in names]]
 
 
@@ -42,8 +44,14 @@ def check_methods(model, meta, methods, layer, device):
     spatial = [slices["size"]] * 2 if slices else [hi - lo for lo, hi in meta["input"]["crop"]]
     shape = [len(meta["input"]["contrasts"])] + spatial
     try:
-        explain_many(model, torch.zeros([1] + shape, device=device), cam_methods, layer=layer,
-                     targets="predicted", upsample=False)
+        explain_many(
+            model,
+            torch.zeros([1] + shape, device=device),
+            cam_methods,
+            layer=layer,
+            targets="predicted",
+            upsample=False,
+        )
     except ValueError as exc:
         raise UsageError(f"--methods/--explain-layer: {exc}") from None
 
@@ -67,14 +75,18 @@ def classify_sessions(settings, sessions):
     models = BundleModels(folder, device)
     meta = models.meta
     final = models.get(meta.get("final_member"))
-    layer = settings.explain_layer or meta.get("explain_layer") or \
-        get_architecture(meta["architecture"]).default_layer(final)
+    layer = (
+        settings.explain_layer
+        or meta.get("explain_layer")
+        or get_architecture(meta["architecture"]).default_layer(final)
+    )
     targets = target_indices(settings.targets, meta["classes"])
     check_methods(final, meta, settings.methods, layer, device)
     participants = read_participants(settings.bids_dir) if meta.get("covariates") else None
     job = ExplainJob(settings, models, participants, layer, targets, device, folder.name)
-    return run_sessions(classify_one, sessions, (job,), settings.output_dir / "logs", nprocs=1,
-                        desc="explaining")
+    return run_sessions(
+        classify_one, sessions, (job,), settings.output_dir / "logs", nprocs=1, desc="explaining"
+    )
 
 
 def classify_one(session, job):
@@ -82,14 +94,19 @@ def classify_one(session, job):
     meta, spec = job.models.meta, job.models.meta["input"]
     member, split, why = member_for(meta, session.subject)
     model = job.models.get(member)
-    covariates = subject_covariates(meta.get("covariates") or [], job.participants, session.subject,
-                                    job.device)
+    covariates = subject_covariates(
+        meta.get("covariates") or [], job.participants, session.subject, job.device
+    )
     template = load_template(spec["resolution"])
     out = job.settings.output_dir
-    x = torch.from_numpy(load_inputs(out, session.subject, session.session, spec))[None].to(job.device)
+    x = torch.from_numpy(load_inputs(out, session.subject, session.session, spec))[None].to(
+        job.device
+    )
     with binding(model, covariates):
-        explanation = explain_session(model, x, spec, meta["classes"], job.settings, job.layer,
-                                      job.targets, template)
+        explanation = explain_session(
+            model, x, spec, meta["classes"], job.settings, job.layer, job.targets, template
+        )
     provenance = Provenance(job.bundle, member, job.models.sha256(member), split, why)
-    return write_explanation(out, session, explanation, provenance, spec, job.layer, template,
-                             job.settings.mc_samples)
+    return write_explanation(
+        out, session, explanation, provenance, spec, job.layer, template, job.settings.mc_samples
+    )

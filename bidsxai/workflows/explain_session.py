@@ -51,17 +51,22 @@ def method_parameters(settings, spec, x):
     z-scores)."""
     params = {m: METHODS[m].defaults for m in settings.methods}
     if "lrp" in params:
-        params["lrp"].update(composite=settings.lrp_composite, start=settings.lrp_start,
-                             channels=settings.lrp_map)
+        params["lrp"].update(
+            composite=settings.lrp_composite, start=settings.lrp_start, channels=settings.lrp_map
+        )
         if spec.get("normalisation") == "zscore":
             params["lrp"]["bounds"] = [float(x.min()), float(x.max())]
     return params
 
 
 def mc_summary(model, spec, x, samples, seed):
-    """MC-dropout mean and SD of the subject's class probabilities (2D: slices averaged per pass)."""
-    inputs = to_slices(x[0].cpu().numpy(), spec["slices"]["kept"], spec["slices"]["size"]).to(x.device) \
-        if spec.get("slices") else x
+    """MC-dropout mean and SD of the subject's class probabilities (2D: slices averaged per
+    pass)."""
+    inputs = (
+        to_slices(x[0].cpu().numpy(), spec["slices"]["kept"], spec["slices"]["size"]).to(x.device)
+        if spec.get("slices")
+        else x
+    )
     draws = mc_predict(model, inputs, samples, seed).mean(1)  # (samples, classes)
     return draws.mean(0).cpu().numpy(), draws.std(0, unbiased=samples > 1).cpu().numpy()
 
@@ -71,34 +76,46 @@ def explain_session(model, x, spec, classes, settings, layer, targets, template)
     params = method_parameters(settings, spec, x)
     flat = {k: v for method_params in params.values() for k, v in method_params.items()}
     if spec.get("slices"):
-        result = explain_slices(model, spec, x, settings.methods, layer=layer, targets=targets, **flat)
+        result = explain_slices(
+            model, spec, x, settings.methods, layer=layer, targets=targets, **flat
+        )
     else:
         result = explain_many(model, x, settings.methods, layer=layer, targets=targets, **flat)
     logits = result["logits"][0].detach().cpu().numpy()
-    explanation = SessionExplanation(classes, torch.softmax(result["logits"], 1)[0].cpu().numpy(),
-                                     logits, params, maps=[])
+    explanation = SessionExplanation(
+        classes, torch.softmax(result["logits"], 1)[0].cpu().numpy(), logits, params, maps=[]
+    )
     for method in settings.methods:
         maps = result[method][0].detach().cpu().numpy()
         for t, index in enumerate(result["targets"][0].tolist()):
             heatmap = uncrop(maps[t].astype(np.float32), spec["crop"], template.shape)
-            explanation.maps.append(TargetMap(method, classes[index], index, heatmap,
-                                              _map_extras(method, result, t)))
+            explanation.maps.append(
+                TargetMap(method, classes[index], index, heatmap, _map_extras(method, result, t))
+            )
     if settings.mc_samples and has_mc_dropout(model):
         explanation.mc = mc_summary(model, spec, x, settings.mc_samples, settings.seed)
     if attention_module(model) is not None:
-        explanation.attention = dict(zip(spec["contrasts"], attention_weights(model, x)[0].tolist()))
-    if spec.get("slices"):  # the diagnostics run on whole volumes; a slice model gets its slice table
-        explanation.slices = {"kept": list(result["kept"]),
-                              "probabilities": result["slice_probabilities"].cpu().numpy()}
+        explanation.attention = dict(
+            zip(spec["contrasts"], attention_weights(model, x)[0].tolist())
+        )
+    if spec.get(
+        "slices"
+    ):  # the diagnostics run on whole volumes; a slice model gets its slice table
+        explanation.slices = {
+            "kept": list(result["kept"]),
+            "probabilities": result["slice_probabilities"].cpu().numpy(),
+        }
         return explanation
     cam_methods = [m for m in settings.methods if m in CAM_FAMILY]
     if cam_methods:
-        explanation.mirror = {m: float(r[0][0]) for m, r in
-                              mirroring(model, x, cam_methods, layer=layer).items()}
+        explanation.mirror = {
+            m: float(r[0][0]) for m, r in mirroring(model, x, cam_methods, layer=layer).items()
+        }
     predicted_index = classes.index(explanation.predicted)
-    explanation.layers = {name: uncrop(m[0].detach().cpu().numpy().astype(np.float32), spec["crop"],
-                                       template.shape)
-                          for name, m in layer_iteration(model, x, target=predicted_index).items()}
+    explanation.layers = {
+        name: uncrop(m[0].detach().cpu().numpy().astype(np.float32), spec["crop"], template.shape)
+        for name, m in layer_iteration(model, x, target=predicted_index).items()
+    }
     return explanation
 
 
@@ -107,6 +124,8 @@ def _map_extras(method, result, t):
     if method == "ig":
         return {"CompletenessError": float(result["ig_completeness_error"][0, t])}
     if method == "perturbation":
-        return {"ProbabilityBeforeMask": float(result["perturbation_probability_before"][0, t]),
-                "ProbabilityAfterMask": float(result["perturbation_probability_after"][0, t])}
+        return {
+            "ProbabilityBeforeMask": float(result["perturbation_probability_before"][0, t]),
+            "ProbabilityAfterMask": float(result["perturbation_probability_after"][0, t]),
+        }
     return {}

@@ -35,22 +35,29 @@ class Provenance:
 def write_explanation(out, session, explanation, provenance, spec, layer, template, mc_samples):
     """Every file of one explained session; returns the predicted class."""
     resolution, classes = spec["resolution"], explanation.classes
-    sources = [bids_uri("bidsxai", preproc_path(out, session.subject, session.session, c, resolution), out)
-               for c in spec["contrasts"]]
+    sources = [
+        bids_uri("bidsxai", preproc_path(out, session.subject, session.session, c, resolution), out)
+        for c in spec["contrasts"]
+    ]
     common = _common_sidecar(explanation, provenance, mc_samples)
     rows = []
     for item in explanation.maps:
-        path = heatmap_path(out, session.subject, session.session, item.method, item.target, resolution)
+        path = heatmap_path(
+            out, session.subject, session.session, item.method, item.target, resolution
+        )
         save_nifti(template.image(item.heatmap), path)
         sidecar = {
             "Method": item.method,
             "Parameters": METHODS[item.method].record(explanation.parameters[item.method]),
             "Layer": layer if item.method in CAM_FAMILY else None,
-            "TargetClass": item.target, "TargetIndex": item.index,
-            "Logit": float(explanation.logits[item.index]), **common,
+            "TargetClass": item.target,
+            "TargetIndex": item.index,
+            "Logit": float(explanation.logits[item.index]),
+            **common,
             "Values": f"raw {METHODS[item.method].values}, on the model grid, zero outside the "
-                      "model's crop",
-            "SpatialReference": SPACE, "Resolution": f"{resolution:g} mm isotropic",
+            "model's crop",
+            "SpatialReference": SPACE,
+            "Resolution": f"{resolution:g} mm isotropic",
             "Sources": sources,
             "SoftwareVersions": f"bidsxai {__version__}, torch {torch.__version__}",
             **item.extras,
@@ -61,8 +68,9 @@ def write_explanation(out, session, explanation, provenance, spec, layer, templa
     if explanation.slices is not None:
         write_slice_predictions(out, session, explanation.slices, classes)
     if explanation.layers is not None:
-        write_layer_iteration(out, session, explanation.layers, explanation.predicted, resolution,
-                              template)
+        write_layer_iteration(
+            out, session, explanation.layers, explanation.predicted, resolution, template
+        )
     return explanation.predicted
 
 
@@ -72,45 +80,69 @@ def _common_sidecar(explanation, provenance, mc_samples):
     return {
         "PredictedClass": explanation.predicted,
         "PredictedProbabilities": {c: float(p) for c, p in zip(classes, explanation.probabilities)},
-        "Model": provenance.bundle, "ModelMember": provenance.member, "ModelSha256": provenance.sha256,
-        "SplitAssignment": provenance.split, "ModelChoice": provenance.choice,
+        "Model": provenance.bundle,
+        "ModelMember": provenance.member,
+        "ModelSha256": provenance.sha256,
+        "SplitAssignment": provenance.split,
+        "ModelChoice": provenance.choice,
         "AttentionWeights": explanation.attention,
-        "MCDropout": {"Samples": mc_samples,
-                      "MeanProbabilities": {c: float(p) for c, p in zip(classes, mc[0])},
-                      "SDProbabilities": {c: float(p) for c, p in zip(classes, mc[1])}} if mc else None,
+        "MCDropout": {
+            "Samples": mc_samples,
+            "MeanProbabilities": {c: float(p) for c, p in zip(classes, mc[0])},
+            "SDProbabilities": {c: float(p) for c, p in zip(classes, mc[1])},
+        }
+        if mc
+        else None,
     }
 
 
 def _measures_row(item, explanation, provenance, template):
     mc = explanation.mc
     predicted = explanation.predicted
-    return {"method": item.method, "target": item.target,
-            "p95": percentile_in_mask(item.heatmap, template.brain_mask),
-            "probability": float(explanation.probabilities[item.index]), "predicted": predicted,
-            "split": provenance.split, "model": provenance.member,
-            **({"mc_mean": float(mc[0][item.index]), "mc_sd": float(mc[1][item.index])} if mc else {}),
-            "mirror_r": explanation.mirror.get(item.method) if item.target == predicted else None}
+    return {
+        "method": item.method,
+        "target": item.target,
+        "p95": percentile_in_mask(item.heatmap, template.brain_mask),
+        "probability": float(explanation.probabilities[item.index]),
+        "predicted": predicted,
+        "split": provenance.split,
+        "model": provenance.member,
+        **({"mc_mean": float(mc[0][item.index]), "mc_sd": float(mc[1][item.index])} if mc else {}),
+        "mirror_r": explanation.mirror.get(item.method) if item.target == predicted else None,
+    }
 
 
 def write_slice_predictions(out, session, slices, classes):
     """One row per classified slice of a 2D model: axial index on the template grid, the slice's
     predicted class and its class probabilities."""
-    rows = [{"slice": int(z), "predicted": classes[int(p.argmax())],
-             **{f"probability_{c}": float(v) for c, v in zip(classes, p)}}
-            for z, p in zip(slices["kept"], slices["probabilities"])]
+    rows = [
+        {
+            "slice": int(z),
+            "predicted": classes[int(p.argmax())],
+            **{f"probability_{c}": float(v) for c, v in zip(classes, p)},
+        }
+        for z, p in zip(slices["kept"], slices["probabilities"])
+    ]
     _write_tsv(slices_path(out, session.subject, session.session), rows)
 
 
 def write_layer_iteration(out, session, layers, predicted, resolution, template):
     """Grad-CAM of the predicted class at every convolution, as one 4D NIfTI (Avci 2021, §4.1.3)."""
-    path = heatmap_path(out, session.subject, session.session, "gradcam", predicted, resolution,
-                        desc="layers")
+    path = heatmap_path(
+        out, session.subject, session.session, "gradcam", predicted, resolution, desc="layers"
+    )
     save_nifti(template.image(np.stack(list(layers.values()), axis=-1)), path)
-    write_json(sidecar_path(path), {
-        "Method": "gradcam", "TargetClass": predicted, "Layers": list(layers),
-        "Description": "Grad-CAM of the predicted class at every convolutional layer (4th axis, "
-                       "in the order of Layers): the evaluation-layer iteration of Avci (2021)",
-        "SpatialReference": SPACE})
+    write_json(
+        sidecar_path(path),
+        {
+            "Method": "gradcam",
+            "TargetClass": predicted,
+            "Layers": list(layers),
+            "Description": "Grad-CAM of the predicted class at every convolutional layer (4th "
+            "axis, in the order of Layers): the evaluation-layer iteration of Avci (2021)",
+            "SpatialReference": SPACE,
+        },
+    )
 
 
 def _write_tsv(path, rows):

@@ -38,8 +38,17 @@ from bidsxai.reports.group import write_group_report
 from bidsxai.template import load_template
 from bidsxai.workflows.group_maps import coverage, two_sample
 
-TABLES = ("measures", "measure_tests", "voxelwise", "coverage", "clusters", "regions", "lobes",
-          "similarity", "correlations")
+TABLES = (
+    "measures",
+    "measure_tests",
+    "voxelwise",
+    "coverage",
+    "clusters",
+    "regions",
+    "lobes",
+    "similarity",
+    "correlations",
+)
 
 
 @dataclass
@@ -80,10 +89,13 @@ class MethodTargetAnalysis:
     def tables(self):
         """{TSV name: rows} of this analysis."""
         return {
-            "measures": self.measures, "measure_tests": self.measure_tests,
-            "voxelwise": [v.row for v in self.voxelwise], "coverage": [c.row for c in self.coverage],
+            "measures": self.measures,
+            "measure_tests": self.measure_tests,
+            "voxelwise": [v.row for v in self.voxelwise],
+            "coverage": [c.row for c in self.coverage],
             "clusters": [c for test in self.voxelwise + self.coverage for c in test.clusters],
-            "regions": self.regions, "lobes": self.lobes,
+            "regions": self.regions,
+            "lobes": self.lobes,
             "similarity": [self.similarity] if self.similarity else [],
             "correlations": [self.correlation.row] if self.correlation else [],
         }
@@ -92,11 +104,21 @@ class MethodTargetAnalysis:
 def find_heatmaps(out_dir, subjects=None):
     """DataFrame of heatmap files (subject, session, method, target, path, first), where ``first``
     marks each subject's first session."""
-    rows = [{"subject": e["subject"], "session": e["session"], "method": e["method"],
-             "target": e["target"], "path": path}
-            for path, e in heatmap_files(out_dir) if not subjects or e["subject"] in subjects]
+    rows = [
+        {
+            "subject": e["subject"],
+            "session": e["session"],
+            "method": e["method"],
+            "target": e["target"],
+            "path": path,
+        }
+        for path, e in heatmap_files(out_dir)
+        if not subjects or e["subject"] in subjects
+    ]
     if not rows:
-        raise NoInputError(f"no heatmaps in {out_dir}; run the participant level with --model first")
+        raise NoInputError(
+            f"no heatmaps in {out_dir}; run the participant level with --model first"
+        )
     table = pd.DataFrame(rows).sort_values(["subject", "session"]).reset_index(drop=True)
     table["first"] = table["session"] == table.groupby("subject")["session"].transform("min")
     return table
@@ -125,8 +147,11 @@ def covariate_matrix(participants, subjects, columns):
             missing = ", ".join(f"sub-{s}" for s in values[values.isna()].index)
             raise NoInputError(f"covariate {column} is n/a for {missing}")
         numeric = pd.to_numeric(values, errors="coerce")
-        parts.append(numeric.to_numpy(float)[:, None] if numeric.notna().all()
-                     else pd.get_dummies(values, drop_first=True).to_numpy(float))
+        parts.append(
+            numeric.to_numpy(float)[:, None]
+            if numeric.notna().all()
+            else pd.get_dummies(values, drop_first=True).to_numpy(float)
+        )
     return np.hstack(parts)
 
 
@@ -147,10 +172,14 @@ def _correlation_image(settings, subject, session):
     if "{subject}" in spec:
         path = Path(spec.format(subject=subject, session=session))
     else:
-        path = preproc_path(settings.output_dir, subject, session or None, spec, settings.resolution)
+        path = preproc_path(
+            settings.output_dir, subject, session or None, spec, settings.resolution
+        )
     if not path.is_file():
-        raise NoInputError(f"--correlate-image {spec}: {path} not found; give a preprocessed contrast "
-                           "(T1w, T2w, FLAIR) or a path pattern with {subject}")
+        raise NoInputError(
+            f"--correlate-image {spec}: {path} not found; give a preprocessed contrast "
+            "(T1w, T2w, FLAIR) or a path pattern with {subject}"
+        )
     return path
 
 
@@ -178,9 +207,13 @@ def run_group(settings, subjects=None):
     template = load_template(settings.resolution)
     atlas = _atlas(settings, template)
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)  # as used
-    job = GroupJob(settings, participants, pairs, template, atlas, parse_threshold(settings.threshold))
-    analyses = [analyse(rows, method, target, job)
-                for (method, target), rows in heatmaps.groupby(["method", "target"])]
+    job = GroupJob(
+        settings, participants, pairs, template, atlas, parse_threshold(settings.threshold)
+    )
+    analyses = [
+        analyse(rows, method, target, job)
+        for (method, target), rows in heatmaps.groupby(["method", "target"])
+    ]
     for name in TABLES:
         _write_tsv(group_table_path(out, name), [r for a in analyses for r in a.tables()[name]])
     write_group_report(out, analyses, settings, template, n_subjects=heatmaps["subject"].nunique())
@@ -193,8 +226,10 @@ def analyse(rows, method, target, job):
     first = rows[rows["first"]].reset_index(drop=True)
     raw = _load(first["path"])
     if raw.shape[1:] != mask.shape:
-        raise NoInputError(f"heatmaps are {raw.shape[1:]} but the {job.settings.resolution:g} mm "
-                           f"template is {mask.shape}; pass the --resolution they were made at")
+        raise NoInputError(
+            f"heatmaps are {raw.shape[1:]} but the {job.settings.resolution:g} mm "
+            f"template is {mask.shape}; pass the --resolution they were made at"
+        )
     thresholded = np.stack([job.threshold(m, mask) for m in raw])
     labels = first["group"].to_numpy()
     key = {"method": method, "target": target}
@@ -213,14 +248,26 @@ def analyse(rows, method, target, job):
 def _measures(first, labels, raw, key, job):
     """Each subject's measures, and their comparison between every pair of groups."""
     mask, pairs = job.template.brain_mask, job.pairs
-    measures = pd.DataFrame([dict(key, subject=f"sub-{s}", group=g, **subject_measures(m, mask, job.atlas))
-                             for s, g, m in zip(first["subject"], labels, raw)])
+    measures = pd.DataFrame(
+        [
+            dict(key, subject=f"sub-{s}", group=g, **subject_measures(m, mask, job.atlas))
+            for s, g, m in zip(first["subject"], labels, raw)
+        ]
+    )
     tests = []
     for name in [c for c in measures.columns if c not in ("method", "target", "subject", "group")]:
         values = measures[name].to_numpy()
-        tests += [dict(key, measure=name, group_a=a, group_b=b,
-                       **compare_groups(values[labels == a], values[labels == b]))
-                  for a, b in pairs if (labels == a).sum() > 1 and (labels == b).sum() > 1]
+        tests += [
+            dict(
+                key,
+                measure=name,
+                group_a=a,
+                group_b=b,
+                **compare_groups(values[labels == a], values[labels == b]),
+            )
+            for a, b in pairs
+            if (labels == a).sum() > 1 and (labels == b).sum() > 1
+        ]
     return measures.to_dict("records"), tests
 
 
@@ -232,16 +279,34 @@ def _two_sample_tests(first, labels, thresholded, key, job):
             continue
         subjects = list(first["subject"][in_a]) + list(first["subject"][in_b])
         covariates = covariate_matrix(job.participants, subjects, job.settings.covariates)
-        tests.append(two_sample(thresholded[in_a], thresholded[in_b], covariates, job.template,
-                                job.atlas, _group_dir(job), dict(key, group_a=a, group_b=b),
-                                job.settings))
+        tests.append(
+            two_sample(
+                thresholded[in_a],
+                thresholded[in_b],
+                covariates,
+                job.template,
+                job.atlas,
+                _group_dir(job),
+                dict(key, group_a=a, group_b=b),
+                job.settings,
+            )
+        )
     return tests
 
 
 def _coverage_tests(labels, thresholded, key, job):
-    return [coverage(thresholded[labels == g], job.template, job.atlas, _group_dir(job),
-                     dict(key, group=g), job.settings)
-            for g in sorted(set(labels)) if (labels == g).sum() >= 2]
+    return [
+        coverage(
+            thresholded[labels == g],
+            job.template,
+            job.atlas,
+            _group_dir(job),
+            dict(key, group=g),
+            job.settings,
+        )
+        for g in sorted(set(labels))
+        if (labels == g).sum() >= 2
+    ]
 
 
 def _group_dir(job):
@@ -265,8 +330,10 @@ def _similarity(rows, first, thresholded, job, key):
     atlas, mask = job.atlas, job.template.brain_mask
     entries = [(s, True, roi_vector(m, atlas)) for s, m in zip(first["subject"], thresholded)]
     later = rows[~rows["first"]]
-    entries += [(s, False, roi_vector(job.threshold(_load([path])[0], mask), atlas))
-                for s, path in zip(later["subject"], later["path"])]
+    entries += [
+        (s, False, roi_vector(job.threshold(_load([path])[0], mask), atlas))
+        for s, path in zip(later["subject"], later["path"])
+    ]
     similarity = cosine_similarity(np.stack([vector for _, _, vector in entries]))
     intra, inter = [], []
     for (i, (si, fi, _)), (j, (sj, fj, _)) in itertools.combinations(enumerate(entries), 2):
@@ -286,8 +353,9 @@ def _correlation(first, raw, key, job):
     with a two-sided permutation p (Lu et al. 2023)."""
     settings, template = job.settings, job.template
     masks = parse_threshold(settings.correlate_mask)
-    scores = pd.to_numeric(job.participants[settings.correlate].reindex(first["subject"]),
-                           errors="coerce").to_numpy()
+    scores = pd.to_numeric(
+        job.participants[settings.correlate].reindex(first["subject"]), errors="coerce"
+    ).to_numpy()
     x, y = [], []
     for subject, session, heatmap, score in zip(first["subject"], first["session"], raw, scores):
         if np.isnan(score):
@@ -297,16 +365,27 @@ def _correlation(first, raw, key, job):
         if kept.any():
             image = np.asarray(nib.load(str(path)).dataobj, np.float32)
             if image.shape != heatmap.shape:
-                raise NoInputError(f"{path.name} is {image.shape}, not on the template grid {heatmap.shape}")
+                raise NoInputError(
+                    f"{path.name} is {image.shape}, not on the template grid {heatmap.shape}"
+                )
             x.append(float(image[kept].mean()))
             y.append(float(score))
     if len(x) < 4:
         return None
     rho, p = spearman_permutation(x, y, n_perm=settings.correlate_n_perm, seed=settings.seed)
-    row = dict(key, score=settings.correlate, image=settings.correlate_image,
-               mask=settings.correlate_mask, n=len(x), rho=rho, p_permutation=p,
-               permutations=settings.correlate_n_perm)
-    return Correlation(row, x, y, f"mean {settings.correlate_image} in the {settings.correlate_mask} mask")
+    row = dict(
+        key,
+        score=settings.correlate,
+        image=settings.correlate_image,
+        mask=settings.correlate_mask,
+        n=len(x),
+        rho=rho,
+        p_permutation=p,
+        permutations=settings.correlate_n_perm,
+    )
+    return Correlation(
+        row, x, y, f"mean {settings.correlate_image} in the {settings.correlate_mask} mask"
+    )
 
 
 def _write_tsv(path, rows):

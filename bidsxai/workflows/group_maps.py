@@ -36,13 +36,19 @@ class CoverageTest:
 def _write_map(path_of, stat, data, template, sidecar, correction=None, **extra):
     path = path_of(stat, correction)
     save_nifti(template.image(data), path)
-    write_json(sidecar_path(path), dict(sidecar, Statistic=stat, Correction=correction or "none", **extra))
+    write_json(
+        sidecar_path(path), dict(sidecar, Statistic=stat, Correction=correction or "none", **extra)
+    )
 
 
 def _significance(result):
     """The strongest family-wise or FDR map the test computed, and its name."""
-    for p_name, name in (("p_fwe_tfce", "tfcefwe"), ("p_fwe_cluster_mass", "clusterfwe"),
-                      ("p_fwe", "fwe"), ("p_fdr", "fdr")):
+    for p_name, name in (
+        ("p_fwe_tfce", "tfcefwe"),
+        ("p_fwe_cluster_mass", "clusterfwe"),
+        ("p_fwe", "fwe"),
+        ("p_fdr", "fdr"),
+    ):
         if p_name in result:
             return result[p_name] < ALPHA, name
     raise KeyError("no corrected p")
@@ -58,42 +64,79 @@ def two_sample(maps_a, maps_b, covariates, template, atlas, group_dir, key, sett
     method, target and groups."""
     mask = template.brain_mask
     try:
-        result = ttest(maps_a, maps_b, mask=mask, covariates=covariates, n_perm=settings.n_perm,
-                       tfce=settings.tfce, cluster_p=settings.cluster_p, seed=settings.seed,
-                       device=pick_device(settings.device))
+        result = ttest(
+            maps_a,
+            maps_b,
+            mask=mask,
+            covariates=covariates,
+            n_perm=settings.n_perm,
+            tfce=settings.tfce,
+            cluster_p=settings.cluster_p,
+            seed=settings.seed,
+            device=pick_device(settings.device),
+        )
     except ValueError as exc:  # covariates that leave no group effect or no degrees of freedom
         raise UsageError(f"--covariates {' '.join(settings.covariates)}: {exc}") from None
     a, b = key["group_a"], key["group_b"]
     path_of = partial(group_statmap_path, group_dir, key["method"], key["target"], (a, b))
-    sidecar = {"Test": "Student t of the group effect (first group minus second), two-sided" +
-                       (", adjusted for " + ", ".join(settings.covariates) if covariates is not None else ""),
-               "Groups": [a, b], "N": [len(maps_a), len(maps_b)], "DegreesOfFreedom": result["df"],
-               "Input": f"heatmaps max-normalised and thresholded per subject ({settings.threshold})",
-               "Mask": "template brain mask; voxels without variance are not tested",
-               "SpatialReference": SPACE}
+    sidecar = {
+        "Test": "Student t of the group effect (first group minus second), two-sided"
+        + (", adjusted for " + ", ".join(settings.covariates) if covariates is not None else ""),
+        "Groups": [a, b],
+        "N": [len(maps_a), len(maps_b)],
+        "DegreesOfFreedom": result["df"],
+        "Input": f"heatmaps max-normalised and thresholded per subject ({settings.threshold})",
+        "Mask": "template brain mask; voxels without variance are not tested",
+        "SpatialReference": SPACE,
+    }
     if covariates is not None:
         sidecar["Permutation"] = "Freedman-Lane"
     _write_map(path_of, "t", result["t"], template, sidecar)
     _write_map(path_of, "p", result["p"], template, sidecar)
-    for p_name, name in (("p_fdr", "fdr"), ("p_bonferroni", "bonferroni"), ("p_fwe", "fwe"),
-                      ("p_fwe_tfce", "tfcefwe"), ("p_fwe_cluster_mass", "clusterfwe")):
+    for p_name, name in (
+        ("p_fdr", "fdr"),
+        ("p_bonferroni", "bonferroni"),
+        ("p_fwe", "fwe"),
+        ("p_fwe_tfce", "tfcefwe"),
+        ("p_fwe_cluster_mass", "clusterfwe"),
+    ):
         if p_name in result:
             extra = {"Permutations": result["n_permutations"]} if p_name.startswith("p_fwe") else {}
             _write_map(path_of, "logp", -np.log10(result[p_name]), template, sidecar, name, **extra)
     if "tfce" in result:
         _write_map(path_of, "tfce", result["tfce"], template, sidecar, E=0.5, H=2, Connectivity=6)
     if "cluster_mass" in result:
-        _write_map(path_of, "clustermass", result["cluster_mass"], template, sidecar,
-                   ClusterFormingP=settings.cluster_p)
+        _write_map(
+            path_of,
+            "clustermass",
+            result["cluster_mass"],
+            template,
+            sidecar,
+            ClusterFormingP=settings.cluster_p,
+        )
     significant, correction = _significance(result)
-    row = dict(key, tested=int(result["tested"].sum()), max_abs_t=float(np.abs(result["t"]).max()),
-               n_uncorrected=int((result["p"] < ALPHA).sum()), n_fdr=int((result["p_fdr"] < ALPHA).sum()),
-               n_bonferroni=int((result["p_bonferroni"] < ALPHA).sum()))
-    for p_name, name in (("p_fwe", "n_fwe"), ("p_fwe_tfce", "n_tfce_fwe"), ("p_fwe_cluster_mass", "n_cluster_fwe")):
+    row = dict(
+        key,
+        tested=int(result["tested"].sum()),
+        max_abs_t=float(np.abs(result["t"]).max()),
+        n_uncorrected=int((result["p"] < ALPHA).sum()),
+        n_fdr=int((result["p_fdr"] < ALPHA).sum()),
+        n_bonferroni=int((result["p_bonferroni"] < ALPHA).sum()),
+    )
+    for p_name, name in (
+        ("p_fwe", "n_fwe"),
+        ("p_fwe_tfce", "n_tfce_fwe"),
+        ("p_fwe_cluster_mass", "n_cluster_fwe"),
+    ):
         row[name] = int((result[p_name] < ALPHA).sum()) if p_name in result else None
     row["correction"] = correction
-    clusters = _clusters(result["t"], significant, template, atlas,
-                         dict(key, test="two-sample", correction=correction))
+    clusters = _clusters(
+        result["t"],
+        significant,
+        template,
+        atlas,
+        dict(key, test="two-sample", correction=correction),
+    )
     return VoxelwiseTest(row, clusters, result["t"], significant)
 
 
@@ -102,19 +145,34 @@ def coverage(maps, template, atlas, group_dir, key, settings):
     mask = template.brain_mask
     result = coverage_test(maps > 0, mask)
     path_of = partial(group_statmap_path, group_dir, key["method"], key["target"], (key["group"],))
-    sidecar = {"Test": "one-sided exact test of how many subjects keep a voxel against the "
-                       "Poisson-binomial count expected if each subject's kept voxels lay anywhere "
-                       "in the brain", "Group": key["group"], "N": result["n"],
-               "KeptShare": [float(s) for s in result["shares"]],
-               "Input": f"heatmaps thresholded per subject ({settings.threshold})", "SpatialReference": SPACE}
+    sidecar = {
+        "Test": "one-sided exact test of how many subjects keep a voxel against the "
+        "Poisson-binomial count expected if each subject's kept voxels lay anywhere "
+        "in the brain",
+        "Group": key["group"],
+        "N": result["n"],
+        "KeptShare": [float(s) for s in result["shares"]],
+        "Input": f"heatmaps thresholded per subject ({settings.threshold})",
+        "SpatialReference": SPACE,
+    }
     _write_map(path_of, "coverage", result["coverage"], template, sidecar)
     _write_map(path_of, "p", result["p"], template, sidecar)
     for name in ("fdr", "bonferroni"):
         _write_map(path_of, "logp", -np.log10(result[f"p_{name}"]), template, sidecar, name)
     significant = result["p_fdr"] < ALPHA
-    row = dict(key, n=result["n"], mean_kept_share=float(result["shares"].mean()),
-               max_coverage=float(result["coverage"].max()), n_fdr=int(significant.sum()),
-               n_bonferroni=int((result["p_bonferroni"] < ALPHA).sum()))
-    clusters = _clusters(result["coverage"], significant, template, atlas,
-                         dict(key, test="coverage", correction="fdr"))
+    row = dict(
+        key,
+        n=result["n"],
+        mean_kept_share=float(result["shares"].mean()),
+        max_coverage=float(result["coverage"].max()),
+        n_fdr=int(significant.sum()),
+        n_bonferroni=int((result["p_bonferroni"] < ALPHA).sum()),
+    )
+    clusters = _clusters(
+        result["coverage"],
+        significant,
+        template,
+        atlas,
+        dict(key, test="coverage", correction="fdr"),
+    )
     return CoverageTest(row, clusters)

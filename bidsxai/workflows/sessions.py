@@ -35,8 +35,11 @@ def _call(function, item, args, log_dir):
     except Exception as exc:  # unexpected: keep the traceback for the bug report
         log = log_dir / f"crash-{item.key}.txt"
         write_text(log, traceback.format_exc())
-        return Outcome(item.key, message=f"{item.key}: internal error {type(exc).__name__}: {exc} "
-                                         f"(traceback in {log})", exit_code=EXIT_INTERNAL)
+        return Outcome(
+            item.key,
+            message=f"{item.key}: internal error {type(exc).__name__}: {exc} (traceback in {log})",
+            exit_code=EXIT_INTERNAL,
+        )
 
 
 def run_sessions(function, items, args, log_dir, nprocs=1, desc="sessions"):
@@ -50,8 +53,11 @@ def run_sessions(function, items, args, log_dir, nprocs=1, desc="sessions"):
         outcomes = [_call(function, item, args, log_dir) for item in tqdm(items, **progress)]
     for outcome in outcomes:
         if not outcome.ok:
-            message = outcome.message if outcome.message.startswith(outcome.key) else \
-                f"{outcome.key}: {outcome.message}"
+            message = (
+                outcome.message
+                if outcome.message.startswith(outcome.key)
+                else f"{outcome.key}: {outcome.message}"
+            )
             print(f"bidsxai: {message}", file=sys.stderr)
     return outcomes
 

@@ -1,5 +1,5 @@
-"""Classify and explain one volume with a 2D slice model (Zhang et al. 2021): every kept axial slice is
-classified and explained, the subject's prediction is the mean slice probability, and the slice
+"""Classify and explain one volume with a 2D slice model (Zhang et al. 2021): every kept axial slice
+is classified and explained, the subject's prediction is the mean slice probability, and the slice
 maps are resized back and stacked into a volume on the model's crop."""
 
 import torch
@@ -26,20 +26,35 @@ def explain_slices(model, spec, x, methods, *, layer, targets, chunk=16, **param
     kept, size = spec["slices"]["kept"], spec["slices"]["size"]
     slices = to_slices(x[0].cpu().numpy(), kept, size).to(x.device)
     with eval_mode(model), torch.no_grad():
-        slice_probabilities = torch.cat([torch.softmax(model(slices[i:i + chunk]), 1)
-                                         for i in range(0, len(slices), chunk)])
+        slice_probabilities = torch.cat(
+            [torch.softmax(model(slices[i : i + chunk]), 1) for i in range(0, len(slices), chunk)]
+        )
     probabilities = slice_probabilities.mean(0, keepdim=True)
     subject_targets = _subject_targets(targets, probabilities)
     parts = []
     for i in range(0, len(slices), chunk):
-        part = slices[i:i + chunk]
-        parts.append(explain_many(model, part, methods, layer=layer,
-                                  targets=subject_targets.expand(len(part), -1), **params))
-    result = {name: restack(torch.cat([p[name].detach() for p in parts]), kept, tuple(x.shape[2:]))[None]
-              for name in methods}
+        part = slices[i : i + chunk]
+        parts.append(
+            explain_many(
+                model,
+                part,
+                methods,
+                layer=layer,
+                targets=subject_targets.expand(len(part), -1),
+                **params,
+            )
+        )
+    result = {
+        name: restack(torch.cat([p[name].detach() for p in parts]), kept, tuple(x.shape[2:]))[None]
+        for name in methods
+    }
     for key in parts[0]:
         if key not in result and key not in ("logits", "targets"):
             result[key] = torch.cat([p[key] for p in parts]).mean(0, keepdim=True)
-    result.update(logits=probabilities.log(), targets=subject_targets,
-                  slice_probabilities=slice_probabilities, kept=kept)
+    result.update(
+        logits=probabilities.log(),
+        targets=subject_targets,
+        slice_probabilities=slice_probabilities,
+        kept=kept,
+    )
     return result

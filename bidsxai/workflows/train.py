@@ -19,6 +19,7 @@ from bidsxai.models.bundle import save_bundle, sha256_of
 from bidsxai.models.registry import get_architecture
 from bidsxai.models.slice2d import load_imagenet
 from bidsxai.outputs import preproc_path
+from bidsxai.reports.training import write_training_report
 from bidsxai.template import SPACE, load_template
 from bidsxai.training import distributed
 from bidsxai.training.attention_table import attention_table
@@ -35,33 +36,47 @@ from bidsxai.training.targets import (
     threshold_classes,
 )
 from bidsxai.workflows.device import pick_device
-from bidsxai.reports.training import write_training_report
 
 
 def labelled_sessions(settings, sessions, participants):
     """(sessions with a target value, their class names, the classes, numeric target by subject)."""
     labels, values = subject_targets(participants, settings.target, settings.target_threshold)
     chosen = [s for s in sessions if s.subject in labels]
-    classes = threshold_classes(settings.target, settings.target_threshold) \
-        if settings.target_threshold is not None else sorted({labels[s.subject] for s in chosen})
+    classes = (
+        threshold_classes(settings.target, settings.target_threshold)
+        if settings.target_threshold is not None
+        else sorted({labels[s.subject] for s in chosen})
+    )
     if len({labels[s.subject] for s in chosen}) < 2:
-        raise UsageError(f"--target {settings.target}: need at least two classes among the selected subjects")
+        raise UsageError(
+            f"--target {settings.target}: need at least two classes among the selected subjects"
+        )
     return chosen, [labels[s.subject] for s in chosen], classes, values
 
 
 def common_contrasts(settings, sessions):
     """The contrasts preprocessed for every session, in T1w, T2w, FLAIR order."""
-    present = [c for c in CONTRAST_KEYS.values() if all(
-        preproc_path(settings.output_dir, s.subject, s.session, c, settings.resolution).is_file()
-        for s in sessions)]
+    present = [
+        c
+        for c in CONTRAST_KEYS.values()
+        if all(
+            preproc_path(
+                settings.output_dir, s.subject, s.session, c, settings.resolution
+            ).is_file()
+            for s in sessions
+        )
+    ]
     if "T1w" not in present:
-        raise NoInputError(f"no preprocessed T1w for every selected session in {settings.output_dir}; "
-                           "run the participant level first")
+        raise NoInputError(
+            f"no preprocessed T1w for every selected session in {settings.output_dir}; "
+            "run the participant level first"
+        )
     return present
 
 
 def read_pretrained(arch, path):
-    """(the --pretrained state dict, its record for the bundle), read once; (None, None) without it."""
+    """(the --pretrained state dict, its record for the bundle), read once; (None, None) without
+    it."""
     if path is None:
         return None, None
     if arch.dims != 2:
@@ -81,15 +96,21 @@ def model_covariates(settings, arch, participants, subjects):
     """(column names, {subject: values}) of the model's covariate inputs (GAMER-MRIL: age)."""
     columns = list(settings.covariates) or [c for c in arch.covariates if c in participants.columns]
     if len(columns) != len(arch.covariates):
-        wanted = f"{len(arch.covariates)} ({', '.join(arch.covariates)})" if arch.covariates else "none"
-        raise UsageError(f"--covariates: {arch.name} takes {wanted}; got {', '.join(columns) or 'none'}")
+        wanted = (
+            f"{len(arch.covariates)} ({', '.join(arch.covariates)})" if arch.covariates else "none"
+        )
+        raise UsageError(
+            f"--covariates: {arch.name} takes {wanted}; got {', '.join(columns) or 'none'}"
+        )
     missing = [c for c in columns if c not in participants.columns]
     if missing:
         raise UsageError(f"--covariates: no column {', '.join(missing)} in participants.tsv")
     table = participants.loc[sorted(set(subjects)), columns].apply(pd.to_numeric, errors="coerce")
     bad = table.index[~np.isfinite(table.to_numpy(float)).all(1)].tolist()
     if bad:
-        raise UsageError(f"--covariates {', '.join(columns)}: no numeric value for sub-{', sub-'.join(bad[:3])}")
+        raise UsageError(
+            f"--covariates {', '.join(columns)}: no numeric value for sub-{', sub-'.join(bad[:3])}"
+        )
     return columns, {s: [float(v) for v in row] for s, row in table.iterrows()}
 
 
@@ -98,26 +119,46 @@ def loss_weights(settings, chosen, values):
     if settings.loss_weight == "none":
         return np.ones(len(chosen))
     if settings.target_threshold is None:
-        raise UsageError("--loss-weight closeness needs --target-threshold (e.g. --target edss --target-threshold 5)")
+        raise UsageError(
+            "--loss-weight closeness needs --target-threshold "
+            "(e.g. --target edss --target-threshold 5)"
+        )
     weights = closeness_weights([values[s.subject] for s in chosen], settings.target_threshold)
     if (weights <= 0).any():
-        raise UsageError(f"--loss-weight closeness: values of {settings.target} lie more than twice "
-                         f"--target-threshold away, giving weights <= 0")
+        raise UsageError(
+            f"--loss-weight closeness: values of {settings.target} lie more than twice "
+            f"--target-threshold away, giving weights <= 0"
+        )
     return weights
 
 
 def training_options(settings, arch, device):
     """The loop's options: the CLI's where given, else the architecture's paper recipe."""
+
     def pick(value, key):
         return arch.recipe[key] if value is None else value
 
-    precision = settings.precision if settings.precision != "auto" else ("amp" if device.type == "cuda" else "fp32")
-    workers = settings.loader_workers if settings.loader_workers is not None else (4 if device.type == "cuda" else 0)
-    return TrainOptions(epochs=settings.epochs, patience=settings.patience, batch_size=settings.batch_size,
-                        optimiser=pick(settings.optimiser, "optimiser"),
-                        learning_rate=pick(settings.learning_rate, "learning_rate"),
-                        weight_decay=pick(settings.weight_decay, "weight_decay"),
-                        select_by=settings.select_by, precision=precision, workers=workers)
+    precision = (
+        settings.precision
+        if settings.precision != "auto"
+        else ("amp" if device.type == "cuda" else "fp32")
+    )
+    workers = (
+        settings.loader_workers
+        if settings.loader_workers is not None
+        else (4 if device.type == "cuda" else 0)
+    )
+    return TrainOptions(
+        epochs=settings.epochs,
+        patience=settings.patience,
+        batch_size=settings.batch_size,
+        optimiser=pick(settings.optimiser, "optimiser"),
+        learning_rate=pick(settings.learning_rate, "learning_rate"),
+        weight_decay=pick(settings.weight_decay, "weight_decay"),
+        select_by=settings.select_by,
+        precision=precision,
+        workers=workers,
+    )
 
 
 @dataclass
@@ -169,29 +210,55 @@ def _train(settings, sessions, ranks):
 
     options = training_options(settings, arch, device)
     parts = [np.array([a[s] for s in cohort.subjects], dtype=object) for a in cohort.assignments]
-    members = cross_validate(parts, make_dataset, build_model, n_folds=settings.cv_folds, options=options,
-                             device=device, seed=settings.seed, ranks=ranks,
-                             progress=sys.stderr.isatty() and ranks.main)
+    members = cross_validate(
+        parts,
+        make_dataset,
+        build_model,
+        n_folds=settings.cv_folds,
+        options=options,
+        device=device,
+        seed=settings.seed,
+        ranks=ranks,
+        progress=sys.stderr.isatty() and ranks.main,
+    )
     if not ranks.main:
         return None, None
     metrics = summarise(members, cohort.y, parts, settings.select_by)
     if arch.dims == 2:
-        metrics["slices"] = slice_metrics(members, cohort.y, parts, len(spec["slices"]["kept"]),
-                                          metrics["final_member"])
+        metrics["slices"] = slice_metrics(
+            members, cohort.y, parts, len(spec["slices"]["kept"]), metrics["final_member"]
+        )
     name = settings.model or f"{settings.arch}_{settings.target}"
     folder = Path(settings.output_dir) / "models" / name
     meta = {
-        "name": name, "architecture": settings.arch, "architecture_args": arch_args,
-        "classes": cohort.classes, "target": settings.target, "target_threshold": settings.target_threshold,
-        "covariates": cohort.covariate_columns, "input": spec,
-        "explain_layer": arch.default_layer(members[0].model), "assignments": cohort.assignments,
-        "metrics": metrics, "pretrained": pretrained,
+        "name": name,
+        "architecture": settings.arch,
+        "architecture_args": arch_args,
+        "classes": cohort.classes,
+        "target": settings.target,
+        "target_threshold": settings.target_threshold,
+        "covariates": cohort.covariate_columns,
+        "input": spec,
+        "explain_layer": arch.default_layer(members[0].model),
+        "assignments": cohort.assignments,
+        "metrics": metrics,
+        "pretrained": pretrained,
         "attention": attention_table(
-            members, cohort.sessions, cohort.y, cohort.classes, spec["contrasts"],
-            lambda i: (torch.from_numpy(np.load(paths[i]).astype(np.float32)),
-                       torch.from_numpy(cohort.covariates[i])),
-            parts[0], metrics["final_member"]),
-        "training": training_record(settings, options, scheme, ranks.world, members, cohort.subjects),
+            members,
+            cohort.sessions,
+            cohort.y,
+            cohort.classes,
+            spec["contrasts"],
+            lambda i: (
+                torch.from_numpy(np.load(paths[i]).astype(np.float32)),
+                torch.from_numpy(cohort.covariates[i]),
+            ),
+            parts[0],
+            metrics["final_member"],
+        ),
+        "training": training_record(
+            settings, options, scheme, ranks.world, members, cohort.subjects
+        ),
     }
     meta = save_bundle(folder, {m.name: m.model for m in members}, meta, metrics["final_member"])
     write_training_report(settings, folder, meta, arch)
@@ -205,44 +272,73 @@ def build_cohort(settings, sessions, arch):
     subjects = [s.subject for s in sessions]
     covariate_columns, covariates = model_covariates(settings, arch, participants, subjects)
     subject_label = dict(zip(subjects, names))
-    assignments = [assign(subject_label, settings.cv_folds, settings.test_fraction, settings.seed, r)
-                   for r in range(1, settings.cv_repeats + 1)]
+    assignments = [
+        assign(subject_label, settings.cv_folds, settings.test_fraction, settings.seed, r)
+        for r in range(1, settings.cv_repeats + 1)
+    ]
     n_cohort = sum(1 for v in assignments[0].values() if v != "test")
     if n_cohort < settings.cv_folds:
-        raise UsageError(f"--cv-folds {settings.cv_folds}: only {n_cohort} subjects outside the test set")
-    return Cohort(sessions, subjects, classes, np.array([classes.index(n) for n in names]),
-                  loss_weights(settings, sessions, values), covariate_columns,
-                  np.array([covariates[s] for s in subjects], np.float32).reshape(len(subjects), -1),
-                  assignments)
+        raise UsageError(
+            f"--cv-folds {settings.cv_folds}: only {n_cohort} subjects outside the test set"
+        )
+    return Cohort(
+        sessions,
+        subjects,
+        classes,
+        np.array([classes.index(n) for n in names]),
+        loss_weights(settings, sessions, values),
+        covariate_columns,
+        np.array([covariates[s] for s in subjects], np.float32).reshape(len(subjects), -1),
+        assignments,
+    )
 
 
 def input_spec(settings, arch, sessions):
-    """What the model reads: space, resolution, contrasts, normalisation, brain crop (2D: slices)."""
+    """What the model reads: space, resolution, contrasts, normalisation, brain crop (2D:
+    slices)."""
     template = load_template(settings.resolution)
-    spec = {"space": SPACE, "resolution": settings.resolution,
-            "contrasts": common_contrasts(settings, sessions),
-            "normalisation": settings.normalisation, "crop": brain_crop(template.brain_mask)}
+    spec = {
+        "space": SPACE,
+        "resolution": settings.resolution,
+        "contrasts": common_contrasts(settings, sessions),
+        "normalisation": settings.normalisation,
+        "crop": brain_crop(template.brain_mask),
+    }
     if arch.dims == 2:
-        spec["slices"] = {"axis": "axial", "size": settings.slice_size,
-                          "kept": kept_slices(crop(template.brain_mask, spec["crop"]))}
+        spec["slices"] = {
+            "axis": "axial",
+            "size": settings.slice_size,
+            "kept": kept_slices(crop(template.brain_mask, spec["crop"])),
+        }
     return spec
 
 
 def dataset_factory(cohort, paths, arch, spec, scheme, slice_size):
     """make_dataset(indices, train) for the cross-validation: cached volumes (2D: their slices)."""
+
     def make_dataset(indices, train):
-        args = dict(arrays=MappedArrays([paths[i] for i in indices]), labels=cohort.y[indices],
-                    weights=cohort.weights[indices], covariates=cohort.covariates[indices],
-                    augment=augmenter(scheme) if train else None)
+        args = dict(
+            arrays=MappedArrays([paths[i] for i in indices]),
+            labels=cohort.y[indices],
+            weights=cohort.weights[indices],
+            covariates=cohort.covariates[indices],
+            augment=augmenter(scheme) if train else None,
+        )
         if arch.dims == 2:
             return SliceDataset(kept=spec["slices"]["kept"], size=slice_size, **args)
         return VolumeDataset(**args)
+
     return make_dataset
 
 
 def architecture_args(settings, arch, spec, n_classes):
-    args = {"in_channels": len(spec["contrasts"]), "n_classes": n_classes,
-            "input_shape": [settings.slice_size] * 2 if arch.dims == 2 else [hi - lo for lo, hi in spec["crop"]]}
+    args = {
+        "in_channels": len(spec["contrasts"]),
+        "n_classes": n_classes,
+        "input_shape": [settings.slice_size] * 2
+        if arch.dims == 2
+        else [hi - lo for lo, hi in spec["crop"]],
+    }
     if settings.arch_width != 1:
         if not arch.scalable:
             raise UsageError(f"--arch-width: {arch.name} has a fixed width")
@@ -252,13 +348,29 @@ def architecture_args(settings, arch, spec, n_classes):
 
 def training_record(settings, options, scheme, processes, members, subjects):
     """The bundle's record of how its members were trained."""
-    return {"cv_folds": settings.cv_folds, "cv_repeats": settings.cv_repeats,
-            "test_fraction": settings.test_fraction, "seed": settings.seed,
-            "select_by": settings.select_by, "optimiser": options.optimiser,
-            "learning_rate": options.learning_rate, "weight_decay": options.weight_decay,
-            "batch_size": options.batch_size, "epochs": options.epochs,
-            "patience": options.patience, "augment": scheme, "precision": options.precision,
-            "loss_weight": settings.loss_weight, "processes": processes,
-            "members": {m.name: {"best_epoch": m.best_epoch, "epochs_run": len(m.history),
-                                 "trained_on": sorted({subjects[i] for i in m.trained_on}),
-                                 "history": m.history} for m in members}}
+    return {
+        "cv_folds": settings.cv_folds,
+        "cv_repeats": settings.cv_repeats,
+        "test_fraction": settings.test_fraction,
+        "seed": settings.seed,
+        "select_by": settings.select_by,
+        "optimiser": options.optimiser,
+        "learning_rate": options.learning_rate,
+        "weight_decay": options.weight_decay,
+        "batch_size": options.batch_size,
+        "epochs": options.epochs,
+        "patience": options.patience,
+        "augment": scheme,
+        "precision": options.precision,
+        "loss_weight": settings.loss_weight,
+        "processes": processes,
+        "members": {
+            m.name: {
+                "best_epoch": m.best_epoch,
+                "epochs_run": len(m.history),
+                "trained_on": sorted({subjects[i] for i in m.trained_on}),
+                "history": m.history,
+            }
+            for m in members
+        },
+    }
