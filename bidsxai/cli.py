@@ -184,9 +184,10 @@ def run(settings):
 
         require_valid(bids)
     if settings.level == "participant" and settings.model:
-        from bidsxai.models.bundle import resolve_bundle
+        from bidsxai.models.bundle import check_space, read_meta, resolve_bundle
 
-        resolve_bundle(settings.model, out)  # fail before any work when the bundle is not there
+        # Fail before any work when the bundle is not there or reads another space.
+        check_space(read_meta(resolve_bundle(settings.model, out)))
     layout = open_layout(bids)
     sessions = select_inputs(layout, settings.participant_label, settings.session_label, filters)
     make_output_dir(out)

@@ -1,9 +1,11 @@
 """The reference template, served from the copy that ships inside nilearn (nothing is downloaded).
 
-nilearn's MNI152 is the ICBM 2009a *asymmetric* nonlinear template (its own documentation says so),
-so its TemplateFlow name is ``MNI152NLin2009aAsym``. Images are resampled to the requested
-isotropic resolution with the template's origin kept, so every ``res-<r>`` grid shares world
-coordinates with the 1 mm original.
+nilearn's documentation calls its MNI152 copy the 2009a *asymmetric* template, but the volume
+(and its grey-matter, white-matter and brain-mask maps) equals its own left-right mirror image
+voxel for voxel, about x = 0: it is the symmetric release, TemplateFlow's ``MNI152NLin2009aSym``
+(a test mirrors it).
+Images are resampled to the requested isotropic resolution with the template's origin kept, so
+every ``res-<r>`` grid shares world coordinates with the 1 mm original.
 """
 
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ from functools import lru_cache
 import nibabel as nib
 import numpy as np
 
-SPACE = "MNI152NLin2009aAsym"
+SPACE = "MNI152NLin2009aSym"
 
 
 @dataclass(frozen=True)

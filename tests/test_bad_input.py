@@ -245,3 +245,20 @@ def test_corrupt_gzip_is_reported_not_raised(cohort_copy, tmp_path, capsys):
     )
     assert code == EXIT_NO_INPUT
     assert "sub-05" in capsys.readouterr().err
+
+
+def test_a_model_trained_in_another_space_is_refused(pipeline, cohort, tmp_path, capsys):
+    import shutil
+
+    bundle = tmp_path / "old_bundle"
+    shutil.copytree(pipeline["out"] / "models" / "cnn3d_group", bundle)
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["input"]["space"] = "MNI152NLin2009aAsym"
+    (bundle / "model.json").write_text(json.dumps(meta))
+    out = tmp_path / "out"
+    code = run_cli(
+        cohort, out, "participant", "--model", bundle, "--resolution", RES, "--skip-bids-validation"
+    )
+    assert code == EXIT_USAGE
+    assert "MNI152NLin2009aAsym" in one_line_error(capsys)
+    assert not out.exists()

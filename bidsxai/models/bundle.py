@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 
 from bidsxai.atomic import atomic_path, write_json
-from bidsxai.errors import NoInputError
+from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.registry import get_architecture
+from bidsxai.template import SPACE
 
 
 def sha256_of(path):
@@ -67,6 +68,16 @@ def read_meta(folder):
     except KeyError as exc:
         raise NoInputError(f"{folder}: {exc.args[0]}") from None
     return meta
+
+
+def check_space(meta, space=SPACE):
+    """Refuse a bundle trained on images in another template space than this run writes."""
+    trained = meta.get("input", {}).get("space")
+    if trained != space:
+        raise UsageError(
+            f"--model {meta.get('name')}: trained on images in space {trained}, but this run "
+            f"preprocesses into {space}; train the model again on this run's outputs"
+        )
 
 
 def load_member(folder, meta, member=None, device="cpu"):
