@@ -243,18 +243,8 @@ def _train(settings, sessions, ranks):
         "assignments": cohort.assignments,
         "metrics": metrics,
         "pretrained": pretrained,
-        "attention": attention_table(
-            members,
-            cohort.sessions,
-            cohort.y,
-            cohort.classes,
-            spec["contrasts"],
-            lambda i: (
-                torch.from_numpy(np.load(paths[i]).astype(np.float32)),
-                torch.from_numpy(cohort.covariates[i]),
-            ),
-            parts[0],
-            metrics["final_member"],
+        "attention": cohort_attention(
+            members, cohort, spec, paths, parts[0], metrics["final_member"]
         ),
         "training": training_record(
             settings, options, scheme, ranks.world, members, cohort.subjects
@@ -263,6 +253,25 @@ def _train(settings, sessions, ranks):
     meta = save_bundle(folder, {m.name: m.model for m in members}, meta, metrics["final_member"])
     write_training_report(settings, folder, meta, arch)
     return folder, meta
+
+
+def cohort_attention(members, cohort, spec, paths, assignment, final_member):
+    """Attention weights per subject from its out-of-fold model (None without gated attention)."""
+
+    def sample(i):
+        x = torch.from_numpy(np.load(paths[i]).astype(np.float32))
+        return x, torch.from_numpy(cohort.covariates[i])
+
+    return attention_table(
+        members,
+        cohort.sessions,
+        cohort.y,
+        cohort.classes,
+        spec["contrasts"],
+        sample,
+        assignment,
+        final_member,
+    )
 
 
 def build_cohort(settings, sessions, arch):
