@@ -1,7 +1,8 @@
 """Atomic file writes: a reader never sees a half-written output.
 
 Every output goes to a temporary file in the destination folder and is renamed into place, so an
-interrupted run leaves either the old file or the new one, never a truncated one.
+interrupted run leaves either the old file or the new one, never a truncated one (and a hidden
+temporary file that the next run removes, see ``bidsxai.scratch``).
 """
 
 import json
@@ -9,6 +10,8 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from bidsxai.scratch import temp_file_prefix
 
 
 @contextmanager
@@ -18,7 +21,7 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name.split('.')[0]}.", suffix=suffix, dir=path.parent
+        prefix=temp_file_prefix(path.name.split(".")[0]), suffix=suffix, dir=path.parent
     )
     os.close(fd)
     try:

@@ -5,8 +5,10 @@ unexpected ones leave their traceback in OUTPUT_DIR/logs/ and exit 1.
 """
 
 import argparse
+import errno
 import logging
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from bidsxai import __version__
 from bidsxai.errors import (
+    EXIT_CANNOT_CREATE_OUTPUT,
     EXIT_INTERNAL,
     BidsxaiError,
     CannotCreateOutputError,
@@ -67,6 +70,8 @@ def build_parser():
     )
     groups = {name: p.add_argument_group(title) for name, title in SECTIONS.items()}
     for f in fields(Settings):
+        if f.metadata["section"] == "run":
+            continue
         meta, default = f.metadata, default_of(f)
         kwargs = dict(meta["parser"])
         if callable(kwargs.get("choices")):
@@ -113,6 +118,11 @@ def check_paths(settings):
     out = settings.output_dir.resolve()
     if out == bids:
         raise UsageError("OUTPUT_DIR must not be BIDS_DIR")
+    if out == bids / "derivatives":
+        raise UsageError(
+            "OUTPUT_DIR is BIDS_DIR/derivatives itself; give bidsxai a folder of its "
+            "own there, e.g. BIDS_DIR/derivatives/bidsxai"
+        )
     if _inside(out, bids) and not _inside(out, bids / "derivatives"):
         raise UsageError(
             "OUTPUT_DIR is inside BIDS_DIR; put it under BIDS_DIR/derivatives/ or elsewhere"
@@ -184,15 +194,21 @@ def run(settings):
 
         require_valid(bids)
     if settings.level == "participant" and settings.model:
-        from bidsxai.models.bundle import check_space, read_meta, resolve_bundle
+        from bidsxai.models.bundle import check_class_labels, check_space, read_meta, resolve_bundle
 
-        # Fail before any work when the bundle is not there or reads another space.
-        check_space(read_meta(resolve_bundle(settings.model, out)))
+        # Fail before any work when the bundle is not there, reads another space or has classes
+        # whose files would overwrite each other.
+        meta = read_meta(resolve_bundle(settings.model, out))
+        check_space(meta)
+        check_class_labels(meta)
     layout = open_layout(bids)
     sessions = select_inputs(layout, settings.participant_label, settings.session_label, filters)
     make_output_dir(out)
     if settings.work_dir:
         make_output_dir(settings.work_dir)
+    from bidsxai.scratch import remove_leftovers
+
+    remove_leftovers(out, settings.work_dir)  # what killed runs left behind
     settings.save()
     if settings.level == "participant":
         from bidsxai.workflows.participant import run_participant
@@ -202,9 +218,19 @@ def run(settings):
             if settings.session_label
             else sessions
         )
-        code = run_participant(settings, sessions, every_session)
-        _say(settings, f"participant level done: reports in {out}/sub-*.html")
-        return code
+        outcomes = run_participant(settings, sessions, every_session)
+        failed = sorted({o.key for o in outcomes if not o.ok})
+        if not failed:
+            _say(settings, f"participant level done: reports in {out}/sub-*.html")
+            return 0
+        from bidsxai.workflows.sessions import worst_exit_code
+
+        _say(
+            settings,
+            f"participant level: failed for {', '.join(failed)} (reasons above); "
+            f"every other session's outputs and report are in {out}",
+        )
+        return worst_exit_code(outcomes)
     if settings.level == "train":
         from bidsxai.workflows.train import run_train
 
@@ -240,7 +266,17 @@ def _say(settings, message):
         print(f"bidsxai: {message}")
 
 
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's stop): unwinds like Ctrl-C, so every atomic write is either done
+    or not, and the workers are stopped."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         from bidsxai.config import Settings
 
@@ -257,14 +293,30 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("bidsxai: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug: one line here, the traceback in a file
-        log = Path(tempfile.gettempdir()) / f"bidsxai-crash-{os.getpid()}.txt"
-        log.write_text(traceback.format_exc())
+    except Terminated:
+        print("bidsxai: stopped by SIGTERM; run the same command again to resume", file=sys.stderr)
+        return 143
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return _internal_error(exc)
         print(
-            f"bidsxai: internal error {type(exc).__name__}: {exc} (traceback in {log})",
+            f"bidsxai: error: no space left on the device writing {exc.filename or 'outputs'}",
             file=sys.stderr,
         )
-        return EXIT_INTERNAL
+        return EXIT_CANNOT_CREATE_OUTPUT
+    except Exception as exc:  # a bug: one line here, the traceback in a file
+        return _internal_error(exc)
+
+
+def _internal_error(exc):
+    log = Path(tempfile.gettempdir()) / f"bidsxai-crash-{os.getpid()}.txt"
+    try:
+        log.write_text(traceback.format_exc())
+        where = f"traceback in {log}"
+    except OSError as write_error:
+        where = f"no traceback written: {write_error.strerror}"
+    print(f"bidsxai: internal error {type(exc).__name__}: {exc} ({where})", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ TOML saved under OUTPUT_DIR/logs/ is the same object in the same sections, so it
 
 import argparse
 import os
+import secrets
 import sys
 import time
 from dataclasses import MISSING, dataclass, field, fields
@@ -17,6 +18,7 @@ import tomli_w
 
 from bidsxai import __version__
 from bidsxai.atomic import write_text
+from bidsxai.outputs import crash_dir, settings_log_path
 
 SECTIONS = {
     "data": "selecting data",
@@ -26,6 +28,11 @@ SECTIONS = {
     "training": "training",
     "group": "group level",
 }
+
+
+def new_run_id():
+    """A run's id: its start time and a random part, so runs started in the same second differ."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def available_cpus():
@@ -200,6 +207,12 @@ class Settings:
         section="preprocessing",
         choices=("percentile", "zscore"),
         help="intensity normalisation within the brain",
+    )
+    qc_override: bool = option(
+        False,
+        section="preprocessing",
+        help="classify and explain sessions that fail the quality gate after preprocessing "
+        "(brain coverage, correlation with the template, intensity spread; docs/usage.md)",
     )
     nonlinear: bool = option(
         False, section="preprocessing", help="SyN instead of affine to the template"
@@ -422,6 +435,13 @@ class Settings:
         help="permutations of the Spearman test (Lu et al. 2023)",
     )
 
+    # Not an option: names this run's settings file and crash logs.
+    run_id: str = field(
+        default_factory=new_run_id,
+        compare=False,
+        metadata={"help": "this run's id", "section": "run"},
+    )
+
     @property
     def verbosity(self):
         return self.verbose - self.quiet
@@ -462,10 +482,13 @@ class Settings:
         return cls(**flat)
 
     def save(self):
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path(self.output_dir) / "logs" / f"{self.level}-{stamp}.toml"
+        path = settings_log_path(self.output_dir, self.level, self.run_id)
         write_text(path, self.to_toml())
         return path
+
+    @property
+    def crash_dir(self):
+        return crash_dir(self.output_dir, self.run_id)
 
 
 def _plain(value):

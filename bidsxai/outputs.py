@@ -56,6 +56,21 @@ def label(name):
     return re.sub(r"[^A-Za-z0-9]", "", str(name)) or "class"
 
 
+def label_collisions(names):
+    """The groups of names that share one label (e.g. 'MS+' and 'MS-' both become 'MS'): their
+    files would overwrite each other, so such a set of classes is refused."""
+    by_label = {}
+    for name in names:
+        by_label.setdefault(label(name), []).append(str(name))
+    return [group for group in by_label.values() if len(group) > 1]
+
+
+def describe_collision(group):
+    """ "classes 'MS+' and 'MS-' share the file label 'MS'", for error messages."""
+    names = " and ".join(f"'{n}'" for n in group)
+    return f"classes {names} share the file label '{label(group[0])}'"
+
+
 def entity_name(entities, suffix, extension, order=ENTITY_ORDER):
     """A BIDS file name from entities in BIDS order: entity_name({'sub': '01'}, 'T1w',
     '.nii.gz')."""
@@ -214,3 +229,19 @@ def group_table_path(out_dir, name):
 
 def group_report_path(out_dir):
     return Path(out_dir) / "group.html"
+
+
+# Run records.
+
+
+def settings_log_path(out_dir, level, run_id):
+    return Path(out_dir) / "logs" / f"{level}-{run_id}.toml"
+
+
+def crash_dir(out_dir, run_id):
+    """Where one run's tracebacks of unexpected failures go, one file per session."""
+    return Path(out_dir) / "logs" / f"crash-{run_id}"
+
+
+def citation_paths(out_dir):
+    return Path(out_dir) / "logs" / "CITATION.md", Path(out_dir) / "logs" / "CITATION.bib"

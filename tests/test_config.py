@@ -24,6 +24,9 @@ def test_every_setting_is_an_option_with_its_default():
     parser = build_parser()
     by_dest = {a.dest: a for a in parser._actions}
     for f in fields(Settings):
+        if f.metadata["section"] == "run":  # the run's id, not an option
+            assert f.name not in by_dest
+            continue
         assert f.name in by_dest, f.name
         assert f.metadata["help"], f.name
         if f.metadata["section"] != "positional":
@@ -31,6 +34,16 @@ def test_every_setting_is_an_option_with_its_default():
     assert _settings("participant") == Settings(
         bids_dir=Path("bids"), output_dir=Path("out"), level="participant"
     )
+
+
+def test_every_option_is_documented_in_the_usage_page():
+    usage = (Path(__file__).parents[1] / "docs" / "usage.md").read_text()
+    undocumented = [
+        a.option_strings
+        for a in build_parser()._actions
+        if a.option_strings and not any(flag in usage for flag in a.option_strings)
+    ]
+    assert undocumented == [["--version"]]
 
 
 def test_saved_toml_reads_back_to_the_same_settings():

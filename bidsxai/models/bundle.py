@@ -15,6 +15,7 @@ from pathlib import Path
 from bidsxai.atomic import atomic_path, write_json
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.registry import get_architecture
+from bidsxai.outputs import describe_collision, label_collisions
 from bidsxai.template import SPACE
 
 
@@ -80,6 +81,17 @@ def check_space(meta, space=SPACE):
         )
 
 
+def check_class_labels(meta):
+    """Refuse a bundle whose class names share a file label (trained before such sets were
+    refused): one class's heatmaps would overwrite another's."""
+    collisions = label_collisions(meta.get("classes", []))
+    if collisions:
+        raise UsageError(
+            f"--model {meta.get('name')}: {describe_collision(collisions[0])}; "
+            "retrain with class names that differ in letters or digits"
+        )
+
+
 def load_member(folder, meta, member=None, device="cpu"):
     """One member's model in eval mode (the final model by default), after its sha256 check."""
     from safetensors.torch import load_file
@@ -97,8 +109,14 @@ def load_member(folder, meta, member=None, device="cpu"):
             f"{folder}: weights {weights.name} missing or their sha256 does not match "
             "model.json; refusing to load"
         )
-    model = get_architecture(meta["architecture"]).build(**meta["architecture_args"])
-    model.load_state_dict(load_file(str(weights), device="cpu"))
+    from safetensors import SafetensorError
+
+    try:
+        model = get_architecture(meta["architecture"]).build(**meta["architecture_args"])
+        model.load_state_dict(load_file(str(weights), device="cpu"))
+    except (SafetensorError, RuntimeError, OSError, ValueError, TypeError) as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise NoInputError(f"{folder}: weights {weights.name} are unreadable ({reason})") from None
     return model.to(device).eval()
 
 

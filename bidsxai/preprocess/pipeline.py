@@ -8,7 +8,6 @@ written atomically; a session whose outputs exist with the same settings key is 
 import hashlib
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import ants
@@ -24,6 +23,7 @@ from bidsxai.preprocess.bias import n4
 from bidsxai.preprocess.conform import load_volume
 from bidsxai.preprocess.normalise import normalise
 from bidsxai.preprocess.register import coregister, resample, seed_ants, to_template
+from bidsxai.scratch import work_folder
 from bidsxai.template import SPACE, load_template
 
 PIPELINE_VERSION = "1"
@@ -79,7 +79,7 @@ def preprocess_session(
     fixed_mask = ants.from_nibabel_nifti(
         template.image(ndimage.binary_dilation(template.brain_mask, iterations=2), dtype=np.uint8)
     )
-    work = Path(tempfile.mkdtemp(prefix=f"{inputs.key}_", dir=work_dir))
+    work = work_folder(inputs.key, work_dir)
     try:
         corrected = {c: n4(ants.from_nibabel_nifti(v)) for c, v in volumes.items()}
         t1_to_tpl = to_template(

@@ -7,6 +7,7 @@ import jinja2
 
 from bidsxai import __version__
 from bidsxai.atomic import write_text
+from bidsxai.outputs import citation_paths
 
 
 def _environment(package):
@@ -58,5 +59,6 @@ def render_report(template, path, **variables):
 
 
 def write_citation(out_dir, settings, model_meta=None):
-    write_text(out_dir / "logs" / "CITATION.md", methods_text(settings, model_meta))
-    write_text(out_dir / "logs" / "CITATION.bib", references_bib())
+    markdown, bibtex = citation_paths(out_dir)
+    write_text(markdown, methods_text(settings, model_meta))
+    write_text(bibtex, references_bib())

@@ -31,7 +31,10 @@ def session_view(settings, session):
     out = Path(settings.output_dir)
     template = load_template(settings.resolution)
     mask = template.brain_mask
-    t1 = _load(preproc_path(out, session.subject, session.session, "T1w", settings.resolution))
+    t1_path = preproc_path(out, session.subject, session.session, "T1w", settings.resolution)
+    t1 = _load(t1_path)
+    t1_sidecar = sidecar_path(t1_path)
+    gate = json.loads(t1_sidecar.read_text()).get("QualityGate") if t1_sidecar.is_file() else None
     qc = {}
     for contrast in session.files:
         path = preproc_path(out, session.subject, session.session, contrast, settings.resolution)
@@ -40,7 +43,10 @@ def session_view(settings, session):
             qc[contrast] = figures.registration_mosaic(image, template.t1w, mask)
     heatmaps, prediction = [], None
     measures = measures_path(out, session.subject, session.session)
-    if measures.is_file():
+    # A session that failed the gate is not classified: explanations from an earlier run on other
+    # preprocessed images would be shown as if they were this one's.
+    gated = gate is not None and not gate["Passed"] and not settings.qc_override
+    if measures.is_file() and not gated:
         table = pd.read_csv(measures, sep="\t")
         for row in table.itertuples():
             path = heatmap_path(
@@ -91,6 +97,7 @@ def session_view(settings, session):
         slices = {"n": len(table), "rows": list(zip(table["slice"], table["predicted"]))}
     return {
         "key": session.key,
+        "gate": gate,
         "qc_figures": qc,
         "heatmaps": heatmaps,
         "prediction": prediction,

@@ -68,8 +68,14 @@ def write_explanation(out, session, explanation, provenance, spec, layer, templa
     if explanation.slices is not None:
         write_slice_predictions(out, session, explanation.slices, classes)
     if explanation.layers is not None:
+        provenance_entries = {k: v for k, v in common.items() if k.startswith(("Model", "Split"))}
         write_layer_iteration(
-            out, session, explanation.layers, explanation.predicted, resolution, template
+            out,
+            session,
+            explanation,
+            resolution,
+            template,
+            dict(provenance_entries, Sources=sources),
         )
     return explanation.predicted
 
@@ -126,8 +132,10 @@ def write_slice_predictions(out, session, slices, classes):
     _write_tsv(slices_path(out, session.subject, session.session), rows)
 
 
-def write_layer_iteration(out, session, layers, predicted, resolution, template):
-    """Grad-CAM of the predicted class at every convolution, as one 4D NIfTI (Avci 2021, §4.1.3)."""
+def write_layer_iteration(out, session, explanation, resolution, template, provenance):
+    """Grad-CAM of the predicted class at every convolution, as one 4D NIfTI (Avci 2021, §4.1.3),
+    with the same model provenance and sources as the session's other heatmaps."""
+    layers, predicted = explanation.layers, explanation.predicted
     path = heatmap_path(
         out, session.subject, session.session, "gradcam", predicted, resolution, desc="layers"
     )
@@ -141,6 +149,7 @@ def write_layer_iteration(out, session, layers, predicted, resolution, template)
             "Description": "Grad-CAM of the predicted class at every convolutional layer (4th "
             "axis, in the order of Layers): the evaluation-layer iteration of Avci (2021)",
             "SpatialReference": SPACE,
+            **provenance,
         },
     )
 

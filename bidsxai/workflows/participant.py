@@ -1,22 +1,44 @@
 """participant level: preprocess every selected session, then (with --model) classify and explain,
 then write one HTML report per subject."""
 
+import json
 import shutil
+import sys
 from pathlib import Path
 
-from bidsxai.atomic import atomic_path
+import nibabel as nib
+import numpy as np
+
+from bidsxai.atomic import atomic_path, write_json
 from bidsxai.bids import init_derivatives, read_participants
-from bidsxai.errors import NoInputError
+from bidsxai.errors import EXIT_NO_INPUT, NoInputError
 from bidsxai.models.bundle import read_meta, resolve_bundle
 from bidsxai.outputs import preproc_path, sidecar_path
 from bidsxai.preprocess.pipeline import preprocess_session
+from bidsxai.preprocess.quality import quality_gate
 from bidsxai.reports.render import write_citation
-from bidsxai.workflows.sessions import run_sessions, worst_exit_code
+from bidsxai.template import load_template
+from bidsxai.workflows.sessions import Outcome, run_sessions
 
 
 def _preprocess(inputs, settings):
-    if import_preprocessed(inputs, settings):
-        return "imported"
+    """Preprocess (or import) one session and return its quality gate, recorded in the T1w's
+    sidecar."""
+    if not import_preprocessed(inputs, settings):
+        _run_preprocessing(inputs, settings)
+    t1w = preproc_path(
+        settings.output_dir, inputs.subject, inputs.session, "T1w", settings.resolution
+    )
+    image = np.asarray(nib.load(str(t1w)).dataobj, np.float32)
+    gate = quality_gate(image, load_template(settings.resolution))
+    sidecar = sidecar_path(t1w)
+    entries = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    if entries.get("QualityGate") != gate:
+        write_json(sidecar, dict(entries, QualityGate=gate))
+    return gate
+
+
+def _run_preprocessing(inputs, settings):
     preprocess_session(
         inputs,
         settings.output_dir,
@@ -27,7 +49,6 @@ def _preprocess(inputs, settings):
         settings.nonlinear,
         settings.seed,
     )
-    return "preprocessed"
 
 
 def import_preprocessed(inputs, settings):
@@ -70,14 +91,31 @@ def write_subject_reports(settings, sessions):
         write_subject_report,
         items,
         shared,
-        Path(settings.output_dir) / "logs",
+        settings.crash_dir,
         settings.nprocs,
         desc="reports",
     )
 
 
+def quality_failures(outcomes):
+    """An exit-66 ``Outcome`` for each preprocessed session that failed the quality gate."""
+    failures = [
+        Outcome(
+            o.key,
+            exit_code=EXIT_NO_INPUT,
+            message=f"failed the quality gate ({'; '.join(o.value['Reasons'])}); not "
+            "classified (--qc-override classifies it anyway)",
+        )
+        for o in outcomes
+        if o.ok and not o.value["Passed"]
+    ]
+    for failure in failures:
+        print(f"bidsxai: {failure.key}: {failure.message}", file=sys.stderr)
+    return failures
+
+
 def run_participant(settings, sessions, report_sessions=None):
-    """Returns the exit code: 0, or the code of the first session that failed.
+    """Every session's ``Outcome`` (preprocessing, explanation) and every subject's (report).
 
     ``report_sessions`` are every session of the selected subjects (a subject's report covers all
     its processed sessions, also those a --session-label left out of this run)."""
@@ -86,17 +124,23 @@ def run_participant(settings, sessions, report_sessions=None):
     out = Path(settings.output_dir)
     init_derivatives(out, settings.bids_dir)
     write_citation(out, settings)
-    log_dir = out / "logs"
-    outcomes = []
+    outcomes, gated = [], []
     if not settings.reports_only:
         outcomes = run_sessions(
-            _preprocess, sessions, (settings,), log_dir, settings.nprocs, desc="preprocessing"
+            _preprocess,
+            sessions,
+            (settings,),
+            settings.crash_dir,
+            settings.nprocs,
+            desc="preprocessing",
         )
-        done = {o.key for o in outcomes if o.ok}
+        gated = [] if settings.qc_override else quality_failures(outcomes)
+        done = {o.key for o in outcomes if o.ok} - {o.key for o in gated}
         ready = [s for s in sessions if s.key in done]
         if settings.model and ready:
             outcomes += classify_sessions(settings, ready)
     failed = {o.key for o in outcomes if not o.ok}
+    outcomes += gated  # reported, with the gate's reasons, but not classified
     reportable = [
         s
         for s in (report_sessions or sessions)
@@ -106,4 +150,4 @@ def run_participant(settings, sessions, report_sessions=None):
     if settings.reports_only and not reportable:
         raise NoInputError(f"--reports-only: no preprocessed sessions in {out} to report on")
     outcomes += write_subject_reports(settings, reportable)
-    return worst_exit_code(outcomes)
+    return outcomes

@@ -18,7 +18,7 @@ from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.bundle import save_bundle, sha256_of
 from bidsxai.models.registry import get_architecture
 from bidsxai.models.slice2d import load_imagenet
-from bidsxai.outputs import preproc_path
+from bidsxai.outputs import describe_collision, label_collisions, preproc_path
 from bidsxai.reports.training import write_training_report
 from bidsxai.template import SPACE, load_template
 from bidsxai.training import distributed
@@ -51,7 +51,52 @@ def labelled_sessions(settings, sessions, participants):
         raise UsageError(
             f"--target {settings.target}: need at least two classes among the selected subjects"
         )
+    collisions = label_collisions(classes)
+    if collisions:
+        raise UsageError(
+            f"--target {settings.target}: {describe_collision(collisions[0])}; rename "
+            "them in participants.tsv so that they differ in letters or digits"
+        )
     return chosen, [labels[s.subject] for s in chosen], classes, values
+
+
+def preprocessed_sessions(settings, sessions):
+    """(the sessions with a preprocessed T1w, a row per session left out): one failed subject does
+    not stop the others' training."""
+    kept, excluded = [], []
+    for s in sessions:
+        if preproc_path(
+            settings.output_dir, s.subject, s.session, "T1w", settings.resolution
+        ).is_file():
+            kept.append(s)
+        else:
+            excluded.append(
+                {
+                    "session": s.key,
+                    "reason": "no preprocessed T1w (its participant level failed or has not run)",
+                }
+            )
+    if not kept:
+        raise NoInputError(
+            f"no preprocessed T1w in {settings.output_dir}; run the participant level first"
+        )
+    for row in excluded:
+        print(f"bidsxai: train: left out {row['session']}: {row['reason']}", file=sys.stderr)
+    return kept, excluded
+
+
+def check_class_sizes(classes, names, excluded):
+    """Refuse a class left with fewer than two subjects (after sessions were left out)."""
+    for c in classes:
+        n = names.count(c)
+        if n < 2:
+            left_out = (
+                f" ({len(excluded)} sessions left out for missing inputs)" if excluded else ""
+            )
+            raise NoInputError(
+                f"class {c} has {n} subject(s) with preprocessed images{left_out}; "
+                "training needs at least 2 per class"
+            )
 
 
 def common_contrasts(settings, sessions):
@@ -173,6 +218,7 @@ class Cohort:
     covariate_columns: list
     covariates: np.ndarray  # (sessions, covariates)
     assignments: list  # per repeat: {subject: fold number or "test"}
+    excluded: list  # {session, reason} of the selected sessions left out
 
 
 def run_train(settings, sessions):
@@ -241,6 +287,7 @@ def _train(settings, sessions, ranks):
         "input": spec,
         "explain_layer": arch.default_layer(members[0].model),
         "assignments": cohort.assignments,
+        "excluded": cohort.excluded,
         "metrics": metrics,
         "pretrained": pretrained,
         "attention": cohort_attention(
@@ -277,7 +324,9 @@ def cohort_attention(members, cohort, spec, paths, assignment, final_member):
 def build_cohort(settings, sessions, arch):
     """The labelled sessions with their classes, loss weights, covariates and fold assignments."""
     participants = read_participants(settings.bids_dir)
+    sessions, excluded = preprocessed_sessions(settings, sessions)
     sessions, names, classes, values = labelled_sessions(settings, sessions, participants)
+    check_class_sizes(classes, names, excluded)
     subjects = [s.subject for s in sessions]
     covariate_columns, covariates = model_covariates(settings, arch, participants, subjects)
     subject_label = dict(zip(subjects, names))
@@ -299,6 +348,7 @@ def build_cohort(settings, sessions, arch):
         covariate_columns,
         np.array([covariates[s] for s in subjects], np.float32).reshape(len(subjects), -1),
         assignments,
+        excluded,
     )
 
 
