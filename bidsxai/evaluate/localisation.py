@@ -1,0 +1,57 @@
+"""Does the map find the reference region (a lesion mask, say)?
+
+- AUROC: the probability that a voxel inside the mask outscores one outside it, within the brain
+  (Mann-Whitney, ties counted half), so a constant map scores exactly 0.5;
+- pointing game: whether the map's peak within the brain lies within ``tolerance_mm`` of the mask;
+- mass inside: the share of the map's positive mass within the brain that lies inside the mask.
+"""
+
+import numpy as np
+from scipy import ndimage
+from scipy.stats import rankdata
+
+
+def auroc(values, positive):
+    """Rank-based AUROC of ``values`` for the boolean ``positive`` (average ranks for ties)."""
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(values)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def localisation(
+    maps: np.ndarray,
+    masks: np.ndarray,
+    *,
+    brain: np.ndarray,
+    tolerance_mm: float = 6.0,
+    voxel_size: tuple | float = 1.0,
+) -> dict[str, np.ndarray]:
+    """{"auroc", "pointing", "peak_distance_mm", "mass_inside"}, one value per map.
+
+    maps: (N, *spatial) or (*spatial), in any number of dimensions; masks: boolean, the same
+    shape or one (*spatial) for all; brain: (*spatial) boolean, the voxels that count.
+    """
+    maps = np.asarray(maps, np.float64)
+    brain = np.asarray(brain, bool)
+    single = maps.shape == brain.shape
+    maps = maps[None] if single else maps
+    masks = np.broadcast_to(np.asarray(masks, bool), maps.shape)
+    out = {k: np.empty(len(maps)) for k in ("auroc", "pointing", "peak_distance_mm", "mass_inside")}
+    for i, (heatmap, mask) in enumerate(zip(maps, masks)):
+        inside = mask & brain
+        values = heatmap[brain]
+        out["auroc"][i] = auroc(values, inside[brain])
+        if not inside.any():
+            out["pointing"][i] = out["peak_distance_mm"][i] = out["mass_inside"][i] = np.nan
+            continue
+        distance = ndimage.distance_transform_edt(~inside, sampling=voxel_size)
+        peak = np.flatnonzero(brain)[np.argmax(values)]
+        out["peak_distance_mm"][i] = distance.flat[peak]
+        out["pointing"][i] = float(distance.flat[peak] <= tolerance_mm)
+        positive = np.clip(heatmap, 0, None)
+        total = positive[brain].sum()
+        out["mass_inside"][i] = positive[inside].sum() / total if total > 0 else np.nan
+    return {k: v[0] if single else v for k, v in out.items()}

@@ -1,0 +1,148 @@
+"""The evaluation measures against models whose decision rule is known, an independent rank-based
+AUROC (scikit-learn) and Quantus where it computes the same definition (2D inputs: Quantus refuses
+3D), and the properties each measure promises."""
+
+import numpy as np
+import pytest
+import quantus
+import torch
+from networks import tiny_net
+from scipy import ndimage
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from bidsxai.evaluate import faithfulness, localisation, randomisation, robustness
+from bidsxai.group.atlas import Atlas
+
+SHAPE = (12, 14, 10)
+BOX = np.zeros(SHAPE, bool)
+BOX[3:6, 4:8, 2:5] = True
+
+
+class BoxSum(nn.Module):
+    """Class 1's logit is the summed intensity inside BOX, class 0's is fixed: only the box
+    matters to the decision."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("box", torch.as_tensor(BOX, dtype=torch.float32))
+
+    def forward(self, x):
+        evidence = (x[:, 0] * self.box).sum(dim=(1, 2, 3)) / self.box.sum() * 8 - 4
+        return torch.stack([torch.zeros_like(evidence), evidence], 1)
+
+
+def _input(seed=0):
+    """Noise in [0, 0.3] with a bright box (0.7 to 1): the evidence for class 1."""
+    volume = 0.3 * np.random.default_rng(seed).random((1, 1, *SHAPE)) + 0.7 * BOX
+    return torch.as_tensor(volume, dtype=torch.float32)
+
+
+def test_the_ideal_map_localises_perfectly_and_a_constant_one_is_at_chance():
+    brain = np.ones(SHAPE, bool)
+    ideal = localisation(BOX.astype(float), BOX, brain=brain, voxel_size=2.0)
+    assert ideal["auroc"] == 1.0 and ideal["pointing"] == 1.0 and ideal["mass_inside"] == 1.0
+    assert localisation(np.ones(SHAPE), BOX, brain=brain)["auroc"] == 0.5
+    noise = np.random.default_rng(1).random((20, *SHAPE))
+    assert abs(np.mean(localisation(noise, BOX, brain=brain)["auroc"]) - 0.5) < 0.05
+
+
+def test_auroc_equals_scikit_learn_with_ties_and_counts_only_the_brain():
+    rng = np.random.default_rng(2)
+    values = rng.integers(0, 4, SHAPE).astype(float)  # many ties
+    brain = np.zeros(SHAPE, bool)
+    brain[1:11, 1:13, 1:9] = True
+    ours = localisation(values, BOX, brain=brain)["auroc"]
+    assert ours == pytest.approx(roc_auc_score(BOX[brain], values[brain]), abs=1e-12)
+
+
+def test_pointing_game_tolerance_is_in_millimetres():
+    brain = np.ones(SHAPE, bool)
+    peak = np.zeros(SHAPE)
+    peak[8, 4, 2] = 1.0  # 3 voxels past the box's edge at x = 5
+    at = {
+        tol: localisation(peak, BOX, brain=brain, tolerance_mm=tol, voxel_size=2.0)
+        for tol in (5, 6)
+    }
+    assert (
+        at[5]["peak_distance_mm"] == 6.0 and at[5]["pointing"] == 0.0 and at[6]["pointing"] == 1.0
+    )
+
+
+def test_localisation_equals_quantus_on_2d_maps():
+    rng = np.random.default_rng(3)
+    a = rng.random((4, 1, 16, 16)).astype(np.float32)
+    s = np.zeros_like(a)
+    s[:, :, 4:9, 6:12] = 1
+    a[1, 0, 5, 7] = 5.0  # one peak inside the mask
+    x, y = rng.random(a.shape).astype(np.float32), np.zeros(4, int)
+    ours = localisation(a[:, 0], s[:, 0] > 0, brain=np.ones((16, 16), bool), tolerance_mm=0)
+    theirs = {
+        name: np.asarray(
+            getattr(quantus, name)(disable_warnings=True)(
+                model=None, x_batch=x, y_batch=y, a_batch=a, s_batch=s
+            ),
+            float,
+        )
+        for name in ("AUC", "PointingGame", "RelevanceMassAccuracy")
+    }
+    assert np.allclose(ours["auroc"], theirs["AUC"])
+    assert np.array_equal(ours["pointing"], theirs["PointingGame"])
+    assert np.allclose(ours["mass_inside"], theirs["RelevanceMassAccuracy"], atol=1e-6)
+
+
+def test_the_ideal_map_has_the_steepest_deletion_and_inverting_curves():
+    model, x = BoxSum().eval(), _input()
+    ideal = faithfulness(model, x, BOX.astype(float), target=1)
+    noise = faithfulness(model, x, np.random.default_rng(4).random(SHAPE), target=1)
+    assert ideal["deletion_auc"] < noise["deletion_auc"]
+    assert ideal["insertion_auc"] > noise["insertion_auc"]
+    assert ideal["inverting_drop"] > ideal["inverting_drop_random"]
+    assert abs(noise["inverting_drop"] - noise["inverting_drop_random"]) < 0.05
+    assert len(ideal["deletion"]) == len(ideal["fractions"]) == 20
+
+
+def test_faithfulness_batches_every_perturbed_volume():
+    class Counting(BoxSum):
+        calls = 0
+
+        def forward(self, x):
+            Counting.calls += 1
+            return super().forward(x)
+
+    faithfulness(Counting().eval(), _input(), BOX.astype(float), target=1, chunk=40)
+    assert Counting.calls == 1 + 2  # the input, then 80 perturbed volumes in batches of 40
+
+
+def _edges(model, x):
+    """An edge detector: it reads the input only, never the model."""
+    volume = x[0, 0].cpu().numpy()
+    return np.sqrt(sum(ndimage.sobel(volume, axis=a) ** 2 for a in range(volume.ndim)))
+
+
+def test_randomising_the_weights_changes_gradient_maps_but_not_an_edge_detector():
+    torch.manual_seed(0)
+    model, x = tiny_net(3), torch.randn(1, 2, 10, 12, 8)
+    saliency = randomisation(model, x, "saliency")
+    assert saliency["layers"][0] == "7"  # the output layer first
+    assert abs(saliency["spearman"][-1]) < 0.2
+    edges = randomisation(model, x, _edges)
+    assert np.allclose(edges["spearman"], 1.0) and np.allclose(edges["ssim"], 1.0)
+    gradcam = randomisation(model, x, "gradcam", layer="3")
+    assert len(gradcam["spearman"]) == len(saliency["spearman"])
+
+
+def test_robustness_of_identical_and_of_unrelated_maps():
+    rng = np.random.default_rng(5)
+    same = rng.random(SHAPE)
+    labels = np.zeros(SHAPE, int)
+    labels[:6], labels[6:] = 1, 2
+    atlas = Atlas("toy", labels, {1: "left", 2: "right"}, {1: "left", 2: "right"})
+    agreeing = robustness({"fold-1": same, "fold-2": same.copy()}, atlas=atlas)
+    assert agreeing["spearman_mean"] == pytest.approx(1.0) and agreeing[
+        "roi_cosine_mean"
+    ] == pytest.approx(1.0)
+    unrelated = robustness({f"run-{i}": rng.random(SHAPE) for i in range(3)})
+    assert len(unrelated["pairs"]) == 3 and abs(unrelated["spearman_mean"]) < 0.1
+    with pytest.raises(ValueError):
+        robustness({"only": same})
