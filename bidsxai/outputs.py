@@ -227,6 +227,10 @@ def group_table_path(out_dir, name):
     return Path(out_dir) / "group" / f"{name}.tsv"
 
 
+def bundle_meta_path(out_dir, name):
+    return Path(out_dir) / "models" / name / "model.json"
+
+
 def group_report_path(out_dir):
     return Path(out_dir) / "group.html"
 

@@ -285,3 +285,15 @@ def test_gamer_mril_trains_and_is_explained_from_its_attention(pipeline, cohort,
     assert set(sidecar["AttentionWeights"]) == {"T1w", "T2w", "FLAIR"}
     heatmap = next((out / "sub-02" / "anat").glob("*_method-lrp_*_heatmap.nii.gz"))
     assert np.isfinite(np.asarray(nib.load(heatmap).dataobj)).all()
+
+
+def test_the_chance_warning_reaches_model_json_and_every_report(pipeline):
+    from bidsxai.training.metrics import chance_warning
+
+    folder = pipeline["out"] / "models" / "cnn3d_group"
+    meta = json.loads((folder / "model.json").read_text())
+    epochs = {name: m["best_epoch"] for name, m in meta["training"]["members"].items()}
+    expected = chance_warning(meta["metrics"]["cross_validation"], len(meta["classes"]), epochs)
+    assert meta["warning"] == expected
+    for report in (folder / "report.html", pipeline["out"] / "sub-01.html"):
+        assert (expected is None) == ("may be at chance" not in report.read_text()), report.name

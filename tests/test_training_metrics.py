@@ -57,3 +57,13 @@ def test_log_loss_equals_torch_nll():
     y = [0, 1, 2]
     expected = torch.nn.functional.nll_loss(torch.log(torch.tensor(probabilities)), torch.tensor(y))
     assert classification_metrics(y, probabilities)["loss"] == pytest.approx(float(expected))
+
+
+def test_a_model_at_chance_is_flagged():
+    from bidsxai.training.metrics import chance_warning
+
+    at_chance = {"n": 16, "balanced_accuracy": 0.53}
+    warning = chance_warning(at_chance, 3, {"repeat-1_fold-1": 4, "repeat-1_fold-2": 1})
+    assert "includes chance (0.33)" in warning and "first epoch of repeat-1_fold-2" in warning
+    assert chance_warning({"n": 18, "balanced_accuracy": 1.0}, 3, {"repeat-1_fold-1": 8}) is None
+    assert "first epoch" in chance_warning({"n": 18, "balanced_accuracy": 1.0}, 3, {"f": 1})

@@ -8,17 +8,8 @@
 
 import numpy as np
 from scipy import ndimage
-from scipy.stats import rankdata
 
-
-def auroc(values, positive):
-    """Rank-based AUROC of ``values`` for the boolean ``positive`` (average ranks for ties)."""
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(values)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+from bidsxai.training.metrics import binary_auc
 
 
 def localisation(
@@ -43,7 +34,8 @@ def localisation(
     for i, (heatmap, mask) in enumerate(zip(maps, masks)):
         inside = mask & brain
         values = heatmap[brain]
-        out["auroc"][i] = auroc(values, inside[brain])
+        positive = inside[brain]
+        out["auroc"][i] = binary_auc(values[positive], values[~positive])
         if not inside.any():
             out["pointing"][i] = out["peak_distance_mm"][i] = out["mass_inside"][i] = np.nan
             continue
@@ -51,7 +43,7 @@ def localisation(
         peak = np.flatnonzero(brain)[np.argmax(values)]
         out["peak_distance_mm"][i] = distance.flat[peak]
         out["pointing"][i] = float(distance.flat[peak] <= tolerance_mm)
-        positive = np.clip(heatmap, 0, None)
-        total = positive[brain].sum()
-        out["mass_inside"][i] = positive[inside].sum() / total if total > 0 else np.nan
+        mass = np.clip(heatmap, 0, None)
+        total = mass[brain].sum()
+        out["mass_inside"][i] = mass[inside].sum() / total if total > 0 else np.nan
     return {k: v[0] if single else v for k, v in out.items()}

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bidsxai.outputs import (
+    bundle_meta_path,
     heatmap_path,
     measures_path,
     preproc_path,
@@ -123,17 +124,31 @@ def write_subject_report(item, settings, participants, model_meta):
         value = participants.loc[item.subject, settings.target]
         known = None if value != value else str(value)  # NaN check without pandas
     path = subject_report_path(settings.output_dir, item.subject)
+    sessions = [session_view(settings, s) for s in item.sessions]
     render_report(
         "subject.html.j2",
         path,
         subject=item.key,
         target=settings.target,
         known=known,
-        sessions=[session_view(settings, s) for s in item.sessions],
+        sessions=sessions,
         space=SPACE,
         resolution=f"{settings.resolution:g}",
         command=" ".join(sys.argv),
         settings_toml=settings.to_toml(),
         methods=methods_text(settings, model_meta),
+        model_warning=_model_warning(settings, model_meta, sessions),
     )
     return path
+
+
+def _model_warning(settings, model_meta, sessions):
+    """The warning of the bundle that explained these sessions, also in a report rewritten
+    without --model: its name is in the heatmaps' sidecars."""
+    if model_meta is None:
+        names = [s["prediction"]["model"] for s in sessions if s["prediction"]]
+        meta_file = bundle_meta_path(settings.output_dir, names[0]) if names else None
+        if meta_file is None or not meta_file.is_file():
+            return None
+        model_meta = json.loads(meta_file.read_text())
+    return model_meta.get("warning")

@@ -95,3 +95,26 @@ def classification_metrics(y_true, probabilities):
         "loss": log_loss(y_true, probabilities),
         "confusion_matrix": cm.tolist(),
     }
+
+
+def chance_warning(cross_validation, n_classes, best_epochs):
+    """A warning when the model may explain noise: its out-of-fold balanced accuracy's Wilson 95 %
+    interval includes chance (1 / classes), or training kept a fold model's first epoch. None
+    otherwise."""
+    n, bacc = cross_validation["n"], cross_validation["balanced_accuracy"]
+    low, high = wilson_interval(round(bacc * n), n)
+    reasons = []
+    if low <= 1 / n_classes <= high:
+        reasons.append(
+            f"its out-of-fold balanced accuracy {bacc:.2f} (95 % interval {low:.2f} to "
+            f"{high:.2f}, n = {n}) includes chance ({1 / n_classes:.2f})"
+        )
+    first = sorted(name for name, epoch in best_epochs.items() if epoch == 1)
+    if first:
+        reasons.append(f"training kept the first epoch of {', '.join(first)}")
+    if not reasons:
+        return None
+    return (
+        "This model may be at chance: " + "; ".join(reasons) + ". Its heatmaps may explain "
+        "noise, not a learned difference between the classes."
+    )

@@ -29,6 +29,7 @@ from bidsxai.training.crossval import cross_validate, slice_metrics, summarise
 from bidsxai.training.dataset import VolumeDataset, brain_crop, crop
 from bidsxai.training.folds import assign
 from bidsxai.training.loop import TrainOptions
+from bidsxai.training.metrics import chance_warning
 from bidsxai.training.slices import SliceDataset, kept_slices
 from bidsxai.training.targets import (
     closeness_weights,
@@ -297,6 +298,11 @@ def _train(settings, sessions, ranks):
             settings, options, scheme, ranks.world, members, cohort.subjects
         ),
     }
+    meta["warning"] = chance_warning(
+        metrics["cross_validation"], len(cohort.classes), {m.name: m.best_epoch for m in members}
+    )
+    if meta["warning"]:
+        print(f"bidsxai: warning: {meta['warning']}", file=sys.stderr)
     meta = save_bundle(folder, {m.name: m.model for m in members}, meta, metrics["final_member"])
     write_training_report(settings, folder, meta, arch)
     return folder, meta
