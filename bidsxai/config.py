@@ -89,6 +89,18 @@ def _methods(text):
     return names
 
 
+def _evaluations(text):
+    from bidsxai.workflows.evaluate_session import EVALUATIONS
+
+    names = [] if text.strip() == "none" else _words(text)
+    unknown = [n for n in names if n not in EVALUATIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {', '.join(unknown)}; choose from {', '.join(EVALUATIONS)} or none"
+        )
+    return names
+
+
 def _lrp_composite(text):
     from bidsxai.explain.lrp import COMPOSITE_ALIASES
 
@@ -267,6 +279,21 @@ class Settings:
         choices=("sum", "combined"),
         help="LRP map: relevance summed over contrasts, or the combined map, the sum of "
         "relevance x image (Lu et al. 2023, eq. 8)",
+    )
+    evaluate: list = option(
+        section="explanation",
+        factory=lambda: ["faithfulness", "localisation"],
+        type=_evaluations,
+        help="participant --model: comma-separated evaluations of every heatmap: faithfulness "
+        "(voxel inverting, deletion, insertion), localisation (against the masks of "
+        "--derivatives masks=PATH), sanity (cascading model randomisation), robustness (every "
+        "fold model); none for no evaluation",
+    )
+    tolerance_mm: float = option(
+        6.0,
+        section="explanation",
+        type=_positive,
+        help="pointing game: the peak counts as a hit within this distance of a mask, in mm",
     )
     pretrained: Path | None = option(
         section="explanation",

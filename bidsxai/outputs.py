@@ -35,6 +35,8 @@ BIDSIGNORE = """\
 *_heatmap.nii.gz
 *_heatmap.json
 *_measures.tsv
+*_evaluation.tsv
+*_evaluation.json
 *_slices.tsv
 *_measures.json
 *_xfm.mat
@@ -175,6 +177,22 @@ def measures_path(out_dir, subject, session):
 
 def slices_path(out_dir, subject, session):
     return bids_path(out_dir, subject, session, "slices", ".tsv")
+
+
+def evaluation_path(out_dir, subject, session):
+    return bids_path(out_dir, subject, session, "evaluation", ".tsv")
+
+
+def find_label_masks(root, subject, session, resolution, space=SPACE):
+    """(label, path) of every ``label-<name>_mask`` of a session in template space at
+    ``resolution`` under ``root``, sorted by label."""
+    folder = bids_path(root, subject, session, "mask", ".nii.gz").parent
+    pattern = label_mask_path(root, subject, session, "*", resolution, space).name
+    found = []
+    for path in sorted(folder.glob(pattern)):
+        name = path.name.split("_label-", 1)[1].rsplit("_mask", 1)[0]
+        found.append((name, path))
+    return found
 
 
 def subject_report_path(out_dir, subject):

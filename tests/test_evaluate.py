@@ -146,3 +146,158 @@ def test_robustness_of_identical_and_of_unrelated_maps():
     assert len(unrelated["pairs"]) == 3 and abs(unrelated["spearman_mean"]) < 0.1
     with pytest.raises(ValueError):
         robustness({"only": same})
+
+
+def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
+    pipeline, cohort, tmp_path, capsys
+):
+    import json
+    import shutil
+
+    import pandas as pd
+    from conftest import RES, run_cli
+
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    masks = cohort / "derivatives" / "groundtruth"
+    argv = ["--model", "cnn3d_group", "--resolution", RES, "--skip-bids-validation", "--nprocs", 1]
+    evaluations = "faithfulness,localisation,sanity,robustness"
+    code = run_cli(
+        cohort,
+        out,
+        "participant",
+        "--participant-label",
+        "01",
+        "02",
+        *argv,
+        "--derivatives",
+        f"masks={masks}",
+        "--evaluate",
+        evaluations,
+    )
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "sub-02" / "anat" / "sub-02_evaluation.tsv", sep="\t")
+    assert len(table) == 3  # gradcam for each class
+    for column in (
+        "inverting_drop",
+        "deletion_auc",
+        "auroc_lesion",
+        "pointing_lesion",
+        "mass_inside_lesion",
+        "sanity_spearman",
+        "fold_robustness_spearman",
+    ):
+        assert column in table.columns
+    assert table["auroc_lesion"].between(0, 1).all()
+    assert table["sanity_spearman"].notna().sum() == 1  # the predicted class's map
+    sidecar = json.loads((out / "sub-02" / "anat" / "sub-02_evaluation.json").read_text())
+    assert len(sidecar["Curves"]) == 3 and len(sidecar["Curves"]["gradcam/HC"]["deletion"]) == 20
+    control = pd.read_csv(out / "sub-01" / "anat" / "sub-01_evaluation.tsv", sep="\t")
+    assert control["auroc_lesion"].isna().all()  # an empty mask: nothing to find
+    report = (out / "sub-02.html").read_text()
+    assert "Can these maps be trusted?" in report and "faithfulness curves of gradcam" in report
+
+
+def test_bad_reference_masks_fail_their_session_with_one_line(pipeline, cohort, tmp_path, capsys):
+    import shutil
+
+    import nibabel as nib
+    from conftest import RES, run_cli
+
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    argv = ["--model", "cnn3d_group", "--resolution", RES, "--skip-bids-validation", "--nprocs", 1]
+    not_bids = tmp_path / "plain"
+    not_bids.mkdir()
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "participant",
+            "--participant-label",
+            "02",
+            *argv,
+            "--derivatives",
+            f"masks={not_bids}",
+        )
+        == 66
+    )
+    assert "not a BIDS derivatives dataset" in capsys.readouterr().err
+    masks = tmp_path / "masks"
+    shutil.copytree(cohort / "derivatives" / "groundtruth", masks)
+    wrong = next((masks / "sub-03" / "anat").glob("*space-*_mask.nii.gz"))
+    image = nib.load(wrong)
+    nib.Nifti1Image(np.asarray(image.dataobj)[:-1], image.affine).to_filename(str(wrong))
+    code = run_cli(
+        cohort,
+        out,
+        "participant",
+        "--participant-label",
+        "02",
+        "03",
+        *argv,
+        "--derivatives",
+        f"masks={masks}",
+    )
+    err = capsys.readouterr().err
+    assert code == 66 and "sub-03" in err and "not on the" in err and "Traceback" not in err
+    assert (out / "sub-02" / "anat" / "sub-02_evaluation.tsv").is_file()
+
+
+def test_method_comparison_ranks_only_where_intervals_separate():
+    import pandas as pd
+
+    from bidsxai.group.method_comparison import bootstrap_interval, compare_methods, ranking
+
+    mean, low, high = bootstrap_interval([0.5] * 10)
+    assert mean == low == high == 0.5
+    rng = np.random.default_rng(6)
+    rows = [
+        {
+            "subject": s,
+            "method": m,
+            "auroc_lesion": base + rng.normal(0, 0.02),
+            "deletion_auc": 1 - base,
+        }
+        for s in range(20)
+        for m, base in (("gradcam", 0.9), ("saliency", 0.6), ("ig", 0.61))
+    ]
+    table = compare_methods(pd.DataFrame(rows))
+    assert list(table["method"]) == ["gradcam", "ig", "saliency"] and set(table["n"]) == {20}
+    g = table.set_index("method").loc["gradcam"]
+    assert g["auroc_lesion_low"] < g["auroc_lesion"] < g["auroc_lesion_high"]
+    assert sorted(ranking(table, "auroc_lesion")) == ["gradcam > ig", "gradcam > saliency"]
+    assert "gradcam > saliency" in ranking(table, "deletion_auc")  # lower deletion is better
+
+
+def test_group_level_compares_the_methods_from_the_subjects_evaluations(pipeline, cohort, tmp_path):
+    import shutil
+
+    import pandas as pd
+    from conftest import RES, run_cli
+
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    common = ["--resolution", RES, "--skip-bids-validation", "--nprocs", 1]
+    masks = cohort / "derivatives" / "groundtruth"
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "participant",
+            "--model",
+            "cnn3d_group",
+            "--methods",
+            "gradcam,saliency",
+            "--derivatives",
+            f"masks={masks}",
+            *common,
+        )
+        == 0
+    )
+    assert run_cli(cohort, out, "group", "--n-perm", 0, *common) == 0
+    table = pd.read_csv(out / "group" / "method_comparison.tsv", sep="\t")
+    assert list(table["method"]) == ["gradcam", "saliency"] and (table["n"] == 9).all()
+    assert {"auroc_lesion", "auroc_lesion_low", "inverting_drop_high"} <= set(table.columns)
+    report = (out / "group.html").read_text()
+    assert "Which method can be trusted most?" in report and "voxel-inverting curves" in report

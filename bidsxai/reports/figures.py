@@ -94,6 +94,41 @@ def learning_curves(histories):
     return data_uri(fig)
 
 
+def faithfulness_curves(curves, title):
+    """Target probability as the top fraction of the map is inverted (against a random set of the
+    same size), and the deletion and insertion curves."""
+    fractions = 100 * np.asarray(curves["fractions"])
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.8), sharey=True)
+    axes[0].plot(fractions, curves["inverted"], "-", color="C3", label="map's top voxels")
+    axes[0].plot(fractions, curves["inverted_random"], "--", color="0.4", label="random voxels")
+    axes[0].set_title("voxel inverting", fontsize=9)
+    axes[1].plot(fractions, curves["deletion"], "-", color="C0", label="deletion")
+    axes[1].plot(fractions, curves["insertion"], "-", color="C2", label="insertion")
+    axes[1].set_title("deletion / insertion (blurred baseline)", fontsize=9)
+    axes[0].set_ylabel("target probability")
+    for ax in axes:
+        ax.set_xlabel("% of voxels")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return data_uri(fig)
+
+
+def inverting_curves(curves_by_method):
+    """Mean target probability as each method's top voxels are inverted, against random voxels
+    (dashed), over subjects: Lu et al. (2023), figure 4."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for i, (method, c) in enumerate(sorted(curves_by_method.items())):
+        fractions = 100 * np.asarray(c["fractions"])
+        ax.plot(fractions, c["inverted"], "-", color=f"C{i}", label=method)
+        ax.plot(fractions, c["inverted_random"], "--", color=f"C{i}", alpha=0.5)
+    ax.set_xlabel("% of voxels inverted (top of the map; dashed: random)")
+    ax.set_ylabel("mean target probability")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    return data_uri(fig)
+
+
 def confusion_plot(matrix, classes):
     matrix = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(3.5, 3))

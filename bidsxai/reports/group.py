@@ -10,7 +10,7 @@ from bidsxai.reports.render import methods_text, render_report
 REPORTED_MEASURES = ("p95", "mass_above_half")  # the rest are in group/measures.tsv
 
 
-def write_group_report(out_dir, analyses, settings, template, n_subjects):
+def write_group_report(out_dir, analyses, settings, template, n_subjects, comparison=None):
     sections = [_section(a, template) for a in analyses]
     render_report(
         "group.html.j2",
@@ -21,7 +21,31 @@ def write_group_report(out_dir, analyses, settings, template, n_subjects):
         settings=settings,
         atlas=settings.atlas,
         methods=methods_text(settings),
+        comparison=_comparison(comparison),
     )
+
+
+def _comparison(comparison):
+    """The method-comparison table as text cells "mean [low, high]", its ranking and curves."""
+    if comparison is None:
+        return None
+    table, primary, statements, curves = comparison
+    measures = [c for c in table.columns if f"{c}_low" in table.columns]
+    rows = [
+        [r["method"], r["n"]]
+        + [
+            f"{r[m]:.3f} [{r[m + '_low']:.3f}, {r[m + '_high']:.3f}]" if r[m] == r[m] else "n/a"
+            for m in measures
+        ]
+        for r in table.to_dict("records")
+    ]
+    return {
+        "columns": ["method", "n", *measures],
+        "rows": rows,
+        "primary": primary,
+        "statements": statements,
+        "figure": figures.inverting_curves(curves) if curves else None,
+    }
 
 
 def _section(analysis, template):

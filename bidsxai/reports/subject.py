@@ -11,6 +11,7 @@ import pandas as pd
 
 from bidsxai.outputs import (
     bundle_meta_path,
+    evaluation_path,
     heatmap_path,
     measures_path,
     preproc_path,
@@ -92,6 +93,7 @@ def session_view(settings, session):
             names = json.loads(sidecar_path(path).read_text())["Layers"]
             layers = figures.layer_strip(t1, _load(path), mask, names)
     slices = None
+    evaluation = None if gated else _evaluation(out, session, prediction)
     slices_table = slices_path(out, session.subject, session.session)
     if slices_table.is_file():
         table = pd.read_csv(slices_table, sep="\t")
@@ -104,6 +106,7 @@ def session_view(settings, session):
         "prediction": prediction,
         "layers": layers,
         "slices": slices,
+        "evaluation": evaluation,
         "inputs": [str(p) for p in session.files.values()],
     }
 
@@ -140,6 +143,28 @@ def write_subject_report(item, settings, participants, model_meta):
         model_warning=_model_warning(settings, model_meta, sessions),
     )
     return path
+
+
+def _evaluation(out, session, prediction):
+    """The evaluation table and the faithfulness curves of the predicted class, if evaluated."""
+    path = evaluation_path(out, session.subject, session.session)
+    if not path.is_file() or prediction is None:
+        return None
+    table = pd.read_csv(path, sep="\t")
+    curves = json.loads(sidecar_path(path).read_text()).get("Curves", {})
+    figures_by_method = [
+        {
+            "method": key.split("/")[0],
+            "figure": figures.faithfulness_curves(c, key.replace("/", ", class ")),
+        }
+        for key, c in curves.items()
+        if key.split("/", 1)[1] == prediction["predicted"]
+    ]
+    return {
+        "columns": list(table.columns),
+        "rows": table.round(3).astype(object).where(table.notna(), "").values.tolist(),
+        "figures": figures_by_method,
+    }
 
 
 def _model_warning(settings, model_meta, sessions):

@@ -2,6 +2,7 @@
 trained on its subject, then write the results (``explain_session`` computes,
 ``explanation_outputs`` writes)."""
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ from bidsxai.models.registry import get_architecture
 from bidsxai.template import load_template
 from bidsxai.training.dataset import load_inputs
 from bidsxai.workflows.device import pick_device
+from bidsxai.workflows.evaluate_session import evaluate_session, reference_masks, write_evaluation
 from bidsxai.workflows.explain_session import explain_session
 from bidsxai.workflows.explanation_outputs import Provenance, write_explanation
 from bidsxai.workflows.sessions import run_sessions
@@ -107,6 +109,23 @@ def classify_one(session, job):
             model, x, spec, meta["classes"], job.settings, job.layer, job.targets, template
         )
     provenance = Provenance(job.bundle, member, job.models.sha256(member), split, why)
-    return write_explanation(
+    predicted = write_explanation(
         out, session, explanation, provenance, spec, job.layer, template, job.settings.mc_samples
     )
+    if job.settings.evaluate:
+        masks = reference_masks(job.settings, session, template)
+        members = _fold_members(job) if "robustness" in job.settings.evaluate else {}
+        with ExitStack() as bound:
+            for m in [model, *members.values()]:
+                bound.enter_context(binding(m, covariates))
+            rows, curves = evaluate_session(
+                model, x, spec, explanation, job.settings, job.layer, template, masks, members
+            )
+        write_evaluation(out, session, rows, curves, job.settings)
+    return predicted
+
+
+def _fold_members(job):
+    """The fold models of the bundle's first repeat, by name."""
+    names = [n for n in job.models.meta.get("members", {}) if n.startswith("repeat-1_")]
+    return {n: job.models.get(n) for n in names}

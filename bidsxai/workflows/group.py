@@ -37,6 +37,7 @@ from bidsxai.outputs import group_table_path, preproc_path
 from bidsxai.reports.group import write_group_report
 from bidsxai.template import load_template
 from bidsxai.workflows.group_maps import coverage, two_sample
+from bidsxai.workflows.method_comparison import method_comparison
 
 TABLES = (
     "measures",
@@ -216,7 +217,23 @@ def run_group(settings, subjects=None):
     ]
     for name in TABLES:
         _write_tsv(group_table_path(out, name), [r for a in analyses for r in a.tables()[name]])
-    write_group_report(out, analyses, settings, template, n_subjects=heatmaps["subject"].nunique())
+    first = heatmaps[heatmaps["first"]][["subject", "session"]].drop_duplicates()
+    comparison = method_comparison(
+        out,
+        first.itertuples(index=False),
+        participants[settings.target].dropna().to_dict(),
+        settings.seed,
+    )
+    if comparison is not None:
+        _write_tsv(group_table_path(out, "method_comparison"), comparison[0].to_dict("records"))
+    write_group_report(
+        out,
+        analyses,
+        settings,
+        template,
+        n_subjects=heatmaps["subject"].nunique(),
+        comparison=comparison,
+    )
     return analyses
 
 

@@ -1,0 +1,163 @@
+"""participant --model --evaluate: how far each heatmap of a session can be trusted.
+
+Per method and target class: faithfulness (voxel inverting against a random mask, deletion and
+insertion), localisation against every reference mask the session has in a ``--derivatives
+masks=PATH`` dataset, sanity (cascading randomisation of the model) and robustness (the same
+session explained by every fold model of the bundle). Rows go to ``*_evaluation.tsv``, curves to
+its sidecar, both read by the subject report.
+"""
+
+import sys
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from bidsxai.atomic import atomic_path, write_json
+from bidsxai.errors import NoInputError
+from bidsxai.evaluate import faithfulness, localisation, randomisation, robustness
+from bidsxai.explain import CAM_FAMILY, explain
+from bidsxai.outputs import evaluation_path, find_label_masks, sidecar_path
+from bidsxai.template import SPACE
+from bidsxai.training.dataset import crop
+
+EVALUATIONS = ("faithfulness", "localisation", "sanity", "robustness")
+SANITY_THRESHOLD = 0.2  # |Spearman| after full randomisation above this fails the check
+MASK_DATASET = "masks"  # the --derivatives name of the reference masks
+DESCRIPTION = (
+    "How far each heatmap can be trusted: faithfulness (voxel inverting of the top fraction of "
+    "the map against a random set of the same size, Lu et al. 2023; deletion and insertion curves "
+    "with a blurred baseline), localisation against reference masks (AUROC, pointing game, mass "
+    "inside), sanity (cascading model randomisation, Adebayo et al. 2018: Spearman of the map "
+    "once every layer is random) and robustness (Spearman of the maps of every fold model)"
+)
+
+
+def reference_masks(settings, session, template):
+    """{label: boolean mask on the template grid} from the --derivatives masks dataset."""
+    folder = settings.derivatives.get(MASK_DATASET)
+    if folder is None:
+        return {}
+    if not (folder / "dataset_description.json").is_file():
+        raise NoInputError(
+            f"--derivatives masks={folder}: not a BIDS derivatives dataset "
+            "(no dataset_description.json)"
+        )
+    masks = {}
+    for name, path in find_label_masks(
+        folder, session.subject, session.session, template.resolution
+    ):
+        image = nib.load(str(path))
+        if image.shape != template.shape or not np.allclose(
+            image.affine, template.affine, atol=1e-3
+        ):
+            raise NoInputError(
+                f"{path.name}: not on the {SPACE} grid at {template.resolution:g} mm "
+                f"(shape {image.shape}); masks must be in template space"
+            )
+        mask = np.asarray(image.dataobj) > 0
+        if not mask.any():  # a control has no lesion: nothing to find, not an error
+            print(
+                f"bidsxai: {session.key}: {path.name} is empty; its localisation is n/a",
+                file=sys.stderr,
+            )
+        masks[name] = mask
+    return masks
+
+
+def evaluate_session(model, x, spec, explanation, settings, layer, template, masks, members):
+    """(rows, curves) of every requested evaluation for one explained session."""
+    rows, curves = [], {}
+    brain = template.brain_mask
+    region = crop(brain, spec["crop"])
+    voxel_size = (template.resolution,) * 3
+    for item in explanation.maps:
+        row = {"method": item.method, "target": item.target}
+        if "faithfulness" in settings.evaluate and not spec.get("slices"):
+            result = faithfulness(
+                model,
+                x,
+                crop(item.heatmap, spec["crop"]),
+                target=item.index,
+                region=region,
+                seed=settings.seed,
+            )
+            row.update(
+                {
+                    k: result[k]
+                    for k in (
+                        "inverting_drop",
+                        "inverting_drop_random",
+                        "deletion_auc",
+                        "insertion_auc",
+                    )
+                }
+            )
+            curves[f"{item.method}/{item.target}"] = {
+                k: np.asarray(result[k]).tolist()
+                for k in ("fractions", "inverted", "inverted_random", "deletion", "insertion")
+            }
+        for name, mask in masks.items():
+            found = localisation(
+                item.heatmap,
+                mask,
+                brain=brain,
+                tolerance_mm=settings.tolerance_mm,
+                voxel_size=voxel_size,
+            )
+            row.update({f"{k}_{name}": float(v) for k, v in found.items()})
+        rows.append(row)
+    if "sanity" in settings.evaluate:
+        _sanity(rows, model, x, explanation, layer, region)
+    if "robustness" in settings.evaluate and len(members) > 1:
+        _robustness(rows, members, x, explanation, layer, region, explanation.parameters)
+    return rows, curves
+
+
+def _explain_params(method, layer, parameters):
+    return dict(parameters.get(method, {}), **({"layer": layer} if method in CAM_FAMILY else {}))
+
+
+def _sanity(rows, model, x, explanation, layer, region):
+    """Cascading randomisation of the predicted class's maps (one cascade per method)."""
+    predicted = explanation.classes.index(explanation.predicted)
+    for row in rows:
+        if row["target"] != explanation.predicted:
+            continue
+        method = row["method"]
+        params = _explain_params(method, layer, explanation.parameters)
+        result = randomisation(model, x, method, target=predicted, region=region, **params)
+        row["sanity_spearman"] = float(result["spearman"][-1])
+        row["sanity_ssim"] = float(result["ssim"][-1])
+        row["sanity_passed"] = bool(abs(result["spearman"][-1]) < SANITY_THRESHOLD)
+
+
+def _robustness(rows, members, x, explanation, layer, region, parameters):
+    """Agreement of the predicted class's maps from every fold model of the bundle."""
+    predicted = explanation.classes.index(explanation.predicted)
+    for row in rows:
+        if row["target"] != explanation.predicted:
+            continue
+        method = row["method"]
+        params = _explain_params(method, layer, parameters)
+        maps = {
+            name: explain(model, x, method, target=predicted, **params)[0].detach().cpu().numpy()
+            for name, model in members.items()
+        }
+        row["fold_robustness_spearman"] = robustness(maps, region=region)["spearman_mean"]
+
+
+def write_evaluation(out, session, rows, curves, settings):
+    path = evaluation_path(out, session.subject, session.session)
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    write_json(
+        sidecar_path(path),
+        {
+            "Description": DESCRIPTION,
+            "Evaluations": list(settings.evaluate),
+            "PointingToleranceMM": settings.tolerance_mm,
+            "SanityThreshold": SANITY_THRESHOLD,
+            "Curves": curves,
+        },
+    )
