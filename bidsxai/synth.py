@@ -61,6 +61,8 @@ REGIONS = {
     "temporal_r": ((30, 75), (-55, 10), (-45, 5)),
 }
 PATIENT_PATTERNS = (("occipital",), ("frontal", "temporal", "temporal_r", "parietal"))
+# A lesion-only cohort: every group has lesions, the same load, each group in its own region.
+LOCATION_PATTERNS = (("occipital",), ("frontal",), ("parietal",), ("temporal", "temporal_r"))
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,11 @@ class CohortSpec:
     resolution: float = 2.0
     sessions: int = 1
     seed: int = 0
+    # Groups that differ only by where their lesions sit: no lesion-free controls, no ventricle
+    # growth, the same lesion load and age distribution in every group.
+    lesion_only: bool = False
+    lesion_count: int | None = None  # lesions per subject (default: 6 to 24, with severity)
+    lesion_radius_mm: float | None = None  # mean radius (default: 3 to 7 mm, with severity)
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,13 @@ def plan_subjects(spec):
     subjects = []
     for i in range(spec.n_subjects):
         gi = i % len(spec.groups)
-        severity = 0.0 if gi == 0 else float(np.clip(rng.uniform(0.3, 0.65) + 0.3 * (gi - 1), 0, 1))
-        age = float(np.round(rng.uniform(25, 50) + 6 * gi, 1))
+        if spec.lesion_only:  # nothing but the lesions' location tells the groups apart
+            severity, age = float(rng.uniform(0.3, 0.65)), float(np.round(rng.uniform(25, 50), 1))
+        else:
+            severity = (
+                0.0 if gi == 0 else float(np.clip(rng.uniform(0.3, 0.65) + 0.3 * (gi - 1), 0, 1))
+            )
+            age = float(np.round(rng.uniform(25, 50) + 6 * gi, 1))
         subjects.append(
             Subject(f"{i + 1:02d}", spec.groups[gi], gi, age, str(rng.choice(["M", "F"])), severity)
         )
@@ -126,21 +138,28 @@ class Anatomy:
         ventricles = central & (t.csf > 0.6)
         self.ventricle_distance = ndimage.distance_transform_edt(~ventricles, sampling=t.resolution)
 
-    def lesion_map(self, subject, rng, session_index=0):
-        """Soft lesion probability (0..1) in template space; empty for controls."""
+    def lesion_map(self, subject, rng, session_index=0, spec=CohortSpec()):
+        """Soft lesion probability (0..1) in template space; empty for controls (unless the
+        cohort is lesion-only)."""
         lesions = np.zeros(self.template.shape, np.float32)
-        if subject.group_index == 0:
+        if spec.lesion_only:
+            pattern = LOCATION_PATTERNS[subject.group_index % len(LOCATION_PATTERNS)]
+        elif subject.group_index == 0:
             return lesions
-        pattern = PATIENT_PATTERNS[(subject.group_index - 1) % len(PATIENT_PATTERNS)]
+        else:
+            pattern = PATIENT_PATTERNS[(subject.group_index - 1) % len(PATIENT_PATTERNS)]
         sev = min(1.0, subject.severity + 0.1 * session_index)
-        n = int(round(6 + 18 * sev))
+        n = spec.lesion_count or int(round(6 + 18 * sev))
         candidates = np.flatnonzero(self.wm_core & self._in_regions(pattern))
         if candidates.size == 0:
             return lesions
         res = self.template.resolution
         for flat in rng.choice(candidates, size=n):
             centre = np.array(np.unravel_index(flat, lesions.shape))
-            radius_mm = rng.uniform(3.0, 7.0) * (0.7 + 0.6 * sev)
+            if spec.lesion_radius_mm:
+                radius_mm = rng.uniform(0.6, 1.4) * spec.lesion_radius_mm
+            else:
+                radius_mm = rng.uniform(3.0, 7.0) * (0.7 + 0.6 * sev)
             _add_blob(lesions, centre, radius_mm / res)
         return np.clip(lesions, 0, 1) * (self.template.wm > 0.3)
 
@@ -282,11 +301,12 @@ def synthesise_subject(out_dir, spec, subject):
     lesions = None
     sessions = [f"{s + 1:02d}" for s in range(spec.sessions)] if spec.sessions > 1 else [None]
     for si, ses in enumerate(sessions):
-        new = anatomy.lesion_map(subject, rng, si)
+        new = anatomy.lesion_map(subject, rng, si, spec)
         lesions = new if lesions is None else np.maximum(lesions, new)  # lesions accumulate
-        tissues = anatomy.tissues(
-            min(1.0, subject.severity + 0.1 * si) if subject.group_index else 0
-        )
+        grows = (
+            subject.group_index and not spec.lesion_only
+        )  # ventricles: not in lesion-only cohorts
+        tissues = anatomy.tissues(min(1.0, subject.severity + 0.1 * si) if grows else 0)
         gt = out_dir / "derivatives" / "groundtruth"
         voxel_t1 = spec.resolution * rng.uniform(0.9, 1.1, 3)
         shape, grid = native_grid(anatomy, pose, voxel_t1, rng)
@@ -463,6 +483,21 @@ def build_parser():
     p.add_argument("--sessions", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nprocs", type=int, default=1)
+    p.add_argument(
+        "--lesion-only",
+        action="store_true",
+        help="groups differ only by where their lesions sit (every group has lesions, "
+        "the same load and ages; no ventricle growth)",
+    )
+    p.add_argument(
+        "--lesion-count", type=int, help="lesions per subject (default: 6 to 24, with severity)"
+    )
+    p.add_argument(
+        "--lesion-radius",
+        type=float,
+        metavar="MM",
+        help="mean lesion radius in mm (default: 3 to 7, with severity)",
+    )
     return p
 
 
@@ -492,7 +527,17 @@ def main(argv=None):
     if args.out_dir.exists() and any(args.out_dir.iterdir()):
         print(f"bidsxai-synth: {args.out_dir} exists and is not empty", file=sys.stderr)
         return 73
-    spec = CohortSpec(args.n_subjects, groups, contrasts, args.resolution, args.sessions, args.seed)
+    spec = CohortSpec(
+        args.n_subjects,
+        groups,
+        contrasts,
+        args.resolution,
+        args.sessions,
+        args.seed,
+        args.lesion_only,
+        args.lesion_count,
+        args.lesion_radius,
+    )
     synthesise(args.out_dir, spec, args.nprocs)
     print(f"bidsxai-synth: wrote {args.n_subjects} subjects to {args.out_dir}")
     return 0

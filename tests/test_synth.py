@@ -83,3 +83,40 @@ def test_template_resampling_keeps_world_coordinates():
     assert np.allclose(np.diag(two.affine)[:3], 2.0)
     # brain volume is preserved within 1 %
     assert abs(two.brain_mask.sum() * 8 - one.brain_mask.sum()) / one.brain_mask.sum() < 0.01
+
+
+def test_a_lesion_only_cohort_differs_between_groups_only_by_lesion_location():
+    from bidsxai.synth import LOCATION_PATTERNS, REGIONS
+
+    spec = CohortSpec(
+        n_subjects=12,
+        resolution=6.0,
+        seed=4,
+        lesion_only=True,
+        lesion_count=5,
+        lesion_radius_mm=6.0,
+    )
+    subjects = plan_subjects(spec)
+    by_group = {g: [s for s in subjects if s.group == g] for g in spec.groups}
+    severities = [np.mean([s.severity for s in members]) for members in by_group.values()]
+    assert max(severities) - min(severities) < 0.15  # no load difference by design
+    anatomy = Anatomy(spec.resolution)
+    x, y, z = anatomy.world
+    for members in by_group.values():
+        for subject in members:
+            lesions = anatomy.lesion_map(subject, np.random.default_rng(0), 0, spec) > 0.5
+            assert lesions.any()  # every group has lesions, controls included
+            regions = LOCATION_PATTERNS[subject.group_index % len(LOCATION_PATTERNS)]
+            inside = np.zeros(lesions.shape, bool)
+            for name in regions:
+                (x0, x1), (y0, y1), (z0, z1) = REGIONS[name]
+                margin = 2 * spec.lesion_radius_mm
+                inside |= (
+                    (x >= x0 - margin)
+                    & (x <= x1 + margin)
+                    & (y >= y0 - margin)
+                    & (y <= y1 + margin)
+                    & (z >= z0 - margin)
+                    & (z <= z1 + margin)
+                )
+            assert lesions[inside].sum() == lesions.sum()
