@@ -282,9 +282,10 @@ class Settings:
     )
     evaluate: list = option(
         section="explanation",
-        factory=lambda: ["faithfulness", "localisation"],
+        factory=lambda: ["localisation"],
         type=_evaluations,
-        help="participant --model: comma-separated evaluations of every heatmap: faithfulness "
+        help="participant --model: comma-separated evaluations of every heatmap (the default "
+        "costs little; faithfulness costs about 50 Grad-CAMs per map): faithfulness "
         "(voxel inverting, deletion, insertion), localisation (against the masks of "
         "--derivatives masks=PATH), sanity (cascading model randomisation), robustness (every "
         "fold model); none for no evaluation",

@@ -291,6 +291,8 @@ def test_group_level_compares_the_methods_from_the_subjects_evaluations(pipeline
             "gradcam,saliency",
             "--derivatives",
             f"masks={masks}",
+            "--evaluate",
+            "faithfulness,localisation",
             *common,
         )
         == 0
