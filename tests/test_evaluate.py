@@ -303,3 +303,10 @@ def test_group_level_compares_the_methods_from_the_subjects_evaluations(pipeline
     assert {"auroc_lesion", "auroc_lesion_low", "inverting_drop_high"} <= set(table.columns)
     report = (out / "group.html").read_text()
     assert "Which method can be trusted most?" in report and "voxel-inverting curves" in report
+
+
+def test_no_evaluation_file_when_nothing_could_be_evaluated(pipeline):
+    """The pipeline explains with the default --evaluate (localisation) and no reference masks."""
+    assert list(pipeline["out"].rglob("*_heatmap.nii.gz"))
+    assert not list(pipeline["out"].rglob("*_evaluation.tsv"))
+    assert not (pipeline["out"] / "group" / "method_comparison.tsv").exists()

@@ -148,6 +148,10 @@ def _robustness(rows, members, x, explanation, layer, region, parameters):
 
 
 def write_evaluation(out, session, rows, curves, settings):
+    """The TSV and its sidecar; nothing when no evaluation applied (e.g. localisation alone and
+    no reference masks for this session)."""
+    if all(set(row) <= {"method", "target"} for row in rows):
+        return
     path = evaluation_path(out, session.subject, session.session)
     with atomic_path(path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
