@@ -262,3 +262,27 @@ def test_a_model_trained_in_another_space_is_refused(pipeline, cohort, tmp_path,
     assert code == EXIT_USAGE
     assert "MNI152NLin2009aAsym" in one_line_error(capsys)
     assert not out.exists()
+
+
+def test_a_t1w_with_a_degenerate_affine_fails_its_subject_with_one_line(
+    cohort_copy, tmp_path, capsys
+):
+    """Found by the input fuzz: zero voxel sizes made nibabel raise inside the reorientation."""
+    t1w = cohort_copy / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    header.set_sform(np.diag([0.0, 0.0, 0.0, 1.0]), code=1)
+    data = np.random.default_rng(0).random((8, 9, 7)).astype(np.float32)
+    nib.Nifti1Image(data, None, header).to_filename(str(t1w))
+    code = run_cli(
+        cohort_copy,
+        tmp_path / "out",
+        "participant",
+        "--participant-label",
+        "01",
+        "--resolution",
+        RES,
+        "--skip-bids-validation",
+    )
+    err = capsys.readouterr().err
+    assert code == EXIT_NO_INPUT and "degenerate" in err and "internal error" not in err

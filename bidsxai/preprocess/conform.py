@@ -27,6 +27,12 @@ def load_volume(path):
         raise NoInputError(f"{path}: expected a 3D image, got shape {data.shape}")
     if not np.isfinite(data).all() or float(data.max()) <= float(data.min()):
         raise NoInputError(f"{path}: image is empty or has non-finite values")
+    linear = np.asarray(img.affine[:3, :3], np.float64)
+    if not np.isfinite(linear).all() or abs(np.linalg.det(linear)) < 1e-9:
+        raise NoInputError(
+            f"{path}: its affine is degenerate (zero or non-finite voxel sizes), so "
+            "the image has no place in space"
+        )
     img = nib.Nifti1Image(data, img.affine)
     img.header.set_xyzt_units("mm", "sec")
     return nib.as_closest_canonical(img)
