@@ -172,7 +172,8 @@ class Settings:
         factory=dict,
         nargs="+",
         metavar="[NAME=]PATH",
-        help="derivatives datasets with already preprocessed images (same names)",
+        help="derivatives datasets: already preprocessed images under bidsxai's names, or "
+        "masks=PATH, the reference masks that --evaluate localisation reads",
     )
     skip_bids_validation: bool = option(
         False,

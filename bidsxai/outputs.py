@@ -245,8 +245,12 @@ def group_table_path(out_dir, name):
     return Path(out_dir) / "group" / f"{name}.tsv"
 
 
+def bundle_dir(out_dir, name):
+    return Path(out_dir) / "models" / str(name)
+
+
 def bundle_meta_path(out_dir, name):
-    return Path(out_dir) / "models" / name / "model.json"
+    return bundle_dir(out_dir, name) / "model.json"
 
 
 def group_report_path(out_dir):

@@ -15,7 +15,7 @@ from pathlib import Path
 from bidsxai.atomic import atomic_path, write_json
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.registry import get_architecture
-from bidsxai.outputs import describe_collision, label_collisions
+from bidsxai.outputs import bundle_dir, describe_collision, label_collisions
 from bidsxai.template import SPACE
 
 
@@ -47,7 +47,7 @@ def save_bundle(folder, models, meta, final):
 
 def resolve_bundle(name_or_path, output_dir):
     """A bundle folder from a path or a name under OUTPUT_DIR/models/."""
-    candidates = [Path(name_or_path), Path(output_dir) / "models" / str(name_or_path)]
+    candidates = [Path(name_or_path), bundle_dir(output_dir, name_or_path)]
     for folder in candidates:
         if (folder / "model.json").is_file():
             return folder

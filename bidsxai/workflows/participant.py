@@ -18,6 +18,7 @@ from bidsxai.preprocess.pipeline import preprocess_session
 from bidsxai.preprocess.quality import quality_gate
 from bidsxai.reports.render import write_citation
 from bidsxai.template import load_template
+from bidsxai.workflows.evaluate_session import MASK_DATASET
 from bidsxai.workflows.sessions import Outcome, run_sessions
 
 
@@ -53,7 +54,9 @@ def _run_preprocessing(inputs, settings):
 
 def import_preprocessed(inputs, settings):
     """Copy already preprocessed images (same names) from a --derivatives dataset; True if done."""
-    for folder in settings.derivatives.values():
+    for name, folder in settings.derivatives.items():
+        if name == MASK_DATASET:  # reference masks for --evaluate, not preprocessed images
+            continue
         sources = {
             c: preproc_path(folder, inputs.subject, inputs.session, c, settings.resolution)
             for c in inputs.files

@@ -18,7 +18,7 @@ from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.bundle import save_bundle, sha256_of
 from bidsxai.models.registry import get_architecture
 from bidsxai.models.slice2d import load_imagenet
-from bidsxai.outputs import describe_collision, label_collisions, preproc_path
+from bidsxai.outputs import bundle_dir, describe_collision, label_collisions, preproc_path
 from bidsxai.reports.training import write_training_report
 from bidsxai.template import SPACE, load_template
 from bidsxai.training import distributed
@@ -276,7 +276,7 @@ def _train(settings, sessions, ranks):
             members, cohort.y, parts, len(spec["slices"]["kept"]), metrics["final_member"]
         )
     name = settings.model or f"{settings.arch}_{settings.target}"
-    folder = Path(settings.output_dir) / "models" / name
+    folder = bundle_dir(settings.output_dir, name)
     meta = {
         "name": name,
         "architecture": settings.arch,
