@@ -331,7 +331,11 @@ class Settings:
         help="closeness: weight each subject 2 - |value - threshold| / threshold (Lu et al. 2023)",
     )
     cv_folds: int = option(
-        5, section="training", type=_at_least(2), help="subject-level stratified folds"
+        3,
+        section="training",
+        type=_at_least(2),
+        help="subject-level stratified folds (3 keeps a third of a small cohort for early "
+        "stopping)",
     )
     cv_repeats: int = option(
         1,
@@ -352,9 +356,9 @@ class Settings:
         help="keep the epoch with the best validation loss or balanced accuracy "
         "(Thibeau-Sutre et al. 2020)",
     )
-    epochs: int = option(30, section="training", type=_at_least(1), help="most epochs per model")
+    epochs: int = option(20, section="training", type=_at_least(1), help="most epochs per model")
     patience: int = option(
-        8, section="training", type=_at_least(1), help="early stopping on the validation loss"
+        6, section="training", type=_at_least(1), help="early stopping on the validation loss"
     )
     batch_size: int = option(4, section="training", type=_at_least(1), help="samples per step")
     optimiser: str | None = option(
