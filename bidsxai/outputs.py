@@ -6,6 +6,7 @@ no torch), so training and the reports can name files without loading the prepro
 """
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from bidsxai.template import SPACE
@@ -40,6 +41,7 @@ BIDSIGNORE = """\
 *_slices.tsv
 *_measures.json
 *_xfm.mat
+*_xfm.nii.gz
 *_xfm.json
 /logs
 /models
@@ -136,9 +138,19 @@ def brain_mask_path(out_dir, subject, session, resolution, space=SPACE):
     )
 
 
-def xfm_path(out_dir, subject, session, source, target):
+def xfm_path(out_dir, subject, session, source, target, desc=None):
+    """An ANTs transform: the linear one (.mat), or with ``desc='warp'`` the displacement field of
+    a nonlinear registration (.nii.gz), applied before the linear one."""
     return bids_path(
-        out_dir, subject, session, "xfm", ".mat", **{"from": source}, to=target, mode="image"
+        out_dir,
+        subject,
+        session,
+        "xfm",
+        ".nii.gz" if desc else ".mat",
+        **{"from": source},
+        to=target,
+        mode="image",
+        desc=desc,
     )
 
 
@@ -183,15 +195,26 @@ def evaluation_path(out_dir, subject, session):
     return bids_path(out_dir, subject, session, "evaluation", ".tsv")
 
 
-def find_label_masks(root, subject, session, resolution, space=SPACE):
-    """(label, path) of every ``label-<name>_mask`` of a session in template space at
-    ``resolution`` under ``root``, sorted by label."""
+@dataclass(frozen=True)
+class LabelMask:
+    """A ``label-<name>_mask`` found in a derivatives dataset; ``space`` is None in native space."""
+
+    label: str
+    space: str | None
+    res: str | None
+    path: Path
+
+
+def find_label_masks(root, subject, session):
+    """Every ``label-<name>_mask`` image of a session under ``root``, in any space, sorted."""
     folder = bids_path(root, subject, session, "mask", ".nii.gz").parent
-    pattern = label_mask_path(root, subject, session, "*", resolution, space).name
+    prefix = session_key(subject, session) + "_"
     found = []
-    for path in sorted(folder.glob(pattern)):
-        name = path.name.split("_label-", 1)[1].rsplit("_mask", 1)[0]
-        found.append((name, path))
+    for path in sorted(folder.glob(prefix + "*label-*_mask.nii.gz")):
+        entities = dict(
+            part.split("-", 1) for part in path.name[len(prefix) :].split("_")[:-1] if "-" in part
+        )
+        found.append(LabelMask(entities["label"], entities.get("space"), entities.get("res"), path))
     return found
 
 

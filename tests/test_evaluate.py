@@ -198,52 +198,6 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
     assert "Can these maps be trusted?" in report and "faithfulness curves of gradcam" in report
 
 
-def test_bad_reference_masks_fail_their_session_with_one_line(pipeline, cohort, tmp_path, capsys):
-    import shutil
-
-    import nibabel as nib
-    from conftest import RES, run_cli
-
-    out = tmp_path / "out"
-    shutil.copytree(pipeline["out"], out)
-    argv = ["--model", "cnn3d_group", "--resolution", RES, "--skip-bids-validation", "--nprocs", 1]
-    not_bids = tmp_path / "plain"
-    not_bids.mkdir()
-    assert (
-        run_cli(
-            cohort,
-            out,
-            "participant",
-            "--participant-label",
-            "02",
-            *argv,
-            "--derivatives",
-            f"masks={not_bids}",
-        )
-        == 66
-    )
-    assert "not a BIDS derivatives dataset" in capsys.readouterr().err
-    masks = tmp_path / "masks"
-    shutil.copytree(cohort / "derivatives" / "groundtruth", masks)
-    wrong = next((masks / "sub-03" / "anat").glob("*space-*_mask.nii.gz"))
-    image = nib.load(wrong)
-    nib.Nifti1Image(np.asarray(image.dataobj)[:-1], image.affine).to_filename(str(wrong))
-    code = run_cli(
-        cohort,
-        out,
-        "participant",
-        "--participant-label",
-        "02",
-        "03",
-        *argv,
-        "--derivatives",
-        f"masks={masks}",
-    )
-    err = capsys.readouterr().err
-    assert code == 66 and "sub-03" in err and "not on the" in err and "Traceback" not in err
-    assert (out / "sub-02" / "anat" / "sub-02_evaluation.tsv").is_file()
-
-
 def test_method_comparison_ranks_only_where_intervals_separate():
     import pandas as pd
 

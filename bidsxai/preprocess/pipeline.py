@@ -131,10 +131,11 @@ def preprocess_session(
 
 
 def write_transforms(inputs, out_dir, chains):
-    """Copy ANTs' linear transforms into the derivatives (warps from SyN stay with the .mat)."""
+    """Copy ANTs' transforms into the derivatives: T1w to template (the linear one, and SyN's
+    displacement field where there is one) and each contrast to T1w."""
     for path in chains["T1w"]:
-        if str(path).endswith(".mat"):
-            _copy(path, xfm_path(out_dir, inputs.subject, inputs.session, "T1w", SPACE))
+        desc = None if str(path).endswith(".mat") else "warp"
+        _copy(path, xfm_path(out_dir, inputs.subject, inputs.session, "T1w", SPACE, desc))
     for contrast, chain in chains.items():
         if contrast != "T1w":
             _copy(chain[-1], xfm_path(out_dir, inputs.subject, inputs.session, contrast, "T1w"))

@@ -16,9 +16,10 @@ from bidsxai.models.registry import get_architecture
 from bidsxai.template import load_template
 from bidsxai.training.dataset import load_inputs
 from bidsxai.workflows.device import pick_device
-from bidsxai.workflows.evaluate_session import evaluate_session, reference_masks, write_evaluation
+from bidsxai.workflows.evaluate_session import evaluate_session, write_evaluation
 from bidsxai.workflows.explain_session import explain_session
 from bidsxai.workflows.explanation_outputs import Provenance, write_explanation
+from bidsxai.workflows.reference_masks import reference_masks
 from bidsxai.workflows.sessions import run_sessions
 
 

@@ -7,23 +7,17 @@ session explained by every fold model of the bundle). Rows go to ``*_evaluation.
 its sidecar, both read by the subject report.
 """
 
-import sys
-
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from bidsxai.atomic import atomic_path, write_json
-from bidsxai.errors import NoInputError
 from bidsxai.evaluate import faithfulness, localisation, randomisation, robustness
 from bidsxai.explain import CAM_FAMILY, explain
-from bidsxai.outputs import evaluation_path, find_label_masks, sidecar_path
-from bidsxai.template import SPACE
+from bidsxai.outputs import evaluation_path, sidecar_path
 from bidsxai.training.dataset import crop
 
 EVALUATIONS = ("faithfulness", "localisation", "sanity", "robustness")
 SANITY_THRESHOLD = 0.2  # |Spearman| after full randomisation above this fails the check
-MASK_DATASET = "masks"  # the --derivatives name of the reference masks
 DESCRIPTION = (
     "How far each heatmap can be trusted: faithfulness (voxel inverting of the top fraction of "
     "the map against a random set of the same size, Lu et al. 2023; deletion and insertion curves "
@@ -31,38 +25,6 @@ DESCRIPTION = (
     "inside), sanity (cascading model randomisation, Adebayo et al. 2018: Spearman of the map "
     "once every layer is random) and robustness (Spearman of the maps of every fold model)"
 )
-
-
-def reference_masks(settings, session, template):
-    """{label: boolean mask on the template grid} from the --derivatives masks dataset."""
-    folder = settings.derivatives.get(MASK_DATASET)
-    if folder is None:
-        return {}
-    if not (folder / "dataset_description.json").is_file():
-        raise NoInputError(
-            f"--derivatives masks={folder}: not a BIDS derivatives dataset "
-            "(no dataset_description.json)"
-        )
-    masks = {}
-    for name, path in find_label_masks(
-        folder, session.subject, session.session, template.resolution
-    ):
-        image = nib.load(str(path))
-        if image.shape != template.shape or not np.allclose(
-            image.affine, template.affine, atol=1e-3
-        ):
-            raise NoInputError(
-                f"{path.name}: not on the {SPACE} grid at {template.resolution:g} mm "
-                f"(shape {image.shape}); masks must be in template space"
-            )
-        mask = np.asarray(image.dataobj) > 0
-        if not mask.any():  # a control has no lesion: nothing to find, not an error
-            print(
-                f"bidsxai: {session.key}: {path.name} is empty; its localisation is n/a",
-                file=sys.stderr,
-            )
-        masks[name] = mask
-    return masks
 
 
 def evaluate_session(model, x, spec, explanation, settings, layer, template, masks, members):

@@ -18,7 +18,7 @@ from bidsxai.preprocess.pipeline import preprocess_session
 from bidsxai.preprocess.quality import quality_gate
 from bidsxai.reports.render import write_citation
 from bidsxai.template import load_template
-from bidsxai.workflows.evaluate_session import MASK_DATASET
+from bidsxai.workflows.reference_masks import MASK_DATASET
 from bidsxai.workflows.sessions import Outcome, run_sessions
 
 

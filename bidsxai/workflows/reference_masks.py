@@ -1,0 +1,115 @@
+"""The reference masks of a session (lesion segmentations, say) on the model's template grid, from
+the ``--derivatives masks=PATH`` dataset.
+
+A mask in template space must lie on the template grid at the run's resolution. A mask in the
+subject's T1w space (no ``space`` entity, or ``space-T1w``) must lie on the raw T1w's grid; it is
+warped to the template with the session's own transforms from preprocessing (the affine, and SyN's
+displacement field where the registration was nonlinear), linearly interpolated and thresholded at
+one half. Where a session has both for one label, the template-space mask is used as it is.
+"""
+
+import json
+import sys
+
+import ants
+import nibabel as nib
+import numpy as np
+
+from bidsxai.errors import NoInputError
+from bidsxai.outputs import (
+    find_label_masks,
+    preproc_path,
+    resolution_label,
+    sidecar_path,
+    xfm_path,
+)
+from bidsxai.template import SPACE
+
+MASK_DATASET = "masks"  # the --derivatives name of the reference masks
+NATIVE_SPACES = (None, "T1w")
+
+
+def reference_masks(settings, session, template):
+    """{label: boolean mask on the template grid}; one-line ``NoInputError`` for a mask bidsxai
+    cannot place."""
+    folder = settings.derivatives.get(MASK_DATASET)
+    if folder is None:
+        return {}
+    if not (folder / "dataset_description.json").is_file():
+        raise NoInputError(
+            f"--derivatives masks={folder}: not a BIDS derivatives dataset "
+            "(no dataset_description.json)"
+        )
+    res = resolution_label(template.resolution)
+    chosen = {}
+    for found in find_label_masks(folder, session.subject, session.session):
+        if found.space not in (SPACE, *NATIVE_SPACES):
+            raise NoInputError(
+                f"{found.path.name}: space-{found.space} is unknown; reference masks must be in "
+                f"{SPACE} or in the subject's T1w space (no space entity)"
+            )
+        if found.space == SPACE and found.res != res:
+            continue  # a mask for runs at another resolution
+        if found.space == SPACE or found.label not in chosen:
+            chosen[found.label] = found
+    masks = {}
+    for name, found in sorted(chosen.items()):
+        if found.space == SPACE:
+            mask = _template_space(found.path, template)
+        else:
+            mask = _warped(found.path, session, settings.output_dir, template)
+        if not mask.any():  # a control has no lesion: nothing to find, not an error
+            print(
+                f"bidsxai: {session.key}: {found.path.name} is empty; its localisation is n/a",
+                file=sys.stderr,
+            )
+        masks[name] = mask
+    return masks
+
+
+def _template_space(path, template):
+    image = nib.load(str(path))
+    if image.shape != template.shape or not np.allclose(image.affine, template.affine, atol=1e-3):
+        raise NoInputError(
+            f"{path.name}: not on the {SPACE} grid at {template.resolution:g} mm "
+            f"(shape {image.shape})"
+        )
+    return np.asarray(image.dataobj) > 0
+
+
+def _warped(path, session, out_dir, template):
+    """A T1w-space mask through the session's T1w-to-template transforms."""
+    t1w = nib.as_closest_canonical(nib.load(str(session.files["T1w"])))
+    image = nib.as_closest_canonical(nib.load(str(path)))
+    if image.shape[:3] != t1w.shape[:3] or not np.allclose(image.affine, t1w.affine, atol=1e-3):
+        raise NoInputError(
+            f"{path.name}: in T1w space but not on the grid of "
+            f"{session.files['T1w'].name} (shape {image.shape}, T1w {t1w.shape})"
+        )
+    transforms = _transforms(session, out_dir, template.resolution)
+    data = (np.asarray(image.dataobj) > 0).astype(np.float32)
+    moving = nib.Nifti1Image(data.reshape(t1w.shape[:3]), image.affine)
+    moving.header.set_xyzt_units("mm", "sec")
+    moving = ants.from_nibabel_nifti(moving)
+    fixed = ants.from_nibabel_nifti(template.image(np.zeros(template.shape)))
+    warped = ants.apply_transforms(fixed, moving, transforms, interpolator="linear")
+    return warped.numpy() >= 0.5
+
+
+def _transforms(session, out_dir, resolution):
+    """The T1w-to-template transforms in ANTs' order (displacement field first)."""
+    t1w = preproc_path(out_dir, session.subject, session.session, "T1w", resolution)
+    sidecar = sidecar_path(t1w)
+    if not sidecar.is_file():
+        raise NoInputError(f"{session.key}: not preprocessed, so its T1w-space masks cannot move")
+    nonlinear = json.loads(sidecar.read_text()).get("RegistrationToTemplate") == "SyN"
+    linear = xfm_path(out_dir, session.subject, session.session, "T1w", SPACE)
+    chain = [xfm_path(out_dir, session.subject, session.session, "T1w", SPACE, "warp")] * nonlinear
+    chain.append(linear)
+    missing = [p.name for p in chain if not p.is_file()]
+    if missing:
+        raise NoInputError(
+            f"{session.key}: transform {missing[0]} is missing; rerun preprocessing to warp "
+            "T1w-space masks"
+        )
+    return [str(p) for p in chain]

@@ -1,0 +1,160 @@
+"""Reference masks for localisation: template space as is, T1w space through the subject's own
+transforms, and one line for every mask that cannot be placed."""
+
+import shutil
+import types
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import RES, run_cli
+from nibabel.processing import resample_from_to
+
+from bidsxai.bids import SessionInputs
+from bidsxai.errors import NoInputError
+from bidsxai.template import load_template
+from bidsxai.workflows.reference_masks import reference_masks
+
+ARGV = ["--model", "cnn3d_group", "--resolution", RES, "--skip-bids-validation", "--nprocs", 1]
+
+
+@pytest.fixture
+def native_masks(cohort, tmp_path):
+    """The cohort's ground truth with its template-space masks removed: T1w space only."""
+    masks = tmp_path / "native"
+    shutil.copytree(cohort / "derivatives" / "groundtruth", masks)
+    for path in masks.rglob("*space-*_mask.*"):
+        path.unlink()
+    return masks
+
+
+def _dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def _masks(settings_out, masks, cohort, subject):
+    session = SessionInputs(
+        subject, None, {"T1w": cohort / f"sub-{subject}/anat/sub-{subject}_T1w.nii.gz"}
+    )
+    settings = types.SimpleNamespace(derivatives={"masks": masks}, output_dir=settings_out)
+    return reference_masks(settings, session, load_template(RES))
+
+
+def test_t1w_space_masks_land_where_the_template_space_masks_are(pipeline, cohort, native_masks):
+    template = load_template(RES)
+    truth = cohort / "derivatives" / "groundtruth"
+    checked = 0
+    for subject in ("02", "03", "05", "06"):
+        expected = np.asarray(
+            nib.load(next((truth / f"sub-{subject}" / "anat").glob("*space-*_mask.nii.gz"))).dataobj
+        )
+        expected = expected > 0
+        if expected.sum() < 10:
+            continue
+        warped = _masks(pipeline["out"], native_masks, cohort, subject)["lesion"]
+        native = nib.load(
+            str(next((native_masks / f"sub-{subject}" / "anat").glob("*_mask.nii.gz")))
+        )
+        unmoved = resample_from_to(native, (template.shape, template.affine), order=1)
+        unmoved = np.asarray(unmoved.dataobj) >= 0.5  # the same mask without the transform
+        # 6 mm voxels cost overlap at the lesions' edges; at 2 mm the Dice is 0.83-0.92.
+        assert _dice(warped, expected) > 0.4
+        assert _dice(warped, expected) > _dice(unmoved, expected) + 0.2
+        checked += 1
+    assert checked >= 2
+
+
+def test_participant_level_localises_against_t1w_space_masks(
+    pipeline, cohort, native_masks, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    code = run_cli(
+        cohort,
+        out,
+        "participant",
+        "--participant-label",
+        "03",
+        *ARGV,
+        "--derivatives",
+        f"masks={native_masks}",
+    )
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "sub-03" / "anat" / "sub-03_evaluation.tsv", sep="\t")
+    assert table["auroc_lesion"].between(0, 1).all()
+
+
+def test_a_template_space_mask_is_preferred_to_the_t1w_one(pipeline, cohort):
+    truth = cohort / "derivatives" / "groundtruth"
+    chosen = _masks(pipeline["out"], truth, cohort, "03")["lesion"]
+    expected = next((truth / "sub-03" / "anat").glob("*space-*_mask.nii.gz"))
+    assert np.array_equal(chosen, np.asarray(nib.load(expected).dataobj) > 0)
+
+
+def test_masks_in_an_unknown_space_or_off_the_t1w_grid_are_refused(pipeline, cohort, native_masks):
+    folder = native_masks / "sub-03" / "anat"
+    native = next(folder.glob("*_mask.nii.gz"))
+    image = nib.load(native)
+    nib.Nifti1Image(np.asarray(image.dataobj)[:-1], image.affine).to_filename(str(native))
+    with pytest.raises(NoInputError, match="not on the grid of sub-03_T1w"):
+        _masks(pipeline["out"], native_masks, cohort, "03")
+    native.rename(folder / "sub-03_space-Foo_label-lesion_mask.nii.gz")
+    with pytest.raises(NoInputError, match="space-Foo is unknown"):
+        _masks(pipeline["out"], native_masks, cohort, "03")
+
+
+def test_bad_reference_masks_fail_their_session_with_one_line(pipeline, cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    argv = ARGV
+    not_bids = tmp_path / "plain"
+    not_bids.mkdir()
+    assert (
+        run_cli(
+            cohort,
+            out,
+            "participant",
+            "--participant-label",
+            "02",
+            *argv,
+            "--derivatives",
+            f"masks={not_bids}",
+        )
+        == 66
+    )
+    assert "not a BIDS derivatives dataset" in capsys.readouterr().err
+    masks = tmp_path / "masks"
+    shutil.copytree(cohort / "derivatives" / "groundtruth", masks)
+    wrong = next((masks / "sub-03" / "anat").glob("*space-*_mask.nii.gz"))
+    image = nib.load(wrong)
+    nib.Nifti1Image(np.asarray(image.dataobj)[:-1], image.affine).to_filename(str(wrong))
+    code = run_cli(
+        cohort,
+        out,
+        "participant",
+        "--participant-label",
+        "02",
+        "03",
+        *argv,
+        "--derivatives",
+        f"masks={masks}",
+    )
+    err = capsys.readouterr().err
+    assert code == 66 and "sub-03" in err and "not on the" in err and "Traceback" not in err
+    assert (out / "sub-02" / "anat" / "sub-02_evaluation.tsv").is_file()
+
+
+def test_after_nonlinear_registration_masks_go_through_the_saved_displacement_field(
+    cohort, native_masks, tmp_path
+):
+    out = tmp_path / "out"
+    argv = ["--participant-label", "03", "--nonlinear", "--resolution", RES, "--nprocs", 1]
+    assert run_cli(cohort, out, "participant", *argv, "--skip-bids-validation") == 0
+    warp = next((out / "sub-03" / "anat").glob("*_desc-warp_xfm.nii.gz"))
+    expected = next((cohort / "derivatives/groundtruth/sub-03/anat").glob("*space-*_mask.nii.gz"))
+    warped = _masks(out, native_masks, cohort, "03")["lesion"]
+    assert _dice(warped, np.asarray(nib.load(expected).dataobj) > 0) > 0.4
+    warp.unlink()
+    with pytest.raises(NoInputError, match="desc-warp_xfm.nii.gz is missing"):
+        _masks(out, native_masks, cohort, "03")
