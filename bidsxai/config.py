@@ -289,7 +289,7 @@ class Settings:
         "costs little; faithfulness costs about 50 Grad-CAMs per map): faithfulness "
         "(voxel inverting, deletion, insertion), localisation (against the masks of "
         "--derivatives masks=PATH), sanity (cascading model randomisation), robustness (every "
-        "fold model); none for no evaluation",
+        "fold model, and every training run of train --seeds); none for no evaluation",
     )
     tolerance_mm: float = option(
         6.0,
@@ -342,6 +342,14 @@ class Settings:
         section="training",
         type=_at_least(1),
         help="repeat the cross-validation with new folds and seeds",
+    )
+    seeds: int = option(
+        1,
+        section="training",
+        type=_at_least(1),
+        metavar="N",
+        help="train every fold model N times with different seeds on the same folds, for run "
+        "robustness (Thibeau-Sutre et al. 2020); the metrics and the explaining model are run 1's",
     )
     test_fraction: float = option(
         0.2,
@@ -443,7 +451,8 @@ class Settings:
         "auto",
         section="group",
         help="aal, templateflow:NAME, a labelled NIfTI with a names TSV beside "
-        "it, or none (auto: AAL when Debian's mricron-data is installed)",
+        "it, or none (auto: AAL when Debian's mricron-data is installed); also the regions of "
+        "participant --evaluate robustness",
     )
     correlate: str | None = option(
         section="group",

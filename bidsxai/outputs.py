@@ -272,6 +272,23 @@ def bundle_dir(out_dir, name):
     return Path(out_dir) / "models" / str(name)
 
 
+def member_name(repeat, fold, run=1):
+    """A bundle member: ``repeat-1_fold-2``, with ``_run-3`` for the third training run of that
+    fold (``train --seeds 3``: the same data, another seed)."""
+    return f"repeat-{repeat}_fold-{fold}" + (f"_run-{run}" if run > 1 else "")
+
+
+_MEMBER = re.compile(r"repeat-(?P<repeat>\d+)_fold-(?P<fold>\d+)(_run-(?P<run>\d+))?$")
+
+
+def parse_member(name):
+    """(repeat, fold, run) of a member name from ``member_name``; None for any other name."""
+    match = _MEMBER.match(str(name))
+    if match is None:
+        return None
+    return int(match["repeat"]), int(match["fold"]), int(match["run"] or 1)
+
+
 def bundle_meta_path(out_dir, name):
     return bundle_dir(out_dir, name) / "model.json"
 

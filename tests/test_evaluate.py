@@ -264,3 +264,31 @@ def test_no_evaluation_file_when_nothing_could_be_evaluated(pipeline):
     assert list(pipeline["out"].rglob("*_heatmap.nii.gz"))
     assert not list(pipeline["out"].rglob("*_evaluation.tsv"))
     assert not (pipeline["out"] / "group" / "method_comparison.tsv").exists()
+
+
+def test_run_robustness_compares_the_training_runs_of_the_explaining_fold(
+    pipeline, cohort, tmp_path, capsys
+):
+    import json
+    import shutil
+
+    import pandas as pd
+    from conftest import RES, run_cli
+
+    from bidsxai.group.atlas import AAL
+
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    common = ["--resolution", RES, "--skip-bids-validation", "--nprocs", 1]
+    train = ["train", "--epochs", 1, "--cv-folds", 2, "--seeds", 2, *common]
+    assert run_cli(cohort, out, *train) == 0, capsys.readouterr().err
+    meta = json.loads((out / "models" / "cnn3d_group" / "model.json").read_text())
+    assert meta["training"]["seeds"] == 2 and "repeat-1_fold-2_run-2" in meta["members"]
+    assert len(meta["metrics"]["cross_validation_runs"]["auc"]["values"]) == 2
+    explain = ["--model", "cnn3d_group", "--participant-label", "02", "--evaluate", "robustness"]
+    assert run_cli(cohort, out, "participant", *explain, *common) == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "sub-02" / "anat" / "sub-02_evaluation.tsv", sep="\t")
+    predicted = table.dropna(subset=["run_robustness_spearman"])
+    assert len(predicted) == 1 and predicted["fold_robustness_spearman"].between(-1, 1).all()
+    if AAL.is_file():  # .ci/run installs it
+        assert predicted["run_robustness_roi_cosine"].between(-1, 1).all()

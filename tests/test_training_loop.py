@@ -60,3 +60,32 @@ def test_cross_validation_predicts_every_cohort_sample_out_of_fold():
     assert np.isfinite(oof[:10]).all() and np.isnan(oof[10:]).all()
     metrics = summarise(members, y, parts, "loss")
     assert metrics["cross_validation"]["n"] == 10 and metrics["test"]["n"] == 2
+
+
+def test_training_runs_share_their_folds_and_differ_in_their_seeds():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 1, 4, 4, 4)).astype(np.float32)
+    y = np.array([0, 1] * 6)
+    parts = [np.array([1, 1, 2, 2, 1, 1, 2, 2, 1, 2, "test", "test"], dtype=object)]
+
+    def build():
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+
+    members = cross_validate(
+        parts,
+        lambda indices, train: VolumeDataset(x[indices], y[indices]),
+        build,
+        n_folds=2,
+        options=TrainOptions(epochs=1, patience=1, batch_size=4),
+        device=torch.device("cpu"),
+        seed=0,
+        runs=3,
+    )
+    names = [m.name for m in members]
+    assert names[:3] == ["repeat-1_fold-1", "repeat-1_fold-1_run-2", "repeat-1_fold-1_run-3"]
+    first, second = members[0], members[1]
+    assert np.array_equal(first.trained_on, second.trained_on)
+    assert not torch.equal(first.model[1].weight, second.model[1].weight)
+    metrics = summarise(members, y, parts, "loss")
+    assert len(metrics["cross_validation_runs"]["balanced_accuracy"]["values"]) == 3
+    assert "_run-" not in metrics["final_member"]

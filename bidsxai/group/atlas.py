@@ -104,6 +104,13 @@ def _templateflow_atlas(name):
     return found[0], names
 
 
+def atlas_option(value, template):
+    """The atlas of ``--atlas``: ``auto`` is AAL where it is installed, else none; ``none`` none."""
+    if value == "auto":
+        return load_atlas("aal", template) if AAL.is_file() else None
+    return None if value in (None, "none") else load_atlas(value, template)
+
+
 def load_atlas(spec, template):
     """The atlas ``spec`` (``aal``, ``templateflow:NAME`` or a NIfTI path) on the template grid."""
     if spec == "aal":

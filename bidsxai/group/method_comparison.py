@@ -17,6 +17,9 @@ MEASURES = {
     "insertion_auc": True,
     "sanity_spearman": False,
     "fold_robustness_spearman": True,
+    "fold_robustness_roi_cosine": True,
+    "run_robustness_spearman": True,
+    "run_robustness_roi_cosine": True,
 }
 
 

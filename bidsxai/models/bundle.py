@@ -15,7 +15,7 @@ from pathlib import Path
 from bidsxai.atomic import atomic_path, write_json
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.registry import get_architecture
-from bidsxai.outputs import bundle_dir, describe_collision, label_collisions
+from bidsxai.outputs import bundle_dir, describe_collision, label_collisions, member_name
 from bidsxai.template import SPACE
 
 
@@ -127,7 +127,7 @@ def member_for(meta, subject):
     final = meta.get("final_member")
     if isinstance(place, int):
         return (
-            f"repeat-1_fold-{place}",
+            member_name(1, place),
             f"fold-{place}",
             f"cross-validation fold {place} (repeat 1): explained by that fold's model, which "
             "never trained on this subject",

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from bidsxai.models.gated_attention import attention_module, attention_weights
+from bidsxai.outputs import member_name
 
 
 def attention_table(members, sessions, y, classes, contrasts, sample, part, final_name):
@@ -15,7 +16,7 @@ def attention_table(members, sessions, y, classes, contrasts, sample, part, fina
         return None
     rows = []
     for i, session in enumerate(sessions):
-        name = final_name if part[i] == "test" else f"repeat-1_fold-{part[i]}"
+        name = final_name if part[i] == "test" else member_name(1, part[i])
         x, covariates = sample(i)
         model = by_name[name]
         with torch.no_grad():

@@ -5,11 +5,13 @@ fold k (out of fold) and the test set. Every fold model is kept: at the particip
 cohort subject is explained by the one model that never trained on it.
 """
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from bidsxai.outputs import member_name
 from bidsxai.training import distributed
 from bidsxai.training.loop import fit, predict
 from bidsxai.training.metrics import classification_metrics
@@ -21,6 +23,7 @@ class Member:
 
     repeat: int
     fold: int
+    run: int
     model: torch.nn.Module
     history: list
     best_epoch: int
@@ -32,7 +35,7 @@ class Member:
 
     @property
     def name(self):
-        return f"repeat-{self.repeat}_fold-{self.fold}"
+        return member_name(self.repeat, self.fold, self.run)
 
 
 def _subject_level(dataset, probabilities):
@@ -48,19 +51,21 @@ def cross_validate(
     options,
     device,
     seed,
+    runs=1,
     ranks=distributed.SINGLE_PROCESS,
     progress=False,
 ):
-    """Train every (repeat, fold) model. ``parts[r]`` gives each sample's fold number or 'test' in
-    repeat r + 1; ``make_dataset(indices, train)`` builds a dataset of those samples."""
+    """Train every (repeat, fold) model, ``runs`` times with different seeds. ``parts[r]`` gives
+    each sample's fold number or 'test' in repeat r + 1; ``make_dataset(indices, train)`` builds a
+    dataset of those samples."""
     members = []
     for r, part in enumerate(parts):
         test = np.flatnonzero(part == "test")
         test_set = make_dataset(test, train=False)
-        for fold in range(1, n_folds + 1):
+        for fold, run in itertools.product(range(1, n_folds + 1), range(1, runs + 1)):
             validation = np.flatnonzero(part == fold)
             train = np.flatnonzero((part != fold) & (part != "test"))
-            member_seed = seed + 1000 * r + fold
+            member_seed = seed + 1000 * r + fold + 100_000 * (run - 1)
             torch.manual_seed(member_seed)
             model = build_model()
             val_set = make_dataset(validation, train=False)
@@ -82,6 +87,7 @@ def cross_validate(
                 Member(
                     r + 1,
                     fold,
+                    run,
                     model.cpu().eval(),
                     history,
                     best_epoch,
@@ -95,19 +101,19 @@ def cross_validate(
     return members
 
 
-def out_of_fold(members, repeat, n_samples, n_classes):
+def out_of_fold(members, repeat, n_samples, n_classes, run=1):
     """Each cohort sample's probabilities from the fold model that did not train on it (NaN rows
     for test samples)."""
     probabilities = np.full((n_samples, n_classes), np.nan)
     for m in members:
-        if m.repeat == repeat:
+        if m.repeat == repeat and m.run == run:
             probabilities[m.validation] = m.validation_probabilities
     return probabilities
 
 
 def chosen_member(members, select_by):
-    """The final model for subjects outside the cohort: repeat 1's fold model with the best
-    selection score on its own validation fold."""
+    """The final model for subjects outside the cohort: the fold model of repeat 1 and run 1 with
+    the best selection score on its own validation fold."""
 
     def score(m):
         best = m.history[m.best_epoch - 1]
@@ -117,12 +123,13 @@ def chosen_member(members, select_by):
             else (-best["val_loss"],)
         )
 
-    return max((m for m in members if m.repeat == 1), key=score)
+    return max((m for m in members if m.repeat == 1 and m.run == 1), key=score)
 
 
 def summarise(members, y, parts, select_by):
-    """Metrics: per member (its validation fold and the test set), pooled out-of-fold per repeat,
-    the final model on the test set, and each metric's mean and SD across repeats."""
+    """Metrics: per member (its validation fold and the test set), pooled out-of-fold per repeat
+    (run 1), the final model on the test set, and each metric's mean and SD across repeats and
+    across training runs (repeat 1)."""
     n_classes = members[0].validation_probabilities.shape[1]
     test = np.flatnonzero(parts[0] == "test")
     final = chosen_member(members, select_by)
@@ -144,22 +151,38 @@ def summarise(members, y, parts, select_by):
     if len(test):
         metrics["test"] = per_member[final.name]["test"]
     if len(repeats) > 1:
-        keys = ("accuracy", "balanced_accuracy", "auc", "sensitivity", "specificity", "f1", "loss")
-        metrics["cross_validation_repeats"] = {
-            k: {
-                "mean": float(np.nanmean([m[k] for m in repeats])),
-                "sd": float(np.nanstd([m[k] for m in repeats], ddof=1)),
-                "values": [m[k] for m in repeats],
-            }
-            for k in keys
-        }
+        metrics["cross_validation_repeats"] = _spread(repeats)
+    runs = max(m.run for m in members)
+    if runs > 1:
+        cohort = np.flatnonzero(parts[0] != "test")
+        metrics["cross_validation_runs"] = _spread(
+            [
+                classification_metrics(
+                    y[cohort], out_of_fold(members, 1, len(y), n_classes, run)[cohort]
+                )
+                for run in range(1, runs + 1)
+            ]
+        )
     return metrics
+
+
+def _spread(results):
+    """Each metric's mean, SD and values over several cross-validations."""
+    keys = ("accuracy", "balanced_accuracy", "auc", "sensitivity", "specificity", "f1", "loss")
+    return {
+        k: {
+            "mean": float(np.nanmean([m[k] for m in results])),
+            "sd": float(np.nanstd([m[k] for m in results], ddof=1)),
+            "values": [m[k] for m in results],
+        }
+        for k in keys
+    }
 
 
 def slice_metrics(members, y, parts, n_slices, final_name):
     """2D models: every slice on its own, pooled out of fold (repeat 1) and the final model's test
     set."""
-    validation = [m for m in members if m.repeat == 1]
+    validation = [m for m in members if m.repeat == 1 and m.run == 1]
     pooled_y = np.concatenate([np.repeat(y[m.validation], n_slices) for m in validation])
     metrics = {
         "cross_validation": classification_metrics(

@@ -13,6 +13,7 @@ from bidsxai.explain import CAM_FAMILY, explain_many
 from bidsxai.models.bundle import BundleModels, member_for, resolve_bundle
 from bidsxai.models.covariates import binding, subject_covariates
 from bidsxai.models.registry import get_architecture
+from bidsxai.outputs import parse_member
 from bidsxai.template import load_template
 from bidsxai.training.dataset import load_inputs
 from bidsxai.workflows.device import pick_device
@@ -115,18 +116,24 @@ def classify_one(session, job):
     )
     if job.settings.evaluate:
         masks = reference_masks(job.settings, session, template)
-        members = _fold_members(job) if "robustness" in job.settings.evaluate else {}
+        others = _robustness_members(job, member) if "robustness" in job.settings.evaluate else {}
         with ExitStack() as bound:
-            for m in [model, *members.values()]:
+            for m in [model, *[m for group in others.values() for m in group.values()]]:
                 bound.enter_context(binding(m, covariates))
             rows, curves = evaluate_session(
-                model, x, spec, explanation, job.settings, job.layer, template, masks, members
+                model, x, spec, explanation, job.settings, job.layer, template, masks, others
             )
         write_evaluation(out, session, rows, curves, job.settings)
     return predicted
 
 
-def _fold_members(job):
-    """The fold models of the bundle's first repeat, by name."""
-    names = [n for n in job.models.meta.get("members", {}) if n.startswith("repeat-1_")]
-    return {n: job.models.get(n) for n in names}
+def _robustness_members(job, member):
+    """{"fold": the fold models of repeat 1 and run 1, "run": every training run of ``member``'s
+    fold (``train --seeds``)}, each by name."""
+    names = {n: parse_member(n) for n in job.models.meta.get("members", {})}
+    own = names.get(member)
+    groups = {
+        "fold": [n for n, p in names.items() if p and p[0] == 1 and p[2] == 1],
+        "run": [n for n, p in names.items() if own and p and p[:2] == own[:2]],
+    }
+    return {kind: {n: job.models.get(n) for n in group} for kind, group in groups.items()}

@@ -3,9 +3,11 @@
 Per method and target class: faithfulness (voxel inverting against a random mask, deletion and
 insertion), localisation against every reference mask the session has in a ``--derivatives
 masks=PATH`` dataset, sanity (cascading randomisation of the model) and robustness (the same
-session explained by every fold model of the bundle). Rows go to ``*_evaluation.tsv``, curves to
+session explained by every fold model of the bundle, and by every training run of its fold). Rows go to ``*_evaluation.tsv``, curves to
 its sidecar, both read by the subject report.
 """
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,7 @@ import pandas as pd
 from bidsxai.atomic import atomic_path, write_json
 from bidsxai.evaluate import faithfulness, localisation, randomisation, robustness
 from bidsxai.explain import CAM_FAMILY, explain
+from bidsxai.group.atlas import atlas_option
 from bidsxai.outputs import evaluation_path, sidecar_path
 from bidsxai.training.dataset import crop
 
@@ -23,7 +26,8 @@ DESCRIPTION = (
     "the map against a random set of the same size, Lu et al. 2023; deletion and insertion curves "
     "with a blurred baseline), localisation against reference masks (AUROC, pointing game, mass "
     "inside), sanity (cascading model randomisation, Adebayo et al. 2018: Spearman of the map "
-    "once every layer is random) and robustness (Spearman of the maps of every fold model)"
+    "once every layer is random) and robustness (Spearman and ROI-vector cosine of the maps of "
+    "every fold model, and of every training run of the explaining fold)"
 )
 
 
@@ -71,8 +75,12 @@ def evaluate_session(model, x, spec, explanation, settings, layer, template, mas
         rows.append(row)
     if "sanity" in settings.evaluate:
         _sanity(rows, model, x, explanation, layer, region)
-    if "robustness" in settings.evaluate and len(members) > 1:
-        _robustness(rows, members, x, explanation, layer, region, explanation.parameters)
+    compared = {kind: group for kind, group in members.items() if len(group) > 1}
+    if "robustness" in settings.evaluate and compared:
+        atlas = atlas_option(settings.atlas, template)
+        atlas = atlas and dataclasses.replace(atlas, labels=crop(atlas.labels, spec["crop"]))
+        for kind, group in compared.items():
+            _robustness(rows, kind, group, x, explanation, layer, region, atlas)
     return rows, curves
 
 
@@ -94,19 +102,23 @@ def _sanity(rows, model, x, explanation, layer, region):
         row["sanity_passed"] = bool(abs(result["spearman"][-1]) < SANITY_THRESHOLD)
 
 
-def _robustness(rows, members, x, explanation, layer, region, parameters):
-    """Agreement of the predicted class's maps from every fold model of the bundle."""
+def _robustness(rows, kind, members, x, explanation, layer, region, atlas):
+    """Agreement of the predicted class's maps from several models of the bundle: every fold
+    model (``kind`` "fold") or every training run of one fold ("run")."""
     predicted = explanation.classes.index(explanation.predicted)
     for row in rows:
         if row["target"] != explanation.predicted:
             continue
         method = row["method"]
-        params = _explain_params(method, layer, parameters)
+        params = _explain_params(method, layer, explanation.parameters)
         maps = {
             name: explain(model, x, method, target=predicted, **params)[0].detach().cpu().numpy()
             for name, model in members.items()
         }
-        row["fold_robustness_spearman"] = robustness(maps, region=region)["spearman_mean"]
+        agreement = robustness(maps, region=region, atlas=atlas)
+        row[f"{kind}_robustness_spearman"] = agreement["spearman_mean"]
+        if atlas is not None:
+            row[f"{kind}_robustness_roi_cosine"] = agreement["roi_cosine_mean"]
 
 
 def write_evaluation(out, session, rows, curves, settings):

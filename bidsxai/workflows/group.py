@@ -22,9 +22,8 @@ from bidsxai.atomic import atomic_path
 from bidsxai.bids import read_participants
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.group.atlas import (
-    AAL,
+    atlas_option,
     cosine_similarity,
-    load_atlas,
     lobe_summary,
     region_table,
     roi_vector,
@@ -160,12 +159,6 @@ def _load(paths):
     return np.stack([np.asarray(nib.load(str(p)).dataobj, np.float32) for p in paths])
 
 
-def _atlas(settings, template):
-    if settings.atlas == "auto":
-        return load_atlas("aal", template) if AAL.is_file() else None
-    return None if settings.atlas == "none" else load_atlas(settings.atlas, template)
-
-
 def _correlation_image(settings, subject, session):
     """The preprocessed contrast, or the user's file when --correlate-image is a path pattern
     with {subject} (and {session}), e.g. a quantitative map already on the template grid."""
@@ -206,7 +199,7 @@ def run_group(settings, subjects=None):
     pairs = group_pairs(sorted(heatmaps["group"].unique()), settings.groups)
     _check_inputs(settings, participants, heatmaps[heatmaps["first"]])
     template = load_template(settings.resolution)
-    atlas = _atlas(settings, template)
+    atlas = atlas_option(settings.atlas, template)
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)  # as used
     job = GroupJob(
         settings, participants, pairs, template, atlas, parse_threshold(settings.threshold)

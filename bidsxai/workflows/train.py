@@ -265,6 +265,7 @@ def _train(settings, sessions, ranks):
         options=options,
         device=device,
         seed=settings.seed,
+        runs=settings.seeds,
         ranks=ranks,
         progress=sys.stderr.isatty() and ranks.main,
     )
@@ -416,6 +417,7 @@ def training_record(settings, options, scheme, processes, members, subjects):
     return {
         "cv_folds": settings.cv_folds,
         "cv_repeats": settings.cv_repeats,
+        "seeds": settings.seeds,
         "test_fraction": settings.test_fraction,
         "seed": settings.seed,
         "select_by": settings.select_by,
