@@ -3,8 +3,8 @@
 Per method and target class: faithfulness (voxel inverting against a random mask, deletion and
 insertion), localisation against every reference mask the session has in a ``--derivatives
 masks=PATH`` dataset, sanity (cascading randomisation of the model) and robustness (the same
-session explained by every fold model of the bundle, and by every training run of its fold). Rows go to ``*_evaluation.tsv``, curves to
-its sidecar, both read by the subject report.
+session explained by every fold model of the bundle, and by every training run of its fold). Rows
+go to ``*_evaluation.tsv``, curves to its sidecar, both read by the subject report.
 """
 
 import dataclasses
