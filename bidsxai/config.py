@@ -291,6 +291,14 @@ class Settings:
         "--derivatives masks=PATH), sanity (cascading model randomisation), robustness (every "
         "fold model, and every training run of train --seeds); none for no evaluation",
     )
+    faithfulness_baseline: str = option(
+        "blur",
+        section="explanation",
+        choices=("blur", "road"),
+        help="what deletion and insertion put in place of the voxels they remove: blur (a "
+        "Gaussian-blurred copy, SD 3 voxels; cheap) or road (noisy linear imputation, Rong et "
+        "al. 2022; hides the removal's shape, one sparse solve per fraction)",
+    )
     tolerance_mm: float = option(
         6.0,
         section="explanation",

@@ -91,15 +91,45 @@ def test_localisation_equals_quantus_on_2d_maps():
     assert np.allclose(ours["mass_inside"], theirs["RelevanceMassAccuracy"], atol=1e-6)
 
 
-def test_the_ideal_map_has_the_steepest_deletion_and_inverting_curves():
+@pytest.mark.parametrize("baseline", ["blur", "road"])
+def test_the_ideal_map_has_the_steepest_deletion_and_inverting_curves(baseline):
     model, x = BoxSum().eval(), _input()
-    ideal = faithfulness(model, x, BOX.astype(float), target=1)
-    noise = faithfulness(model, x, np.random.default_rng(4).random(SHAPE), target=1)
+    ideal = faithfulness(model, x, BOX.astype(float), target=1, baseline=baseline)
+    noise = faithfulness(
+        model, x, np.random.default_rng(4).random(SHAPE), target=1, baseline=baseline
+    )
     assert ideal["deletion_auc"] < noise["deletion_auc"]
     assert ideal["insertion_auc"] > noise["insertion_auc"]
     assert ideal["inverting_drop"] > ideal["inverting_drop_random"]
     assert abs(noise["inverting_drop"] - noise["inverting_drop_random"]) < 0.05
     assert len(ideal["deletion"]) == len(ideal["fractions"]) == 20
+
+
+def test_linear_imputation_equals_quantus_road_in_2d():
+    from quantus.functions.perturb_func import noisy_linear_imputation
+
+    from bidsxai.evaluate.imputation import linear_imputation
+
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 20, 24))
+    removed = rng.random((20, 24)) < 0.4
+    removed[5:12, 6:15] = True
+    expected = noisy_linear_imputation(image, np.flatnonzero(removed), noise=0.0)
+    np.testing.assert_allclose(linear_imputation(image, removed), expected, atol=1e-6)
+    noisy = linear_imputation(image, removed, noise=0.01)
+    assert 0.005 < np.std(noisy - expected) < 0.015 and np.array_equal(
+        noisy[:, ~removed], image[:, ~removed]
+    )
+
+
+def test_linear_imputation_fills_a_hole_in_a_linear_ramp_exactly_in_3d():
+    from bidsxai.evaluate.imputation import linear_imputation
+
+    ramp = (np.indices((9, 10, 11)) * np.array([0.5, -1.0, 2.0])[:, None, None, None]).sum(0)
+    removed = np.zeros(ramp.shape, bool)
+    removed[2:7, 3:8, 1:9] = True
+    filled = linear_imputation(ramp[None], removed)[0]
+    np.testing.assert_allclose(filled, ramp, atol=1e-6)
 
 
 def test_faithfulness_batches_every_perturbed_volume():

@@ -3,11 +3,16 @@
 - Voxel inverting (Lu et al. 2023): the top-q fraction of the map's voxels is replaced by 1 - x on
   the [0, 1]-normalised input, for q in ``fractions``, and the target probability recorded; a
   random set of the same size is the baseline. A faithful map drops the probability faster.
-- Deletion and insertion: the top-q voxels are replaced by a blurred copy of the input (deletion),
-  or only they are kept and the rest blurred (insertion). A blur stays closer to the data
-  distribution than zeros, which would create edges the model never saw; it is the default for
-  that reason. The areas under the curves (over q) summarise them: low for deletion and high for
-  insertion are faithful.
+- Deletion and insertion: the top-q voxels are replaced (deletion), or only they are kept and the
+  rest of the region replaced (insertion). Either baseline stays closer to the data distribution
+  than zeros, which would create edges the model never saw:
+  - ``blur`` (the default): a Gaussian-blurred copy of the input; one copy serves every fraction,
+    so a curve costs its forward passes only;
+  - ``road``: noisy linear imputation (Rong et al. 2022), which also hides the removal's shape
+    from the model, at the cost of one sparse solve per fraction and channel (seconds each on a
+    2 mm volume; ``benchmarks/evaluate_cost.py``).
+  The areas under the curves (over q) summarise them: low for deletion and high for insertion are
+  faithful.
 
 Every perturbed volume of every curve runs through the model in batches of ``chunk``.
 """
@@ -17,7 +22,10 @@ import torch
 from scipy import ndimage
 from scipy.integrate import trapezoid
 
+from bidsxai.evaluate.imputation import linear_imputation
+
 DEFAULT_FRACTIONS = tuple(np.round(np.arange(1, 21) * 0.025, 3))  # 2.5 % ... 50 %
+BASELINES = ("blur", "road")
 
 
 def _area(fractions, values):
@@ -27,6 +35,22 @@ def _area(fractions, values):
 def _blurred(x, sigma):
     blurred = np.stack([ndimage.gaussian_filter(c, sigma) for c in x[0].cpu().numpy()])
     return torch.as_tensor(blurred, dtype=x.dtype, device=x.device)[None]
+
+
+def _imputer(x, noise, seed):
+    """fill(chosen): the noisy linear imputation of the chosen voxels of ``x``, in their order."""
+    values = x[0].detach().cpu().numpy()
+    spatial = values.shape[1:]
+
+    def fill(chosen):
+        index = chosen.cpu().numpy()
+        removed = np.zeros(int(np.prod(spatial)), bool)
+        removed[index] = True
+        imputed = linear_imputation(values, removed.reshape(spatial), noise=noise, seed=seed)
+        filled = imputed.reshape(len(values), -1)[:, index]
+        return torch.as_tensor(filled, dtype=x.dtype, device=x.device)[None]
+
+    return fill
 
 
 @torch.no_grad()
@@ -48,18 +72,20 @@ def faithfulness(
     baseline: str = "blur",
     region: np.ndarray | None = None,
     blur_sigma: float = 3.0,
+    road_noise: float = 0.01,
     seed: int = 0,
     chunk: int = 8,
 ) -> dict:
     """Curves of the target probability for one input ``x`` (1, C, *spatial) and its map
-    (*spatial), over the voxels of ``region`` (default: every voxel).
+    (*spatial), over the voxels of ``region`` (default: every voxel). ``baseline`` is "blur"
+    (SD ``blur_sigma`` voxels) or "road" (noise SD ``road_noise``, in the input's units).
 
     Returns {"fractions", "probability" (unperturbed), "inverted", "inverted_random", "deletion",
     "insertion", "inverting_drop" and "inverting_drop_random" (mean probability drop over the
     fractions), "deletion_auc", "insertion_auc"}.
     """
-    if baseline != "blur":
-        raise ValueError(f"baseline must be 'blur', got {baseline!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     model.eval()
     fractions = np.asarray(fractions, np.float64)
     heatmap = np.asarray(maps, np.float64)
@@ -69,28 +95,30 @@ def faithfulness(
     shuffled = torch.as_tensor(np.random.default_rng(seed).permutation(voxels))
     counts = np.maximum(1, np.round(fractions * len(voxels)).astype(int))
     flat = x.reshape(1, x.shape[1], -1)
-    blurred = _blurred(x, blur_sigma).reshape(flat.shape)
+    inverted = 1 - flat
 
-    def perturbed(order, replace_with, keep=False):
+    def replaced(order, sizes, fill):
+        """The input with the first k voxels of ``order`` replaced by ``fill(chosen)``, per k."""
         volumes = []
-        for k in counts:
+        for k in sizes:
             chosen = order[:k].to(x.device)
-            if keep:  # insertion: the blurred input with the chosen voxels put back
-                volume = replace_with.clone()
-                volume[..., chosen] = flat[..., chosen]
-            else:
-                volume = flat.clone()
-                volume[..., chosen] = replace_with[..., chosen]
+            volume = flat.clone()
+            volume[..., chosen] = fill(chosen)
             volumes.append(volume.reshape(x.shape))
         return volumes
 
-    inverted_input = 1 - flat
+    if baseline == "blur":
+        blurred = _blurred(x, blur_sigma).reshape(flat.shape)
+        removed = lambda chosen: blurred[..., chosen]
+    else:
+        removed = _imputer(x, road_noise, seed)
     probability = float(_probabilities(model, [x], target, 1)[0])
     curves = {
-        "inverted": perturbed(ranked, inverted_input),
-        "inverted_random": perturbed(shuffled, inverted_input),
-        "deletion": perturbed(ranked, blurred),
-        "insertion": perturbed(ranked, blurred, keep=True),
+        "inverted": replaced(ranked, counts, lambda chosen: inverted[..., chosen]),
+        "inverted_random": replaced(shuffled, counts, lambda chosen: inverted[..., chosen]),
+        "deletion": replaced(ranked, counts, removed),
+        # insertion keeps the top k of the region: the other n - k are replaced
+        "insertion": replaced(ranked.flip(0), len(voxels) - counts, removed),
     }
     names = list(curves)
     values = _probabilities(model, [v for n in names for v in curves[n]], target, chunk)

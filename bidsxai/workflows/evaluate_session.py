@@ -23,11 +23,11 @@ EVALUATIONS = ("faithfulness", "localisation", "sanity", "robustness")
 SANITY_THRESHOLD = 0.2  # |Spearman| after full randomisation above this fails the check
 DESCRIPTION = (
     "How far each heatmap can be trusted: faithfulness (voxel inverting of the top fraction of "
-    "the map against a random set of the same size, Lu et al. 2023; deletion and insertion curves "
-    "with a blurred baseline), localisation against reference masks (AUROC, pointing game, mass "
-    "inside), sanity (cascading model randomisation, Adebayo et al. 2018: Spearman of the map "
-    "once every layer is random) and robustness (Spearman and ROI-vector cosine of the maps of "
-    "every fold model, and of every training run of the explaining fold)"
+    "the map against a random set of the same size, Lu et al. 2023; deletion and insertion curves"
+    " with a blurred or imputed baseline), localisation against reference masks (AUROC, pointing "
+    "game, mass inside), sanity (cascading model randomisation, Adebayo et al. 2018: Spearman of "
+    "the map once every layer is random) and robustness (Spearman and ROI-vector cosine of the "
+    "maps of every fold model, and of every training run of the explaining fold)"
 )
 
 
@@ -46,6 +46,7 @@ def evaluate_session(model, x, spec, explanation, settings, layer, template, mas
                 crop(item.heatmap, spec["crop"]),
                 target=item.index,
                 region=region,
+                baseline=settings.faithfulness_baseline,
                 seed=settings.seed,
             )
             row.update(
@@ -135,6 +136,7 @@ def write_evaluation(out, session, rows, curves, settings):
             "Description": DESCRIPTION,
             "Evaluations": list(settings.evaluate),
             "PointingToleranceMM": settings.tolerance_mm,
+            "FaithfulnessBaseline": settings.faithfulness_baseline,
             "SanityThreshold": SANITY_THRESHOLD,
             "Curves": curves,
         },
