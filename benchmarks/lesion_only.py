@@ -4,9 +4,10 @@ maps evaluated against the planted lesions, a sanity check (cascading randomisat
 subjects, then the group's method comparison.
 
 Usage: python benchmarks/lesion_only.py OUT [--n-subjects 48] [--sanity-subjects 02 05 ...]
-Each subject is explained for its predicted class. Prints each step's time, the cross-validated balanced accuracy, each method's localisation AUROC
-and pointing rate over the subjects' true-class maps (median and mean), the sanity check's
-Spearman rho per method and subject, and the method-comparison table.
+Each subject is explained for its predicted class; a bundle already trained is reused. Prints
+each step's time, the cross-validated balanced accuracy, each method's localisation AUROC and
+pointing rate over the subjects' true-class maps (median and mean), the sanity check's Spearman
+rho per method and subject, and the method-comparison table.
 """
 
 import argparse
