@@ -91,6 +91,13 @@ def build_parser():
             help=_with_default(meta["help"], default),
             **kwargs,
         )
+    p.add_argument(
+        "--config-file",
+        type=Path,
+        metavar="FILE",
+        help="settings from a TOML that a run saved in OUTPUT_DIR/logs/; options given on the "
+        "command line override it",
+    )
     p.add_argument("--version", action="version", version=f"bidsxai {__version__}")
     p.add_argument(
         "--list-architectures",
@@ -181,10 +188,13 @@ def make_output_dir(path):
 
 def run(settings):
     from bidsxai.bids import check_is_bids, load_filters, open_layout, select_inputs
+    from bidsxai.config import available_cpus
+    from bidsxai.threads import limit_threads
     from bidsxai.workflows.device import pick_device
 
     settings = check_paths(settings)
     check_options(settings)
+    limit_threads(settings.omp_nthreads or available_cpus())
     pick_device(settings.device)  # refuse a bad --device before any work
     bids, out = settings.bids_dir, settings.output_dir
     check_is_bids(bids)
@@ -275,12 +285,31 @@ def _terminate(signum, frame):
     raise Terminated
 
 
+def parse_settings(argv=None):
+    """The run's settings: the command line over ``--config-file`` over the defaults."""
+    from bidsxai.config import Settings
+
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    config = args.pop("config_file")
+    if config is not None:
+        try:
+            saved = Settings.values_from_toml(Path(config).read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--config-file {config}: cannot read it ({exc})") from None
+        except ValueError as exc:
+            raise UsageError(f"--config-file {config}: {exc}") from None
+        positional = {"bids_dir", "output_dir", "level", "run_id"}
+        parser.set_defaults(**{k: v for k, v in saved.items() if k not in positional})
+        args = vars(parser.parse_args(argv))
+        args.pop("config_file")
+    return Settings(**args)
+
+
 def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        from bidsxai.config import Settings
-
-        settings = Settings(**vars(build_parser().parse_args(argv)))
+        settings = parse_settings(argv)
         logging.basicConfig(
             level=logging.WARNING - 10 * settings.verbosity, format="bidsxai: %(message)s"
         )

@@ -197,6 +197,18 @@ class Settings:
         help="sessions processed in parallel (default: the CPUs this process may "
         "use, SLURM_CPUS_PER_TASK or the affinity mask)",
     )
+    omp_nthreads: int | None = option(
+        section="execution",
+        type=_at_least(1),
+        metavar="N",
+        help="most threads per process, for torch, OpenMP, BLAS, numba and ITK (default: the "
+        "CPUs this process may use, shared among the sessions that run at once)",
+    )
+    stop_on_first_crash: bool = option(
+        False,
+        section="execution",
+        help="stop at the first session that fails (the default runs every other session)",
+    )
     seed: int = option(0, section="execution", type=int, help="random seed of every stage")
     reports_only: bool = option(
         False, section="execution", help="only (re)write the reports from existing outputs"
@@ -512,14 +524,22 @@ class Settings:
     @classmethod
     def from_toml(cls, text):
         """The settings a saved TOML holds (the round trip of ``to_toml``)."""
+        return cls(**cls.values_from_toml(text))
+
+    @classmethod
+    def values_from_toml(cls, text):
+        """{field: value} of a saved TOML; ValueError for text that is not such a file or that
+        names unknown settings."""
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
 
-        flat = {
-            k: v for section in tomllib.loads(text)["settings"].values() for k, v in section.items()
-        }
+        try:
+            sections = tomllib.loads(text)["settings"]
+            flat = {k: v for section in sections.values() for k, v in section.items()}
+        except (tomllib.TOMLDecodeError, KeyError, AttributeError, TypeError) as exc:
+            raise ValueError(f"not a bidsxai settings file ({type(exc).__name__}: {exc})") from None
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(flat) - set(known))
         if unknown:
@@ -529,7 +549,7 @@ class Settings:
                 flat[name] = Path(value)
             elif name == "derivatives":
                 flat[name] = {k: Path(v) for k, v in value.items()}
-        return cls(**flat)
+        return flat
 
     def save(self):
         path = settings_log_path(self.output_dir, self.level, self.run_id)

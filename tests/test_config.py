@@ -17,7 +17,9 @@ from bidsxai.reports.render import methods_text, references_bib
 
 
 def _settings(*argv):
-    return Settings(**vars(build_parser().parse_args(["bids", "out", *argv])))
+    from bidsxai.cli import parse_settings
+
+    return parse_settings(["bids", "out", *argv])
 
 
 def test_every_setting_is_an_option_with_its_default():
@@ -132,3 +134,32 @@ def test_cli_choices_and_methods_text_derive_from_the_method_table():
     assert (
         "[@thibeausutre2020] trained with" in text
     )  # the architecture's citation from its registry entry
+
+
+def test_config_file_gives_the_saved_settings_and_the_command_line_overrides_it(tmp_path):
+    import dataclasses
+
+    from bidsxai.cli import parse_settings
+    from bidsxai.errors import UsageError
+
+    argv = ["bids", "out", "participant", "--methods", "gradcam,lrp", "--omp-nthreads", "3"]
+    saved = parse_settings(argv + ["--stop-on-first-crash", "--seed", "7", "-v"])
+    toml = tmp_path / "settings.toml"
+    toml.write_text(saved.to_toml())
+    again = parse_settings(["bids", "out", "participant", "--config-file", str(toml)])
+    assert dataclasses.replace(again, run_id=saved.run_id) == saved
+    override = parse_settings(
+        ["bids", "out", "participant", "--config-file", str(toml), "--seed", "2"]
+    )
+    assert override.seed == 2 and override.methods == ["gradcam", "lrp"]
+    bad = tmp_path / "bad.toml"
+    for text, message in (
+        ("not = [toml", "not a bidsxai settings file"),
+        ("[other]\nx = 1\n", "not a bidsxai settings file"),
+        (saved.to_toml().replace("seed = 7", "seed = 7\nturbo = 1"), "unknown settings turbo"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(UsageError, match=message):
+            parse_settings(["bids", "out", "participant", "--config-file", str(bad)])
+    with pytest.raises(UsageError, match="cannot read it"):
+        parse_settings(["bids", "out", "participant", "--config-file", str(tmp_path / "none")])

@@ -20,7 +20,7 @@ import pytest
 from conftest import RES, run_cli
 
 from bidsxai.config import Settings
-from bidsxai.errors import EXIT_CANNOT_CREATE_OUTPUT, EXIT_NO_INPUT, EXIT_USAGE
+from bidsxai.errors import EXIT_CANNOT_CREATE_OUTPUT, EXIT_NO_INPUT, EXIT_USAGE, NoInputError
 from bidsxai.models.bundle import sha256_of
 from bidsxai.scratch import TEMP_FILE_PREFIX, WORK_PREFIX
 from bidsxai.synth import CohortSpec, synthesise
@@ -155,6 +155,38 @@ def test_a_lost_worker_fails_only_its_session(tmp_path, capsys):
     assert [o.value for o in outcomes if o.ok] == ["sub-01", "sub-02", "sub-04", "sub-05", "sub-06"]
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sub-03" in err[0] and "out-of-memory" in err[0]
+
+
+def _fails_for_sub_02(item):
+    time.sleep(0.3 if item.key != "sub-02" else 0.0)
+    if item.key == "sub-02":
+        raise NoInputError("sub-02: broken on purpose")
+    return item.key
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_stop_on_first_crash_runs_no_session_after_the_failure(tmp_path, capsys, nprocs):
+    items = [_Item(f"sub-0{i}") for i in range(1, 7)]
+    outcomes = run_sessions(_fails_for_sub_02, items, (), tmp_path, nprocs=nprocs, stop=True)
+    assert outcomes[1].message == "sub-02: broken on purpose" and outcomes[1].exit_code == 66
+    skipped = [o for o in outcomes if not o.ok and "not run" in o.message]
+    assert len(skipped) >= 6 - 1 - nprocs - 1  # at most the sessions already running finish
+    assert all(o.exit_code == 66 and "sub-02 failed first" in o.message for o in skipped)
+    assert outcomes[0].ok and outcomes[-1].message is not None
+    without = run_sessions(_fails_for_sub_02, items, (), tmp_path, nprocs=nprocs)
+    assert [o.ok for o in without] == [True, False, True, True, True, True]
+
+
+def _threads(item):
+    import torch
+
+    return os.environ["OMP_NUM_THREADS"], torch.get_num_threads()
+
+
+def test_each_worker_is_capped_at_its_share_of_the_threads(tmp_path):
+    items = [_Item("sub-01"), _Item("sub-02")]
+    capped = run_sessions(_threads, items, (), tmp_path, nprocs=2, threads=3)
+    assert [o.value for o in capped] == [("3", 3), ("3", 3)]
 
 
 def test_a_full_disk_is_exit_73_for_that_session_and_the_others_complete(

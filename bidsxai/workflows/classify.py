@@ -89,7 +89,13 @@ def classify_sessions(settings, sessions):
     participants = read_participants(settings.bids_dir) if meta.get("covariates") else None
     job = ExplainJob(settings, models, participants, layer, targets, device, folder.name)
     return run_sessions(
-        classify_one, sessions, (job,), settings.crash_dir, nprocs=1, desc="explaining"
+        classify_one,
+        sessions,
+        (job,),
+        settings.crash_dir,
+        nprocs=1,
+        desc="explaining",
+        stop=settings.stop_on_first_crash,
     )
 
 

@@ -97,6 +97,7 @@ def write_subject_reports(settings, sessions):
         settings.crash_dir,
         settings.nprocs,
         desc="reports",
+        threads=settings.omp_nthreads,
     )
 
 
@@ -136,11 +137,14 @@ def run_participant(settings, sessions, report_sessions=None):
             settings.crash_dir,
             settings.nprocs,
             desc="preprocessing",
+            threads=settings.omp_nthreads,
+            stop=settings.stop_on_first_crash,
         )
         gated = [] if settings.qc_override else quality_failures(outcomes)
         done = {o.key for o in outcomes if o.ok} - {o.key for o in gated}
         ready = [s for s in sessions if s.key in done]
-        if settings.model and ready:
+        stopped = settings.stop_on_first_crash and len(done) < len(sessions)
+        if settings.model and ready and not stopped:
             outcomes += classify_sessions(settings, ready)
     failed = {o.key for o in outcomes if not o.ok}
     outcomes += gated  # reported, with the gate's reasons, but not classified

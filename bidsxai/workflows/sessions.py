@@ -8,6 +8,10 @@ Workers die with the main process (Linux: the kernel sends them SIGKILL when it 
 killed it). A worker that dies under a session (the out-of-memory killer's SIGKILL, say) breaks
 the pool: the sessions it did not finish are run again in a new pool, each session that was in
 flight alone, so a session that kills its worker again fails by itself and the others complete.
+
+Each worker is capped at its share of the threads (``--omp-nthreads``, by default the CPUs over
+the workers). With ``stop`` (``--stop-on-first-crash``) the first failure ends the run: sessions
+not yet started are reported as not run, with the failure's exit code.
 """
 
 import ctypes
@@ -18,7 +22,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bidsxai.atomic import write_text
+from bidsxai.config import available_cpus
 from bidsxai.errors import EXIT_CANNOT_CREATE_OUTPUT, EXIT_INTERNAL, BidsxaiError
+from bidsxai.threads import limit_threads
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
@@ -75,8 +81,9 @@ def _crashed(item, exc, crash_dir):
     )
 
 
-def _die_with_parent():
-    """Pool initializer: end this worker when the main process ends, however it ends."""
+def _start_worker(threads):
+    """Pool initializer: cap the worker's threads, and end it when the main process ends."""
+    limit_threads(threads)
     parent = os.getppid()
     try:  # Linux: PR_SET_PDEATHSIG (1) makes the kernel send SIGKILL when the parent exits
         if (
@@ -121,20 +128,32 @@ def _worker_died(item):
     )
 
 
-def _run_pool(function, items, args, crash_dir, workers, progress):
-    """{index: Outcome} of the items a pool finished, and the indices in flight when it broke."""
+def _run_pool(function, items, args, crash_dir, workers, progress, threads=None, stop=False):
+    """{index: Outcome} of the items a pool finished, and the indices in flight when it broke.
+
+    A session is handed to the pool only when a worker is free, so that after a failure under
+    ``stop`` only the sessions already running finish (the pool's own queue would start more).
+    """
     done, in_flight_keys = {}, set()
+    threads = threads or max(1, available_cpus() // workers)
+    waiting = list(enumerate(items))[::-1]
+    running = {}
     with tempfile.TemporaryDirectory(prefix="bidsxai-in-flight-") as markers:
-        pool = ProcessPoolExecutor(workers, initializer=_die_with_parent)
+        pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(threads,))
         try:
-            futures = {
-                pool.submit(_tracked_call, function, item, args, crash_dir, markers): i
-                for i, item in enumerate(items)
-            }
-            for future, i in futures.items():
+            stopping = False
+            while running or (waiting and not stopping):
+                while waiting and not stopping and len(running) < workers:
+                    i, item = waiting.pop()
+                    future = pool.submit(_tracked_call, function, item, args, crash_dir, markers)
+                    running[future] = i
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 try:
-                    done[i] = future.result()
-                    progress.update()
+                    for future in finished:
+                        i = running.pop(future)
+                        done[i] = future.result()
+                        progress.update()
+                        stopping |= stop and not done[i].ok
                 except BrokenProcessPool:
                     in_flight_keys = {p.name for p in Path(markers).iterdir()}
                     break
@@ -147,17 +166,25 @@ def _run_pool(function, items, args, crash_dir, workers, progress):
     return done, in_flight
 
 
-def run_sessions(function, items, args, crash_dir, nprocs=1, desc="sessions"):
+def run_sessions(
+    function, items, args, crash_dir, nprocs=1, desc="sessions", threads=None, stop=False
+):
     """[Outcome] in the order of ``items``; failures are printed as one line on stderr."""
     progress = tqdm(total=len(items), desc=desc, disable=not sys.stderr.isatty(), leave=False)
     outcomes = {}
+
+    def failed():
+        return any(not o.ok for o in outcomes.values())
+
     if nprocs > 1 and len(items) > 1:
         pending, suspects = list(range(len(items))), set()
-        while pending:
+        while pending and not (stop and failed()):
             alone = [i for i in pending if i in suspects]
             if alone:  # a session that was running when a worker died: once more, by itself
                 i = alone[0]
-                done, in_flight = _run_pool(function, [items[i]], args, crash_dir, 1, progress)
+                done, in_flight = _run_pool(
+                    function, [items[i]], args, crash_dir, 1, progress, threads
+                )
                 outcomes[i] = done.get(0) or _worker_died(items[i])
                 if not done:
                     progress.update()
@@ -165,7 +192,7 @@ def run_sessions(function, items, args, crash_dir, nprocs=1, desc="sessions"):
                 continue
             batch = [items[i] for i in pending]
             done, in_flight = _run_pool(
-                function, batch, args, crash_dir, min(nprocs, len(batch)), progress
+                function, batch, args, crash_dir, min(nprocs, len(batch)), progress, threads, stop
             )
             outcomes.update({pending[j]: o for j, o in done.items()})
             suspects |= {pending[j] for j in in_flight}
@@ -174,9 +201,15 @@ def run_sessions(function, items, args, crash_dir, nprocs=1, desc="sessions"):
             pending = [i for i in pending if i not in outcomes]
     else:
         for i, item in enumerate(items):
+            if stop and failed():
+                break
             outcomes[i] = _call(function, item, args, crash_dir)
             progress.update()
     progress.close()
+    if len(outcomes) < len(items):  # --stop-on-first-crash
+        first = next(o for o in outcomes.values() if not o.ok)
+        for i, item in enumerate(items):
+            outcomes.setdefault(i, _not_run(item, first))
     ordered = [outcomes[i] for i in range(len(items))]
     for outcome in ordered:
         if not outcome.ok:
@@ -187,6 +220,14 @@ def run_sessions(function, items, args, crash_dir, nprocs=1, desc="sessions"):
             )
             print(f"bidsxai: {message}", file=sys.stderr)
     return ordered
+
+
+def _not_run(item, failure):
+    return Outcome(
+        item.key,
+        exit_code=failure.exit_code,
+        message=f"{item.key}: not run: {failure.key} failed first (--stop-on-first-crash)",
+    )
 
 
 def worst_exit_code(outcomes):
