@@ -4,6 +4,16 @@ FROM python:3.11-slim-bookworm
 
 ARG TORCH_SPEC="torch==2.13.0"
 ARG TORCH_INDEX=""
+# The release (checked against bidsxai.__version__ by the tests) and where its source lives (the
+# container workflow passes the repository's URL).
+ARG VERSION="0.2.0"
+ARG SOURCE_URL=""
+
+LABEL org.opencontainers.image.title="bidsxai" \
+      org.opencontainers.image.description="Explain deep networks trained on brain MRI (BIDS-App)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -12,7 +22,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
     DENO_DIR=/tmp/deno \
     NUMBA_CACHE_DIR=/tmp/numba \
-    BIDSXAI_CONTAINER=bidsxai:0.1.0 \
+    BIDSXAI_CONTAINER=bidsxai:${VERSION} \
     BIDSXAI_CONTAINER_TYPE=docker
 
 WORKDIR /opt/bidsxai

@@ -19,3 +19,25 @@ def test_every_package_folder_is_in_the_wheel():
     }
     missing = found - set(setuptools["packages"])
     assert not missing, f"missing from pyproject.toml: {sorted(missing)}"
+
+
+def test_citation_cff_is_valid_and_carries_the_version():
+    import subprocess
+    import sys
+
+    from bidsxai import __version__
+
+    cffconvert = Path(sys.executable).parent / "cffconvert"
+    checked = subprocess.run(
+        [str(cffconvert), "--validate", "-i", str(ROOT / "CITATION.cff")],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"\nversion: {__version__}\n" in (ROOT / "CITATION.cff").read_text()
+
+
+def test_the_container_image_is_labelled_with_the_package_version():
+    from bidsxai import __version__
+
+    assert f'ARG VERSION="{__version__}"' in (ROOT / "Dockerfile").read_text()
