@@ -46,11 +46,18 @@ def check_is_bids(bids_dir):
         raise InvalidBidsError(f"{desc}: not valid JSON ({exc})") from None
 
 
-def open_layout(bids_dir, derivatives=None):
+def open_layout(bids_dir, derivatives=None, database=None):
+    """The pybids index of a dataset; with ``database`` (a folder) it is saved there on first use
+    and read back afterwards."""
     from bids import BIDSLayout
 
     try:
-        return BIDSLayout(str(bids_dir), validate=False, derivatives=derivatives or False)
+        return BIDSLayout(
+            str(bids_dir),
+            validate=False,
+            derivatives=derivatives or False,
+            database_path=str(database) if database else None,
+        )
     except Exception as exc:  # pybids raises its own errors for unreadable datasets
         raise InvalidBidsError(f"{bids_dir}: pybids cannot index it ({exc})") from None
 

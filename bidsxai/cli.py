@@ -139,11 +139,22 @@ def check_paths(settings):
     work = settings.work_dir.resolve() if settings.work_dir else None
     if work is not None and _inside(work, bids):
         raise UsageError("the work directory must not be inside BIDS_DIR")
+    database = settings.bids_database_dir
+    database = database.resolve() if database else None
+    if database is not None and _inside(database, bids):
+        raise UsageError("--bids-database-dir must not be inside BIDS_DIR")
     for name, path in settings.derivatives.items():
         if not path.is_dir():
             raise NoInputError(f"--derivatives {name}={path}: no such folder")
     derivatives = {name: path.resolve() for name, path in settings.derivatives.items()}
-    return replace(settings, bids_dir=bids, output_dir=out, work_dir=work, derivatives=derivatives)
+    return replace(
+        settings,
+        bids_dir=bids,
+        output_dir=out,
+        work_dir=work,
+        derivatives=derivatives,
+        bids_database_dir=database,
+    )
 
 
 def check_options(settings):
@@ -186,6 +197,18 @@ def make_output_dir(path):
         ) from None
 
 
+def _boilerplate(settings):
+    from bidsxai.models.bundle import read_meta, resolve_bundle
+    from bidsxai.reports.render import write_citation
+
+    meta = None
+    if settings.model:
+        meta = read_meta(resolve_bundle(settings.model, settings.output_dir))
+    markdown, _ = write_citation(settings.output_dir, settings, meta)
+    _say(settings, f"methods text and references written: {markdown} (and .bib)")
+    return 0
+
+
 def run(settings):
     from bidsxai.bids import check_is_bids, load_filters, open_layout, select_inputs
     from bidsxai.config import available_cpus
@@ -199,7 +222,7 @@ def run(settings):
     bids, out = settings.bids_dir, settings.output_dir
     check_is_bids(bids)
     filters = load_filters(settings.bids_filter_file)
-    if not settings.skip_bids_validation and not settings.reports_only:
+    if not (settings.skip_bids_validation or settings.reports_only or settings.boilerplate_only):
         from bidsxai.validator import require_valid
 
         require_valid(bids)
@@ -211,9 +234,11 @@ def run(settings):
         meta = read_meta(resolve_bundle(settings.model, out))
         check_space(meta)
         check_class_labels(meta)
-    layout = open_layout(bids)
+    layout = open_layout(bids, database=settings.bids_database_dir)
     sessions = select_inputs(layout, settings.participant_label, settings.session_label, filters)
     make_output_dir(out)
+    if settings.boilerplate_only:
+        return _boilerplate(settings)
     if settings.work_dir:
         make_output_dir(settings.work_dir)
     from bidsxai.scratch import remove_leftovers

@@ -188,6 +188,19 @@ class Settings:
         type=Path,
         help="scratch folder (default: system temp)",
     )
+    bids_database_dir: Path | None = option(
+        section="execution",
+        type=Path,
+        metavar="DIR",
+        help="a pybids index of BIDS_DIR to reuse: made in DIR on first use and read on later "
+        "runs, so that the tasks of a job array do not each index the dataset",
+    )
+    boilerplate_only: bool = option(
+        False,
+        section="execution",
+        help="write the methods text and its references (OUTPUT_DIR/logs/CITATION.md and "
+        ".bib) and exit",
+    )
     device: str = option("auto", section="execution", help="auto, cpu or cuda[:N]")
     nprocs: int = option(
         section="execution",

@@ -59,6 +59,8 @@ def render_report(template, path, **variables):
 
 
 def write_citation(out_dir, settings, model_meta=None):
+    """OUTPUT_DIR/logs/CITATION.md and .bib; returns their paths."""
     markdown, bibtex = citation_paths(out_dir)
     write_text(markdown, methods_text(settings, model_meta))
     write_text(bibtex, references_bib())
+    return markdown, bibtex

@@ -1,0 +1,35 @@
+"""Execution options for clusters: a reusable pybids index and the methods text on its own."""
+
+from conftest import RES, run_cli, snapshot
+
+COMMON = ["--skip-bids-validation", "--resolution", RES]
+
+
+def test_boilerplate_only_writes_the_methods_text_and_nothing_else(cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(cohort, out, "participant", "--boilerplate-only", *COMMON) == 0
+    text = (out / "logs" / "CITATION.md").read_text()
+    assert "reoriented" in text and "percentiles" in text  # what this run's settings do
+    assert (out / "logs" / "CITATION.bib").is_file()
+    assert (
+        not list(out.glob("sub-*"))
+        and "methods text and references written" in capsys.readouterr().out
+    )
+
+
+def test_a_bids_database_is_made_once_and_reused(cohort, tmp_path):
+    database = tmp_path / "pybids"
+    before = snapshot(cohort)
+    argv = ["participant", "--boilerplate-only", "--bids-database-dir", database, *COMMON]
+    assert run_cli(cohort, tmp_path / "out", *argv) == 0
+    index = snapshot(database)
+    assert index, "the index was not saved"
+    assert run_cli(cohort, tmp_path / "out", *argv) == 0
+    assert snapshot(database) == index  # read, not rebuilt
+    assert snapshot(cohort) == before
+
+
+def test_a_bids_database_inside_the_dataset_is_refused(cohort_copy, tmp_path, capsys):
+    argv = ["participant", "--bids-database-dir", cohort_copy / "code" / "db", *COMMON]
+    assert run_cli(cohort_copy, tmp_path / "out", *argv) == 64
+    assert "--bids-database-dir must not be inside BIDS_DIR" in capsys.readouterr().err
