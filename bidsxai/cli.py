@@ -6,7 +6,6 @@ unexpected ones leave their traceback in OUTPUT_DIR/logs/ and exit 1.
 
 import argparse
 import errno
-import logging
 import os
 import signal
 import sys
@@ -16,7 +15,7 @@ import warnings
 from dataclasses import fields, replace
 from pathlib import Path
 
-from bidsxai import __version__
+from bidsxai import __version__, logs
 from bidsxai.errors import (
     EXIT_CANNOT_CREATE_OUTPUT,
     EXIT_INTERNAL,
@@ -212,6 +211,7 @@ def _boilerplate(settings):
 def run(settings):
     from bidsxai.bids import check_is_bids, load_filters, open_layout, select_inputs
     from bidsxai.config import available_cpus
+    from bidsxai.outputs import run_log_path
     from bidsxai.threads import limit_threads
     from bidsxai.workflows.device import pick_device
 
@@ -245,6 +245,14 @@ def run(settings):
 
     remove_leftovers(out, settings.work_dir)  # what killed runs left behind
     settings.save()
+    logs.add_run_log(run_log_path(out, settings.level, settings.run_id))
+    logs.event(
+        "run_started",
+        stage=settings.level,
+        run_id=settings.run_id,
+        version=__version__,
+        sessions=len(sessions),
+    )
     if settings.level == "participant":
         from bidsxai.workflows.participant import run_participant
 
@@ -335,9 +343,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     try:
         settings = parse_settings(argv)
-        logging.basicConfig(
-            level=logging.WARNING - 10 * settings.verbosity, format="bidsxai: %(message)s"
-        )
+        logs.setup(settings.verbosity)
         if settings.verbose <= 0:
             warnings.filterwarnings("ignore")
         return run(settings)

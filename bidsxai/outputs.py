@@ -304,6 +304,10 @@ def settings_log_path(out_dir, level, run_id):
     return Path(out_dir) / "logs" / f"{level}-{run_id}.toml"
 
 
+def run_log_path(out_dir, level, run_id):
+    return Path(out_dir) / "logs" / f"{level}-{run_id}.log"
+
+
 def crash_dir(out_dir, run_id):
     """Where one run's tracebacks of unexpected failures go, one file per session."""
     return Path(out_dir) / "logs" / f"crash-{run_id}"

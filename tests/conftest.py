@@ -15,6 +15,11 @@ def run_cli(*argv):
     return cli.main([str(a) for a in argv])
 
 
+def messages(stderr):
+    """The lines of ``stderr`` written for the user, without the log's timestamped events."""
+    return [line for line in stderr.strip().splitlines() if " event=" not in line]
+
+
 def snapshot(folder):
     """Every file under ``folder`` with its size and mtime, to prove nothing was written there."""
     return {

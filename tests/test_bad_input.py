@@ -7,7 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import RES, run_cli, snapshot
+from conftest import RES, messages, run_cli, snapshot
 
 from bidsxai.errors import (
     EXIT_INVALID_BIDS,
@@ -18,7 +18,7 @@ from bidsxai.errors import (
 
 
 def one_line_error(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
+    err = messages(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith("bidsxai: error:"), err
     return err[0]
 
@@ -199,7 +199,7 @@ def test_damaged_subjects_fail_alone_and_others_are_processed(cohort_copy, capsy
         "--skip-bids-validation",
     )
     assert code == EXIT_NO_INPUT
-    err = capsys.readouterr().err.strip().splitlines()
+    err = messages(capsys.readouterr().err)
     assert len(err) == 3
     assert "sub-01" in err[0] and "no T1w" in err[0]
     assert "sub-02" in err[1] and "not a readable NIfTI" in err[1]

@@ -17,7 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import RES, run_cli
+from conftest import RES, messages, run_cli
 
 from bidsxai.config import Settings
 from bidsxai.errors import EXIT_CANNOT_CREATE_OUTPUT, EXIT_NO_INPUT, EXIT_USAGE, NoInputError
@@ -153,7 +153,7 @@ def test_a_lost_worker_fails_only_its_session(tmp_path, capsys):
     outcomes = run_sessions(_kills_its_worker_for_sub_03, items, (), tmp_path, nprocs=2)
     assert [o.ok for o in outcomes] == [True, True, False, True, True, True]
     assert [o.value for o in outcomes if o.ok] == ["sub-01", "sub-02", "sub-04", "sub-05", "sub-06"]
-    err = capsys.readouterr().err.strip().splitlines()
+    err = messages(capsys.readouterr().err)
     assert len(err) == 1 and "sub-03" in err[0] and "out-of-memory" in err[0]
 
 

@@ -78,6 +78,7 @@ def cross_validate(
                 seed=member_seed,
                 ranks=ranks,
                 progress=progress,
+                name=member_name(r + 1, fold, run),
             )
             outputs, samples = {}, {}
             for name, dataset in (("validation", val_set), ("test", test_set)):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from bidsxai.logs import event
 from bidsxai.training import distributed
 from bidsxai.training.metrics import classification_metrics
 
@@ -115,9 +116,10 @@ def fit(
     seed,
     ranks=distributed.SINGLE_PROCESS,
     progress=False,
+    name="model",
 ):
     """Train; returns (history, selected epoch). The model ends with the selected epoch's
-    weights."""
+    weights. Each epoch is logged under ``name``."""
     torch.manual_seed(seed)
     model.to(device)
     trained = model
@@ -175,6 +177,8 @@ def fit(
             }
         )
         bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}")
+        if ranks.main:
+            event("epoch", model=name, **history[-1])
         if _better(options.select_by, (val_loss, val_bacc), best):
             best, best_state, best_epoch = (
                 (val_loss, val_bacc),

@@ -11,6 +11,7 @@ Each analysis returns rows and arrays (``MethodTargetAnalysis``); the TSVs are w
 
 import dataclasses
 import itertools
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from bidsxai.group.atlas import (
 from bidsxai.group.measures import compare_groups, subject_measures
 from bidsxai.group.permutation import spearman_permutation
 from bidsxai.group.threshold import parse_threshold
+from bidsxai.logs import event
 from bidsxai.outputs import find_heatmaps as heatmap_files
 from bidsxai.outputs import group_table_path, preproc_path
 from bidsxai.reports.group import write_group_report
@@ -232,6 +234,14 @@ def run_group(settings, subjects=None):
 
 def analyse(rows, method, target, job):
     """Every group analysis of one method and class."""
+    start = time.monotonic()
+    event("analysis_started", method=method, target=target, subjects=rows["subject"].nunique())
+    result = _analyse(rows, method, target, job)
+    event("analysis_finished", method=method, target=target, seconds=time.monotonic() - start)
+    return result
+
+
+def _analyse(rows, method, target, job):
     mask = job.template.brain_mask
     first = rows[rows["first"]].reset_index(drop=True)
     raw = _load(first["path"])

@@ -16,11 +16,13 @@ not yet started are reported as not run, with the failure's exit code.
 
 import ctypes
 import errno
+import logging
 import os
 import signal
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +34,7 @@ from tqdm import tqdm
 from bidsxai.atomic import write_text
 from bidsxai.config import available_cpus
 from bidsxai.errors import EXIT_CANNOT_CREATE_OUTPUT, EXIT_INTERNAL, BidsxaiError
+from bidsxai.logs import event
 from bidsxai.threads import limit_threads
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
@@ -128,7 +131,9 @@ def _worker_died(item):
     )
 
 
-def _run_pool(function, items, args, crash_dir, workers, progress, threads=None, stop=False):
+def _run_pool(
+    function, items, args, crash_dir, workers, progress, threads=None, stop=False, desc="sessions"
+):
     """{index: Outcome} of the items a pool finished, and the indices in flight when it broke.
 
     A session is handed to the pool only when a worker is free, so that after a failure under
@@ -137,7 +142,7 @@ def _run_pool(function, items, args, crash_dir, workers, progress, threads=None,
     done, in_flight_keys = {}, set()
     threads = threads or max(1, available_cpus() // workers)
     waiting = list(enumerate(items))[::-1]
-    running = {}
+    running, started = {}, {}
     with tempfile.TemporaryDirectory(prefix="bidsxai-in-flight-") as markers:
         pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(threads,))
         try:
@@ -147,11 +152,13 @@ def _run_pool(function, items, args, crash_dir, workers, progress, threads=None,
                     i, item = waiting.pop()
                     future = pool.submit(_tracked_call, function, item, args, crash_dir, markers)
                     running[future] = i
+                    started[i] = _started(item, desc)
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 try:
                     for future in finished:
                         i = running.pop(future)
                         done[i] = future.result()
+                        _finished(done[i], desc, started[i])
                         progress.update()
                         stopping |= stop and not done[i].ok
                 except BrokenProcessPool:
@@ -183,7 +190,7 @@ def run_sessions(
             if alone:  # a session that was running when a worker died: once more, by itself
                 i = alone[0]
                 done, in_flight = _run_pool(
-                    function, [items[i]], args, crash_dir, 1, progress, threads
+                    function, [items[i]], args, crash_dir, 1, progress, threads, desc=desc
                 )
                 outcomes[i] = done.get(0) or _worker_died(items[i])
                 if not done:
@@ -192,7 +199,15 @@ def run_sessions(
                 continue
             batch = [items[i] for i in pending]
             done, in_flight = _run_pool(
-                function, batch, args, crash_dir, min(nprocs, len(batch)), progress, threads, stop
+                function,
+                batch,
+                args,
+                crash_dir,
+                min(nprocs, len(batch)),
+                progress,
+                threads,
+                stop,
+                desc,
             )
             outcomes.update({pending[j]: o for j, o in done.items()})
             suspects |= {pending[j] for j in in_flight}
@@ -203,7 +218,9 @@ def run_sessions(
         for i, item in enumerate(items):
             if stop and failed():
                 break
+            start = _started(item, desc)
             outcomes[i] = _call(function, item, args, crash_dir)
+            _finished(outcomes[i], desc, start)
             progress.update()
     progress.close()
     if len(outcomes) < len(items):  # --stop-on-first-crash
@@ -220,6 +237,27 @@ def run_sessions(
             )
             print(f"bidsxai: {message}", file=sys.stderr)
     return ordered
+
+
+def _started(item, stage):
+    event("session_started", stage=stage, session=item.key)
+    return time.monotonic()
+
+
+def _finished(outcome, stage, start):
+    seconds = time.monotonic() - start
+    if outcome.ok:
+        event("session_finished", stage=stage, session=outcome.key, seconds=seconds)
+    else:
+        event(
+            "session_failed",
+            level=logging.WARNING,
+            stage=stage,
+            session=outcome.key,
+            seconds=seconds,
+            exit_code=outcome.exit_code,
+            reason=outcome.message,
+        )
 
 
 def _not_run(item, failure):
