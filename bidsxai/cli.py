@@ -252,6 +252,11 @@ def run(settings):
         run_id=settings.run_id,
         version=__version__,
         sessions=len(sessions),
+        **{
+            name.lower(): os.environ[name]
+            for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
+            if name in os.environ
+        },
     )
     if settings.level == "participant":
         from bidsxai.workflows.participant import run_participant
