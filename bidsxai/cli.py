@@ -226,7 +226,8 @@ def run(settings):
         from bidsxai.validator import require_valid
 
         require_valid(bids)
-    if settings.level == "participant" and settings.model:
+    meta = None
+    if settings.level != "train" and settings.model:
         from bidsxai.models.bundle import check_class_labels, check_space, read_meta, resolve_bundle
 
         # Fail before any work when the bundle is not there, reads another space or has classes
@@ -234,6 +235,7 @@ def run(settings):
         meta = read_meta(resolve_bundle(settings.model, out))
         check_space(meta)
         check_class_labels(meta)
+    settings = replace(settings, target=settings.target or (meta or {}).get("target") or "group")
     layout = open_layout(bids, database=settings.bids_database_dir)
     sessions = select_inputs(layout, settings.participant_label, settings.session_label, filters)
     make_output_dir(out)

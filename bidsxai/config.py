@@ -261,8 +261,10 @@ class Settings:
         metavar="NAME_OR_PATH",
         help="participant: bundle to classify and explain with; train: bundle name",
     )
-    target: str = option(
-        "group", section="explanation", help="participants.tsv column to predict / group by"
+    target: str | None = option(
+        section="explanation",
+        help="participants.tsv column to predict (train) and to group by (default: the target "
+        "of the --model bundle, else group)",
     )
     arch: str = option(
         "cnn3d", section="explanation", help="architecture to train (--list-architectures)"

@@ -33,3 +33,24 @@ def test_a_bids_database_inside_the_dataset_is_refused(cohort_copy, tmp_path, ca
     argv = ["participant", "--bids-database-dir", cohort_copy / "code" / "db", *COMMON]
     assert run_cli(cohort_copy, tmp_path / "out", *argv) == 64
     assert "--bids-database-dir must not be inside BIDS_DIR" in capsys.readouterr().err
+
+
+def test_the_target_defaults_to_the_bundles(pipeline, cohort_copy, tmp_path, capsys):
+    import json
+    import shutil
+
+    participants = cohort_copy / "participants.tsv"
+    participants.write_text(participants.read_text().replace("\tgroup\t", "\tdiagnosis\t", 1))
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    meta_path = out / "models" / "cnn3d_group" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(meta, target="diagnosis")))
+    argv = ["--participant-label", "02", *COMMON]
+    assert run_cli(cohort_copy, out, "participant", "--model", "cnn3d_group", *argv) == 0
+    assert "known diagnosis: <b>RRMS</b>" in (out / "sub-02.html").read_text()
+    capsys.readouterr()
+    assert run_cli(cohort_copy, out, "group", *COMMON) == 64  # no --model: the column "group"
+    err = capsys.readouterr().err
+    assert "--target group: no such column" in err and "diagnosis, age, sex" in err
+    assert run_cli(cohort_copy, out, "group", "--model", "cnn3d_group", "--n-perm", 0, *COMMON) == 0

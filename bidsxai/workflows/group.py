@@ -194,7 +194,10 @@ def run_group(settings, subjects=None):
     participants = read_participants(settings.bids_dir)
     for flag, column in (("--target", settings.target), ("--correlate", settings.correlate)):
         if column and column not in participants.columns:
-            raise UsageError(f"{flag} {column}: no such column in participants.tsv")
+            columns = ", ".join(c for c in participants.columns if c != "participant_id")
+            raise UsageError(
+                f"{flag} {column}: no such column in participants.tsv (its columns: {columns})"
+            )
     heatmaps = find_heatmaps(out, subjects)
     heatmaps["group"] = heatmaps["subject"].map(participants[settings.target])
     heatmaps = heatmaps.dropna(subset=["group"])
