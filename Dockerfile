@@ -40,11 +40,14 @@ RUN apt-get update \
 RUN if [ -n "$TORCH_INDEX" ]; then pip install "$TORCH_SPEC" --index-url "$TORCH_INDEX"; \
     else pip install "$TORCH_SPEC"; fi
 
+# Every other dependency at the version pinned in requirements.lock, then bidsxai itself.
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY bidsxai ./bidsxai
 COPY reports ./reports
 COPY boilerplate ./boilerplate
-RUN pip install . \
+RUN pip install --no-deps . \
     && bidsxai --version \
     && python -c "from bidsxai.template import load_template; load_template(2.0)" \
     && python -c "import numpy as np; from bidsxai.group import ttest; m = np.random.default_rng(0).normal(size=(6, 3, 3, 3)); ttest(m[:3], m[3:], tfce=True, cluster_p=0.5, n_perm=5)" \

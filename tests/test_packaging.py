@@ -41,3 +41,26 @@ def test_the_container_image_is_labelled_with_the_package_version():
     from bidsxai import __version__
 
     assert f'ARG VERSION="{__version__}"' in (ROOT / "Dockerfile").read_text()
+
+
+def test_the_lock_file_pins_every_runtime_dependency_within_its_range():
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("#")[0].strip().split("==")
+            pins[name.lower().replace("_", "-")] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        if name == "torch" or (requirement.marker and not requirement.marker.evaluate()):
+            continue  # torch: installed first, as the build the hardware needs
+        assert name in pins, f"{name} is not in requirements.lock"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} vs {text}"
