@@ -102,7 +102,13 @@ def check_explanations(model, shape, device):
     gaps = ", ".join(
         f"{m} {np.abs(cpu[m] - gpu[m]).max() / max(np.ptp(cpu[m]), 1e-12):.1e}" for m in methods
     )
-    report("Grad-CAM, Grad-CAM++, IG and LRP (every class)", cpu_s, gpu_s, peak, f"relative difference {gaps}")
+    report(
+        "Grad-CAM, Grad-CAM++, IG and LRP (every class)",
+        cpu_s,
+        gpu_s,
+        peak,
+        f"relative difference {gaps}",
+    )
 
 
 def check_max_t(voxels, subjects, perms, device):
