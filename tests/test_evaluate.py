@@ -322,3 +322,21 @@ def test_run_robustness_compares_the_training_runs_of_the_explaining_fold(
     assert len(predicted) == 1 and predicted["fold_robustness_spearman"].between(-1, 1).all()
     if AAL.is_file():  # .ci/run installs it
         assert predicted["run_robustness_roi_cosine"].between(-1, 1).all()
+
+
+def test_the_method_comparison_summarises_the_sanity_check_by_its_absolute_rho():
+    import pandas as pd
+
+    from bidsxai.group.method_comparison import compare_methods
+
+    table = pd.DataFrame(
+        {
+            "subject": ["01", "02", "01", "02"],
+            "method": ["a", "a", "b", "b"],
+            "sanity_spearman": [-0.6, 0.6, 0.05, -0.05],
+        }
+    )
+    compared = compare_methods(table).set_index("method")
+    assert compared.loc["a", "sanity_abs_spearman"] == pytest.approx(0.6)
+    assert compared.loc["b", "sanity_abs_spearman"] == pytest.approx(0.05)
+    assert "sanity_spearman" not in compared.columns  # a signed mean would hide the failures

@@ -15,7 +15,7 @@ MEASURES = {
     "inverting_drop_random": True,
     "deletion_auc": False,
     "insertion_auc": True,
-    "sanity_spearman": False,
+    "sanity_abs_spearman": False,  # |rho| after randomisation: a rho of -0.6 fails as 0.6 does
     "fold_robustness_spearman": True,
     "fold_robustness_roi_cosine": True,
     "run_robustness_spearman": True,
@@ -52,6 +52,8 @@ def bootstrap_interval(values, n_boot=2000, seed=0, confidence=0.95):
 def compare_methods(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """One row per method: n subjects and each measure's mean with its interval, from a table
     with one row per subject and method (columns ``subject``, ``method`` and the measures)."""
+    if "sanity_spearman" in table.columns:
+        table = table.assign(sanity_abs_spearman=table["sanity_spearman"].abs())
     rows = []
     for method, group in table.groupby("method", sort=True):
         row = {"method": method, "n": int(group["subject"].nunique())}
