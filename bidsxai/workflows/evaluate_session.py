@@ -8,6 +8,7 @@ go to ``*_evaluation.tsv``, curves to its sidecar, both read by the subject repo
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from bidsxai.evaluate import faithfulness, localisation, randomisation, robustne
 from bidsxai.explain import CAM_FAMILY, explain
 from bidsxai.group.atlas import atlas_option
 from bidsxai.outputs import evaluation_path, sidecar_path
+from bidsxai.template import load_template
 from bidsxai.training.dataset import crop
 
 EVALUATIONS = ("faithfulness", "localisation", "sanity", "robustness")
@@ -74,52 +76,46 @@ def evaluate_session(model, x, spec, explanation, settings, layer, template, mas
             )
             row.update({f"{k}_{name}": float(v) for k, v in found.items()})
         rows.append(row)
-    if "sanity" in settings.evaluate:
-        _sanity(rows, model, x, explanation, layer, region)
     compared = {kind: group for kind, group in members.items() if len(group) > 1}
-    if "robustness" in settings.evaluate and compared:
-        atlas = atlas_option(settings.atlas, template)
-        atlas = atlas and dataclasses.replace(atlas, labels=crop(atlas.labels, spec["crop"]))
+    if "robustness" not in settings.evaluate:
+        compared = {}
+    box = tuple(map(tuple, spec["crop"]))
+    atlas = _cropped_atlas(settings.atlas, template.resolution, box) if compared else None
+    predicted = explanation.classes.index(explanation.predicted)
+    for row in rows:
+        if row["target"] != explanation.predicted:
+            continue
+        method = row["method"]
+        params = dict(explanation.parameters.get(method, {}))
+        params.update({"layer": layer} if method in CAM_FAMILY else {})
+        if "sanity" in settings.evaluate:
+            _sanity(row, model, x, method, predicted, region, params)
+        maps = {}  # by member: the explaining fold's model is in both groups
         for kind, group in compared.items():
-            _robustness(rows, kind, group, x, explanation, layer, region, atlas)
+            for name, member in group.items():
+                if name not in maps:
+                    explained = explain(member, x, method, target=predicted, **params)
+                    maps[name] = explained[0].detach().cpu().numpy()
+            agreement = robustness({n: maps[n] for n in group}, region=region, atlas=atlas)
+            row[f"{kind}_robustness_spearman"] = agreement["spearman_mean"]
+            if atlas is not None:
+                row[f"{kind}_robustness_roi_cosine"] = agreement["roi_cosine_mean"]
     return rows, curves
 
 
-def _explain_params(method, layer, parameters):
-    return dict(parameters.get(method, {}), **({"layer": layer} if method in CAM_FAMILY else {}))
+@functools.lru_cache(maxsize=4)
+def _cropped_atlas(option, resolution, box):
+    """The --atlas regions on the model's crop, read once per process (None without an atlas)."""
+    atlas = atlas_option(option, load_template(resolution))
+    return atlas and dataclasses.replace(atlas, labels=crop(atlas.labels, box))
 
 
-def _sanity(rows, model, x, explanation, layer, region):
-    """Cascading randomisation of the predicted class's maps (one cascade per method)."""
-    predicted = explanation.classes.index(explanation.predicted)
-    for row in rows:
-        if row["target"] != explanation.predicted:
-            continue
-        method = row["method"]
-        params = _explain_params(method, layer, explanation.parameters)
-        result = randomisation(model, x, method, target=predicted, region=region, **params)
-        row["sanity_spearman"] = float(result["spearman"][-1])
-        row["sanity_ssim"] = float(result["ssim"][-1])
-        row["sanity_passed"] = bool(abs(result["spearman"][-1]) < SANITY_THRESHOLD)
-
-
-def _robustness(rows, kind, members, x, explanation, layer, region, atlas):
-    """Agreement of the predicted class's maps from several models of the bundle: every fold
-    model (``kind`` "fold") or every training run of one fold ("run")."""
-    predicted = explanation.classes.index(explanation.predicted)
-    for row in rows:
-        if row["target"] != explanation.predicted:
-            continue
-        method = row["method"]
-        params = _explain_params(method, layer, explanation.parameters)
-        maps = {
-            name: explain(model, x, method, target=predicted, **params)[0].detach().cpu().numpy()
-            for name, model in members.items()
-        }
-        agreement = robustness(maps, region=region, atlas=atlas)
-        row[f"{kind}_robustness_spearman"] = agreement["spearman_mean"]
-        if atlas is not None:
-            row[f"{kind}_robustness_roi_cosine"] = agreement["roi_cosine_mean"]
+def _sanity(row, model, x, method, target, region, params):
+    """Cascading randomisation of one map: its Spearman and SSIM once every layer is random."""
+    result = randomisation(model, x, method, target=target, region=region, **params)
+    row["sanity_spearman"] = float(result["spearman"][-1])
+    row["sanity_ssim"] = float(result["ssim"][-1])
+    row["sanity_passed"] = bool(abs(result["spearman"][-1]) < SANITY_THRESHOLD)
 
 
 def write_evaluation(out, session, rows, curves, settings):
