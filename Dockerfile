@@ -22,6 +22,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
     DENO_DIR=/tmp/deno \
     NUMBA_CACHE_DIR=/tmp/numba \
+    TEMPLATEFLOW_HOME=/opt/templateflow \
     BIDSXAI_CONTAINER=bidsxai:${VERSION} \
     BIDSXAI_CONTAINER_TYPE=docker
 
@@ -47,9 +48,13 @@ COPY pyproject.toml README.md ./
 COPY bidsxai ./bidsxai
 COPY reports ./reports
 COPY boilerplate ./boilerplate
+COPY scripts/prefetch_templates.py ./scripts/
+# Templates in the image: MNI152NLin2009cAsym fetched through TemplateFlow, MNI152NLin2009aSym
+# seeded from nilearn's copy; runs need no network.
 RUN pip install --no-deps . \
     && bidsxai --version \
-    && python -c "from bidsxai.template import load_template; load_template(2.0)" \
+    && python scripts/prefetch_templates.py \
+    && chmod -R a+rX "$TEMPLATEFLOW_HOME" \
     && python -c "import numpy as np; from bidsxai.group import ttest; m = np.random.default_rng(0).normal(size=(6, 3, 3, 3)); ttest(m[:3], m[3:], tfce=True, cluster_p=0.5, n_perm=5)" \
     && useradd --create-home --uid 1000 bidsxai
 

@@ -219,6 +219,9 @@ def run(settings):
     check_options(settings)
     limit_threads(settings.omp_nthreads or available_cpus())
     pick_device(settings.device)  # refuse a bad --device before any work
+    from bidsxai.template_files import template_files
+
+    template_files(settings.output_space)  # the space is there (seeded, fetched) or one line
     bids, out = settings.bids_dir, settings.output_dir
     check_is_bids(bids)
     filters = load_filters(settings.bids_filter_file)
@@ -229,11 +232,12 @@ def run(settings):
     meta = None
     if settings.level != "train" and settings.model:
         from bidsxai.models.bundle import check_class_labels, check_space, read_meta, resolve_bundle
+        from bidsxai.template import load_template
 
         # Fail before any work when the bundle is not there, reads another space or has classes
         # whose files would overwrite each other.
         meta = read_meta(resolve_bundle(settings.model, out))
-        check_space(meta)
+        check_space(meta, load_template(meta["input"]["resolution"], settings.output_space))
         check_class_labels(meta)
     settings = replace(settings, target=settings.target or (meta or {}).get("target") or "group")
     layout = open_layout(bids, database=settings.bids_database_dir)

@@ -18,7 +18,10 @@ import tomli_w
 
 from bidsxai import __version__
 from bidsxai.atomic import write_text
+from bidsxai.errors import UsageError
+from bidsxai.memory import SESSION_MEMORY_GB, slurm_memory_gb
 from bidsxai.outputs import crash_dir, settings_log_path
+from bidsxai.template_files import DEFAULT_SPACE, check_space_name
 
 SECTIONS = {
     "data": "selecting data",
@@ -61,11 +64,32 @@ def _at_least(minimum):
     return check
 
 
+def _memory(text):
+    """fMRIPrep's --mem: a number with an optional unit (K, M, G, T; MB when none), in GB."""
+    scale = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "T": 1024.0}
+    number = text.strip().upper().removesuffix("B")
+    unit = number[-1] if number[-1:] in scale else "M"
+    try:
+        value = float(number.removesuffix(unit) if number[-1:] in scale else number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an amount of memory: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value * scale[unit]
+
+
 def _positive(text):
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def _output_space(text):
+    try:
+        return check_space_name(text.strip())
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
 def option(default=None, *, help, section, flags=None, factory=None, **parser):
@@ -217,6 +241,16 @@ class Settings:
         help="most threads per process, for torch, OpenMP, BLAS, numba and ITK (default: the "
         "CPUs this process may use, shared among the sessions that run at once)",
     )
+    mem: float | None = option(
+        section="execution",
+        factory=slurm_memory_gb,
+        flags=("--mem", "--mem-mb"),
+        type=_memory,
+        metavar="MEM",
+        help="memory for the run, e.g. 16G or 16000 (MB without a unit): no more sessions run "
+        f"at once than fit at {SESSION_MEMORY_GB:g} GB each (default: SLURM_MEM_PER_NODE where "
+        "set, else no limit beyond --nprocs)",
+    )
     stop_on_first_crash: bool = option(
         False,
         section="execution",
@@ -237,6 +271,16 @@ class Settings:
         0, section="execution", flags=("-q", "--quiet"), action="count", help="fewer messages"
     )
 
+    output_space: str = option(
+        DEFAULT_SPACE,
+        section="preprocessing",
+        flags=("--output-spaces", "--output-space"),
+        type=_output_space,
+        metavar="TEMPLATE",
+        help="the TemplateFlow template every output is written on, e.g. MNI152NLin2009cAsym "
+        "(fMRIPrep's default); read from TEMPLATEFLOW_HOME, fetched where a network is "
+        f"reachable. {DEFAULT_SPACE} is seeded from nilearn's copy and needs no network",
+    )
     resolution: float = option(
         2.0, section="preprocessing", type=_positive, help="model grid in mm"
     )

@@ -9,8 +9,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bidsxai.template import SPACE
-
 # Entity order of BIDS, with bidsxai's own `method` and `target` last.
 ENTITY_ORDER = (
     "sub",
@@ -112,7 +110,7 @@ def sidecar_path(image_path):
 # Participant level: preprocessing.
 
 
-def preproc_path(out_dir, subject, session, contrast, resolution, space=SPACE):
+def preproc_path(out_dir, subject, session, contrast, resolution, space):
     return bids_path(
         out_dir,
         subject,
@@ -125,7 +123,7 @@ def preproc_path(out_dir, subject, session, contrast, resolution, space=SPACE):
     )
 
 
-def brain_mask_path(out_dir, subject, session, resolution, space=SPACE):
+def brain_mask_path(out_dir, subject, session, resolution, space):
     return bids_path(
         out_dir,
         subject,
@@ -163,7 +161,7 @@ def label_mask_path(root, subject, session, name, resolution=None, space=None):
 # Participant level: explanations.
 
 
-def heatmap_path(out_dir, subject, session, method, target, resolution, space=SPACE, desc=None):
+def heatmap_path(out_dir, subject, session, method, target, resolution, space, desc=None):
     """One method's map for one target class; ``desc='layers'`` holds every layer's map (4D)."""
     return bids_path(
         out_dir,
@@ -242,10 +240,37 @@ def find_heatmaps(out_dir):
     return [(p, entities) for p, entities in found if entities is not None]
 
 
+# TemplateFlow's layout, read back from its home.
+
+
+def templateflow_folder(home, space):
+    """A template's folder in a TemplateFlow home."""
+    return Path(home) / f"tpl-{space}"
+
+
+def templateflow_files(home, space, kind):
+    """{resolution label: path} of a template's non-empty ``kind`` images (``T1w``,
+    ``desc-brain_mask``, ``label-GM_probseg``, ...) in a TemplateFlow home; TemplateFlow marks the
+    files it has not downloaded as empty placeholders."""
+    folder = templateflow_folder(home, space)
+    pattern = re.compile(rf"tpl-{re.escape(space)}_res-(\d+)_{re.escape(kind)}\.nii\.gz")
+    found = {}
+    for path in folder.glob(f"tpl-{space}_res-*.nii.gz"):
+        match = pattern.fullmatch(path.name)
+        if match and path.stat().st_size:
+            found[match.group(1)] = path
+    return found
+
+
+def templateflow_path(home, space, res, kind):
+    """Where TemplateFlow keeps a template's ``kind`` image at resolution label ``res``."""
+    return templateflow_folder(home, space) / f"tpl-{space}_res-{res}_{kind}.nii.gz"
+
+
 # Group level.
 
 
-def group_statmap_path(group_dir, method, target, comparison, stat, correction=None, space=SPACE):
+def group_statmap_path(group_dir, method, target, comparison, stat, space, correction=None):
     """A voxel-wise group map: ``comparison`` is ('HC', 'RRMS') for a two-sample test or
     ('RRMS',) for the coverage test within one group."""
     desc = (

@@ -21,7 +21,8 @@ from scipy import ndimage
 from bidsxai import __version__
 from bidsxai.atomic import save_nifti, write_json, write_text
 from bidsxai.outputs import bids_path, label_mask_path, sessions_tsv_path, sidecar_path
-from bidsxai.template import SPACE, load_template
+from bidsxai.template import load_template
+from bidsxai.template_files import DEFAULT_SPACE
 
 CONTRASTS = ("T1w", "T2w", "FLAIR")
 
@@ -340,13 +341,15 @@ def synthesise_subject(out_dir, spec, subject):
             },
         )
         mni_mask = sample_into(lesions, src.affine, target.shape, target.affine, np.eye(4)) > 0.5
-        template_path = label_mask_path(gt, subject.label, ses, "lesion", spec.resolution, SPACE)
+        template_path = label_mask_path(
+            gt, subject.label, ses, "lesion", spec.resolution, DEFAULT_SPACE
+        )
         save_nifti(_mask_image(mni_mask, target.affine, code=4), template_path)
         write_json(
             sidecar_path(template_path),
             {
                 "Type": "Lesion",
-                "SpatialReference": SPACE,
+                "SpatialReference": DEFAULT_SPACE,
                 "Resolution": f"{spec.resolution:g} mm isotropic",
                 "Description": "Planted white-matter lesions in template space (ground truth).",
             },

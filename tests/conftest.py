@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny synthetic cohort (6 mm voxels) and one full pipeline run over it."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,14 @@ def snapshot(folder):
     return {
         p: (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob("*") if p.is_file()
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def templateflow_home(tmp_path_factory):
+    """An empty TemplateFlow home of the test session (the run seeds it), never the user's."""
+    home = tmp_path_factory.mktemp("templateflow")
+    os.environ["TEMPLATEFLOW_HOME"] = str(home)
+    return home
 
 
 @pytest.fixture(scope="session")

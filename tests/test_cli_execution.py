@@ -54,3 +54,31 @@ def test_the_target_defaults_to_the_bundles(pipeline, cohort_copy, tmp_path, cap
     err = capsys.readouterr().err
     assert "--target group: no such column" in err and "diagnosis, age, sex" in err
     assert run_cli(cohort_copy, out, "group", "--model", "cnn3d_group", "--n-perm", 0, *COMMON) == 0
+
+
+def test_any_templateflow_space_names_every_output(cohort, tmp_path, monkeypatch, capsys):
+    """A template other than the default, here a copy of the seeded one under another name in a
+    private TemplateFlow home, carries its name into every file, sidecar and the methods text."""
+    import json
+    import shutil
+
+    from bidsxai.outputs import templateflow_folder
+    from bidsxai.template_files import DEFAULT_SPACE, seed_default_space
+
+    home = tmp_path / "templateflow"
+    seeded = seed_default_space(home)
+    toy = templateflow_folder(home, "Toy")
+    toy.mkdir()
+    for path in seeded.glob("*_res-1_*.nii.gz"):
+        shutil.copy(path, toy / path.name.replace(DEFAULT_SPACE, "Toy"))
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(home))
+    out = tmp_path / "out"
+    argv = ["participant", "--participant-label", "01", "--output-spaces", "Toy", *COMMON]
+    assert run_cli(cohort, out, *argv) == 0
+    written = [p.name for p in (out / "sub-01").rglob("*.nii.gz")]
+    assert written and all("Toy" in name for name in written if "space-" in name or "to-" in name)
+    assert not [name for name in written if DEFAULT_SPACE in name]
+    sidecar = next((out / "sub-01" / "anat").glob("*_desc-preproc_T1w.json"))
+    assert json.loads(sidecar.read_text())["SpatialReference"] == "Toy"
+    methods = (out / "logs" / "CITATION.md").read_text()
+    assert "TemplateFlow\nidentifier Toy" in methods and "fonov2011" not in methods

@@ -163,3 +163,70 @@ def test_config_file_gives_the_saved_settings_and_the_command_line_overrides_it(
             parse_settings(["bids", "out", "participant", "--config-file", str(bad)])
     with pytest.raises(UsageError, match="cannot read it"):
         parse_settings(["bids", "out", "participant", "--config-file", str(tmp_path / "none")])
+
+
+@pytest.mark.parametrize(
+    "value, gb", [("16G", 16.0), ("16GB", 16.0), ("16000", 15.625), ("512M", 0.5), ("1T", 1024.0)]
+)
+def test_mem_reads_fmripreps_amounts(value, gb):
+    from bidsxai.cli import parse_settings
+
+    assert parse_settings(["bids", "out", "participant", "--mem", value]).mem == gb
+
+
+def test_mem_defaults_to_slurms_allocation_and_limits_the_sessions_at_once(monkeypatch):
+    from bidsxai.cli import parse_settings
+    from bidsxai.memory import SESSION_MEMORY_GB, parallel_sessions
+
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "8192")
+    assert parse_settings(["bids", "out", "participant"]).mem == 8.0
+    monkeypatch.delenv("SLURM_MEM_PER_NODE")
+    assert parse_settings(["bids", "out", "participant"]).mem is None
+    assert parallel_sessions(8, None) == 8
+    assert parallel_sessions(8, 2.5 * SESSION_MEMORY_GB) == 2
+    assert parallel_sessions(8, 0.5 * SESSION_MEMORY_GB) == 1  # one, even if it may not fit
+    assert parallel_sessions(2, 100 * SESSION_MEMORY_GB) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--mem", "0"], "--mem/--mem-mb: must be positive"),
+        (["--mem", "lots"], "--mem/--mem-mb: not an amount of memory"),
+        (["--omp-nthreads", "0"], "--omp-nthreads: must be at least 1"),
+        (["--output-spaces", "T1w"], "writes its outputs on a template's grid"),
+        (["--output-spaces", "MNI152NLin2009cAsym:res-2"], "the grid is set with --resolution"),
+    ],
+)
+def test_bad_resource_and_space_options_are_one_line_and_exit_64(argv, message, tmp_path, capsys):
+    from bidsxai import cli
+
+    assert cli.main([str(tmp_path), str(tmp_path / "out"), "participant", *argv]) == 64
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_a_space_templateflow_does_not_know_is_a_usage_error(cohort, tmp_path, capsys):
+    from bidsxai import cli
+
+    argv = ["participant", "--output-spaces", "NoSuchTemplate", "--skip-bids-validation"]
+    assert cli.main([str(cohort), str(tmp_path / "out"), *argv]) == 64
+    err = capsys.readouterr().err
+    assert "not a TemplateFlow template (known: " in err and "MNI152NLin2009cAsym" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bundle_of_another_space_or_grid_is_refused():
+    from bidsxai.errors import UsageError
+    from bidsxai.models.bundle import check_space, grid_of
+    from bidsxai.template import load_template
+
+    template = load_template(6.0)
+    meta = {"name": "m", "input": {"space": template.space, "grid": grid_of(template)}}
+    check_space(meta, template)
+    other = dict(meta, input=dict(meta["input"], space="MNI152NLin2009cAsym"))
+    with pytest.raises(UsageError, match="give --output-spaces MNI152NLin2009cAsym"):
+        check_space(other, template)
+    moved = dict(meta, input=dict(meta["input"], grid=grid_of(load_template(4.0))))
+    with pytest.raises(UsageError, match="grid other than this run's"):
+        check_space(moved, template)

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from conftest import RES, run_cli
 
-from bidsxai.template import SPACE, load_template
+from bidsxai.template import load_template
+from bidsxai.template_files import DEFAULT_SPACE as SPACE
 from bidsxai.validator import validator_errors
 
 

@@ -14,7 +14,8 @@ from scipy import ndimage
 
 from bidsxai.outputs import preproc_path
 from bidsxai.synth import CohortSpec, synthesise
-from bidsxai.template import SPACE, load_template
+from bidsxai.template import load_template
+from bidsxai.template_files import DEFAULT_SPACE as SPACE
 
 N_PERM = 200
 
@@ -46,7 +47,11 @@ def _write_outputs(out, template, maps, images, image_path=None):
         anat.mkdir(parents=True, exist_ok=True)
         stem = f"sub-{subject}_space-{SPACE}_res-6_method-gradcam_target-RRMS_heatmap.nii.gz"
         nib.save(template.image(heatmap), anat / stem)
-        path = image_path(subject) if image_path else preproc_path(out, subject, None, "T1w", RES)
+        path = (
+            image_path(subject)
+            if image_path
+            else preproc_path(out, subject, None, "T1w", RES, SPACE)
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         nib.save(template.image(images[subject]), path)
 

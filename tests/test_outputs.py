@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from bidsxai import outputs
-from bidsxai.template import SPACE
+from bidsxai.template_files import DEFAULT_SPACE as SPACE
 
 PACKAGE = Path(outputs.__file__).parent
 
 
 @pytest.mark.parametrize("session", [None, "02"])
 def test_heatmap_names_round_trip_through_their_parser(tmp_path, session):
-    path = outputs.heatmap_path(tmp_path, "07", session, "gradcampp", "EDSS>=5", 1.5)
+    path = outputs.heatmap_path(tmp_path, "07", session, "gradcampp", "EDSS>=5", 1.5, SPACE)
     expected_folder = tmp_path / "sub-07" / (f"ses-{session}" if session else "") / "anat"
     assert path.parent == expected_folder
     assert outputs.parse_heatmap(path) == {
@@ -27,18 +27,18 @@ def test_heatmap_names_round_trip_through_their_parser(tmp_path, session):
         "method": "gradcampp",
         "target": "EDSS5",
     }
-    layers = outputs.heatmap_path(tmp_path, "07", session, "gradcam", "HC", 2, desc="layers")
+    layers = outputs.heatmap_path(tmp_path, "07", session, "gradcam", "HC", 2, SPACE, desc="layers")
     assert "_desc-layers_method-gradcam_target-HC_" in layers.name
     assert outputs.parse_heatmap(layers) is None  # the 4D layer maps are not group-level inputs
 
 
 def test_names_keep_their_published_layout(tmp_path):
     assert (
-        outputs.preproc_path(tmp_path, "01", None, "T1w", 2).name
+        outputs.preproc_path(tmp_path, "01", None, "T1w", 2, SPACE).name
         == f"sub-01_space-{SPACE}_res-2_desc-preproc_T1w.nii.gz"
     )
     assert (
-        outputs.brain_mask_path(tmp_path, "01", "a", 2).name
+        outputs.brain_mask_path(tmp_path, "01", "a", 2, SPACE).name
         == f"sub-01_ses-a_space-{SPACE}_res-2_desc-brain_mask.nii.gz"
     )
     assert (
@@ -53,12 +53,14 @@ def test_names_keep_their_published_layout(tmp_path):
         outputs.label_mask_path(tmp_path, "01", None, "lesion", 2, SPACE).name
         == f"sub-01_space-{SPACE}_res-2_label-lesion_mask.nii.gz"
     )
-    two = outputs.group_statmap_path(tmp_path, "gradcam", "SPMS", ("RR MS", "SPMS"), "logp", "fwe")
+    two = outputs.group_statmap_path(
+        tmp_path, "gradcam", "SPMS", ("RR MS", "SPMS"), "logp", SPACE, "fwe"
+    )
     assert (
         two.name == f"space-{SPACE}_method-gradcam_target-SPMS_desc-RRMSvsSPMS_stat-logp_corr-fwe"
         "_statmap.nii.gz"
     )
-    one = outputs.group_statmap_path(tmp_path, "lrp", "HC", ("HC",), "coverage")
+    one = outputs.group_statmap_path(tmp_path, "lrp", "HC", ("HC",), "coverage", SPACE)
     assert (
         one.name
         == f"space-{SPACE}_method-lrp_target-HC_desc-HCcoverage_stat-coverage_statmap.nii.gz"

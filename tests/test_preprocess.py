@@ -9,7 +9,8 @@ from bidsxai.errors import NoInputError
 from bidsxai.outputs import preproc_path, xfm_path
 from bidsxai.preprocess.conform import load_volume
 from bidsxai.preprocess.normalise import normalise
-from bidsxai.template import SPACE, load_template
+from bidsxai.template import load_template
+from bidsxai.template_files import DEFAULT_SPACE as SPACE
 
 
 def test_percentile_normalisation_maps_brain_to_unit_range():
@@ -91,6 +92,6 @@ def test_preprocessed_contrasts_keep_their_tissue_order(pipeline):
     template = load_template(RES)
     csf, wm = template.csf > 0.8, template.wm > 0.8
     out = pipeline["out"]
-    t1 = nib.load(preproc_path(out, "01", None, "T1w", RES)).get_fdata()
-    t2 = nib.load(preproc_path(out, "01", None, "T2w", RES)).get_fdata()
+    t1 = nib.load(preproc_path(out, "01", None, "T1w", RES, SPACE)).get_fdata()
+    t2 = nib.load(preproc_path(out, "01", None, "T2w", RES, SPACE)).get_fdata()
     assert t1[csf].mean() < t1[wm].mean() and t2[csf].mean() > t2[wm].mean()

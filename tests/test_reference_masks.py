@@ -100,7 +100,7 @@ def test_masks_in_an_unknown_space_or_off_the_t1w_grid_are_refused(pipeline, coh
     with pytest.raises(NoInputError, match="not on the grid of sub-03_T1w"):
         _masks(pipeline["out"], native_masks, cohort, "03")
     native.rename(folder / "sub-03_space-Foo_label-lesion_mask.nii.gz")
-    with pytest.raises(NoInputError, match="space-Foo is unknown"):
+    with pytest.raises(NoInputError, match="space-Foo is not this run"):
         _masks(pipeline["out"], native_masks, cohort, "03")
 
 

@@ -6,6 +6,7 @@ from conftest import RES, run_cli
 from bidsxai.bids import open_layout, select_inputs
 from bidsxai.outputs import preproc_path
 from bidsxai.synth import CohortSpec, synthesise
+from bidsxai.template_files import DEFAULT_SPACE as SPACE
 from bidsxai.validator import validator_errors
 
 
@@ -39,8 +40,8 @@ def test_derivatives_are_imported_instead_of_preprocessed(pipeline, cohort, tmp_
     )
     assert code == 0
     for contrast in ("T1w", "T2w", "FLAIR"):
-        ours = preproc_path(out, "04", None, contrast, RES)
-        theirs = preproc_path(pipeline["out"], "04", None, contrast, RES)
+        ours = preproc_path(out, "04", None, contrast, RES, SPACE)
+        theirs = preproc_path(pipeline["out"], "04", None, contrast, RES, SPACE)
         assert ours.read_bytes() == theirs.read_bytes()
     assert not list((out / "sub-04" / "anat").glob("*_xfm.mat"))  # nothing was registered
     assert (out / "sub-04.html").is_file()

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 
 from bidsxai.synth import CONTRASTS, Anatomy, CohortSpec, plan_subjects
-from bidsxai.template import SPACE, load_template
+from bidsxai.template import load_template
+from bidsxai.template_files import DEFAULT_SPACE as SPACE
 from bidsxai.validator import validator_errors
 
 

@@ -12,11 +12,12 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 from bidsxai.atomic import atomic_path, write_json
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.registry import get_architecture
 from bidsxai.outputs import bundle_dir, describe_collision, label_collisions, member_name
-from bidsxai.template import SPACE
 
 
 def sha256_of(path):
@@ -71,13 +72,26 @@ def read_meta(folder):
     return meta
 
 
-def check_space(meta, space=SPACE):
-    """Refuse a bundle trained on images in another template space than this run writes."""
+def grid_of(template):
+    """What a bundle records of its template's grid: voxels (shape) and world position (affine)."""
+    return {"shape": list(template.shape), "affine": np.round(template.affine, 4).tolist()}
+
+
+def check_space(meta, template):
+    """Refuse a bundle trained on images in another template space or grid than this run's."""
     trained = meta.get("input", {}).get("space")
-    if trained != space:
+    name = meta.get("name")
+    if trained != template.space:
         raise UsageError(
-            f"--model {meta.get('name')}: trained on images in space {trained}, but this run "
-            f"preprocesses into {space}; train the model again on this run's outputs"
+            f"--model {name}: trained on images in space {trained}, but this run "
+            f"preprocesses into {template.space}; give --output-spaces {trained} or train the "
+            "model again on this run's outputs"
+        )
+    if meta["input"].get("grid") != grid_of(template):
+        raise UsageError(
+            f"--model {name}: trained on a {trained} grid other than this run's "
+            f"({template.resolution:g} mm, shape {list(template.shape)}); train the model again "
+            "on this run's outputs"
         )
 
 

@@ -24,31 +24,30 @@ from bidsxai.preprocess.conform import load_volume
 from bidsxai.preprocess.normalise import normalise
 from bidsxai.preprocess.register import coregister, resample, seed_ants, to_template
 from bidsxai.scratch import work_folder
-from bidsxai.template import SPACE, load_template
 
 PIPELINE_VERSION = "1"
 
 
-def settings_key(inputs, resolution, normalisation, nonlinear, seed):
+def settings_key(inputs, template, normalisation, nonlinear, seed):
     """Changes when anything that shapes the outputs changes, so resume never reuses stale files."""
-    parts = [PIPELINE_VERSION, f"{resolution:g}", normalisation, str(nonlinear), str(seed)]
+    parts = [PIPELINE_VERSION, template.space, f"{template.resolution:g}", normalisation]
+    parts += [str(nonlinear), str(seed)]
     for contrast, path in sorted(inputs.files.items()):
         stat = Path(path).stat()
         parts += [contrast, Path(path).name, str(stat.st_size), str(int(stat.st_mtime))]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def is_done(inputs, out_dir, resolution, key):
-    t1_json = sidecar_path(preproc_path(out_dir, inputs.subject, inputs.session, "T1w", resolution))
+def is_done(inputs, out_dir, template, key):
+    grid = (template.resolution, template.space)
+    t1_json = sidecar_path(preproc_path(out_dir, inputs.subject, inputs.session, "T1w", *grid))
     if not t1_json.is_file():
         return False
     try:
         sidecar = json.loads(t1_json.read_text())
     except ValueError:
         return False
-    paths = [
-        preproc_path(out_dir, inputs.subject, inputs.session, c, resolution) for c in inputs.files
-    ]
+    paths = [preproc_path(out_dir, inputs.subject, inputs.session, c, *grid) for c in inputs.files]
     return sidecar.get("PreprocessingKey") == key and all(p.is_file() for p in paths)
 
 
@@ -57,24 +56,25 @@ def preprocess_session(
     out_dir,
     raw_root,
     work_dir,
-    resolution=2.0,
+    template,
     normalisation="percentile",
     nonlinear=False,
     seed=0,
 ):
-    """Write the preprocessed images of one session; returns {contrast: path}. Skips if done."""
+    """Write the preprocessed images of one session on ``template``'s grid; returns
+    {contrast: path}. Skips if done."""
     if "T1w" not in inputs.files:
         raise NoInputError(f"{inputs.key}: no T1w image found")
-    key = settings_key(inputs, resolution, normalisation, nonlinear, seed)
+    key = settings_key(inputs, template, normalisation, nonlinear, seed)
+    space, resolution = template.space, template.resolution
     outputs = {
-        c: preproc_path(out_dir, inputs.subject, inputs.session, c, resolution)
+        c: preproc_path(out_dir, inputs.subject, inputs.session, c, resolution, space)
         for c in inputs.files
     }
-    if is_done(inputs, out_dir, resolution, key):
+    if is_done(inputs, out_dir, template, key):
         return outputs
     volumes = {c: load_volume(p) for c, p in inputs.files.items()}  # fail early, before any work
     seed_ants(seed)
-    template = load_template(resolution)
     tpl_img = ants.from_nibabel_nifti(template.image(template.t1w))
     fixed_mask = ants.from_nibabel_nifti(
         template.image(ndimage.binary_dilation(template.brain_mask, iterations=2), dtype=np.uint8)
@@ -92,7 +92,7 @@ def preprocess_session(
                     corrected["T1w"], corrected[contrast], work / f"{contrast}_to_t1w_"
                 )
                 chains[contrast] = t1_to_tpl + [rigid]
-        write_transforms(inputs, out_dir, chains)
+        write_transforms(inputs, out_dir, chains, space)
         for contrast, chain in chains.items():
             data = resample(tpl_img, corrected[contrast], chain).numpy()
             data = normalise(data, template.brain_mask, normalisation)
@@ -100,10 +100,10 @@ def preprocess_session(
             write_json(
                 sidecar_path(outputs[contrast]),
                 {
-                    "Description": f"{contrast} after N4, registration to {SPACE}, brain masking "
+                    "Description": f"{contrast} after N4, registration to {space}, brain masking "
                     f"and {normalisation} intensity normalisation",
                     "SkullStripped": True,
-                    "SpatialReference": SPACE,
+                    "SpatialReference": space,
                     "Resolution": f"{resolution:g} mm isotropic",
                     "Sources": [bids_uri("raw", inputs.files[contrast], raw_root)],
                     "IntensityNormalisation": normalisation,
@@ -113,13 +113,13 @@ def preprocess_session(
                     "SoftwareVersions": f"bidsxai {__version__}, antspyx {ants.__version__}",
                 },
             )
-        brain_mask = brain_mask_path(out_dir, inputs.subject, inputs.session, resolution)
+        brain_mask = brain_mask_path(out_dir, inputs.subject, inputs.session, resolution, space)
         save_nifti(template.image(template.brain_mask, dtype=np.uint8), brain_mask)
         write_json(
             sidecar_path(brain_mask),
             {
                 "Type": "Brain",
-                "SpatialReference": SPACE,
+                "SpatialReference": space,
                 "Resolution": f"{resolution:g} mm isotropic",
                 "Description": "Template brain mask (the images are in template space)",
                 "Sources": [bids_uri("raw", inputs.files["T1w"], raw_root)],
@@ -130,12 +130,12 @@ def preprocess_session(
     return outputs
 
 
-def write_transforms(inputs, out_dir, chains):
+def write_transforms(inputs, out_dir, chains, space):
     """Copy ANTs' transforms into the derivatives: T1w to template (the linear one, and SyN's
     displacement field where there is one) and each contrast to T1w."""
     for path in chains["T1w"]:
         desc = None if str(path).endswith(".mat") else "warp"
-        _copy(path, xfm_path(out_dir, inputs.subject, inputs.session, "T1w", SPACE, desc))
+        _copy(path, xfm_path(out_dir, inputs.subject, inputs.session, "T1w", space, desc))
     for contrast, chain in chains.items():
         if contrast != "T1w":
             _copy(chain[-1], xfm_path(out_dir, inputs.subject, inputs.session, contrast, "T1w"))

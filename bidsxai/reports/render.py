@@ -24,6 +24,7 @@ def methods_text(settings, model_meta=None):
     from the explanation table, the architecture's from the registry."""
     from bidsxai.explain.methods import METHODS
     from bidsxai.models.registry import get_architecture
+    from bidsxai.template_files import describe
 
     env = _environment("bidsxai.resources.boilerplate")
     env.autoescape = False
@@ -31,6 +32,7 @@ def methods_text(settings, model_meta=None):
     return env.get_template("methods.md.j2").render(
         version=__version__,
         s=settings,
+        template_name=describe(settings.output_space),
         model=model_meta,
         architecture=architecture,
         methods=[METHODS[m] for m in settings.methods],

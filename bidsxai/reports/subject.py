@@ -21,7 +21,7 @@ from bidsxai.outputs import (
 )
 from bidsxai.reports import figures
 from bidsxai.reports.render import methods_text, render_report
-from bidsxai.template import SPACE, load_template
+from bidsxai.template import load_template
 
 
 def _load(path):
@@ -31,15 +31,16 @@ def _load(path):
 def session_view(settings, session):
     """Everything the report shows of one session, read from its files."""
     out = Path(settings.output_dir)
-    template = load_template(settings.resolution)
+    grid = (settings.resolution, settings.output_space)
+    template = load_template(*grid)
     mask = template.brain_mask
-    t1_path = preproc_path(out, session.subject, session.session, "T1w", settings.resolution)
+    t1_path = preproc_path(out, session.subject, session.session, "T1w", *grid)
     t1 = _load(t1_path)
     t1_sidecar = sidecar_path(t1_path)
     gate = json.loads(t1_sidecar.read_text()).get("QualityGate") if t1_sidecar.is_file() else None
     qc = {}
     for contrast in session.files:
-        path = preproc_path(out, session.subject, session.session, contrast, settings.resolution)
+        path = preproc_path(out, session.subject, session.session, contrast, *grid)
         if path.is_file():
             image = t1 if contrast == "T1w" else _load(path)
             qc[contrast] = figures.registration_mosaic(image, template.t1w, mask)
@@ -52,7 +53,7 @@ def session_view(settings, session):
         table = pd.read_csv(measures, sep="\t")
         for row in table.itertuples():
             path = heatmap_path(
-                out, session.subject, session.session, row.method, row.target, settings.resolution
+                out, session.subject, session.session, row.method, row.target, *grid
             )
             if not path.is_file():
                 continue
@@ -86,7 +87,7 @@ def session_view(settings, session):
             session.session,
             "gradcam",
             prediction["predicted"],
-            settings.resolution,
+            *grid,
             desc="layers",
         )
         if path.is_file():
@@ -135,7 +136,7 @@ def write_subject_report(item, settings, participants, model_meta):
         target=settings.target,
         known=known,
         sessions=sessions,
-        space=SPACE,
+        space=settings.output_space,
         resolution=f"{settings.resolution:g}",
         command=" ".join(sys.argv),
         settings_toml=settings.to_toml(),

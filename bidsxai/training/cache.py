@@ -19,11 +19,13 @@ from bidsxai.training.dataset import load_inputs
 
 def _key(out_dir, session, spec):
     sources = [
-        preproc_path(out_dir, session.subject, session.session, c, spec["resolution"])
+        preproc_path(
+            out_dir, session.subject, session.session, c, spec["resolution"], spec["space"]
+        )
         for c in spec["contrasts"]
     ]
     stamp = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in sources]
-    wanted = {k: spec[k] for k in ("resolution", "contrasts", "crop", "normalisation")}
+    wanted = {k: spec[k] for k in ("space", "resolution", "contrasts", "crop", "normalisation")}
     return hashlib.sha256(json.dumps([wanted, stamp]).encode()).hexdigest()[:16]
 
 

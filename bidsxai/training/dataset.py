@@ -33,7 +33,7 @@ def load_inputs(out_dir, subject, session, spec):
     """(C, X, Y, Z) float32 array for one session, as the model's input spec describes."""
     channels = []
     for contrast in spec["contrasts"]:
-        path = preproc_path(out_dir, subject, session, contrast, spec["resolution"])
+        path = preproc_path(out_dir, subject, session, contrast, spec["resolution"], spec["space"])
         if not path.is_file():
             raise NoInputError(
                 f"sub-{subject}{'_ses-' + session if session else ''}: no "

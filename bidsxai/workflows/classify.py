@@ -107,7 +107,7 @@ def classify_one(session, job):
     covariates = subject_covariates(
         meta.get("covariates") or [], job.participants, session.subject, job.device
     )
-    template = load_template(spec["resolution"])
+    template = load_template(spec["resolution"], spec["space"])
     out = job.settings.output_dir
     x = torch.from_numpy(load_inputs(out, session.subject, session.session, spec))[None].to(
         job.device

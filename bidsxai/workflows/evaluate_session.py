@@ -80,7 +80,8 @@ def evaluate_session(model, x, spec, explanation, settings, layer, template, mas
     if "robustness" not in settings.evaluate:
         compared = {}
     box = tuple(map(tuple, spec["crop"]))
-    atlas = _cropped_atlas(settings.atlas, template.resolution, box) if compared else None
+    grid = (template.resolution, template.space)
+    atlas = _cropped_atlas(settings.atlas, grid, box) if compared else None
     predicted = explanation.classes.index(explanation.predicted)
     for row in rows:
         if row["target"] != explanation.predicted:
@@ -104,9 +105,9 @@ def evaluate_session(model, x, spec, explanation, settings, layer, template, mas
 
 
 @functools.lru_cache(maxsize=4)
-def _cropped_atlas(option, resolution, box):
+def _cropped_atlas(option, grid, box):
     """The --atlas regions on the model's crop, read once per process (None without an atlas)."""
-    atlas = atlas_option(option, load_template(resolution))
+    atlas = atlas_option(option, load_template(*grid))
     return atlas and dataclasses.replace(atlas, labels=crop(atlas.labels, box))
 
 

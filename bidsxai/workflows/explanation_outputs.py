@@ -18,7 +18,6 @@ from bidsxai.bids import bids_uri
 from bidsxai.explain import CAM_FAMILY, METHODS
 from bidsxai.explain.quantify import percentile_in_mask
 from bidsxai.outputs import heatmap_path, measures_path, preproc_path, sidecar_path, slices_path
-from bidsxai.template import SPACE
 
 
 @dataclass
@@ -34,16 +33,17 @@ class Provenance:
 
 def write_explanation(out, session, explanation, provenance, spec, layer, template, mc_samples):
     """Every file of one explained session; returns the predicted class."""
-    resolution, classes = spec["resolution"], explanation.classes
-    sources = [
-        bids_uri("bidsxai", preproc_path(out, session.subject, session.session, c, resolution), out)
+    resolution, space, classes = template.resolution, template.space, explanation.classes
+    inputs = [
+        preproc_path(out, session.subject, session.session, c, resolution, space)
         for c in spec["contrasts"]
     ]
+    sources = [bids_uri("bidsxai", p, out) for p in inputs]
     common = _common_sidecar(explanation, provenance, mc_samples)
     rows = []
     for item in explanation.maps:
         path = heatmap_path(
-            out, session.subject, session.session, item.method, item.target, resolution
+            out, session.subject, session.session, item.method, item.target, resolution, space
         )
         save_nifti(template.image(item.heatmap), path)
         sidecar = {
@@ -56,7 +56,7 @@ def write_explanation(out, session, explanation, provenance, spec, layer, templa
             **common,
             "Values": f"raw {METHODS[item.method].values}, on the model grid, zero outside the "
             "model's crop",
-            "SpatialReference": SPACE,
+            "SpatialReference": space,
             "Resolution": f"{resolution:g} mm isotropic",
             "Sources": sources,
             "SoftwareVersions": f"bidsxai {__version__}, torch {torch.__version__}",
@@ -73,7 +73,6 @@ def write_explanation(out, session, explanation, provenance, spec, layer, templa
             out,
             session,
             explanation,
-            resolution,
             template,
             dict(provenance_entries, Sources=sources),
         )
@@ -132,12 +131,13 @@ def write_slice_predictions(out, session, slices, classes):
     _write_tsv(slices_path(out, session.subject, session.session), rows)
 
 
-def write_layer_iteration(out, session, explanation, resolution, template, provenance):
+def write_layer_iteration(out, session, explanation, template, provenance):
     """Grad-CAM of the predicted class at every convolution, as one 4D NIfTI (Avci 2021, §4.1.3),
     with the same model provenance and sources as the session's other heatmaps."""
     layers, predicted = explanation.layers, explanation.predicted
+    grid = (template.resolution, template.space)
     path = heatmap_path(
-        out, session.subject, session.session, "gradcam", predicted, resolution, desc="layers"
+        out, session.subject, session.session, "gradcam", predicted, *grid, desc="layers"
     )
     save_nifti(template.image(np.stack(list(layers.values()), axis=-1)), path)
     write_json(
@@ -148,7 +148,7 @@ def write_layer_iteration(out, session, explanation, resolution, template, prove
             "Layers": list(layers),
             "Description": "Grad-CAM of the predicted class at every convolutional layer (4th "
             "axis, in the order of Layers): the evaluation-layer iteration of Avci (2021)",
-            "SpatialReference": SPACE,
+            "SpatialReference": template.space,
             **provenance,
         },
     )

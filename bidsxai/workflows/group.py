@@ -34,7 +34,7 @@ from bidsxai.group.permutation import spearman_permutation
 from bidsxai.group.threshold import parse_threshold
 from bidsxai.logs import event
 from bidsxai.outputs import find_heatmaps as heatmap_files
-from bidsxai.outputs import group_table_path, preproc_path
+from bidsxai.outputs import group_table_path, preproc_path, resolution_label
 from bidsxai.reports.group import write_group_report
 from bidsxai.template import load_template
 from bidsxai.workflows.group_maps import coverage, two_sample
@@ -103,9 +103,11 @@ class MethodTargetAnalysis:
         }
 
 
-def find_heatmaps(out_dir, subjects=None):
-    """DataFrame of heatmap files (subject, session, method, target, path, first), where ``first``
-    marks each subject's first session."""
+def find_heatmaps(out_dir, template, subjects=None):
+    """DataFrame of the heatmap files on ``template``'s grid (subject, session, method, target,
+    path, first), where ``first`` marks each subject's first session."""
+    found = heatmap_files(out_dir)
+    res = resolution_label(template.resolution)
     rows = [
         {
             "subject": e["subject"],
@@ -114,12 +116,17 @@ def find_heatmaps(out_dir, subjects=None):
             "target": e["target"],
             "path": path,
         }
-        for path, e in heatmap_files(out_dir)
-        if not subjects or e["subject"] in subjects
+        for path, e in found
+        if (not subjects or e["subject"] in subjects)
+        and (e["space"], e["res"]) == (template.space, res)
     ]
     if not rows:
+        grids = sorted({f"{e['space']} at res {e['res']}" for _, e in found})
+        elsewhere = f" (there are heatmaps in {', '.join(grids)})" if grids else ""
         raise NoInputError(
-            f"no heatmaps in {out_dir}; run the participant level with --model first"
+            f"no heatmaps in {out_dir} in {template.space} at res {res}{elsewhere}; run the "
+            "participant level with --model first, or give the --output-spaces and --resolution "
+            "it ran with"
         )
     table = pd.DataFrame(rows).sort_values(["subject", "session"]).reset_index(drop=True)
     table["first"] = table["session"] == table.groupby("subject")["session"].transform("min")
@@ -169,7 +176,12 @@ def _correlation_image(settings, subject, session):
         path = Path(spec.format(subject=subject, session=session))
     else:
         path = preproc_path(
-            settings.output_dir, subject, session or None, spec, settings.resolution
+            settings.output_dir,
+            subject,
+            session or None,
+            spec,
+            settings.resolution,
+            settings.output_space,
         )
     if not path.is_file():
         raise NoInputError(
@@ -198,12 +210,12 @@ def run_group(settings, subjects=None):
             raise UsageError(
                 f"{flag} {column}: no such column in participants.tsv (its columns: {columns})"
             )
-    heatmaps = find_heatmaps(out, subjects)
+    template = load_template(settings.resolution, settings.output_space)
+    heatmaps = find_heatmaps(out, template, subjects)
     heatmaps["group"] = heatmaps["subject"].map(participants[settings.target])
     heatmaps = heatmaps.dropna(subset=["group"])
     pairs = group_pairs(sorted(heatmaps["group"].unique()), settings.groups)
     _check_inputs(settings, participants, heatmaps[heatmaps["first"]])
-    template = load_template(settings.resolution)
     atlas = atlas_option(settings.atlas, template)
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)  # as used
     job = GroupJob(

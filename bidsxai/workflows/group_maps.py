@@ -13,7 +13,6 @@ from bidsxai.group.clusters import cluster_table
 from bidsxai.group.coverage import coverage_test
 from bidsxai.group.ttest import ttest
 from bidsxai.outputs import group_statmap_path, sidecar_path
-from bidsxai.template import SPACE
 from bidsxai.workflows.device import pick_device
 
 ALPHA = 0.05
@@ -34,7 +33,7 @@ class CoverageTest:
 
 
 def _write_map(path_of, stat, data, template, sidecar, correction=None, **extra):
-    path = path_of(stat, correction)
+    path = path_of(stat, space=template.space, correction=correction)
     save_nifti(template.image(data), path)
     write_json(
         sidecar_path(path), dict(sidecar, Statistic=stat, Correction=correction or "none", **extra)
@@ -87,7 +86,7 @@ def two_sample(maps_a, maps_b, covariates, template, atlas, group_dir, key, sett
         "DegreesOfFreedom": result["df"],
         "Input": f"heatmaps max-normalised and thresholded per subject ({settings.threshold})",
         "Mask": "template brain mask; voxels without variance are not tested",
-        "SpatialReference": SPACE,
+        "SpatialReference": template.space,
     }
     if covariates is not None:
         sidecar["Permutation"] = "Freedman-Lane"
@@ -153,7 +152,7 @@ def coverage(maps, template, atlas, group_dir, key, settings):
         "N": result["n"],
         "KeptShare": [float(s) for s in result["shares"]],
         "Input": f"heatmaps thresholded per subject ({settings.threshold})",
-        "SpatialReference": SPACE,
+        "SpatialReference": template.space,
     }
     _write_map(path_of, "coverage", result["coverage"], template, sidecar)
     _write_map(path_of, "p", result["p"], template, sidecar)

@@ -12,6 +12,8 @@ import numpy as np
 from bidsxai.atomic import atomic_path, write_json
 from bidsxai.bids import init_derivatives, read_participants
 from bidsxai.errors import EXIT_NO_INPUT, NoInputError
+from bidsxai.logs import event
+from bidsxai.memory import parallel_sessions
 from bidsxai.models.bundle import read_meta, resolve_bundle
 from bidsxai.outputs import preproc_path, sidecar_path
 from bidsxai.preprocess.pipeline import preprocess_session
@@ -28,10 +30,15 @@ def _preprocess(inputs, settings):
     if not import_preprocessed(inputs, settings):
         _run_preprocessing(inputs, settings)
     t1w = preproc_path(
-        settings.output_dir, inputs.subject, inputs.session, "T1w", settings.resolution
+        settings.output_dir,
+        inputs.subject,
+        inputs.session,
+        "T1w",
+        settings.resolution,
+        settings.output_space,
     )
     image = np.asarray(nib.load(str(t1w)).dataobj, np.float32)
-    gate = quality_gate(image, load_template(settings.resolution))
+    gate = quality_gate(image, load_template(settings.resolution, settings.output_space))
     sidecar = sidecar_path(t1w)
     entries = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     if entries.get("QualityGate") != gate:
@@ -45,7 +52,7 @@ def _run_preprocessing(inputs, settings):
         settings.output_dir,
         settings.bids_dir,
         settings.work_dir,
-        settings.resolution,
+        load_template(settings.resolution, settings.output_space),
         settings.normalisation,
         settings.nonlinear,
         settings.seed,
@@ -58,7 +65,14 @@ def import_preprocessed(inputs, settings):
         if name == MASK_DATASET:  # reference masks for --evaluate, not preprocessed images
             continue
         sources = {
-            c: preproc_path(folder, inputs.subject, inputs.session, c, settings.resolution)
+            c: preproc_path(
+                folder,
+                inputs.subject,
+                inputs.session,
+                c,
+                settings.resolution,
+                settings.output_space,
+            )
             for c in inputs.files
         }
         if sources and all(p.is_file() for p in sources.values()):
@@ -69,6 +83,7 @@ def import_preprocessed(inputs, settings):
                     inputs.session,
                     contrast,
                     settings.resolution,
+                    settings.output_space,
                 )
                 for s, d in ((src, dst), (sidecar_path(src), sidecar_path(dst))):
                     if s.is_file() and s.resolve() != d.resolve():
@@ -95,10 +110,18 @@ def write_subject_reports(settings, sessions):
         items,
         shared,
         settings.crash_dir,
-        settings.nprocs,
+        session_workers(settings),
         desc="reports",
         threads=settings.omp_nthreads,
     )
+
+
+def session_workers(settings):
+    """--nprocs, lowered where --mem cannot hold that many sessions at once."""
+    workers = parallel_sessions(settings.nprocs, settings.mem)
+    if workers < settings.nprocs:
+        event("sessions_limited_by_memory", mem_gb=f"{settings.mem:g}", workers=workers)
+    return workers
 
 
 def quality_failures(outcomes):
@@ -135,7 +158,7 @@ def run_participant(settings, sessions, report_sessions=None):
             sessions,
             (settings,),
             settings.crash_dir,
-            settings.nprocs,
+            session_workers(settings),
             desc="preprocessing",
             threads=settings.omp_nthreads,
             stop=settings.stop_on_first_crash,
@@ -152,7 +175,9 @@ def run_participant(settings, sessions, report_sessions=None):
         s
         for s in (report_sessions or sessions)
         if s.key not in failed
-        and preproc_path(out, s.subject, s.session, "T1w", settings.resolution).is_file()
+        and preproc_path(
+            out, s.subject, s.session, "T1w", settings.resolution, settings.output_space
+        ).is_file()
     ]
     if settings.reports_only and not reportable:
         raise NoInputError(f"--reports-only: no preprocessed sessions in {out} to report on")

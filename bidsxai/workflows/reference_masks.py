@@ -23,7 +23,6 @@ from bidsxai.outputs import (
     sidecar_path,
     xfm_path,
 )
-from bidsxai.template import SPACE
 
 MASK_DATASET = "masks"  # the --derivatives name of the reference masks
 NATIVE_SPACES = (None, "T1w")
@@ -40,21 +39,21 @@ def reference_masks(settings, session, template):
             f"--derivatives masks={folder}: not a BIDS derivatives dataset "
             "(no dataset_description.json)"
         )
-    res = resolution_label(template.resolution)
+    res, space = resolution_label(template.resolution), template.space
     chosen = {}
     for found in find_label_masks(folder, session.subject, session.session):
-        if found.space not in (SPACE, *NATIVE_SPACES):
+        if found.space not in (space, *NATIVE_SPACES):
             raise NoInputError(
-                f"{found.path.name}: space-{found.space} is unknown; reference masks must be in "
-                f"{SPACE} or in the subject's T1w space (no space entity)"
+                f"{found.path.name}: space-{found.space} is not this run's; reference masks must "
+                f"be in {space} or in the subject's T1w space (no space entity)"
             )
-        if found.space == SPACE and found.res != res:
+        if found.space == space and found.res != res:
             continue  # a mask for runs at another resolution
-        if found.space == SPACE or found.label not in chosen:
+        if found.space == space or found.label not in chosen:
             chosen[found.label] = found
     masks = {}
     for name, found in sorted(chosen.items()):
-        if found.space == SPACE:
+        if found.space == space:
             mask = _template_space(found.path, template)
         else:
             mask = _warped(found.path, session, settings.output_dir, template)
@@ -71,7 +70,7 @@ def _template_space(path, template):
     image = nib.load(str(path))
     if image.shape != template.shape or not np.allclose(image.affine, template.affine, atol=1e-3):
         raise NoInputError(
-            f"{path.name}: not on the {SPACE} grid at {template.resolution:g} mm "
+            f"{path.name}: not on the {template.space} grid at {template.resolution:g} mm "
             f"(shape {image.shape})"
         )
     return np.asarray(image.dataobj) > 0
@@ -86,7 +85,7 @@ def _warped(path, session, out_dir, template):
             f"{path.name}: in T1w space but not on the grid of "
             f"{session.files['T1w'].name} (shape {image.shape}, T1w {t1w.shape})"
         )
-    transforms = _transforms(session, out_dir, template.resolution)
+    transforms = _transforms(session, out_dir, template)
     data = (np.asarray(image.dataobj) > 0).astype(np.float32)
     moving = nib.Nifti1Image(data.reshape(t1w.shape[:3]), image.affine)
     moving.header.set_xyzt_units("mm", "sec")
@@ -96,15 +95,16 @@ def _warped(path, session, out_dir, template):
     return warped.numpy() >= 0.5
 
 
-def _transforms(session, out_dir, resolution):
+def _transforms(session, out_dir, template):
     """The T1w-to-template transforms in ANTs' order (displacement field first)."""
-    t1w = preproc_path(out_dir, session.subject, session.session, "T1w", resolution)
+    space = template.space
+    t1w = preproc_path(out_dir, session.subject, session.session, "T1w", template.resolution, space)
     sidecar = sidecar_path(t1w)
     if not sidecar.is_file():
         raise NoInputError(f"{session.key}: not preprocessed, so its T1w-space masks cannot move")
     nonlinear = json.loads(sidecar.read_text()).get("RegistrationToTemplate") == "SyN"
-    linear = xfm_path(out_dir, session.subject, session.session, "T1w", SPACE)
-    chain = [xfm_path(out_dir, session.subject, session.session, "T1w", SPACE, "warp")] * nonlinear
+    linear = xfm_path(out_dir, session.subject, session.session, "T1w", space)
+    chain = [xfm_path(out_dir, session.subject, session.session, "T1w", space, "warp")] * nonlinear
     chain.append(linear)
     missing = [p.name for p in chain if not p.is_file()]
     if missing:

@@ -15,12 +15,12 @@ import torch
 
 from bidsxai.bids import CONTRAST_KEYS, read_participants
 from bidsxai.errors import NoInputError, UsageError
-from bidsxai.models.bundle import save_bundle, sha256_of
+from bidsxai.models.bundle import grid_of, save_bundle, sha256_of
 from bidsxai.models.registry import get_architecture
 from bidsxai.models.slice2d import load_imagenet
 from bidsxai.outputs import bundle_dir, describe_collision, label_collisions, preproc_path
 from bidsxai.reports.training import write_training_report
-from bidsxai.template import SPACE, load_template
+from bidsxai.template import load_template
 from bidsxai.training import distributed
 from bidsxai.training.attention_table import attention_table
 from bidsxai.training.augment import augmenter
@@ -67,7 +67,12 @@ def preprocessed_sessions(settings, sessions):
     kept, excluded = [], []
     for s in sessions:
         if preproc_path(
-            settings.output_dir, s.subject, s.session, "T1w", settings.resolution
+            settings.output_dir,
+            s.subject,
+            s.session,
+            "T1w",
+            settings.resolution,
+            settings.output_space,
         ).is_file():
             kept.append(s)
         else:
@@ -107,7 +112,12 @@ def common_contrasts(settings, sessions):
         for c in CONTRAST_KEYS.values()
         if all(
             preproc_path(
-                settings.output_dir, s.subject, s.session, c, settings.resolution
+                settings.output_dir,
+                s.subject,
+                s.session,
+                c,
+                settings.resolution,
+                settings.output_space,
             ).is_file()
             for s in sessions
         )
@@ -362,10 +372,11 @@ def build_cohort(settings, sessions, arch):
 def input_spec(settings, arch, sessions):
     """What the model reads: space, resolution, contrasts, normalisation, brain crop (2D:
     slices)."""
-    template = load_template(settings.resolution)
+    template = load_template(settings.resolution, settings.output_space)
     spec = {
-        "space": SPACE,
+        "space": template.space,
         "resolution": settings.resolution,
+        "grid": grid_of(template),
         "contrasts": common_contrasts(settings, sessions),
         "normalisation": settings.normalisation,
         "crop": brain_crop(template.brain_mask),
