@@ -196,14 +196,14 @@ def make_output_dir(path):
         ) from None
 
 
-def _boilerplate(settings):
+def _boilerplate(settings, contrasts):
     from bidsxai.models.bundle import read_meta, resolve_bundle
     from bidsxai.reports.render import write_citation
 
     meta = None
     if settings.model:
         meta = read_meta(resolve_bundle(settings.model, settings.output_dir))
-    markdown, _ = write_citation(settings.output_dir, settings, meta)
+    markdown, _ = write_citation(settings.output_dir, settings, meta, contrasts)
     _say(settings, f"methods text and references written: {markdown} (and .bib)")
     return 0
 
@@ -244,7 +244,7 @@ def run(settings):
     sessions = select_inputs(layout, settings.participant_label, settings.session_label, filters)
     make_output_dir(out)
     if settings.boilerplate_only:
-        return _boilerplate(settings)
+        return _boilerplate(settings, {c for s in sessions for c in s.files})
     if settings.work_dir:
         make_output_dir(settings.work_dir)
     from bidsxai.scratch import remove_leftovers

@@ -240,6 +240,10 @@ def find_heatmaps(out_dir):
     return [(p, entities) for p, entities in found if entities is not None]
 
 
+# The --derivatives dataset of reference masks (``--derivatives masks=PATH``).
+MASK_DATASET = "masks"
+
+
 # TemplateFlow's layout, read back from its home.
 
 

@@ -245,6 +245,11 @@ def test_corrupt_gzip_is_reported_not_raised(cohort_copy, tmp_path, capsys):
     )
     assert code == EXIT_NO_INPUT
     assert "sub-05" in capsys.readouterr().err
+    # The failed subject still gets a report, with the reason in its Errors section.
+    report = (tmp_path / "out" / "sub-05.html").read_text()
+    errors = report[report.index('<section id="errors">') :]
+    assert "sub-05_T2w.nii.gz" in errors and "No errors to report" not in errors
+    assert "This session failed" in report and "unreadable" in report
 
 
 def test_a_model_trained_in_another_space_is_refused(pipeline, cohort, tmp_path, capsys):

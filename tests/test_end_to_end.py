@@ -80,7 +80,9 @@ def test_reports_are_self_contained(pipeline):
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), path
         assert "data:image/png;base64," in html
     subject = (out / "sub-03.html").read_text()
-    assert "Preprocessing QC" in subject and "Predicted" in subject and "gradcam" in subject
+    assert "Registration to" in subject and "Predicted" in subject and "gradcam" in subject
+    assert "No errors to report" in subject
+    assert '(<a href="#ref-tustison2010">Tustison et al. 2010</a>)' in subject
     assert "N4" in subject  # the methods paragraph
     assert (out / "logs" / "CITATION.md").is_file() and (out / "logs" / "CITATION.bib").is_file()
     assert list((out / "logs").glob("participant-*.toml"))

@@ -95,3 +95,20 @@ def test_preprocessed_contrasts_keep_their_tissue_order(pipeline):
     t1 = nib.load(preproc_path(out, "01", None, "T1w", RES, SPACE)).get_fdata()
     t2 = nib.load(preproc_path(out, "01", None, "T2w", RES, SPACE)).get_fdata()
     assert t1[csf].mean() < t1[wm].mean() and t2[csf].mean() > t2[wm].mean()
+
+
+def test_normalised_mutual_information_is_sklearns_on_the_same_bins():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from bidsxai.preprocess.quality import normalised_mutual_information
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(12, 12, 12))
+    b = np.exp(a) + 0.3 * rng.normal(size=a.shape)
+    mask = np.ones(a.shape, bool)
+    mask[:3] = False
+    bins = [np.digitize(v[mask], np.histogram_bin_edges(v[mask], 32)[1:-1]) for v in (a, b)]
+    expected = normalized_mutual_info_score(*bins, average_method="arithmetic")
+    assert normalised_mutual_information(a, b, mask) == pytest.approx(expected, abs=1e-12)
+    assert normalised_mutual_information(a, a, mask) == pytest.approx(1.0)
+    assert normalised_mutual_information(a, rng.normal(size=a.shape), mask) < 0.1

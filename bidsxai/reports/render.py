@@ -19,9 +19,10 @@ def _environment(package):
     )
 
 
-def methods_text(settings, model_meta=None):
-    """The methods paragraph (markdown) for the run's settings: each method's name and citation
-    from the explanation table, the architecture's from the registry."""
+def methods_text(settings, model_meta=None, contrasts=None):
+    """The methods paragraph (markdown) for the run's settings and inputs (``contrasts``: those
+    found, else the model's, else T1w only): each method's name and citation from the explanation
+    table, the architecture's from the registry."""
     from bidsxai.explain.methods import METHODS
     from bidsxai.models.registry import get_architecture
     from bidsxai.template_files import describe
@@ -32,6 +33,7 @@ def methods_text(settings, model_meta=None):
     return env.get_template("methods.md.j2").render(
         version=__version__,
         s=settings,
+        contrasts=set(contrasts or (model_meta or {}).get("input", {}).get("contrasts") or ["T1w"]),
         template_name=describe(settings.output_space),
         model=model_meta,
         architecture=architecture,
@@ -60,9 +62,9 @@ def render_report(template, path, **variables):
     write_text(path, html)
 
 
-def write_citation(out_dir, settings, model_meta=None):
+def write_citation(out_dir, settings, model_meta=None, contrasts=None):
     """OUTPUT_DIR/logs/CITATION.md and .bib; returns their paths."""
     markdown, bibtex = citation_paths(out_dir)
-    write_text(markdown, methods_text(settings, model_meta))
+    write_text(markdown, methods_text(settings, model_meta, contrasts))
     write_text(bibtex, references_bib())
     return markdown, bibtex

@@ -10,17 +10,22 @@ import numpy as np
 import pandas as pd
 
 from bidsxai.outputs import (
+    MASK_DATASET,
     bundle_meta_path,
     evaluation_path,
+    find_label_masks,
     heatmap_path,
     measures_path,
     preproc_path,
+    resolution_label,
     sidecar_path,
     slices_path,
     subject_report_path,
 )
-from bidsxai.reports import figures
-from bidsxai.reports.render import methods_text, render_report
+from bidsxai.preprocess.quality import normalised_mutual_information
+from bidsxai.reports import brain_figures, figures
+from bidsxai.reports.citations import methods_html, methods_latex, parse_bibtex
+from bidsxai.reports.render import methods_text, references_bib, render_report
 from bidsxai.template import load_template
 
 
@@ -28,58 +33,86 @@ def _load(path):
     return np.asarray(nib.load(str(path)).dataobj, np.float32)
 
 
-def session_view(settings, session):
-    """Everything the report shows of one session, read from its files."""
+def session_view(settings, session, chosen=None, error=None):
+    """Everything the report shows of one session, read from its files; ``error`` is the one-line
+    reason the session failed in this run."""
     out = Path(settings.output_dir)
     grid = (settings.resolution, settings.output_space)
     template = load_template(*grid)
+    chosen = chosen or brain_figures.cuts(template)
     mask = template.brain_mask
+    view = {
+        "key": session.key,
+        "error": error,
+        "crash_log": _crash_log(settings, session, error),
+        "inputs": _geometry(session),
+        "gate": None,
+        "registration": {},
+        "heatmaps": [],
+        "prediction": None,
+        "layers": None,
+        "slices": None,
+        "evaluation": None,
+    }
     t1_path = preproc_path(out, session.subject, session.session, "T1w", *grid)
+    if not t1_path.is_file():
+        return view
     t1 = _load(t1_path)
     t1_sidecar = sidecar_path(t1_path)
     gate = json.loads(t1_sidecar.read_text()).get("QualityGate") if t1_sidecar.is_file() else None
-    qc = {}
+    view["gate"] = gate
     for contrast in session.files:
         path = preproc_path(out, session.subject, session.session, contrast, *grid)
         if path.is_file():
             image = t1 if contrast == "T1w" else _load(path)
-            qc[contrast] = figures.registration_mosaic(image, template.t1w, mask)
-    heatmaps, prediction = [], None
-    measures = measures_path(out, session.subject, session.session)
+            figure = brain_figures.with_contours(image, template, chosen)
+            nmi = normalised_mutual_information(image, template.t1w, mask)
+            view["registration"][contrast] = {"figure": figure, "nmi": nmi}
     # A session that failed the gate is not classified: explanations from an earlier run on other
     # preprocessed images would be shown as if they were this one's.
     gated = gate is not None and not gate["Passed"] and not settings.qc_override
-    if measures.is_file() and not gated:
-        table = pd.read_csv(measures, sep="\t")
-        for row in table.itertuples():
-            path = heatmap_path(
-                out, session.subject, session.session, row.method, row.target, *grid
-            )
-            if not path.is_file():
-                continue
-            sidecar = json.loads(sidecar_path(path).read_text())
-            heatmaps.append(
-                {
-                    "method": row.method,
-                    "target": row.target,
-                    "p95": row.p95,
-                    "mirror_r": getattr(row, "mirror_r", float("nan")),
-                    "figure": figures.heatmap_mosaic(t1, _load(path), mask),
-                }
-            )
-            prediction = {
-                "predicted": sidecar["PredictedClass"],
-                "probabilities": sidecar["PredictedProbabilities"],
-                "model": sidecar["Model"],
-                "sha256": sidecar["ModelSha256"],
-                "split": sidecar["SplitAssignment"],
-                "member": sidecar.get("ModelMember", ""),
-                "choice": sidecar.get("ModelChoice", ""),
-                "mc": sidecar.get("MCDropout"),
-                "attention": sidecar.get("AttentionWeights"),
-                "layer": sidecar.get("Layer", ""),
+    measures = measures_path(out, session.subject, session.session)
+    if not measures.is_file() or gated:
+        return view
+    references = _reference_masks(settings, session, template)
+    heatmaps, prediction = view["heatmaps"], None
+    for row in pd.read_csv(measures, sep="\t").itertuples():
+        path = heatmap_path(out, session.subject, session.session, row.method, row.target, *grid)
+        if not path.is_file():
+            continue
+        sidecar = json.loads(sidecar_path(path).read_text())
+        values = _load(path)
+        peak = float(values[mask].max()) if mask.any() else 0.0
+        heatmaps.append(
+            {
+                "method": row.method,
+                "target": row.target,
+                "p95": row.p95,
+                "mirror_r": getattr(row, "mirror_r", float("nan")),
+                "peak": peak,
+                "figure": brain_figures.heatmap(
+                    t1,
+                    values / peak if peak > 0 else values,
+                    template,
+                    chosen,
+                    references.values(),
+                ),
             }
-    layers = None
+        )
+        prediction = {
+            "predicted": sidecar["PredictedClass"],
+            "probabilities": sidecar["PredictedProbabilities"],
+            "model": sidecar["Model"],
+            "sha256": sidecar["ModelSha256"],
+            "split": sidecar["SplitAssignment"],
+            "member": sidecar.get("ModelMember", ""),
+            "choice": sidecar.get("ModelChoice", ""),
+            "mc": sidecar.get("MCDropout"),
+            "attention": sidecar.get("AttentionWeights"),
+            "layer": sidecar.get("Layer", ""),
+        }
+    view["prediction"] = prediction
+    view["references"] = sorted(references)
     if prediction:
         path = heatmap_path(
             out,
@@ -92,24 +125,48 @@ def session_view(settings, session):
         )
         if path.is_file():
             names = json.loads(sidecar_path(path).read_text())["Layers"]
-            layers = figures.layer_strip(t1, _load(path), mask, names)
-    slices = None
-    evaluation = None if gated else _evaluation(out, session, prediction)
+            view["layers"] = figures.layer_strip(t1, _load(path), mask, names)
+        view["evaluation"] = _evaluation(out, session, prediction)
     slices_table = slices_path(out, session.subject, session.session)
     if slices_table.is_file():
         table = pd.read_csv(slices_table, sep="\t")
-        slices = {"n": len(table), "rows": list(zip(table["slice"], table["predicted"]))}
-    return {
-        "key": session.key,
-        "gate": gate,
-        "qc_figures": qc,
-        "heatmaps": heatmaps,
-        "prediction": prediction,
-        "layers": layers,
-        "slices": slices,
-        "evaluation": evaluation,
-        "inputs": [str(p) for p in session.files.values()],
-    }
+        view["slices"] = {"n": len(table), "rows": list(zip(table["slice"], table["predicted"]))}
+    return view
+
+
+def _geometry(session):
+    """Each input image's file, voxel grid and voxel size, read from its header."""
+    rows = []
+    for contrast, path in session.files.items():
+        try:
+            header = nib.load(str(path)).header
+            shape = "x".join(str(n) for n in header.get_data_shape())
+            zooms = " x ".join(f"{z:.2f}" for z in header.get_zooms()[:3])
+        except Exception:  # noqa: BLE001 - a broken input is reported, not a broken report
+            shape = zooms = "unreadable"
+        rows.append({"contrast": contrast, "file": Path(path).name, "shape": shape, "mm": zooms})
+    return rows
+
+
+def _crash_log(settings, session, error):
+    """The crash log this run wrote for the session, if any."""
+    log = Path(settings.crash_dir) / f"{session.key}.txt"
+    return str(log) if error and log.is_file() else None
+
+
+def _reference_masks(settings, session, template):
+    """{label: mask} of the --derivatives masks already on this run's grid (template space)."""
+    folder = settings.derivatives.get(MASK_DATASET)
+    if folder is None:
+        return {}
+    res = resolution_label(template.resolution)
+    masks = {}
+    for found in find_label_masks(folder, session.subject, session.session):
+        if found.space == template.space and found.res == res:
+            image = nib.load(str(found.path))
+            if image.shape == template.shape:
+                masks[found.label] = np.asarray(image.dataobj) > 0
+    return masks
 
 
 @dataclass
@@ -122,13 +179,42 @@ class SubjectSessions:
         return f"sub-{self.subject}"
 
 
-def write_subject_report(item, settings, participants, model_meta):
+LOW_MARGIN = 0.1  # a top probability this close to the runner-up is flagged
+
+
+def summary(prediction, known):
+    """The probability bars (true class marked), correct or misclassified, and the margin."""
+    if prediction is None:
+        return None
+    ranked = sorted(prediction["probabilities"].items(), key=lambda kv: -kv[1])
+    margin = ranked[0][1] - ranked[1][1] if len(ranked) > 1 else 1.0
+    return {
+        "bars": [
+            {"label": c, "p": p, "true": c == known, "predicted": c == prediction["predicted"]}
+            for c, p in prediction["probabilities"].items()
+        ],
+        "correct": None if known is None else prediction["predicted"] == known,
+        "margin": margin,
+        "low_margin": margin < LOW_MARGIN,
+    }
+
+
+def write_subject_report(item, settings, participants, model_meta, errors=None):
+    """The subject's report: every session, with its errors from this run (``errors``: {session
+    key: one-line reason}), also for sessions that produced nothing."""
+    errors = errors or {}
     known = None
     if settings.target in participants.columns and item.subject in participants.index:
         value = participants.loc[item.subject, settings.target]
         known = None if value != value else str(value)  # NaN check without pandas
     path = subject_report_path(settings.output_dir, item.subject)
-    sessions = [session_view(settings, s) for s in item.sessions]
+    template = load_template(settings.resolution, settings.output_space)
+    chosen = brain_figures.cuts(template)
+    sessions = [session_view(settings, s, chosen, errors.get(s.key)) for s in item.sessions]
+    for view in sessions:
+        view["summary"] = summary(view["prediction"], known)
+    contrasts = {c for s in item.sessions for c in s.files}
+    methods = methods_text(settings, model_meta, contrasts)
     render_report(
         "subject.html.j2",
         path,
@@ -140,7 +226,14 @@ def write_subject_report(item, settings, participants, model_meta):
         resolution=f"{settings.resolution:g}",
         command=" ".join(sys.argv),
         settings_toml=settings.to_toml(),
-        methods=methods_text(settings, model_meta),
+        template_figure=brain_figures.with_contours(template.t1w, template, chosen),
+        contours=brain_figures.TISSUE_COLOURS,
+        reference_colour=brain_figures.REFERENCE_COLOUR,
+        display_threshold=brain_figures.DISPLAY_THRESHOLD,
+        low_margin=LOW_MARGIN,
+        methods=methods,
+        methods_html=methods_html(methods, parse_bibtex(references_bib())),
+        methods_latex=methods_latex(methods),
         model_warning=_model_warning(settings, model_meta, sessions),
     )
     return path

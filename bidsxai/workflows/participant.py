@@ -15,12 +15,11 @@ from bidsxai.errors import EXIT_NO_INPUT, NoInputError
 from bidsxai.logs import event
 from bidsxai.memory import parallel_sessions
 from bidsxai.models.bundle import read_meta, resolve_bundle
-from bidsxai.outputs import preproc_path, sidecar_path
+from bidsxai.outputs import MASK_DATASET, preproc_path, sidecar_path
 from bidsxai.preprocess.pipeline import preprocess_session
 from bidsxai.preprocess.quality import quality_gate
 from bidsxai.reports.render import write_citation
 from bidsxai.template import load_template
-from bidsxai.workflows.reference_masks import MASK_DATASET
 from bidsxai.workflows.sessions import Outcome, run_sessions
 
 
@@ -93,8 +92,9 @@ def import_preprocessed(inputs, settings):
     return False
 
 
-def write_subject_reports(settings, sessions):
-    """One report per subject (all its sessions), written in parallel; returns the outcomes."""
+def write_subject_reports(settings, sessions, errors=None):
+    """One report per subject (all its sessions, with ``errors``: {session key: reason} of this
+    run), written in parallel; returns the outcomes."""
     from bidsxai.reports.subject import SubjectSessions, write_subject_report
 
     by_subject = {}
@@ -104,7 +104,7 @@ def write_subject_reports(settings, sessions):
     model_meta = (
         read_meta(resolve_bundle(settings.model, settings.output_dir)) if settings.model else None
     )
-    shared = (settings, read_participants(settings.bids_dir), model_meta)
+    shared = (settings, read_participants(settings.bids_dir), model_meta, errors or {})
     return run_sessions(
         write_subject_report,
         items,
@@ -150,7 +150,7 @@ def run_participant(settings, sessions, report_sessions=None):
 
     out = Path(settings.output_dir)
     init_derivatives(out, settings.bids_dir)
-    write_citation(out, settings)
+    write_citation(out, settings, contrasts={c for s in sessions for c in s.files})
     outcomes, gated = [], []
     if not settings.reports_only:
         outcomes = run_sessions(
@@ -169,17 +169,18 @@ def run_participant(settings, sessions, report_sessions=None):
         stopped = settings.stop_on_first_crash and len(done) < len(sessions)
         if settings.model and ready and not stopped:
             outcomes += classify_sessions(settings, ready)
-    failed = {o.key for o in outcomes if not o.ok}
     outcomes += gated  # reported, with the gate's reasons, but not classified
+    errors = {o.key: o.message for o in outcomes if not o.ok}
+    # Every session named in the run is reported, a failed one with its error.
     reportable = [
         s
         for s in (report_sessions or sessions)
-        if s.key not in failed
-        and preproc_path(
+        if s.key in errors
+        or preproc_path(
             out, s.subject, s.session, "T1w", settings.resolution, settings.output_space
         ).is_file()
     ]
     if settings.reports_only and not reportable:
         raise NoInputError(f"--reports-only: no preprocessed sessions in {out} to report on")
-    outcomes += write_subject_reports(settings, reportable)
+    outcomes += write_subject_reports(settings, reportable, errors)
     return outcomes

@@ -17,6 +17,7 @@ import numpy as np
 
 from bidsxai.errors import NoInputError
 from bidsxai.outputs import (
+    MASK_DATASET,
     find_label_masks,
     preproc_path,
     resolution_label,
@@ -24,7 +25,6 @@ from bidsxai.outputs import (
     xfm_path,
 )
 
-MASK_DATASET = "masks"  # the --derivatives name of the reference masks
 NATIVE_SPACES = (None, "T1w")
 
 
