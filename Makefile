@@ -18,7 +18,11 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/bidsxai-demo demo_output
 
+# The browser test needs Debian's chromium: installed here where it is missing and apt-get can.
 test: $(BIN)/.installed
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+		echo "make: could not install chromium; tests/test_reports_in_browser.py will fail"
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed

@@ -13,6 +13,7 @@ from bidsxai.config import Settings, default_of
 from bidsxai.explain.gradients import integrated_gradients
 from bidsxai.explain.lrp import COMPOSITES, lrp
 from bidsxai.explain.methods import CAM_FAMILY, METHODS
+from bidsxai.models.registry import get_architecture, list_architectures
 from bidsxai.reports.render import methods_text, references_bib
 
 
@@ -230,3 +231,45 @@ def test_a_bundle_of_another_space_or_grid_is_refused():
     moved = dict(meta, input=dict(meta["input"], grid=grid_of(load_template(4.0))))
     with pytest.raises(UsageError, match="grid other than this run's"):
         check_space(moved, template)
+
+
+def _sentences(text):
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    "contrasts, present, absent",
+    [
+        (["T1w"], ["The image was resampled"], ["T2-weighted", "FLAIR", "All contrasts"]),
+        (
+            ["T1w", "FLAIR"],
+            ["FLAIR images were bias-corrected", "All contrasts were resampled"],
+            ["T2-weighted"],
+        ),
+        (["T1w", "T2w", "FLAIR"], ["T2-weighted and FLAIR images were bias-corrected"], []),
+    ],
+)
+def test_the_methods_text_describes_the_contrasts_the_run_had(contrasts, present, absent):
+    text = _sentences(methods_text(_settings("participant"), None, contrasts))
+    for phrase in present:
+        assert phrase in text
+    for phrase in absent:
+        assert phrase not in text
+
+
+def test_the_methods_text_follows_registration_and_template():
+    affine = _sentences(methods_text(_settings("participant"), None, ["T1w"]))
+    syn = _sentences(methods_text(_settings("participant", "--nonlinear"), None, ["T1w"]))
+    assert "12-parameter affine" in affine and "SyN" not in affine
+    assert "symmetric normalisation (SyN)" in syn and "affine" not in syn
+    assert "Nonlinear Symmetrical template version 2009a [@fonov2011]" in affine
+    assert "asymmetric" not in affine.lower().replace("nonlinear symmetrical", "")
+
+
+@pytest.mark.parametrize("name", [a.name for a in list_architectures()])
+def test_the_methods_text_names_every_model_family_with_its_paper(name):
+    arch = get_architecture(name)
+    meta = dict(MODEL, architecture=name)
+    text = _sentences(methods_text(_settings("participant", "--model", "m"), meta))
+    assert f"a {name} network [@{arch.citation}]" in text
+    assert "{" + arch.citation + "," in references_bib()

@@ -67,3 +67,19 @@ def test_a_model_at_chance_is_flagged():
     assert "includes chance (0.33)" in warning and "first epoch of repeat-1_fold-2" in warning
     assert chance_warning({"n": 18, "balanced_accuracy": 1.0}, 3, {"repeat-1_fold-1": 8}) is None
     assert "first epoch" in chance_warning({"n": 18, "balanced_accuracy": 1.0}, 3, {"f": 1})
+
+
+def test_roc_points_are_sklearns_curve_for_every_class():
+    from sklearn.metrics import roc_curve
+
+    from bidsxai.training.metrics import roc_points
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 40)
+    probabilities = rng.dirichlet(np.ones(3), 40).round(2)  # rounded: ties must share a point
+    curves = roc_points(y, probabilities)
+    assert sorted(curves) == [0, 1, 2]
+    for k, curve in curves.items():
+        fpr, tpr, _ = roc_curve(y == k, probabilities[:, k], drop_intermediate=False)
+        assert np.allclose(curve["fpr"], fpr) and np.allclose(curve["tpr"], tpr)
+    assert roc_points(np.zeros(5, int), rng.dirichlet(np.ones(2), 5)) == {}  # one class only

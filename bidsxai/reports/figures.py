@@ -1,4 +1,5 @@
-"""Report figures as PNG data URIs, so each HTML report is one self-contained file."""
+"""Report charts (and the layer strip) as PNG data URIs, so each HTML report is one
+self-contained file; brain cuts are in ``brain_figures``."""
 
 import base64
 import io
@@ -9,49 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bidsxai.reports.brain_figures import fading_inferno  # noqa: E402
+
 
 def data_uri(fig):
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight", facecolor=fig.get_facecolor())
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def axial_slices(mask, n=8):
-    """Evenly spaced axial slice indices through the mask's extent."""
-    z = np.flatnonzero(mask.any(axis=(0, 1)))
-    return np.linspace(z[0] + 0.1 * (z[-1] - z[0]), z[-1] - 0.1 * (z[-1] - z[0]), n).astype(int)
-
-
-def _mosaic(n):
-    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.7), facecolor="black")
-    for ax in axes:
-        ax.axis("off")
-    return fig, axes
-
-
-def registration_mosaic(image, template, mask, n=8):
-    """The subject's image in template space with the template's tissue edges in red."""
-    fig, axes = _mosaic(n)
-    for ax, z in zip(axes, axial_slices(mask, n)):
-        ax.imshow(image[:, :, z].T, origin="lower", cmap="gray")
-        ax.contour(
-            template[:, :, z].T, levels=[0.45, 0.75], colors=["red"], linewidths=0.5, origin="lower"
-        )
-    return data_uri(fig)
-
-
-def heatmap_mosaic(background, heatmap, mask, n=8):
-    """A heatmap (max-normalised for display only) over the subject's image."""
-    fig, axes = _mosaic(n)
-    peak = float(heatmap[mask].max()) if mask.any() and heatmap[mask].max() > 0 else 1.0
-    for ax, z in zip(axes, axial_slices(mask, n)):
-        ax.imshow(background[:, :, z].T, origin="lower", cmap="gray")
-        shown = np.ma.masked_where(
-            ~mask[:, :, z] | (heatmap[:, :, z] <= 0), heatmap[:, :, z] / peak
-        )
-        ax.imshow(shown.T, origin="lower", cmap="jet", vmin=0, vmax=1, alpha=0.5)
-    return data_uri(fig)
 
 
 def layer_strip(background, maps, mask, names):
@@ -64,33 +30,52 @@ def layer_strip(background, maps, mask, names):
         peak = float(layer[mask[:, :, z]].max()) if layer[mask[:, :, z]].max() > 0 else 1.0
         ax.imshow(background[:, :, z].T, origin="lower", cmap="gray")
         shown = np.ma.masked_where(~mask[:, :, z] | (layer <= 0), layer / peak)
-        ax.imshow(shown.T, origin="lower", cmap="jet", vmin=0, vmax=1, alpha=0.5)
+        ax.imshow(shown.T, origin="lower", cmap=fading_inferno(), vmin=0, vmax=1)
         ax.set_title(name, color="white", fontsize=8)
     return data_uri(fig)
 
 
-def stat_mosaic(background, stat, shown_mask, mask, n=8):
-    """A t map over the template, shown where ``shown_mask`` holds (e.g. p_FDR < 0.05)."""
-    fig, axes = _mosaic(n)
-    limit = float(np.abs(stat[mask]).max()) or 1.0
-    for ax, z in zip(axes, axial_slices(mask, n)):
-        ax.imshow(background[:, :, z].T, origin="lower", cmap="gray")
-        shown = np.ma.masked_where(~shown_mask[:, :, z], stat[:, :, z])
-        ax.imshow(shown.T, origin="lower", cmap="coolwarm", vmin=-limit, vmax=limit)
+# Okabe and Ito's colours, told apart with the common colour-vision deficiencies.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
+
+def learning_curves(histories, chosen):
+    """Training (dashed) and validation (solid) loss of every fold model, one colour per model,
+    with the epoch each model kept (``chosen``: {name: epoch}) marked."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for i, (name, history) in enumerate(histories.items()):
+        epochs = [h["epoch"] for h in history]
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        ax.plot(epochs, [h["train_loss"] for h in history], "--", color=colour, alpha=0.6)
+        ax.plot(epochs, [h["val_loss"] for h in history], "-", color=colour, label=name)
+        kept = next(h for h in history if h["epoch"] == chosen[name])
+        ax.plot(kept["epoch"], kept["val_loss"], "*", color=colour, markersize=13, mec="k")
+    ax.plot([], [], "k--", alpha=0.6, label="training loss")
+    ax.plot([], [], "k*", markersize=11, label="epoch kept")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy (solid: validation)")
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return data_uri(fig)
 
 
-def learning_curves(histories):
-    """Training (dashed) and validation (solid) loss of every fold model, one colour per model."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for i, (name, history) in enumerate(histories.items()):
-        epochs = [h["epoch"] for h in history]
-        colour = f"C{i % 10}"
-        ax.plot(epochs, [h["train_loss"] for h in history], "--", color=colour, alpha=0.6)
-        ax.plot(epochs, [h["val_loss"] for h in history], "-", color=colour, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy")
-    ax.legend(fontsize=6, ncol=2)
+def roc_curves(curves_by_set, classes):
+    """One-vs-rest ROC curves of each class, one panel per set (out of fold, test)."""
+    fig, axes = plt.subplots(1, len(curves_by_set), figsize=(4.2 * len(curves_by_set), 3.8))
+    for ax, (label, curves) in zip(np.atleast_1d(axes), curves_by_set.items()):
+        ax.plot([0, 1], [0, 1], ":", color="0.5")
+        for k, curve in curves.items():
+            ax.plot(
+                curve["fpr"],
+                curve["tpr"],
+                drawstyle="steps-post",
+                color=OKABE_ITO[int(k) % len(OKABE_ITO)],
+                label=classes[int(k)],
+            )
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("false-positive rate")
+        ax.set_ylabel("true-positive rate")
+        ax.set_aspect("equal")
+        ax.legend(fontsize=9, loc="lower right")
     return data_uri(fig)
 
 
@@ -139,28 +124,6 @@ def confusion_plot(matrix, classes):
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    return data_uri(fig)
-
-
-def measure_boxplot(values_by_group, ylabel):
-    fig, ax = plt.subplots(figsize=(4, 3))
-    names = list(values_by_group)
-    ax.boxplot([values_by_group[g] for g in names])
-    ax.set_xticks(range(1, len(names) + 1), names)
-    for i, g in enumerate(names, start=1):
-        ax.scatter(np.full(len(values_by_group[g]), i), values_by_group[g], s=8, color="k")
-    ax.set_ylabel(ylabel)
-    return data_uri(fig)
-
-
-def glass_brain(image, threshold):
-    """A glass-brain projection of a statistic image (both signs) above ``threshold``."""
-    from nilearn import plotting
-
-    fig = plt.figure(figsize=(7, 2.6))
-    plotting.plot_glass_brain(
-        image, threshold=threshold, plot_abs=False, colorbar=True, figure=fig, cmap="coolwarm"
-    )
     return data_uri(fig)
 
 

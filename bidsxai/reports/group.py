@@ -1,11 +1,10 @@
 """The group report: draws the figures of each method x class analysis and renders group.html."""
 
-import numpy as np
 import pandas as pd
 
 from bidsxai.outputs import group_report_path
-from bidsxai.reports import figures
-from bidsxai.reports.render import methods_text, render_report
+from bidsxai.reports import brain_figures, figures, svg
+from bidsxai.reports.render import methods_text, methods_views, render_report
 
 REPORTED_MEASURES = ("p95", "mass_above_half")  # the rest are in group/measures.tsv
 
@@ -20,7 +19,7 @@ def write_group_report(out_dir, analyses, settings, template, n_subjects, compar
         sections=sections,
         settings=settings,
         atlas=settings.atlas,
-        methods=methods_text(settings),
+        **methods_views(methods_text(settings)),
         comparison=_comparison(comparison),
     )
 
@@ -52,6 +51,7 @@ def _section(analysis, template):
     key = {"method": analysis.method, "target": analysis.target}
     return dict(
         key,
+        id=f"{analysis.method}-{analysis.target}".replace(" ", "_"),
         measures=_measure_figures(analysis),
         voxelwise=[
             dict(v.row, clusters=v.clusters, figure=_voxelwise_figures(v, template))
@@ -70,23 +70,16 @@ def _measure_figures(analysis):
     for name in REPORTED_MEASURES:
         rows = [t for t in analysis.measure_tests if t["measure"] == name]
         by_group = {
-            g: measures.loc[measures["group"] == g, name].to_numpy()
-            for g in sorted(measures["group"].unique())
+            g: list(zip(part["subject"], part[name]))
+            for g, part in sorted(measures.groupby("group"), key=lambda kv: str(kv[0]))
         }
-        shown.append(
-            {"name": name, "rows": rows, "figure": figures.measure_boxplot(by_group, name)}
-        )
+        plot = svg.strip_plot(by_group, name, lambda subject: f"{subject}.html")
+        shown.append({"name": name, "rows": rows, "figure": plot})
     return shown
 
 
 def _voxelwise_figures(test, template):
-    significant = test.significant
-    return {
-        "mosaic": figures.stat_mosaic(template.t1w, test.t, significant, template.brain_mask),
-        "glass": figures.glass_brain(template.image(np.where(significant, test.t, 0.0)), 1e-6)
-        if significant.any()
-        else None,
-    }
+    return brain_figures.statistic_views(test.t, template, test.significant)
 
 
 def _lobe_table(rows):

@@ -41,6 +41,17 @@ def methods_text(settings, model_meta=None, contrasts=None):
     )
 
 
+def methods_views(text):
+    """The methods text as the reports show it: HTML with linked citations, Markdown, LaTeX."""
+    from bidsxai.reports.citations import methods_html, methods_latex, parse_bibtex
+
+    return {
+        "methods": text,
+        "methods_html": methods_html(text, parse_bibtex(references_bib())),
+        "methods_latex": methods_latex(text),
+    }
+
+
 def references_bib():
     return (
         resources.files("bidsxai.resources.boilerplate")

@@ -24,8 +24,7 @@ from bidsxai.outputs import (
 )
 from bidsxai.preprocess.quality import normalised_mutual_information
 from bidsxai.reports import brain_figures, figures
-from bidsxai.reports.citations import methods_html, methods_latex, parse_bibtex
-from bidsxai.reports.render import methods_text, references_bib, render_report
+from bidsxai.reports.render import methods_text, methods_views, render_report
 from bidsxai.template import load_template
 
 
@@ -231,9 +230,7 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
         reference_colour=brain_figures.REFERENCE_COLOUR,
         display_threshold=brain_figures.DISPLAY_THRESHOLD,
         low_margin=LOW_MARGIN,
-        methods=methods,
-        methods_html=methods_html(methods, parse_bibtex(references_bib())),
-        methods_latex=methods_latex(methods),
+        **methods_views(methods),
         model_warning=_model_warning(settings, model_meta, sessions),
     )
     return path

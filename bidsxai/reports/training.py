@@ -4,7 +4,8 @@ fold model's learning curves and metrics, and (gated attention) the attention we
 from collections import Counter
 
 from bidsxai.reports import figures
-from bidsxai.reports.render import methods_text, render_report
+from bidsxai.reports.render import methods_text, methods_views, render_report
+from bidsxai.training.metrics import wilson_interval
 
 METRICS = ("accuracy", "balanced_accuracy", "auc", "sensitivity", "specificity", "f1", "loss")
 
@@ -25,8 +26,17 @@ def write_training_report(settings, folder, meta, arch):
     counts = Counter(
         "test" if v == "test" else f"fold {v}" for v in meta["assignments"][0].values()
     )
-    histories = {name: m["history"] for name, m in meta["training"]["members"].items()}
-    confusion_source = metrics.get("test", metrics["cross_validation"])
+    members = meta["training"]["members"]
+    histories = {name: m["history"] for name, m in members.items()}
+    chosen = {name: m["best_epoch"] for name, m in members.items()}
+    roc_sets = {
+        label: curves
+        for label, curves in (
+            ("out of fold", metrics.get("roc", {}).get("cross_validation")),
+            ("test set, final model", metrics.get("roc", {}).get("test")),
+        )
+        if curves
+    }
     render_report(
         "training.html.j2",
         folder / "report.html",
@@ -36,10 +46,38 @@ def write_training_report(settings, folder, meta, arch):
         counts=dict(sorted(counts.items())),
         keys=METRICS,
         rows=metric_rows(metrics),
-        curves=figures.learning_curves(histories),
-        confusion=figures.confusion_plot(confusion_source["confusion_matrix"], meta["classes"]),
-        confusion_label="test set, final model"
-        if "test" in metrics
-        else "cross-validation, out of fold",
-        methods=methods_text(settings, meta),
+        curves=figures.learning_curves(histories, chosen),
+        confusions=[
+            _confusion(label, metrics[key]["confusion_matrix"], meta["classes"])
+            for label, key in (
+                ("pooled out of fold (repeat 1)", "cross_validation"),
+                ("test set, final model", "test"),
+            )
+            if key in metrics
+        ],
+        roc=figures.roc_curves(roc_sets, meta["classes"]) if roc_sets else None,
+        crop=_crop_rows(meta["input"]["crop"]),
+        **methods_views(methods_text(settings, meta)),
     )
+
+
+def _confusion(label, matrix, classes):
+    """The confusion matrix figure and each true class's recall with its Wilson interval."""
+    rows = []
+    for k, counts in enumerate(matrix):
+        n = int(sum(counts))
+        if n:
+            low, high = wilson_interval(int(counts[k]), n)
+            rows.append({"class": classes[k], "n": n, "recall": counts[k] / n, "ci": (low, high)})
+    n = int(sum(map(sum, matrix)))
+    return {
+        "label": label,
+        "n": n,
+        "figure": figures.confusion_plot(matrix, classes),
+        "rows": rows,
+    }
+
+
+def _crop_rows(box):
+    """The model's brain crop as (axis, first voxel, last voxel, voxels) rows."""
+    return [(axis, lo, hi - 1, hi - lo) for axis, (lo, hi) in zip("xyz", box)]

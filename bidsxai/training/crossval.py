@@ -14,7 +14,7 @@ import torch
 from bidsxai.outputs import member_name
 from bidsxai.training import distributed
 from bidsxai.training.loop import fit, predict
-from bidsxai.training.metrics import classification_metrics
+from bidsxai.training.metrics import classification_metrics, roc_points
 
 
 @dataclass
@@ -149,8 +149,15 @@ def summarise(members, y, parts, select_by):
         pooled = out_of_fold(members, r, len(y), n_classes)[cohort]
         repeats.append(classification_metrics(y[cohort], pooled))
     metrics = {"cross_validation": repeats[0], "members": per_member, "final_member": final.name}
+    cohort = np.flatnonzero(parts[0] != "test")
+    metrics["roc"] = {
+        "cross_validation": roc_points(
+            y[cohort], out_of_fold(members, 1, len(y), n_classes)[cohort]
+        )
+    }
     if len(test):
         metrics["test"] = per_member[final.name]["test"]
+        metrics["roc"]["test"] = roc_points(y[test], final.test_probabilities)
     if len(repeats) > 1:
         metrics["cross_validation_repeats"] = _spread(repeats)
     runs = max(m.run for m in members)

@@ -19,6 +19,27 @@ def binary_auc(positive_scores, negative_scores):
     return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
 
 
+def roc_points(y_true, probabilities):
+    """One-vs-rest ROC curve of every class present with both labels: {class index: {"fpr",
+    "tpr"}}, a point at each distinct score from the highest down, starting at (0, 0)."""
+    y_true = np.asarray(y_true)
+    probabilities = np.asarray(probabilities, np.float64)
+    curves = {}
+    for k in range(probabilities.shape[1]):
+        positive = y_true == k
+        if positive.all() or not positive.any():
+            continue
+        scores = probabilities[:, k]
+        order = np.argsort(-scores, kind="stable")
+        hits, misses = np.cumsum(positive[order]), np.cumsum(~positive[order])
+        last = np.r_[np.flatnonzero(np.diff(scores[order])), len(scores) - 1]  # ties together
+        curves[k] = {
+            "fpr": [0.0] + (misses[last] / (~positive).sum()).tolist(),
+            "tpr": [0.0] + (hits[last] / positive.sum()).tolist(),
+        }
+    return curves
+
+
 def wilson_interval(successes, n, confidence=0.95):
     """Wilson score interval of a proportion successes / n (Avci 2021's intervals); NaNs for n =
     0."""

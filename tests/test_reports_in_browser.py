@@ -1,0 +1,68 @@
+"""Every kind of report, opened in headless Chromium as a reader opens it: no console errors, no
+network request, every image decodes and has alt text, every section is there, and a subject's
+report stays small. Set BIDSXAI_SCREENSHOTS=DIR to keep what the browser drew."""
+
+import gzip
+import os
+from pathlib import Path
+
+from browser import view
+from conftest import RES, run_cli
+
+MAX_SUBJECT_REPORT = 3 * 1024 * 1024
+
+
+def _check(path, sections):
+    page = view(path)
+    if os.environ.get("BIDSXAI_SCREENSHOTS"):
+        folder = Path(os.environ["BIDSXAI_SCREENSHOTS"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{path.parent.name}-{path.stem}.png").write_bytes(page.screenshot)
+    assert page.console_errors == []
+    assert page.requests == []
+    assert page.images and all(i["ok"] for i in page.images), "an image did not decode"
+    assert all(i["data"] for i in page.images)
+    assert all((i["alt"] or "").strip() for i in page.images), "an image has no alt text"
+    for section in sections:
+        assert section in page.sections
+    assert page.screenshot.startswith(b"\x89PNG")
+    return page
+
+
+def test_a_subject_report_in_the_browser(pipeline):
+    path = pipeline["out"] / "sub-03.html"
+    page = _check(path, ["sub-03", "errors", "provenance", "methods"])
+    assert {"Heatmaps", "Inputs (3)", "Registration to MNI152NLin2009aSym"} <= set(page.headings)
+    for report in pipeline["out"].glob("sub-*.html"):
+        assert report.stat().st_size < MAX_SUBJECT_REPORT
+
+
+def test_the_group_report_in_the_browser(pipeline):
+    _check(pipeline["out"] / "group.html", ["methods"])
+
+
+def test_the_training_report_in_the_browser(pipeline):
+    _check(pipeline["out"] / "models" / "cnn3d_group" / "report.html", ["methods"])
+
+
+def test_a_failed_subjects_report_in_the_browser(cohort_copy, tmp_path):
+    t2 = cohort_copy / "sub-05" / "anat" / "sub-05_T2w.nii.gz"
+    t2.write_bytes(gzip.compress(b"\0" * 400))
+    out = tmp_path / "out"
+    argv = ["participant", "--participant-label", "05", "--resolution", RES]
+    assert run_cli(cohort_copy, out, *argv, "--skip-bids-validation") == 66
+    page = view(out / "sub-05.html")
+    assert page.console_errors == [] and page.requests == []
+    assert {"sub-05", "errors", "provenance", "methods"} <= set(page.sections)
+    assert (
+        "Inputs (3)" in page.headings and "Registration to MNI152NLin2009aSym" not in page.headings
+    )
+
+
+def test_every_figure_in_the_templates_has_alt_text():
+    """A static check beside the browser's, over every template's <img> tags."""
+    import re
+
+    folder = Path(__file__).parents[1] / "reports"
+    tags = [t for p in folder.glob("*.html.j2") for t in re.findall(r"<img\b[^>]*>", p.read_text())]
+    assert tags and all(re.search(r'alt="[^"]+"', t) for t in tags)
