@@ -83,6 +83,9 @@ def test_participant_level_localises_against_t1w_space_masks(
     assert code == 0, capsys.readouterr().err
     table = pd.read_csv(out / "sub-03" / "anat" / "sub-03_evaluation.tsv", sep="\t")
     assert table["auroc_lesion"].between(0, 1).all()
+    # The warped mask is kept on the run's grid, and the report outlines it on the heatmaps.
+    assert list((out / "sub-03" / "anat").glob("sub-03_space-*_res-6_label-lesion_mask.nii.gz"))
+    assert "the reference masks (lesion)" in (out / "sub-03.html").read_text()
 
 
 def test_a_template_space_mask_is_preferred_to_the_t1w_one(pipeline, cohort):

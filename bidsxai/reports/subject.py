@@ -154,13 +154,18 @@ def _crash_log(settings, session, error):
 
 
 def _reference_masks(settings, session, template):
-    """{label: mask} of the --derivatives masks already on this run's grid (template space)."""
+    """{label: mask} of the reference masks on this run's grid: those --evaluate wrote (warped
+    from T1w space where needed), else those given in template space."""
     folder = settings.derivatives.get(MASK_DATASET)
     if folder is None:
         return {}
     res = resolution_label(template.resolution)
     masks = {}
-    for found in find_label_masks(folder, session.subject, session.session):
+    roots = [folder, settings.output_dir]  # the run's own copies win
+    found_masks = [
+        m for root in roots for m in find_label_masks(root, session.subject, session.session)
+    ]
+    for found in found_masks:
         if found.space == template.space and found.res == res:
             image = nib.load(str(found.path))
             if image.shape == template.shape:

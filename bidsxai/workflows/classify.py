@@ -17,7 +17,11 @@ from bidsxai.outputs import parse_member
 from bidsxai.template import load_template
 from bidsxai.training.dataset import load_inputs
 from bidsxai.workflows.device import pick_device
-from bidsxai.workflows.evaluate_session import evaluate_session, write_evaluation
+from bidsxai.workflows.evaluate_session import (
+    evaluate_session,
+    write_evaluation,
+    write_reference_masks,
+)
 from bidsxai.workflows.explain_session import explain_session
 from bidsxai.workflows.explanation_outputs import Provenance, write_explanation
 from bidsxai.workflows.reference_masks import reference_masks
@@ -122,6 +126,7 @@ def classify_one(session, job):
     )
     if job.settings.evaluate:
         masks = reference_masks(job.settings, session, template)
+        write_reference_masks(out, session, masks, template)
         others = _robustness_members(job, member) if "robustness" in job.settings.evaluate else {}
         with ExitStack() as bound:
             for m in [model, *[m for group in others.values() for m in group.values()]]:

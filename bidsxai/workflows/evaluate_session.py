@@ -13,11 +13,11 @@ import functools
 import numpy as np
 import pandas as pd
 
-from bidsxai.atomic import atomic_path, write_json
+from bidsxai.atomic import atomic_path, save_nifti, write_json
 from bidsxai.evaluate import faithfulness, localisation, randomisation, robustness
 from bidsxai.explain import CAM_FAMILY, explain
 from bidsxai.group.atlas import atlas_option
-from bidsxai.outputs import evaluation_path, sidecar_path
+from bidsxai.outputs import evaluation_path, label_mask_path, sidecar_path
 from bidsxai.template import load_template
 from bidsxai.training.dataset import crop
 
@@ -117,6 +117,25 @@ def _sanity(row, model, x, method, target, region, params):
     row["sanity_spearman"] = float(result["spearman"][-1])
     row["sanity_ssim"] = float(result["ssim"][-1])
     row["sanity_passed"] = bool(abs(result["spearman"][-1]) < SANITY_THRESHOLD)
+
+
+def write_reference_masks(out, session, masks, template):
+    """The reference masks as this run used them, on its grid (warped where they came in T1w
+    space), so that the report can outline them."""
+    for name, mask in masks.items():
+        path = label_mask_path(
+            out, session.subject, session.session, name, template.resolution, template.space
+        )
+        save_nifti(template.image(mask, dtype=np.uint8), path)
+        write_json(
+            sidecar_path(path),
+            {
+                "Description": f"reference mask '{name}' of --derivatives masks=..., on the model "
+                "grid (warped with the session's transforms where it was in T1w space)",
+                "SpatialReference": template.space,
+                "Resolution": f"{template.resolution:g} mm isotropic",
+            },
+        )
 
 
 def write_evaluation(out, session, rows, curves, settings):
