@@ -633,3 +633,19 @@ def _plain(value):
 def default_of(f):
     """A field's default value (its factory called)."""
     return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def described_settings(settings):
+    """The settings a report describes: for --reports-only, those of the newest saved run of the
+    same level that computed the outputs (its own options, such as --methods, may differ)."""
+    if not settings.reports_only:
+        return settings
+    logs = Path(settings.output_dir) / "logs"
+    for path in sorted(logs.glob(f"{settings.level}-*.toml"), reverse=True):
+        try:
+            saved = Settings.from_toml(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not saved.reports_only:
+            return saved
+    return settings

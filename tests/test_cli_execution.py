@@ -82,3 +82,15 @@ def test_any_templateflow_space_names_every_output(cohort, tmp_path, monkeypatch
     assert json.loads(sidecar.read_text())["SpatialReference"] == "Toy"
     methods = (out / "logs" / "CITATION.md").read_text()
     assert "TemplateFlow\nidentifier Toy" in methods and "fonov2011" not in methods
+
+
+def test_reports_only_describes_the_run_that_made_the_outputs(pipeline, cohort, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    argv = ["participant", "--reports-only", "--model", "cnn3d_group", "--methods", "lrp"]
+    assert run_cli(cohort, out, *argv, "--participant-label", "02", *COMMON) == 0
+    report = (out / "sub-02.html").read_text()
+    methods = report[report.index('<section id="methods">') :]
+    assert "Grad-CAM" in methods and "layer-wise relevance" not in methods.lower()

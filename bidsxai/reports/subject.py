@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from bidsxai.config import described_settings
 from bidsxai.outputs import (
     MASK_DATASET,
     bundle_meta_path,
@@ -218,7 +219,7 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
     for view in sessions:
         view["summary"] = summary(view["prediction"], known)
     contrasts = {c for s in item.sessions for c in s.files}
-    methods = methods_text(settings, model_meta, contrasts)
+    methods = methods_text(described_settings(settings), model_meta, contrasts)
     render_report(
         "subject.html.j2",
         path,
