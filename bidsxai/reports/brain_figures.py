@@ -138,8 +138,9 @@ def heatmap(background, values, template, chosen, references=()):
 
 
 def statistic_views(statistic, template, significant):
-    """The unthresholded statistic as a glass brain and in three planes through its peak, and,
-    where voxels survive, the glass brain of those voxels alone."""
+    """The unthresholded statistic (every voxel it was computed in; exact zeros, the voxels not
+    tested, stay clear so the anatomy shows) as a glass brain and in three planes through its
+    peak, and, where voxels survive, the glass brain of those voxels alone."""
     from nilearn import plotting
 
     image = template.image(statistic)
@@ -151,7 +152,7 @@ def statistic_views(statistic, template, significant):
     views = {
         "glass": _figure(
             lambda fig: plotting.plot_glass_brain(
-                image, plot_abs=False, threshold=None, figure=fig, symmetric_cbar=True, **common
+                image, plot_abs=False, threshold=1e-6, figure=fig, symmetric_cbar=True, **common
             ),
             (8, 2.8),
             "white",
@@ -163,7 +164,7 @@ def statistic_views(statistic, template, significant):
                 display_mode="ortho",
                 cut_coords=centre,
                 figure=fig,
-                threshold=None,
+                threshold=1e-6,
                 draw_cross=True,
                 black_bg=False,
                 dim=0,

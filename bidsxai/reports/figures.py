@@ -119,7 +119,8 @@ def confusion_plot(matrix, classes):
     fig, ax = plt.subplots(figsize=(3.5, 3))
     ax.imshow(matrix, cmap="Blues")
     for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, str(v), ha="center", va="center")
+        dark = v > matrix.max() / 2
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if dark else "black")
     ax.set_xticks(range(len(classes)), classes)
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
