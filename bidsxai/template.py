@@ -13,7 +13,7 @@ from functools import lru_cache
 import nibabel as nib
 import numpy as np
 
-from bidsxai.template_files import DEFAULT_SPACE, template_files
+from bidsxai.template_files import DEFAULT_SPACE, template_files, templateflow_home
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,9 @@ class Template:
 
 
 @lru_cache(maxsize=2)
-def _template_finest(space):
-    """The template's affine and (T1w, GM, WM, brain mask) arrays at its finest resolution."""
+def _template_finest(space, home):
+    """The template's affine and (T1w, GM, WM, brain mask) arrays at its finest resolution, read
+    from the TemplateFlow ``home`` (part of the cache key: another home may hold another file)."""
     files = template_files(space)
     images = [nib.load(p) for p in (files.t1w, files.gm, files.wm, files.brain_mask)]
     t1, gm, wm, mask = (m.get_fdata(dtype=np.float32) for m in images)
@@ -64,13 +65,17 @@ def _downsample(volume, factor, shape):
     )
 
 
-@lru_cache(maxsize=4)
 def load_template(resolution=2.0, space=DEFAULT_SPACE):
     """The template ``space``, its tissue probabilities and brain mask at ``resolution`` mm."""
-    res = float(resolution)
+    return _load_template(float(resolution), space, str(templateflow_home()))
+
+
+@lru_cache(maxsize=4)
+def _load_template(resolution, space, home):
+    res = resolution
     if not res > 0:
         raise ValueError(f"resolution must be positive, got {resolution}")
-    affine_fine, (t1, gm, wm, mask) = _template_finest(space)
+    affine_fine, (t1, gm, wm, mask) = _template_finest(space, home)
     zoom = float(np.sqrt((affine_fine[:3, :3] ** 2).sum(axis=0))[0])
     factor = res / zoom
     shape = tuple(int(np.ceil(n / factor)) for n in t1.shape)

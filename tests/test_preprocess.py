@@ -100,7 +100,7 @@ def test_preprocessed_contrasts_keep_their_tissue_order(pipeline):
 def test_normalised_mutual_information_is_sklearns_on_the_same_bins():
     from sklearn.metrics import normalized_mutual_info_score
 
-    from bidsxai.preprocess.quality import normalised_mutual_information
+    from bidsxai.evaluate.similarity import normalised_mutual_information
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(12, 12, 12))

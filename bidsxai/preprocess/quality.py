@@ -36,22 +36,3 @@ def quality_gate(t1w, template):
         if not value >= THRESHOLDS[name]
     ]
     return dict(measured, Thresholds=THRESHOLDS, Passed=not reasons, Reasons=reasons)
-
-
-def normalised_mutual_information(image, reference, mask, bins=32):
-    """Normalised mutual information 2 I(A; B) / (H(A) + H(B)) of two images within ``mask``,
-    each binned into ``bins`` equal-width bins: 0 for independent intensities, 1 when one
-    determines the other. The report's registration similarity."""
-    a = np.asarray(image, np.float64)[mask]
-    b = np.asarray(reference, np.float64)[mask]
-    if a.size == 0 or a.std() == 0 or b.std() == 0:
-        return 0.0
-    joint, _, _ = np.histogram2d(a, b, bins=bins)
-    p = joint / joint.sum()
-
-    def entropy(q):
-        q = q[q > 0]
-        return float(-(q * np.log(q)).sum())
-
-    h_a, h_b, h_ab = entropy(p.sum(axis=1)), entropy(p.sum(axis=0)), entropy(p.ravel())
-    return 2 * (h_a + h_b - h_ab) / (h_a + h_b)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bidsxai.config import described_settings
+from bidsxai.evaluate.similarity import normalised_mutual_information
 from bidsxai.outputs import (
     MASK_DATASET,
     bundle_meta_path,
@@ -23,7 +24,6 @@ from bidsxai.outputs import (
     slices_path,
     subject_report_path,
 )
-from bidsxai.preprocess.quality import normalised_mutual_information
 from bidsxai.reports import brain_figures, figures
 from bidsxai.reports.render import methods_text, methods_views, render_report
 from bidsxai.template import load_template
