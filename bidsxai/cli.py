@@ -166,6 +166,8 @@ def check_options(settings):
         and settings.loss_weight == "closeness"
     ):
         raise UsageError("--loss-weight closeness needs a positive --target-threshold")
+    if settings.target_threshold is not None and settings.target_bins:
+        raise UsageError("--target-threshold and --target-bins: give one of them")
     if settings.cluster_p is not None and not 0 < settings.cluster_p < 1:
         raise UsageError("--cluster-p must lie between 0 and 1")
     from bidsxai.group.threshold import parse_threshold

@@ -78,6 +78,15 @@ def _memory(text):
     return value * scale[unit]
 
 
+def _bins(text):
+    from bidsxai.training.targets import parse_bins
+
+    try:
+        return [list(b) for b in parse_bins(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive(text):
     value = float(text)
     if not value > 0:
@@ -402,6 +411,13 @@ class Settings:
         type=float,
         metavar="VALUE",
         help="binarise a numeric --target at VALUE (e.g. --target edss --target-threshold 5)",
+    )
+    target_bins: list | None = option(
+        section="training",
+        type=_bins,
+        metavar="BINS",
+        help="ordered classes from a numeric --target: closed intervals LOW-HIGH, e.g. --target "
+        "mrs --target-bins 0-2,3-6 (Avci 2021)",
     )
     loss_weight: str = option(
         "none",

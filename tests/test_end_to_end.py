@@ -300,3 +300,31 @@ def test_the_chance_warning_reaches_model_json_and_every_report(pipeline):
     assert meta["warning"] == expected
     for report in (folder / "report.html", pipeline["out"] / "sub-01.html"):
         assert (expected is None) == ("may be at chance" not in report.read_text()), report.name
+
+
+def test_a_score_in_ordered_bins_is_trained_explained_and_grouped(pipeline, cohort_copy, tmp_path):
+    """--target-bins: classes from a numeric column, in order, recorded in the bundle; subjects
+    without a value are left out with a count; reports and the group level use the same classes."""
+    import shutil
+
+    participants = cohort_copy / "participants.tsv"
+    rows = [line.split("\t") for line in participants.read_text().splitlines()]
+    column = rows[0].index("age")
+    rows[1][column] = "n/a"  # sub-01 has no value: left out of training, named
+    participants.write_text("\n".join("\t".join(r) for r in rows) + "\n")
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    common = ["--resolution", RES, "--skip-bids-validation"]
+    argv = ["--target", "age", "--target-bins", "0-45,45.1-120", "--epochs", 1, "--cv-folds", 2]
+    assert run_cli(cohort_copy, out, "train", *argv, "--test-fraction", 0, *common) == 0
+    meta = json.loads((out / "models" / "cnn3d_age" / "model.json").read_text())
+    assert meta["classes"] == ["age0to45", "age45.1to120"]
+    assert meta["target_bins"] == [[0.0, 45.0], [45.1, 120.0]]
+    assert [row["session"] for row in meta["excluded"]] == ["sub-01"]
+    assert "sub-01" in (out / "models" / "cnn3d_age" / "report.html").read_text()
+    argv = ["--model", "cnn3d_age", "--participant-label", "02", *common]
+    assert run_cli(cohort_copy, out, "participant", *argv) == 0
+    age = float(rows[2][column])
+    expected = "age0to45" if age <= 45 else "age45.1to120"
+    assert f"known age: <b>{expected}</b>" in (out / "sub-02.html").read_text()
+    assert run_cli(cohort_copy, out, "train", "--target", "age", *common) == 64  # needs bins

@@ -14,7 +14,7 @@ from bidsxai.training.cache import MappedArrays
 from bidsxai.training.dataset import brain_crop, crop, uncrop
 from bidsxai.training.distributed import BalancedSampler, Ranks
 from bidsxai.training.folds import assign
-from bidsxai.training.targets import closeness_weights, subject_targets
+from bidsxai.training.targets import closeness_weights, parse_bins, subject_targets
 
 
 def test_folds_are_subject_level_stratified_seeded_and_keep_the_test_set():
@@ -39,8 +39,9 @@ def test_folds_are_subject_level_stratified_seeded_and_keep_the_test_set():
 
 def test_numeric_target_is_split_at_the_threshold_with_closeness_weights():
     participants = pd.DataFrame({"edss": [1.0, 5.0, 6.5, None]}, index=["01", "02", "03", "04"])
-    labels, values = subject_targets(participants, "edss", 5)
+    labels, values, missing = subject_targets(participants, "edss", 5)
     assert labels == {"01": "edss-lt5", "02": "edss-ge5", "03": "edss-ge5"} and values["03"] == 6.5
+    assert missing == ["04"]  # n/a: left out, and named
     np.testing.assert_allclose(
         closeness_weights([1.0, 5.0, 6.5, 10.0, 0.0], 5), [1.2, 2.0, 1.7, 1.0, 1.0]
     )
@@ -117,3 +118,31 @@ def test_ranks_share_one_balanced_draw():
     assert sorted(ranks[0] + ranks[1]) == sorted(whole) and len(ranks[0]) == len(ranks[1]) == 18
     draws = np.concatenate([list(BalancedSampler(labels, seed=s)) for s in range(200)])
     assert abs((labels[draws] == 1).mean() - 0.5) < 0.02  # classes drawn equally often
+
+
+def test_bins_make_ordered_classes_of_a_numeric_score():
+    participants = pd.DataFrame({"mrs": [0, 2, 3, 6, None]}, index=["01", "02", "03", "04", "05"])
+    bins = parse_bins("0-2,3-6")
+    assert bins == [(0.0, 2.0), (3.0, 6.0)]
+    labels, values, missing = subject_targets(participants, "mrs", bins=bins)
+    assert labels == {"01": "mrs0to2", "02": "mrs0to2", "03": "mrs3to6", "04": "mrs3to6"}
+    assert missing == ["05"] and values["04"] == 6.0
+    with pytest.raises(UsageError, match="lies in no bin"):
+        subject_targets(participants, "mrs", bins=parse_bins("0-1,3-6"))
+    for text, message in (
+        ("0-2", "at least two"),
+        ("3-6,0-2", "increasing"),
+        ("a-b,1-2", "LOW-HIGH"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            parse_bins(text)
+
+
+def test_a_numeric_target_needs_a_threshold_or_bins():
+    participants = pd.DataFrame({"mrs": [0, 2, 3, 6], "sex": [0, 1, 1, 0]}, index=list("1234"))
+    with pytest.raises(UsageError, match="give --target-threshold .* or --target-bins"):
+        subject_targets(participants, "mrs")
+    labels, _, _ = subject_targets(participants, "sex")  # two codes: categorical
+    assert set(labels.values()) == {"0", "1"}
+    with pytest.raises(UsageError, match="give one of them"):
+        subject_targets(participants, "mrs", 3, parse_bins("0-2,3-6"))

@@ -27,6 +27,7 @@ from bidsxai.outputs import (
 from bidsxai.reports import brain_figures, figures
 from bidsxai.reports.render import methods_text, methods_views, render_report
 from bidsxai.template import load_template
+from bidsxai.training.targets import known_classes
 
 
 def _load(path):
@@ -209,7 +210,9 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
     key: one-line reason}), also for sessions that produced nothing."""
     errors = errors or {}
     known = None
-    if settings.target in participants.columns and item.subject in participants.index:
+    if model_meta and model_meta.get("target") == settings.target:
+        known = known_classes(participants, model_meta).get(item.subject)  # threshold, bins
+    elif settings.target in participants.columns and item.subject in participants.index:
         value = participants.loc[item.subject, settings.target]
         known = None if value != value else str(value)  # NaN check without pandas
     path = subject_report_path(settings.output_dir, item.subject)

@@ -33,10 +33,12 @@ from bidsxai.group.measures import compare_groups, subject_measures
 from bidsxai.group.permutation import spearman_permutation
 from bidsxai.group.threshold import parse_threshold
 from bidsxai.logs import event
+from bidsxai.models.bundle import read_meta, resolve_bundle
 from bidsxai.outputs import find_heatmaps as heatmap_files
 from bidsxai.outputs import group_table_path, preproc_path, resolution_label
 from bidsxai.reports.group import write_group_report
 from bidsxai.template import load_template
+from bidsxai.training.targets import known_classes
 from bidsxai.workflows.group_maps import coverage, two_sample
 from bidsxai.workflows.method_comparison import method_comparison
 
@@ -199,6 +201,16 @@ def _check_inputs(settings, participants, first):
             _correlation_image(settings, subject, session)
 
 
+def _subject_groups(settings, participants):
+    """Each subject's group: the bundle's classes where --model defines this target (a threshold
+    or bins make classes of a numeric column), else the column's values."""
+    if settings.model:
+        meta = read_meta(resolve_bundle(settings.model, settings.output_dir))
+        if meta.get("target") == settings.target:
+            return pd.Series(known_classes(participants, meta), dtype=object)
+    return participants[settings.target]
+
+
 def run_group(settings, subjects=None):
     """Every analysis of every method and class; writes the TSVs, stat maps and the report and
     returns the analyses."""
@@ -212,7 +224,7 @@ def run_group(settings, subjects=None):
             )
     template = load_template(settings.resolution, settings.output_space)
     heatmaps = find_heatmaps(out, template, subjects)
-    heatmaps["group"] = heatmaps["subject"].map(participants[settings.target])
+    heatmaps["group"] = heatmaps["subject"].map(_subject_groups(settings, participants))
     heatmaps = heatmaps.dropna(subset=["group"])
     pairs = group_pairs(sorted(heatmaps["group"].unique()), settings.groups)
     _check_inputs(settings, participants, heatmaps[heatmaps["first"]])

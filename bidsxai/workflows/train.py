@@ -34,20 +34,27 @@ from bidsxai.training.slices import SliceDataset, kept_slices
 from bidsxai.training.targets import (
     closeness_weights,
     subject_targets,
-    threshold_classes,
+    target_classes,
 )
 from bidsxai.workflows.device import pick_device
 
 
 def labelled_sessions(settings, sessions, participants):
-    """(sessions with a target value, their class names, the classes, numeric target by subject)."""
-    labels, values = subject_targets(participants, settings.target, settings.target_threshold)
+    """(sessions with a target value, their class names, the classes, numeric target by subject,
+    a row per session left out for a missing value)."""
+    threshold, bins = settings.target_threshold, settings.target_bins
+    labels, values, missing = subject_targets(participants, settings.target, threshold, bins)
     chosen = [s for s in sessions if s.subject in labels]
-    classes = (
-        threshold_classes(settings.target, settings.target_threshold)
-        if settings.target_threshold is not None
-        else sorted({labels[s.subject] for s in chosen})
+    classes = target_classes(settings.target, threshold, bins) or sorted(
+        {labels[s.subject] for s in chosen}
     )
+    unlabelled = [
+        {"session": s.key, "reason": f"no value of {settings.target} (n/a) in participants.tsv"}
+        for s in sessions
+        if s.subject in missing
+    ]
+    for row in unlabelled:
+        print(f"bidsxai: train: left out {row['session']}: {row['reason']}", file=sys.stderr)
     if len({labels[s.subject] for s in chosen}) < 2:
         raise UsageError(
             f"--target {settings.target}: need at least two classes among the selected subjects"
@@ -58,7 +65,7 @@ def labelled_sessions(settings, sessions, participants):
             f"--target {settings.target}: {describe_collision(collisions[0])}; rename "
             "them in participants.tsv so that they differ in letters or digits"
         )
-    return chosen, [labels[s.subject] for s in chosen], classes, values
+    return chosen, [labels[s.subject] for s in chosen], classes, values, unlabelled
 
 
 def preprocessed_sessions(settings, sessions):
@@ -295,6 +302,7 @@ def _train(settings, sessions, ranks):
         "classes": cohort.classes,
         "target": settings.target,
         "target_threshold": settings.target_threshold,
+        "target_bins": settings.target_bins,
         "covariates": cohort.covariate_columns,
         "input": spec,
         "explain_layer": arch.default_layer(members[0].model),
@@ -342,7 +350,10 @@ def build_cohort(settings, sessions, arch):
     """The labelled sessions with their classes, loss weights, covariates and fold assignments."""
     participants = read_participants(settings.bids_dir)
     sessions, excluded = preprocessed_sessions(settings, sessions)
-    sessions, names, classes, values = labelled_sessions(settings, sessions, participants)
+    sessions, names, classes, values, unlabelled = labelled_sessions(
+        settings, sessions, participants
+    )
+    excluded += unlabelled
     check_class_sizes(classes, names, excluded)
     subjects = [s.subject for s in sessions]
     covariate_columns, covariates = model_covariates(settings, arch, participants, subjects)
