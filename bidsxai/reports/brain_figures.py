@@ -11,6 +11,7 @@ threshold instead of painting near-zero values.
 import base64
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 
 import matplotlib
 
@@ -42,7 +43,7 @@ def _figure(draw, size, background="black"):
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80 * SCALE, facecolor=background)
     plt.close(fig)
-    image = Image.open(buffer).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    image = Image.open(buffer).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     src = "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
@@ -93,6 +94,16 @@ def with_contours(volume, template, chosen):
         _contours(display, template)
 
     return _figure(on, (9, 6.4))
+
+
+@lru_cache(maxsize=2)
+def template_with_contours(resolution, space, home):
+    """The template's own figure on its default cuts, drawn once per process and grid (the other
+    half of every subject report's flicker); ``home`` is the TemplateFlow home it came from."""
+    from bidsxai.template import load_template
+
+    template = load_template(resolution, space)
+    return with_contours(template.t1w, template, cuts(template))
 
 
 def fading_inferno(threshold=DISPLAY_THRESHOLD, fade=FADE):

@@ -27,6 +27,7 @@ from bidsxai.outputs import (
 from bidsxai.reports import brain_figures, figures
 from bidsxai.reports.render import methods_text, methods_views, render_report
 from bidsxai.template import load_template
+from bidsxai.template_files import templateflow_home
 from bidsxai.training.targets import known_classes
 
 
@@ -234,7 +235,9 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
         resolution=f"{settings.resolution:g}",
         command=" ".join(sys.argv),
         settings_toml=settings.to_toml(),
-        template_figure=brain_figures.with_contours(template.t1w, template, chosen),
+        template_figure=brain_figures.template_with_contours(
+            settings.resolution, settings.output_space, str(templateflow_home())
+        ),
         contours=brain_figures.TISSUE_COLOURS,
         reference_colour=brain_figures.REFERENCE_COLOUR,
         display_threshold=brain_figures.DISPLAY_THRESHOLD,
