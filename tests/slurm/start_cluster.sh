@@ -3,6 +3,7 @@
 # are missing (root), writes slurm.conf for this machine's CPUs and memory, and starts munged,
 # slurmctld and slurmd. Prints the SLURM_CONF to export. Stop it with stop_cluster.sh DIR.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"  # the daemons live in sbin, which a minimal PATH lacks
 dir=$(realpath "$1")
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   apt-get update -qq && apt-get install -y -qq slurm-wlm munge >/dev/null
