@@ -81,7 +81,7 @@ def test_any_templateflow_space_names_every_output(cohort, tmp_path, monkeypatch
     sidecar = next((out / "sub-01" / "anat").glob("*_desc-preproc_T1w.json"))
     assert json.loads(sidecar.read_text())["SpatialReference"] == "Toy"
     methods = (out / "logs" / "CITATION.md").read_text()
-    assert "TemplateFlow\nidentifier Toy" in methods and "fonov2011" not in methods
+    assert "TemplateFlow's Toy [@ciric2022]" in methods and "fonov2011" not in methods
 
 
 def test_reports_only_describes_the_run_that_made_the_outputs(pipeline, cohort, tmp_path):
