@@ -27,6 +27,14 @@ DISPLAY_THRESHOLD = 0.2  # of the map's maximum: weaker values are not painted
 FADE = 0.15  # from transparent at the threshold to opaque at threshold + FADE
 CUTS_PER_PLANE = 4
 SCALE = 2  # pixels drawn per pixel shown
+# How every mosaic (three planes, CUTS_PER_PLANE cuts each) is drawn on its black background.
+_MOSAIC = {
+    "display_mode": "mosaic",
+    "annotate": True,
+    "draw_cross": False,
+    "black_bg": True,
+    "dim": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -81,15 +89,7 @@ def with_contours(volume, template, chosen):
 
     def on(fig):
         display = plotting.plot_anat(
-            template.image(volume),
-            display_mode="mosaic",
-            cut_coords=chosen,
-            figure=fig,
-            annotate=True,
-            draw_cross=False,
-            black_bg=True,
-            dim=0,
-            colorbar=False,
+            template.image(volume), cut_coords=chosen, figure=fig, colorbar=False, **_MOSAIC
         )
         _contours(display, template)
 
@@ -123,7 +123,6 @@ def heatmap(background, values, template, chosen, references=()):
         display = plotting.plot_stat_map(
             template.image(np.clip(values, 0, 1)),
             bg_img=template.image(background),
-            display_mode="mosaic",
             cut_coords=chosen,
             figure=fig,
             cmap=fading_inferno(),
@@ -132,10 +131,7 @@ def heatmap(background, values, template, chosen, references=()):
             threshold=DISPLAY_THRESHOLD,
             symmetric_cbar=False,
             colorbar=True,
-            annotate=True,
-            draw_cross=False,
-            black_bg=True,
-            dim=0,
+            **_MOSAIC,
         )
         for mask in references:
             display.add_contours(
@@ -160,14 +156,18 @@ def statistic_views(statistic, template, significant):
     centre = (template.affine @ [*peak, 1])[:3]
     limit = float(inside.max()) or 1.0
     common = {"cmap": "RdBu_r", "vmax": limit, "colorbar": True, "annotate": True}
-    views = {
-        "glass": _figure(
+
+    def glass(shown):
+        return _figure(
             lambda fig: plotting.plot_glass_brain(
-                image, plot_abs=False, threshold=1e-6, figure=fig, symmetric_cbar=True, **common
+                shown, plot_abs=False, threshold=1e-6, figure=fig, symmetric_cbar=True, **common
             ),
             (8, 2.8),
             "white",
-        ),
+        )
+
+    views = {
+        "glass": glass(image),
         "cuts": _figure(
             lambda fig: plotting.plot_stat_map(
                 image,
@@ -188,16 +188,5 @@ def statistic_views(statistic, template, significant):
         "significant": None,
     }
     if significant.any():
-        views["significant"] = _figure(
-            lambda fig: plotting.plot_glass_brain(
-                template.image(np.where(significant, statistic, 0.0)),
-                plot_abs=False,
-                threshold=1e-6,
-                figure=fig,
-                symmetric_cbar=True,
-                **common,
-            ),
-            (8, 2.8),
-            "white",
-        )
+        views["significant"] = glass(template.image(np.where(significant, statistic, 0.0)))
     return views

@@ -35,13 +35,12 @@ def _load(path):
     return np.asarray(nib.load(str(path)).dataobj, np.float32)
 
 
-def session_view(settings, session, chosen=None, error=None):
-    """Everything the report shows of one session, read from its files; ``error`` is the one-line
-    reason the session failed in this run."""
+def session_view(settings, session, chosen, error=None):
+    """Everything the report shows of one session, read from its files, drawn on the report's
+    ``chosen`` cuts; ``error`` is the one-line reason the session failed in this run."""
     out = Path(settings.output_dir)
     grid = (settings.resolution, settings.output_space)
     template = load_template(*grid)
-    chosen = chosen or brain_figures.cuts(template)
     mask = template.brain_mask
     view = {
         "key": session.key,
@@ -51,6 +50,7 @@ def session_view(settings, session, chosen=None, error=None):
         "gate": None,
         "registration": {},
         "heatmaps": [],
+        "references": [],
         "prediction": None,
         "layers": None,
         "slices": None,
