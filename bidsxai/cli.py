@@ -300,7 +300,11 @@ def run(settings):
         return 0
     from bidsxai.workflows.group import run_group
 
-    run_group(settings, {s.subject for s in sessions} if settings.participant_label else None)
+    run_group(
+        settings,
+        {s.subject for s in sessions} if settings.participant_label else None,
+        {s.session for s in sessions} if settings.session_label else None,
+    )
     _say(settings, f"group level done: report {out / 'group.html'}")
     return 0
 

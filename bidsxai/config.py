@@ -87,6 +87,14 @@ def _bins(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _session_pair(text):
+    """'baseline,followup' (or 'ses-baseline,ses-followup') -> ['baseline', 'followup']."""
+    labels = [w.removeprefix("ses-") for w in _words(text)]
+    if len(labels) != 2 or labels[0] == labels[1]:
+        raise argparse.ArgumentTypeError(f"two different session labels, got {text!r}")
+    return labels
+
+
 def _positive(text):
     value = float(text)
     if not value > 0:
@@ -510,6 +518,13 @@ class Settings:
         metavar="GROUP",
         help="the pair of groups to compare (default: every pair)",
     )
+    sessions_compare: list | None = option(
+        section="group",
+        type=_session_pair,
+        metavar="BEFORE,AFTER",
+        help="also test each subject's change from one session to another (AFTER minus BEFORE): "
+        "paired, voxel-wise with sign flips, and on the subject measures",
+    )
     n_perm: int = option(
         1000,
         section="group",
@@ -531,8 +546,8 @@ class Settings:
         factory=list,
         nargs="+",
         metavar="COLUMN",
-        help="participants.tsv columns: group level, adjusted for (GLM, "
-        "Freedman-Lane permutation); train, the model's covariate inputs "
+        help="participants.tsv columns (or a lesion load such as lesion_volume_mm3): group "
+        "level, adjusted for (GLM, Freedman-Lane permutation); train, the model's covariate inputs "
         "(gamer_mril: age, the default)",
     )
     threshold: str = option(

@@ -275,13 +275,16 @@ def templateflow_path(home, space, res, kind):
 
 
 def group_statmap_path(group_dir, method, target, comparison, stat, space, correction=None):
-    """A voxel-wise group map: ``comparison`` is ('HC', 'RRMS') for a two-sample test or
-    ('RRMS',) for the coverage test within one group."""
-    desc = (
-        "vs".join(label(g) for g in comparison)
-        if len(comparison) == 2
-        else f"{label(comparison[0])}coverage"
-    )
+    """A voxel-wise group map: ``comparison`` is ('HC', 'RRMS') for a two-sample test,
+    ('RRMS',) for the coverage test within one group, or ('ses-01', 'ses-02') for the paired
+    change from session 01 to 02 (``desc-ses02minus01``)."""
+    if len(comparison) == 1:
+        desc = f"{label(comparison[0])}coverage"
+    elif all(str(c).startswith("ses-") for c in comparison):
+        before, after = (label(c.removeprefix("ses-")) for c in comparison)
+        desc = f"ses{after}minus{before}"
+    else:
+        desc = "vs".join(label(g) for g in comparison)
     entities = {
         "space": space,
         "method": method,

@@ -8,12 +8,14 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import skimage.measure
 from conftest import RES, run_cli
 from nibabel.processing import resample_from_to
 
 from bidsxai.bids import SessionInputs
 from bidsxai.errors import NoInputError
 from bidsxai.template import load_template
+from bidsxai.workflows.lesion_load import lesion_load
 from bidsxai.workflows.reference_masks import reference_masks
 
 ARGV = ["--model", "cnn3d_group", "--resolution", RES, "--skip-bids-validation", "--nprocs", 1]
@@ -86,6 +88,28 @@ def test_participant_level_localises_against_t1w_space_masks(
     # The warped mask is kept on the run's grid, and the report outlines it on the heatmaps.
     assert list((out / "sub-03" / "anat").glob("sub-03_space-*_res-6_label-lesion_mask.nii.gz"))
     assert "the reference masks (lesion)" in (out / "sub-03.html").read_text()
+    # Lesion load, measured on the T1w-space mask as given, joins every row of the measures.
+    native = nib.load(next((native_masks / "sub-03" / "anat").glob("*_mask.nii.gz")))
+    lesion = np.asarray(native.dataobj) > 0
+    measures = pd.read_csv(out / "sub-03" / "anat" / "sub-03_measures.tsv", sep="\t")
+    assert lesion.any() and measures["lesion_count"].nunique() == 1
+    assert measures["lesion_count"][0] == skimage.measure.label(lesion, connectivity=3).max()
+    np.testing.assert_allclose(
+        measures["lesion_volume_mm3"][0],
+        lesion.sum() * np.prod(native.header.get_zooms()),
+        rtol=1e-5,  # the TSV keeps 6 significant digits
+    )
+
+
+def test_lesion_load_counts_lesions_touching_at_a_corner_as_one():
+    mask = np.zeros((12, 12, 12), bool)
+    mask[1:3, 1:3, 1:3] = True
+    mask[3, 3, 3] = True  # touches the first cube at a corner only: the same lesion
+    mask[6:9, 6:8, 6:7] = True
+    mask[10, 10, 10] = True
+    volume, count = lesion_load(mask, (1.0, 0.5, 2.0))
+    assert count == 3 == skimage.measure.label(mask, connectivity=3).max()
+    assert volume == mask.sum() * 1.0
 
 
 def test_a_template_space_mask_is_preferred_to_the_t1w_one(pipeline, cohort):

@@ -67,16 +67,27 @@ def test_multi_session_cohort_runs_through_every_level(tmp_path):
         )
         == 0
     )
-    assert run_cli(bids, out, "group", *common) == 0
     for sub in ("01", "04"):
         assert list(
             (out / f"sub-{sub}" / "ses-01" / "anat").glob("*_method-gradcam_*_heatmap.nii.gz")
         )
         assert not list((out / f"sub-{sub}" / "ses-02" / "anat").glob("*_heatmap.nii.gz"))
+    assert "Across sessions" not in (out / "sub-02.html").read_text()
+    assert (
+        run_cli(
+            bids, out, "participant", "--model", "cnn3d_group", "--session-label", "02", *common
+        )
+        == 0
+    )
+    assert run_cli(bids, out, "group", "--n-perm", 100, *common) == 0
     measures = pd.read_csv(out / "group" / "measures.tsv", sep="\t")
     assert sorted(measures["subject"].unique()) == [f"sub-{i:02d}" for i in range(1, 7)]
+    # One row per subject and map, both sessions averaged.
+    assert not measures.duplicated(["subject", "method", "target"]).any()
+    assert (measures["n_sessions"] == 2).all()
     report = (out / "sub-02.html").read_text()
     assert "sub-02_ses-01" in report and "sub-02_ses-02" in report
+    assert 'id="across-sessions"' in report and report.count('href="#sub-02_ses-0') >= 4
     assert validator_errors(out) == []
 
 

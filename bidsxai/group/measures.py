@@ -1,10 +1,13 @@
-"""Subject-level heatmap measures and their comparison between two groups.
+"""Subject-level heatmap measures, their comparison between two groups and their change between
+two sessions of the same subjects.
 
 Measures (on the brain-masked, max-normalised map): the 95th percentile over brain voxels (paper
 000), the share of the map's mass in voxels at or above half the maximum (how concentrated the
 evidence is), and the mean per lobe when an atlas is given. Groups are compared by Student's and
 Welch's t and Mann-Whitney U; the effect size is Hedges' g (bias-corrected standardised mean
-difference) with a 95 % interval from its large-sample variance (Hedges & Olkin 1985).
+difference) with a 95 % interval from its large-sample variance (Hedges & Olkin 1985). Two
+sessions are compared by the paired t and the Wilcoxon signed-rank test; the effect size is
+Cohen's d_z, the mean change over the SD of the changes.
 """
 
 import numpy as np
@@ -67,4 +70,26 @@ def compare_groups(a, b):
         "hedges_g": g,
         "g_low": low,
         "g_high": high,
+    }
+
+
+def compare_sessions(before, after):
+    """Paired t and Wilcoxon signed-rank test (two-sided) of after - before, a pair per subject."""
+    before, after = np.asarray(before, np.float64), np.asarray(after, np.float64)
+    change = after - before
+    paired = stats.ttest_rel(after, before)
+    sd = change.std(ddof=1)
+    changed = change[change != 0]
+    wilcoxon = stats.wilcoxon(changed).pvalue if len(changed) else 1.0
+    return {
+        "n": len(change),
+        "mean_before": before.mean(),
+        "mean_after": after.mean(),
+        "mean_change": change.mean(),
+        "sd_change": sd,
+        "t": float(paired.statistic) if sd > 0 else 0.0,
+        "df": len(change) - 1,
+        "p": float(paired.pvalue) if sd > 0 else 1.0,
+        "p_wilcoxon": float(wilcoxon),
+        "cohen_dz": float(change.mean() / sd) if sd > 0 else 0.0,
     }

@@ -58,6 +58,13 @@ def _section(analysis, template):
             for v in analysis.voxelwise
         ],
         coverage=[dict(c.row, clusters=c.clusters) for c in analysis.coverage],
+        session_change=[
+            dict(v.row, clusters=v.clusters, figure=_voxelwise_figures(v, template))
+            for v in analysis.session_change
+        ],
+        session_measures=[
+            t for t in analysis.session_measure_tests if t["measure"] in REPORTED_MEASURES
+        ],
         lobes=_lobe_table(analysis.lobes),
         similarity=analysis.similarity,
         correlation=_correlation(analysis.correlation),

@@ -206,6 +206,31 @@ def summary(prediction, known):
     }
 
 
+def across_sessions(sessions):
+    """The subject's change over sessions, where two or more were classified: per session, each
+    class's probability and each map's p95, and the change from the first to the last."""
+    classified = [v for v in sessions if v["prediction"]]
+    if len(classified) < 2:
+        return None
+    classes = list(classified[0]["prediction"]["probabilities"])
+    maps = sorted({(h["method"], h["target"]) for v in classified for h in v["heatmaps"]})
+    rows = []
+    for view in classified:
+        p95 = {(h["method"], h["target"]): h["p95"] for h in view["heatmaps"]}
+        rows.append(
+            {
+                "key": view["key"],
+                "predicted": view["prediction"]["predicted"],
+                "values": [view["prediction"]["probabilities"].get(c) for c in classes]
+                + [p95.get(m) for m in maps],
+            }
+        )
+    first, last = rows[0]["values"], rows[-1]["values"]
+    change = [b - a if None not in (a, b) else None for a, b in zip(first, last)]
+    columns = [f"P({c})" for c in classes] + [f"p95 {method}, {target}" for method, target in maps]
+    return {"columns": columns, "rows": rows, "change": change}
+
+
 def write_subject_report(item, settings, participants, model_meta, errors=None):
     """The subject's report: every session, with its errors from this run (``errors``: {session
     key: one-line reason}), also for sessions that produced nothing."""
@@ -231,6 +256,7 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
         target=settings.target,
         known=known,
         sessions=sessions,
+        across_sessions=across_sessions(sessions),
         space=settings.output_space,
         resolution=f"{settings.resolution:g}",
         command=" ".join(sys.argv),

@@ -24,6 +24,7 @@ from bidsxai.workflows.evaluate_session import (
 )
 from bidsxai.workflows.explain_session import explain_session
 from bidsxai.workflows.explanation_outputs import Provenance, write_explanation
+from bidsxai.workflows.lesion_load import mask_loads
 from bidsxai.workflows.reference_masks import reference_masks
 from bidsxai.workflows.sessions import run_sessions
 
@@ -122,7 +123,15 @@ def classify_one(session, job):
         )
     provenance = Provenance(job.bundle, member, job.models.sha256(member), split, why)
     predicted = write_explanation(
-        out, session, explanation, provenance, spec, job.layer, template, job.settings.mc_samples
+        out,
+        session,
+        explanation,
+        provenance,
+        spec,
+        job.layer,
+        template,
+        job.settings.mc_samples,
+        mask_loads(job.settings, session, template),
     )
     if job.settings.evaluate:
         masks = reference_masks(job.settings, session, template)

@@ -31,8 +31,11 @@ class Provenance:
     choice: str  # why this member was chosen
 
 
-def write_explanation(out, session, explanation, provenance, spec, layer, template, mc_samples):
-    """Every file of one explained session; returns the predicted class."""
+def write_explanation(
+    out, session, explanation, provenance, spec, layer, template, mc_samples, loads=None
+):
+    """Every file of one explained session; returns the predicted class. ``loads`` (the
+    session's lesion load) join every row of the measures TSV."""
     resolution, space, classes = template.resolution, template.space, explanation.classes
     inputs = [
         preproc_path(out, session.subject, session.session, c, resolution, space)
@@ -63,7 +66,7 @@ def write_explanation(out, session, explanation, provenance, spec, layer, templa
             **item.extras,
         }
         write_json(sidecar_path(path), {k: v for k, v in sidecar.items() if v is not None})
-        rows.append(_measures_row(item, explanation, provenance, template))
+        rows.append(dict(_measures_row(item, explanation, provenance, template), **(loads or {})))
     _write_tsv(measures_path(out, session.subject, session.session), rows)
     if explanation.slices is not None:
         write_slice_predictions(out, session, explanation.slices, classes)

@@ -2,8 +2,13 @@
 two-sample tests between groups and coverage tests within groups on the subject-thresholded maps,
 cluster tables and lobe summaries from an atlas, ROI-vector similarity within and between
 subjects (Thibeau-Sutre et al. 2020), and correlations of an image within each subject's quantile
-mask with a clinical score (Lu et al. 2023). Group tests use each subject's first session; the
-similarity uses every session.
+mask with a clinical score (Lu et al. 2023).
+
+Every session counts. The between-group tests take one map per subject, the mean of its sessions'
+max-normalised maps, so a permutation moves a subject with all its sessions (the exchangeability
+blocks of randomise's ``-e``). ``--sessions-compare BEFORE,AFTER`` adds the paired within-subject
+change between two named sessions, tested with sign flips of whole subjects. The similarity compares
+sessions of one subject with each other and first sessions between subjects.
 
 Each analysis returns rows and arrays (``MethodTargetAnalysis``); the TSVs are written from them and
 ``reports.group`` draws the report.
@@ -22,6 +27,7 @@ import pandas as pd
 from bidsxai.atomic import atomic_path
 from bidsxai.bids import read_participants
 from bidsxai.errors import NoInputError, UsageError
+from bidsxai.explain.quantify import max_normalise
 from bidsxai.group.atlas import (
     atlas_option,
     cosine_similarity,
@@ -29,22 +35,23 @@ from bidsxai.group.atlas import (
     region_table,
     roi_vector,
 )
-from bidsxai.group.measures import compare_groups, subject_measures
+from bidsxai.group.measures import compare_groups, compare_sessions, subject_measures
 from bidsxai.group.permutation import spearman_permutation
 from bidsxai.group.threshold import parse_threshold
 from bidsxai.logs import event
 from bidsxai.models.bundle import read_meta, resolve_bundle
 from bidsxai.outputs import find_heatmaps as heatmap_files
-from bidsxai.outputs import group_table_path, preproc_path, resolution_label
+from bidsxai.outputs import group_table_path, measures_path, preproc_path, resolution_label
 from bidsxai.reports.group import write_group_report
 from bidsxai.template import load_template
 from bidsxai.training.targets import known_classes
-from bidsxai.workflows.group_maps import coverage, two_sample
+from bidsxai.workflows.group_maps import coverage, paired, two_sample
 from bidsxai.workflows.method_comparison import method_comparison
 
 TABLES = (
     "measures",
     "measure_tests",
+    "session_measure_tests",
     "voxelwise",
     "coverage",
     "clusters",
@@ -83,7 +90,9 @@ class MethodTargetAnalysis:
     target: str
     measures: list = field(default_factory=list)  # one row per subject
     measure_tests: list = field(default_factory=list)
+    session_measure_tests: list = field(default_factory=list)  # --sessions-compare
     voxelwise: list = field(default_factory=list)  # [VoxelwiseTest]
+    session_change: list = field(default_factory=list)  # [VoxelwiseTest] of --sessions-compare
     coverage: list = field(default_factory=list)  # [CoverageTest]
     regions: list = field(default_factory=list)
     lobes: list = field(default_factory=list)
@@ -95,9 +104,14 @@ class MethodTargetAnalysis:
         return {
             "measures": self.measures,
             "measure_tests": self.measure_tests,
-            "voxelwise": [v.row for v in self.voxelwise],
+            "session_measure_tests": self.session_measure_tests,
+            "voxelwise": [v.row for v in self.voxelwise + self.session_change],
             "coverage": [c.row for c in self.coverage],
-            "clusters": [c for test in self.voxelwise + self.coverage for c in test.clusters],
+            "clusters": [
+                c
+                for test in self.voxelwise + self.session_change + self.coverage
+                for c in test.clusters
+            ],
             "regions": self.regions,
             "lobes": self.lobes,
             "similarity": [self.similarity] if self.similarity else [],
@@ -105,9 +119,10 @@ class MethodTargetAnalysis:
         }
 
 
-def find_heatmaps(out_dir, template, subjects=None):
+def find_heatmaps(out_dir, template, subjects=None, sessions=None):
     """DataFrame of the heatmap files on ``template``'s grid (subject, session, method, target,
-    path, first), where ``first`` marks each subject's first session."""
+    path, first), where ``first`` marks each subject's first session; ``subjects`` and
+    ``sessions`` (labels) select."""
     found = heatmap_files(out_dir)
     res = resolution_label(template.resolution)
     rows = [
@@ -120,6 +135,7 @@ def find_heatmaps(out_dir, template, subjects=None):
         }
         for path, e in found
         if (not subjects or e["subject"] in subjects)
+        and (not sessions or e["session"] in sessions)
         and (e["space"], e["res"]) == (template.space, res)
     ]
     if not rows:
@@ -152,7 +168,10 @@ def covariate_matrix(participants, subjects, columns):
     parts = []
     for column in columns:
         if column not in participants.columns:
-            raise UsageError(f"--covariates {column}: no such column in participants.tsv")
+            raise UsageError(
+                f"--covariates {column}: no such column in participants.tsv or lesion load in "
+                "the measures TSVs"
+            )
         values = participants[column].reindex(subjects)
         if values.isna().any():
             missing = ", ".join(f"sub-{s}" for s in values[values.isna()].index)
@@ -193,12 +212,45 @@ def _correlation_image(settings, subject, session):
     return path
 
 
-def _check_inputs(settings, participants, first):
-    """Refuse covariates and correlation images that are missing before anything is written."""
-    covariate_matrix(participants, list(first["subject"].unique()), settings.covariates)
+def _check_inputs(settings, participants, heatmaps):
+    """Refuse covariates, correlation images and session pairs that are missing before anything
+    is written."""
+    covariate_matrix(participants, list(heatmaps["subject"].unique()), settings.covariates)
     if settings.correlate:
-        for subject, session in set(zip(first["subject"], first["session"])):
+        for subject, session in set(zip(heatmaps["subject"], heatmaps["session"])):
             _correlation_image(settings, subject, session)
+    if settings.sessions_compare:
+        found = sorted({s for s in heatmaps["session"] if s})
+        missing = [s for s in settings.sessions_compare if s not in found]
+        if missing:
+            raise UsageError(
+                f"--sessions-compare: no heatmaps of ses-{missing[0]} (sessions with heatmaps: "
+                f"{', '.join('ses-' + s for s in found) or 'none'})"
+            )
+        both = heatmaps.groupby("subject")["session"].agg(set)
+        paired = sum(set(settings.sessions_compare) <= sessions for sessions in both)
+        if paired < 2:
+            raise NoInputError(
+                f"--sessions-compare {','.join(settings.sessions_compare)}: {paired} subject(s) "
+                "have heatmaps of both sessions; a paired test needs at least 2"
+            )
+
+
+def with_lesion_load(participants, out_dir, heatmaps):
+    """participants.tsv with each subject's lesion load (``<label>_volume_mm3``, ``<label>_count``
+    of the measures TSVs, the mean over its sessions) added as columns, so that --covariates can
+    name them; a column participants.tsv already has is kept as it is."""
+    rows = []
+    for subject, session in set(zip(heatmaps["subject"], heatmaps["session"])):
+        path = measures_path(out_dir, subject, session or None)
+        if path.is_file():
+            table = pd.read_csv(path, sep="\t", nrows=1)
+            loads = [c for c in table.columns if c.endswith(("_volume_mm3", "_count"))]
+            rows.append(dict(table[loads].iloc[0], subject=subject))
+    if not rows or len(rows[0]) == 1:
+        return participants
+    loads = pd.DataFrame(rows).groupby("subject").mean()
+    return participants.join(loads[[c for c in loads if c not in participants.columns]])
 
 
 def _subject_groups(settings, participants):
@@ -211,9 +263,9 @@ def _subject_groups(settings, participants):
     return participants[settings.target]
 
 
-def run_group(settings, subjects=None):
+def run_group(settings, subjects=None, sessions=None):
     """Every analysis of every method and class; writes the TSVs, stat maps and the report and
-    returns the analyses."""
+    returns the analyses. ``subjects`` and ``sessions`` (labels) select heatmaps."""
     out = Path(settings.output_dir)
     participants = read_participants(settings.bids_dir)
     for flag, column in (("--target", settings.target), ("--correlate", settings.correlate)):
@@ -223,11 +275,12 @@ def run_group(settings, subjects=None):
                 f"{flag} {column}: no such column in participants.tsv (its columns: {columns})"
             )
     template = load_template(settings.resolution, settings.output_space)
-    heatmaps = find_heatmaps(out, template, subjects)
+    heatmaps = find_heatmaps(out, template, subjects, sessions)
     heatmaps["group"] = heatmaps["subject"].map(_subject_groups(settings, participants))
     heatmaps = heatmaps.dropna(subset=["group"])
+    participants = with_lesion_load(participants, out, heatmaps)
     pairs = group_pairs(sorted(heatmaps["group"].unique()), settings.groups)
-    _check_inputs(settings, participants, heatmaps[heatmaps["first"]])
+    _check_inputs(settings, participants, heatmaps)
     atlas = atlas_option(settings.atlas, template)
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)  # as used
     job = GroupJob(
@@ -270,39 +323,102 @@ def analyse(rows, method, target, job):
 
 def _analyse(rows, method, target, job):
     mask = job.template.brain_mask
-    first = rows[rows["first"]].reset_index(drop=True)
-    raw = _load(first["path"])
-    if raw.shape[1:] != mask.shape:
+    rows = rows.reset_index(drop=True)
+    sessions = _load(rows["path"])
+    if sessions.shape[1:] != mask.shape:
         raise NoInputError(
-            f"heatmaps are {raw.shape[1:]} but the {job.settings.resolution:g} mm "
+            f"heatmaps are {sessions.shape[1:]} but the {job.settings.resolution:g} mm "
             f"template is {mask.shape}; pass the --resolution they were made at"
         )
+    sessions = np.stack([max_normalise(m, mask) for m in sessions])
+    subjects, raw = subject_summaries(rows, sessions)
     thresholded = np.stack([job.threshold(m, mask) for m in raw])
-    labels = first["group"].to_numpy()
+    labels = subjects["group"].to_numpy()
     key = {"method": method, "target": target}
     analysis = MethodTargetAnalysis(method, target)
-    analysis.measures, analysis.measure_tests = _measures(first, labels, raw, key, job)
-    analysis.voxelwise = _two_sample_tests(first, labels, thresholded, key, job)
+    analysis.measures, analysis.measure_tests = _measures(subjects, labels, raw, key, job)
+    analysis.voxelwise = _two_sample_tests(subjects, labels, thresholded, key, job)
     analysis.coverage = _coverage_tests(labels, thresholded, key, job)
+    if job.settings.sessions_compare:
+        analysis.session_measure_tests, analysis.session_change = _session_change(
+            rows, sessions, key, job
+        )
     if job.atlas is not None:
-        analysis.regions, analysis.lobes = _lobes(first, labels, thresholded, job.atlas, key)
-        analysis.similarity = _similarity(rows, first, thresholded, job, key)
+        analysis.regions, analysis.lobes = _lobes(subjects, labels, thresholded, job.atlas, key)
+        analysis.similarity = _similarity(rows, sessions, job, key)
     if job.settings.correlate:
-        analysis.correlation = _correlation(first, raw, key, job)
+        analysis.correlation = _correlation(subjects, raw, key, job)
     return analysis
 
 
-def _measures(first, labels, raw, key, job):
+def subject_summaries(rows, sessions):
+    """(one row per subject: subject, group, its sessions; the mean of its sessions'
+    max-normalised maps). The between-group tests take one map per subject, so relabelling
+    subjects moves each with all its sessions."""
+    subjects, maps = [], []
+    for subject, part in rows.groupby("subject", sort=True):
+        subjects.append(
+            {"subject": subject, "group": part["group"].iloc[0], "sessions": list(part["session"])}
+        )
+        maps.append(sessions[part.index].mean(0))
+    return pd.DataFrame(subjects), np.stack(maps)
+
+
+def _session_change(rows, sessions, key, job):
+    """The paired change from one named session to another (--sessions-compare): the subject
+    measures compared by paired tests, and the thresholded maps voxel-wise by sign flips."""
+    before, after = job.settings.sessions_compare
+    mask = job.template.brain_mask
+    index = {(r.subject, r.session): i for i, r in zip(rows.index, rows.itertuples())}
+    both = sorted(s for s in set(rows["subject"]) if {(s, before), (s, after)} <= index.keys())
+    if len(both) < 2:
+        return [], []
+    pairs = [(sessions[index[s, before]], sessions[index[s, after]]) for s in both]
+    measured = [
+        (subject_measures(a, mask, job.atlas), subject_measures(b, mask, job.atlas))
+        for a, b in pairs
+    ]
+    tests = [
+        dict(
+            key,
+            measure=name,
+            session_before=before,
+            session_after=after,
+            **compare_sessions([m[0][name] for m in measured], [m[1][name] for m in measured]),
+        )
+        for name in measured[0][0]
+    ]
+    thresholded = np.stack([[job.threshold(m, mask) for m in pair] for pair in pairs])
+    change = paired(
+        thresholded[:, 0],
+        thresholded[:, 1],
+        job.template,
+        job.atlas,
+        _group_dir(job),
+        dict(key, session_before=before, session_after=after),
+        job.settings,
+    )
+    return tests, [change]
+
+
+def _measures(subjects, labels, raw, key, job):
     """Each subject's measures, and their comparison between every pair of groups."""
     mask, pairs = job.template.brain_mask, job.pairs
     measures = pd.DataFrame(
         [
-            dict(key, subject=f"sub-{s}", group=g, **subject_measures(m, mask, job.atlas))
-            for s, g, m in zip(first["subject"], labels, raw)
+            dict(
+                key,
+                subject=f"sub-{s}",
+                group=g,
+                n_sessions=len(sessions),
+                **subject_measures(m, mask, job.atlas),
+            )
+            for s, g, sessions, m in zip(subjects["subject"], labels, subjects["sessions"], raw)
         ]
     )
     tests = []
-    for name in [c for c in measures.columns if c not in ("method", "target", "subject", "group")]:
+    fixed = ("method", "target", "subject", "group", "n_sessions")
+    for name in [c for c in measures.columns if c not in fixed]:
         values = measures[name].to_numpy()
         tests += [
             dict(
@@ -318,14 +434,14 @@ def _measures(first, labels, raw, key, job):
     return measures.to_dict("records"), tests
 
 
-def _two_sample_tests(first, labels, thresholded, key, job):
+def _two_sample_tests(subjects, labels, thresholded, key, job):
     tests = []
     for a, b in job.pairs:
         in_a, in_b = labels == a, labels == b
         if in_a.sum() < 2 or in_b.sum() < 2:
             continue
-        subjects = list(first["subject"][in_a]) + list(first["subject"][in_b])
-        covariates = covariate_matrix(job.participants, subjects, job.settings.covariates)
+        names = list(subjects["subject"][in_a]) + list(subjects["subject"][in_b])
+        covariates = covariate_matrix(job.participants, names, job.settings.covariates)
         tests.append(
             two_sample(
                 thresholded[in_a],
@@ -360,10 +476,10 @@ def _group_dir(job):
     return Path(job.settings.output_dir) / "group"
 
 
-def _lobes(first, labels, thresholded, atlas, key):
+def _lobes(subjects, labels, thresholded, atlas, key):
     """(each subject's region table rows, each subject's share of its thresholded map per lobe)."""
     regions, lobes = [], []
-    for subject, group, values in zip(first["subject"], labels, thresholded):
+    for subject, group, values in zip(subjects["subject"], labels, thresholded):
         table = region_table(values, atlas)
         who = dict(key, subject=f"sub-{subject}", group=group)
         regions += [dict(who, **r) for r in table.to_dict("records")]
@@ -371,15 +487,13 @@ def _lobes(first, labels, thresholded, atlas, key):
     return regions, lobes
 
 
-def _similarity(rows, first, thresholded, job, key):
+def _similarity(rows, sessions, job, key):
     """Cosine similarity of ROI vectors (Thibeau-Sutre et al. 2020): between sessions of one
     subject (intra) and between the first sessions of different subjects (inter)."""
     atlas, mask = job.atlas, job.template.brain_mask
-    entries = [(s, True, roi_vector(m, atlas)) for s, m in zip(first["subject"], thresholded)]
-    later = rows[~rows["first"]]
-    entries += [
-        (s, False, roi_vector(job.threshold(_load([path])[0], mask), atlas))
-        for s, path in zip(later["subject"], later["path"])
+    entries = [
+        (s, first, roi_vector(job.threshold(m, mask), atlas))
+        for s, first, m in zip(rows["subject"], rows["first"], sessions)
     ]
     similarity = cosine_similarity(np.stack([vector for _, _, vector in entries]))
     intra, inter = [], []
@@ -395,28 +509,33 @@ def _similarity(rows, first, thresholded, job, key):
     return row
 
 
-def _correlation(first, raw, key, job):
+def _correlation(subjects, raw, key, job):
     """Spearman correlation of the mean image within each subject's quantile mask with a score,
-    with a two-sided permutation p (Lu et al. 2023)."""
+    with a two-sided permutation p (Lu et al. 2023). The mask is taken from the subject's
+    summary map; the image's mean within it is averaged over the subject's sessions."""
     settings, template = job.settings, job.template
     masks = parse_threshold(settings.correlate_mask)
     scores = pd.to_numeric(
-        job.participants[settings.correlate].reindex(first["subject"]), errors="coerce"
+        job.participants[settings.correlate].reindex(subjects["subject"]), errors="coerce"
     ).to_numpy()
     x, y = [], []
-    for subject, session, heatmap, score in zip(first["subject"], first["session"], raw, scores):
-        if np.isnan(score):
-            continue
-        path = _correlation_image(settings, subject, session)
+    for subject, sessions, heatmap, score in zip(
+        subjects["subject"], subjects["sessions"], raw, scores
+    ):
         kept = masks(heatmap, template.brain_mask) > 0
-        if kept.any():
+        if np.isnan(score) or not kept.any():
+            continue
+        means = []
+        for session in sessions:
+            path = _correlation_image(settings, subject, session)
             image = np.asarray(nib.load(str(path)).dataobj, np.float32)
             if image.shape != heatmap.shape:
                 raise NoInputError(
                     f"{path.name} is {image.shape}, not on the template grid {heatmap.shape}"
                 )
-            x.append(float(image[kept].mean()))
-            y.append(float(score))
+            means.append(float(image[kept].mean()))
+        x.append(float(np.mean(means)))
+        y.append(float(score))
     if len(x) < 4:
         return None
     rho, p = spearman_permutation(x, y, n_perm=settings.correlate_n_perm, seed=settings.seed)

@@ -58,15 +58,12 @@ def _clusters(stat, significant, template, atlas, key):
     return [dict(key, **row) for row in table.to_dict("records")]
 
 
-def two_sample(maps_a, maps_b, covariates, template, atlas, group_dir, key, settings):
-    """Test a - b voxel-wise (two-sided, so both directions) and write its maps; ``key`` names the
-    method, target and groups."""
-    mask = template.brain_mask
+def _voxelwise(maps_a, maps_b, covariates, template, settings):
     try:
-        result = ttest(
+        return ttest(
             maps_a,
             maps_b,
-            mask=mask,
+            mask=template.brain_mask,
             covariates=covariates,
             n_perm=settings.n_perm,
             tfce=settings.tfce,
@@ -76,20 +73,60 @@ def two_sample(maps_a, maps_b, covariates, template, atlas, group_dir, key, sett
         )
     except ValueError as exc:  # covariates that leave no group effect or no degrees of freedom
         raise UsageError(f"--covariates {' '.join(settings.covariates)}: {exc}") from None
+
+
+def two_sample(maps_a, maps_b, covariates, template, atlas, group_dir, key, settings):
+    """Test a - b voxel-wise (two-sided, so both directions) and write its maps; ``key`` names the
+    method, target and groups."""
+    result = _voxelwise(maps_a, maps_b, covariates, template, settings)
     a, b = key["group_a"], key["group_b"]
-    path_of = partial(group_statmap_path, group_dir, key["method"], key["target"], (a, b))
     sidecar = {
         "Test": "Student t of the group effect (first group minus second), two-sided"
         + (", adjusted for " + ", ".join(settings.covariates) if covariates is not None else ""),
         "Groups": [a, b],
         "N": [len(maps_a), len(maps_b)],
         "DegreesOfFreedom": result["df"],
-        "Input": f"heatmaps max-normalised and thresholded per subject ({settings.threshold})",
+        "Input": f"subject means over sessions of the heatmaps max-normalised, then thresholded "
+        f"per subject ({settings.threshold})",
         "Mask": "template brain mask; voxels without variance are not tested",
         "SpatialReference": template.space,
     }
     if covariates is not None:
-        sidecar["Permutation"] = "Freedman-Lane"
+        sidecar["Permutation"] = "Freedman-Lane, subjects exchanged with all their sessions"
+    elif settings.n_perm:
+        sidecar["Permutation"] = "relabelling of subjects, each with all its sessions"
+    return _write_test(
+        result, (a, b), sidecar, "two-sample", template, atlas, group_dir, key, settings
+    )
+
+
+def paired(before, after, template, atlas, group_dir, key, settings):
+    """Test each subject's change after - before voxel-wise (one-sample t of the differences,
+    two-sided, FWE by sign flips of whole subjects) and write its maps."""
+    result = _voxelwise(after - before, None, None, template, settings)
+    sessions = key["session_before"], key["session_after"]
+    sidecar = {
+        "Test": "paired t of the change from the first session to the second (one-sample t of "
+        "each subject's difference), two-sided",
+        "Sessions": list(sessions),
+        "N": len(before),
+        "DegreesOfFreedom": result["df"],
+        "Input": f"heatmaps max-normalised and thresholded per session ({settings.threshold})",
+        "Mask": "template brain mask; voxels without variance are not tested",
+        "SpatialReference": template.space,
+    }
+    if settings.n_perm:
+        sidecar["Permutation"] = "sign flips of each subject's difference"
+    comparison = tuple(f"ses-{s}" for s in sessions)
+    return _write_test(
+        result, comparison, sidecar, "paired", template, atlas, group_dir, key, settings
+    )
+
+
+def _write_test(result, comparison, sidecar, test, template, atlas, group_dir, key, settings):
+    """Write a t-test's maps (t, p, every correction run, TFCE and cluster mass) and return its
+    summary row, cluster rows and the arrays a report draws."""
+    path_of = partial(group_statmap_path, group_dir, key["method"], key["target"], comparison)
     _write_map(path_of, "t", result["t"], template, sidecar)
     _write_map(path_of, "p", result["p"], template, sidecar)
     for p_name, name in (
@@ -134,7 +171,7 @@ def two_sample(maps_a, maps_b, covariates, template, atlas, group_dir, key, sett
         significant,
         template,
         atlas,
-        dict(key, test="two-sample", correction=correction),
+        dict(key, test=test, correction=correction),
     )
     return VoxelwiseTest(row, clusters, result["t"], significant)
 

@@ -28,9 +28,10 @@ from bidsxai.outputs import (
 NATIVE_SPACES = (None, "T1w")
 
 
-def reference_masks(settings, session, template):
-    """{label: boolean mask on the template grid}; one-line ``NoInputError`` for a mask bidsxai
-    cannot place."""
+def chosen_masks(settings, session, template, prefer=None):
+    """{label: LabelMask} of the session's reference masks, one per label: where a label has
+    both, the one in ``prefer`` (the template's space by default, or ``"T1w"``)."""
+    prefer = prefer or template.space
     folder = settings.derivatives.get(MASK_DATASET)
     if folder is None:
         return {}
@@ -49,10 +50,18 @@ def reference_masks(settings, session, template):
             )
         if found.space == space and found.res != res:
             continue  # a mask for runs at another resolution
-        if found.space == space or found.label not in chosen:
+        preferred = (found.space or "T1w") == prefer
+        if preferred or found.label not in chosen:
             chosen[found.label] = found
+    return dict(sorted(chosen.items()))
+
+
+def reference_masks(settings, session, template):
+    """{label: boolean mask on the template grid}; one-line ``NoInputError`` for a mask bidsxai
+    cannot place."""
+    space = template.space
     masks = {}
-    for name, found in sorted(chosen.items()):
+    for name, found in chosen_masks(settings, session, template).items():
         if found.space == space:
             mask = _template_space(found.path, template)
         else:
