@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from bidsxai import __version__
+from bidsxai import synth_scanner as scanner
 from bidsxai.atomic import save_nifti, write_json, write_text
 from bidsxai.outputs import bids_path, label_mask_path, sessions_tsv_path, sidecar_path
 from bidsxai.template import load_template
@@ -79,6 +80,9 @@ class CohortSpec:
     lesion_only: bool = False
     lesion_count: int | None = None  # lesions per subject (default: 6 to 24, with severity)
     lesion_radius_mm: float | None = None  # mean radius (default: 3 to 7 mm, with severity)
+    # Scans as scanners write them (see synth_scanner): 1 mm sagittal T1w, oblique grids, neck and
+    # shoulders, int16 with scaling, qform/sform variants.
+    scanner_like: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,6 +255,11 @@ def native_grid(anatomy, pose, voxel_size, rng):
     return tuple(int(s) for s in shape), affine
 
 
+def _native_to_mni(shape, grid_affine, pose):
+    """(3, *shape) MNI millimetres of every voxel of a native grid."""
+    return _voxel_world_coords(shape, np.linalg.inv(pose) @ grid_affine)
+
+
 def sample_into(volume, source_affine, grid_shape, grid_affine, pose, order=1):
     """Values of a template-space volume on a native grid (native mm = pose @ MNI mm)."""
     matrix = np.linalg.inv(source_affine) @ np.linalg.inv(pose) @ grid_affine
@@ -295,7 +304,7 @@ def synthesise_subject(out_dir, spec, subject):
     """Write every session of one subject and its ground-truth masks."""
     out_dir = Path(out_dir)
     rng = np.random.default_rng([spec.seed, int(subject.label)])
-    anatomy = _anatomy(spec.resolution)
+    anatomy = _anatomy(1.0 if spec.scanner_like else spec.resolution)
     src = anatomy.template
     target = load_template(spec.resolution)
     pose = random_head_pose(rng)
@@ -310,24 +319,32 @@ def synthesise_subject(out_dir, spec, subject):
         tissues = anatomy.tissues(min(1.0, subject.severity + 0.1 * si) if grows else 0)
         gt = out_dir / "derivatives" / "groundtruth"
         voxel_t1 = spec.resolution * rng.uniform(0.9, 1.1, 3)
-        shape, grid = native_grid(anatomy, pose, voxel_t1, rng)
+        acquisitions = {}
         for contrast in spec.contrasts:
             c_pose = pose if contrast == "T1w" else small_motion(rng) @ pose
-            c_shape, c_grid = (
-                (shape, grid)
-                if contrast == "T1w"
-                else native_grid(
-                    anatomy, c_pose, voxel_t1 * np.array([1.0, 1.0, rng.uniform(1.0, 1.3)]), rng
-                )
-            )
+            if spec.scanner_like:
+                c_shape, c_grid, acquisitions[contrast] = scanner.acquisition(contrast, c_pose, rng)
+            elif contrast == "T1w":
+                c_shape, c_grid = native_grid(anatomy, pose, voxel_t1, rng)
+            else:
+                stretch = np.array([1.0, 1.0, rng.uniform(1.0, 1.3)])
+                c_shape, c_grid = native_grid(anatomy, c_pose, voxel_t1 * stretch, rng)
+            if contrast == "T1w":
+                shape, grid = c_shape, c_grid
             clean = sample_into(
                 anatomy.contrast(contrast, tissues, lesions), src.affine, c_shape, c_grid, c_pose
             )
+            if spec.scanner_like:
+                mni = _native_to_mni(c_shape, c_grid, c_pose)
+                clean = scanner.add_body(clean, contrast, mni, clean > 0)
             noisy = rician(clean * bias_field(c_shape, rng), rng, sigma=rng.uniform(0.015, 0.03))
-            save_nifti(
-                to_scanner_image(noisy, c_grid),
-                bids_path(out_dir, subject.label, ses, contrast, ".nii.gz"),
-            )
+            if spec.scanner_like:
+                header = scanner.HEADERS[rng.integers(len(scanner.HEADERS))]
+                acquisitions[contrast] += f", header {header}"
+                image = scanner.scanner_file(noisy, c_grid, header, rng)
+            else:
+                image = to_scanner_image(noisy, c_grid)
+            save_nifti(image, bids_path(out_dir, subject.label, ses, contrast, ".nii.gz"))
         native_mask = sample_into(lesions, src.affine, shape, grid, pose) > 0.5
         native_path = label_mask_path(gt, subject.label, ses, "lesion")
         save_nifti(_mask_image(native_mask, grid, code=1), native_path)
@@ -338,6 +355,9 @@ def synthesise_subject(out_dir, spec, subject):
                 "Type": "Lesion",
                 "Sources": [f"bids:raw:{t1w.relative_to(out_dir).as_posix()}"],
                 "Description": "Planted white-matter lesions in the T1w's native space.",
+                # The truth a registration is measured against: template mm -> T1w scanner mm.
+                "TemplateToScanner": pose.tolist(),
+                **({"Acquisitions": acquisitions} if acquisitions else {}),
             },
         )
         mni_mask = sample_into(lesions, src.affine, target.shape, target.affine, np.eye(4)) > 0.5
@@ -496,6 +516,13 @@ def build_parser():
         "--lesion-count", type=int, help="lesions per subject (default: 6 to 24, with severity)"
     )
     p.add_argument(
+        "--scanner-like",
+        action="store_true",
+        help="scans as scanners write them: 1 mm sagittal T1w (256 x 256 x 176), FLAIR at "
+        "0.9 x 0.9 x 1.2 mm or 3 mm axial slices, oblique grids, neck and shoulders, int16 with "
+        "scaling, qform/sform variants (--resolution then sets only the ground truth's grid)",
+    )
+    p.add_argument(
         "--lesion-radius",
         type=float,
         metavar="MM",
@@ -540,6 +567,7 @@ def main(argv=None):
         args.lesion_only,
         args.lesion_count,
         args.lesion_radius,
+        args.scanner_like,
     )
     synthesise(args.out_dir, spec, args.nprocs)
     print(f"bidsxai-synth: wrote {args.n_subjects} subjects to {args.out_dir}")

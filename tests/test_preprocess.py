@@ -6,7 +6,8 @@ import pytest
 from conftest import RES
 
 from bidsxai.errors import NoInputError
-from bidsxai.outputs import preproc_path, xfm_path
+from bidsxai.evaluate.registration import registration_error_mm
+from bidsxai.outputs import preproc_path
 from bidsxai.preprocess.conform import load_volume
 from bidsxai.preprocess.normalise import normalise
 from bidsxai.template import load_template
@@ -62,29 +63,13 @@ def test_bad_images_give_a_one_line_error(tmp_path, damage):
     assert "\n" not in str(err.value) and str(path) in str(err.value)
 
 
-def registration_error_mm(out, subject, seed, resolution):
-    """Mean distance (mm) over brain points between where the estimated T1w->template transform
-    and the synthetic cohort's true head pose put each template point in the subject's space."""
-    import ants
-
-    from bidsxai.synth import random_head_pose
-
-    pose = random_head_pose(
-        np.random.default_rng([seed, int(subject)])
-    )  # the generator's first draw
-    transform = ants.read_transform(str(xfm_path(out, subject, None, "T1w", SPACE)))
-    template = load_template(resolution)
-    ijk = np.array(np.nonzero(template.brain_mask))[:, ::50]
-    mni = template.affine[:3, :3] @ ijk + template.affine[:3, 3:]
-    truth = pose[:3, :3] @ mni + pose[:3, 3:]
-    lps = np.diag([-1.0, -1.0, 1.0])  # ANTs works in LPS
-    estimate = lps @ np.array([transform.apply_to_point(tuple(lps @ p)) for p in mni.T]).T
-    return float(np.linalg.norm(estimate - truth, axis=0).mean())
-
-
-def test_registration_recovers_the_true_head_pose(pipeline):
+def test_registration_recovers_the_true_head_pose(pipeline, cohort):
     """At 6 mm every subject is within one voxel of the truth (at 2 mm: 0.13-0.17 mm, see docs)."""
-    errors = [registration_error_mm(pipeline["out"], f"{i:02d}", 1, RES) for i in range(1, 10)]
+    template = load_template(RES)
+    errors = [
+        registration_error_mm(pipeline["out"], cohort, f"{i:02d}", None, template)
+        for i in range(1, 10)
+    ]
     assert max(errors) < RES and np.mean(errors) < RES / 2, errors
 
 
@@ -112,3 +97,41 @@ def test_normalised_mutual_information_is_sklearns_on_the_same_bins():
     assert normalised_mutual_information(a, b, mask) == pytest.approx(expected, abs=1e-12)
     assert normalised_mutual_information(a, a, mask) == pytest.approx(1.0)
     assert normalised_mutual_information(a, rng.normal(size=a.shape), mask) < 0.1
+
+
+def test_a_scan_down_to_the_shoulders_is_cropped_below_the_head_in_world_coordinates():
+    from bidsxai.preprocess.field_of_view import cranium_centre, crop_to_head
+
+    # A 2 mm oblique grid: a 150 mm ball of a head above a 300 mm column of body.
+    affine = np.eye(4)
+    affine[:3, :3] = 2.0 * np.array([[1, 0, 0], [0, 0.96, -0.28], [0, 0.28, 0.96]])
+    affine[:3, 3] = [-100, -120, -250]
+    shape = (100, 110, 180)
+    ijk = np.indices(shape).reshape(3, -1)
+    x, y, z = (affine[:3, :3] @ ijk + affine[:3, 3:]).reshape(3, *shape)
+    head = x**2 + y**2 + (z - 20) ** 2 < 75**2
+    body = (x**2 + y**2 < 50**2) & (z < 0)
+    data = np.where(head | body, 100.0, 0.0) + np.random.default_rng(0).normal(0, 2, shape)
+    data = data.astype(np.float32)
+    image = nib.Nifti1Image(data, affine)
+    cropped = crop_to_head(image)
+    kept = np.asarray(cropped.dataobj)
+    heights = (cropped.affine[2, :3] @ np.indices(kept.shape).reshape(3, -1)).reshape(
+        kept.shape
+    ) + cropped.affine[2, 3]
+    top = 95.0  # the head's top: 20 + 75 mm
+    assert (kept[heights >= top - 180] > 50).sum() == (data[z >= top - 180] > 50).sum()  # all kept
+    assert not (kept[heights < top - 180 - 60] > 50).any()  # the body below is gone (60: slant)
+    assert kept.size < data.size / 1.4
+    # The same voxels, at the same world positions.
+    offset = np.linalg.inv(affine) @ cropped.affine[:, 3]
+    i, j, k = np.round(offset[:3]).astype(int)
+    assert np.array_equal(
+        kept, data[i : i + kept.shape[0], j : j + kept.shape[1], k : k + kept.shape[2]]
+    )
+    # The registration starts from the head's centre, not from the body's.
+    centre = cranium_centre(image)
+    everything = (affine[:3, :3] @ np.argwhere(data > 50).mean(0)) + affine[:3, 3]
+    assert np.linalg.norm(centre - [0, 0, 20]) < 0.25 * np.linalg.norm(everything - [0, 0, 20])
+    small = nib.Nifti1Image(data[:, :, -40:], affine)  # nothing 180 mm below the top
+    assert crop_to_head(small) is small

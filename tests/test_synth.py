@@ -121,3 +121,67 @@ def test_a_lesion_only_cohort_differs_between_groups_only_by_lesion_location():
                     & (z <= z1 + margin)
                 )
             assert lesions[inside].sum() == lesions.sum()
+
+
+def test_scanner_like_scans_are_written_as_scanners_write_them(tmp_path):
+    """1 mm sagittal T1w and axial FLAIR: oblique, int16 with scaling, header variants that
+    nibabel reads to the true grid, and the neck and shoulders in the field of view."""
+    from bidsxai.synth import synthesise_subject, write_dataset_files
+    from bidsxai.synth_scanner import scanner_file
+
+    bids = tmp_path / "bids"
+    spec = CohortSpec(
+        n_subjects=2,
+        groups=("HC", "RRMS"),
+        contrasts=("T1w", "FLAIR"),
+        resolution=6.0,
+        seed=3,
+        scanner_like=True,
+    )
+    patient = plan_subjects(spec)[1:]  # one subject, with lesions: 1 mm grids take seconds
+    write_dataset_files(bids, spec, patient)
+    synthesise_subject(bids, spec, patient[0])
+    assert validator_errors(bids) == []
+    subject = "02"
+    truth = json.loads(
+        (
+            bids
+            / f"derivatives/groundtruth/sub-{subject}/anat/sub-{subject}_label-lesion_mask.json"
+        ).read_text()
+    )
+    pose = np.array(truth["TemplateToScanner"])
+    t1w = nib.load(bids / f"sub-{subject}/anat/sub-{subject}_T1w.nii.gz")
+    flair = nib.load(bids / f"sub-{subject}/anat/sub-{subject}_FLAIR.nii.gz")
+    mask = nib.load(
+        bids / f"derivatives/groundtruth/sub-{subject}/anat/sub-{subject}_label-lesion_mask.nii.gz"
+    )
+    assert t1w.shape == (256, 256, 176) and np.allclose(t1w.header.get_zooms(), 1.0)
+    assert nib.aff2axcodes(t1w.affine)[2] in "LR"  # sagittal slices
+    assert nib.aff2axcodes(flair.affine) in (("L", "A", "S"), ("L", "P", "S"))
+    assert np.allclose(flair.header.get_zooms()[:2], 0.9)
+    assert flair.header.get_zooms()[2] in (np.float32(1.2), np.float32(3.0))
+    assert np.allclose(mask.affine, t1w.affine, atol=1e-4)  # nibabel reads the true grid
+    for image in (t1w, flair):
+        assert image.get_data_dtype() == np.int16 and image.dataobj.slope != 1.0
+        direction = np.abs(image.affine[:3, :3]) / image.header.get_zooms()[:3]
+        assert not np.allclose(direction, np.round(direction), atol=1e-3)  # oblique
+    # The neck: T1w voxels 60-120 mm below the template's origin, inside the neck, have signal.
+    below = np.linalg.inv(t1w.affine) @ pose @ [0.0, -15.0, -110.0, 1.0]
+    i, j, k = np.round(below[:3]).astype(int)
+    assert np.asarray(t1w.dataobj)[i - 2 : i + 3, j - 2 : j + 3, k - 2 : k + 3].mean() > 0.2 * (
+        np.asarray(t1w.dataobj).max()
+    )
+    # Every header variant reads back to the same grid and values through nibabel.
+    rng = np.random.default_rng(0)
+    affine = np.array(t1w.affine)
+    data = rng.uniform(0, 1, (4, 5, 6)).astype(np.float32)
+    for header in ("both", "differ", "qform", "sform"):
+        written = scanner_file(data, affine, header, rng)
+        path = tmp_path / f"{header}.nii.gz"
+        written.to_filename(path)
+        image = nib.load(path)
+        assert np.allclose(image.affine, affine, atol=1e-4), header
+        if header == "differ":  # the qform lost the obliquity; nibabel reads the sform
+            assert not np.allclose(image.header.get_qform(), affine, atol=1e-3)
+        values = np.asarray(image.dataobj)
+        assert np.allclose(values / values.max(), data / data.max(), atol=1e-3), header

@@ -1,8 +1,9 @@
 """One subject/session from raw BIDS to model-ready images in template space.
 
-reorient (RAS) -> N4 -> rigid co-registration of T2w/FLAIR to T1w -> T1w to template (affine, or
-SyN) -> template brain mask -> intensity normalisation -> model grid. Outputs are BIDS-Derivatives
-written atomically; a session whose outputs exist with the same settings key is skipped (resume).
+reorient (RAS) -> crop below the head -> N4 -> rigid co-registration of T2w/FLAIR to T1w -> T1w
+to template (affine, or SyN) -> template brain mask -> intensity normalisation -> model grid.
+Outputs are BIDS-Derivatives written atomically; a session whose outputs exist with the same
+settings key is skipped (resume).
 """
 
 import hashlib
@@ -21,11 +22,18 @@ from bidsxai.errors import NoInputError
 from bidsxai.outputs import brain_mask_path, preproc_path, sidecar_path, xfm_path
 from bidsxai.preprocess.bias import n4
 from bidsxai.preprocess.conform import load_volume
+from bidsxai.preprocess.field_of_view import cranium_centre, crop_to_head
 from bidsxai.preprocess.normalise import normalise
-from bidsxai.preprocess.register import coregister, resample, seed_ants, to_template
+from bidsxai.preprocess.register import (
+    coregister,
+    resample,
+    seed_ants,
+    start_at,
+    to_template,
+)
 from bidsxai.scratch import work_folder
 
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: scans cropped below the head
 
 
 def settings_key(inputs, template, normalisation, nonlinear, seed):
@@ -73,7 +81,8 @@ def preprocess_session(
     }
     if is_done(inputs, out_dir, template, key):
         return outputs
-    volumes = {c: load_volume(p) for c, p in inputs.files.items()}  # fail early, before any work
+    # Read everything first, so that a broken file fails before any work.
+    volumes = {c: crop_to_head(load_volume(p)) for c, p in inputs.files.items()}
     seed_ants(seed)
     tpl_img = ants.from_nibabel_nifti(template.image(template.t1w))
     fixed_mask = ants.from_nibabel_nifti(
@@ -82,14 +91,23 @@ def preprocess_session(
     work = work_folder(inputs.key, work_dir)
     try:
         corrected = {c: n4(ants.from_nibabel_nifti(v)) for c, v in volumes.items()}
+        start = start_at(
+            template.affine[:3, :3] @ np.argwhere(template.brain_mask).mean(0)
+            + template.affine[:3, 3],
+            cranium_centre(volumes["T1w"]),
+            work / "t1w_to_tpl_start.mat",
+        )
         t1_to_tpl = to_template(
-            tpl_img, corrected["T1w"], fixed_mask, work / "t1w_to_tpl_", nonlinear
+            tpl_img, corrected["T1w"], fixed_mask, work / "t1w_to_tpl_", nonlinear, start
         )
         chains = {"T1w": t1_to_tpl}
         for contrast in corrected:
             if contrast != "T1w":
                 rigid = coregister(
-                    corrected["T1w"], corrected[contrast], work / f"{contrast}_to_t1w_"
+                    corrected["T1w"],
+                    corrected[contrast],
+                    work / f"{contrast}_to_t1w_",
+                    template.resolution,
                 )
                 chains[contrast] = t1_to_tpl + [rigid]
         write_transforms(inputs, out_dir, chains, space)

@@ -37,16 +37,55 @@ def affine_schedule(image):
     }
 
 
-def coregister(fixed, moving, outprefix):
-    """Rigid transform (ANTs .mat) that maps ``moving`` onto ``fixed``."""
+RIGID_SAMPLES = 60_000  # metric sample points at the finest level, about
+
+
+def rigid_schedule(image, finest_mm):
+    """A rigid pyramid at 4, 2 and 1 times ``finest_mm`` (the output grid's voxel size), as shrink
+    factors of ``image``'s voxels, sampling about 60 000 points at the finest level.
+
+    Why: with ANTs' defaults (finest level at the input's own 1 mm, 20 % of the voxels sampled)
+    co-registering a FLAIR to a 1 mm T1w took 43 of a session's 82 s on one ITK thread. A 2 mm
+    model grid gains nothing from aligning at 1 mm, and 5 % of the voxels gave the same transform
+    to 0.01 mm in a third of the time."""
+    spacing = float(np.mean(image.spacing))
+    levels = {}
+    for factor, iterations in ((4, 1000), (2, 500), (1, 250)):
+        shrink = max(1, round(factor * finest_mm / spacing))
+        levels.setdefault(shrink, iterations)
+    finest_voxels = image.numpy().size / min(levels) ** 3
+    return {
+        "aff_shrink_factors": tuple(levels),
+        "aff_smoothing_sigmas": tuple(s / 2 if s > 1 else 0 for s in levels),
+        "aff_iterations": tuple(levels.values()),
+        "aff_random_sampling_rate": min(0.2, RIGID_SAMPLES / finest_voxels),
+    }
+
+
+def coregister(fixed, moving, outprefix, finest_mm):
+    """Rigid transform (ANTs .mat) that maps ``moving`` onto ``fixed``, aligned down to
+    ``finest_mm``."""
     reg = ants.registration(
-        fixed, moving, "Rigid", outprefix=str(outprefix), aff_iterations=(1000, 500, 250, 0)
+        fixed, moving, "Rigid", outprefix=str(outprefix), **rigid_schedule(fixed, finest_mm)
     )
     return Path(reg["fwdtransforms"][0])
 
 
-def to_template(template, moving, fixed_mask, outprefix, nonlinear=False):
-    """Transforms (first applied last, ANTs order) that map ``moving`` onto the template."""
+def start_at(fixed_centre, moving_centre, path):
+    """An ANTs translation (written to ``path``) that puts ``fixed_centre`` on ``moving_centre``
+    (RAS mm): ANTs' transforms map fixed-space points to moving-space points, in LPS."""
+    lps = np.array([-1.0, -1.0, 1.0])
+    shift = lps * (np.asarray(moving_centre) - np.asarray(fixed_centre))
+    transform = ants.create_ants_transform(
+        transform_type="AffineTransform", dimension=3, translation=tuple(shift)
+    )
+    ants.write_transform(transform, str(path))
+    return str(path)
+
+
+def to_template(template, moving, fixed_mask, outprefix, nonlinear=False, initial=None):
+    """Transforms (first applied last, ANTs order) that map ``moving`` onto the template,
+    starting from the ``initial`` transform file (default: the images' centres of mass)."""
     kind = "SyN" if nonlinear else "Affine"
     reg = ants.registration(
         template,
@@ -54,6 +93,7 @@ def to_template(template, moving, fixed_mask, outprefix, nonlinear=False):
         kind,
         mask=fixed_mask,
         outprefix=str(outprefix),
+        initial_transform=initial,
         **affine_schedule(template),
     )
     return [Path(t) for t in reg["fwdtransforms"]]
