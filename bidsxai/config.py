@@ -316,6 +316,13 @@ class Settings:
     nonlinear: bool = option(
         False, section="preprocessing", help="SyN instead of affine to the template"
     )
+    skull_strip: str = option(
+        "auto",
+        section="preprocessing",
+        choices=("auto", "deepbet", "template"),
+        help="the brain mask: deepbet's of the subject's T1w (Fisch et al. 2024), or the "
+        "template's; auto: deepbet for T1w voxels up to 1.5 mm, the template's for coarser ones",
+    )
 
     model: str | None = option(
         section="explanation",

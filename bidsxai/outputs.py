@@ -124,6 +124,7 @@ def preproc_path(out_dir, subject, session, contrast, resolution, space):
 
 
 def brain_mask_path(out_dir, subject, session, resolution, space):
+    """The brain mask on the template grid, or with ``space`` None in the subject's T1w space."""
     return bids_path(
         out_dir,
         subject,
@@ -131,7 +132,7 @@ def brain_mask_path(out_dir, subject, session, resolution, space):
         "mask",
         ".nii.gz",
         space=space,
-        res=resolution_label(resolution),
+        res=resolution_label(resolution) if space else None,
         desc="brain",
     )
 

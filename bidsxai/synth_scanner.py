@@ -89,7 +89,7 @@ def scanner_file(data, affine, header, rng):
     obliquity, as some converters write), "qform" or "sform" (the other code is 0)."""
     peak = rng.uniform(800, 4000)  # scanners' arbitrary units
     data = data / max(float(data.max()), 1e-6) * peak
-    slope = peak / 30000.0 * rng.uniform(0.8, 1.2)
+    slope = peak / 30000.0 * rng.uniform(1.0, 1.2)  # the peak stored below int16's 32767
     inter = -float(rng.uniform(0, 20)) * slope
     stored = np.clip(np.round((data - inter) / slope), -32768, 32767).astype(np.int16)
     image = nib.Nifti1Image(stored, affine)

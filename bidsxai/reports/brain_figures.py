@@ -22,6 +22,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from PIL import Image  # noqa: E402
 
 TISSUE_COLOURS = {"grey matter": "#E69F00", "white matter": "#56B4E9", "brain mask": "#009E73"}
+OWN_MASK_COLOUR = "#CC79A7"  # the subject's own brain mask (deepbet), where there is one
 REFERENCE_COLOUR = "#56B4E9"
 DISPLAY_THRESHOLD = 0.2  # of the map's maximum: weaker values are not painted
 FADE = 0.15  # from transparent at the threshold to opaque at threshold + FADE
@@ -81,10 +82,10 @@ def _contours(display, template):
         )
 
 
-def with_contours(volume, template, chosen):
+def with_contours(volume, template, chosen, own_mask=None):
     """An image on the template grid with the template's grey-matter, white-matter and
     brain-mask boundaries, on the report's cuts (the subject's, and the template's own for the
-    flicker)."""
+    flicker), and the subject's own brain mask where it has one."""
     from nilearn import plotting
 
     def on(fig):
@@ -92,6 +93,13 @@ def with_contours(volume, template, chosen):
             template.image(volume), cut_coords=chosen, figure=fig, colorbar=False, **_MOSAIC
         )
         _contours(display, template)
+        if own_mask is not None:
+            display.add_contours(
+                template.image(own_mask.astype(np.float32)),
+                levels=[0.5],
+                colors=[OWN_MASK_COLOUR],
+                linewidths=0.9,
+            )
 
     return _figure(on, (9, 6.4))
 

@@ -13,6 +13,7 @@ from bidsxai.config import described_settings
 from bidsxai.evaluate.similarity import normalised_mutual_information
 from bidsxai.outputs import (
     MASK_DATASET,
+    brain_mask_path,
     bundle_meta_path,
     evaluation_path,
     find_label_masks,
@@ -48,6 +49,7 @@ def session_view(settings, session, chosen, error=None):
         "crash_log": _crash_log(settings, session, error),
         "inputs": _geometry(session),
         "gate": None,
+        "own_mask": False,
         "registration": {},
         "heatmaps": [],
         "references": [],
@@ -63,11 +65,13 @@ def session_view(settings, session, chosen, error=None):
     t1_sidecar = sidecar_path(t1_path)
     gate = json.loads(t1_sidecar.read_text()).get("QualityGate") if t1_sidecar.is_file() else None
     view["gate"] = gate
+    own_mask = _own_brain_mask(out, session, grid)
+    view["own_mask"] = own_mask is not None
     for contrast in session.files:
         path = preproc_path(out, session.subject, session.session, contrast, *grid)
         if path.is_file():
             image = t1 if contrast == "T1w" else _load(path)
-            figure = brain_figures.with_contours(image, template, chosen)
+            figure = brain_figures.with_contours(image, template, chosen, own_mask)
             nmi = normalised_mutual_information(image, template.t1w, mask)
             view["registration"][contrast] = {"figure": figure, "nmi": nmi}
     # A session that failed the gate is not classified: explanations from an earlier run on other
@@ -134,6 +138,18 @@ def session_view(settings, session, chosen, error=None):
         table = pd.read_csv(slices_table, sep="\t")
         view["slices"] = {"n": len(table), "rows": list(zip(table["slice"], table["predicted"]))}
     return view
+
+
+def _own_brain_mask(out, session, grid):
+    """The session's own brain mask on the template grid (deepbet's), or None where the template's
+    mask was used."""
+    path = brain_mask_path(out, session.subject, session.session, *grid)
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        return None
+    if not json.loads(sidecar.read_text()).get("SkullStripping", "").startswith("deepbet"):
+        return None
+    return _load(path) > 0
 
 
 def _geometry(session):
@@ -265,6 +281,7 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
             settings.resolution, settings.output_space, str(templateflow_home())
         ),
         contours=brain_figures.TISSUE_COLOURS,
+        own_mask_colour=brain_figures.OWN_MASK_COLOUR,
         reference_colour=brain_figures.REFERENCE_COLOUR,
         display_threshold=brain_figures.DISPLAY_THRESHOLD,
         low_margin=LOW_MARGIN,

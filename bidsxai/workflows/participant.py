@@ -55,6 +55,7 @@ def _run_preprocessing(inputs, settings):
         settings.normalisation,
         settings.nonlinear,
         settings.seed,
+        settings.skull_strip,
     )
 
 
