@@ -96,12 +96,14 @@ def preprocess_session(
     work = work_folder(inputs.key, work_dir)
     try:
         corrected = {c: n4(ants.from_nibabel_nifti(v)) for c, v in volumes.items()}
-        start = start_at(
-            template.affine[:3, :3] @ np.argwhere(template.brain_mask).mean(0)
-            + template.affine[:3, 3],
-            cranium_centre(volumes["T1w"]),
-            work / "t1w_to_tpl_start.mat",
-        )
+        centre, start = cranium_centre(volumes["T1w"]), None
+        if centre is not None:  # an image without a head starts at ANTs' default; the gate tells
+            start = start_at(
+                template.affine[:3, :3] @ np.argwhere(template.brain_mask).mean(0)
+                + template.affine[:3, 3],
+                centre,
+                work / "t1w_to_tpl_start.mat",
+            )
         t1_to_tpl = to_template(
             tpl_img, corrected["T1w"], fixed_mask, work / "t1w_to_tpl_", nonlinear, start
         )
