@@ -1,5 +1,6 @@
 """Multi-session cohorts and already preprocessed inputs (--derivatives)."""
 
+import numpy as np
 import pandas as pd
 from conftest import RES, run_cli
 
@@ -72,20 +73,34 @@ def test_multi_session_cohort_runs_through_every_level(tmp_path):
             (out / f"sub-{sub}" / "ses-01" / "anat").glob("*_method-gradcam_*_heatmap.nii.gz")
         )
         assert not list((out / f"sub-{sub}" / "ses-02" / "anat").glob("*_heatmap.nii.gz"))
-    assert "Across sessions" not in (out / "sub-02.html").read_text()
-    second = ["--participant-label", "02", "--session-label", "02"]
-    assert run_cli(bids, out, "participant", "--model", "cnn3d_group", *second, *common) == 0
     assert run_cli(bids, out, "group", "--n-perm", 100, *common) == 0
     measures = pd.read_csv(out / "group" / "measures.tsv", sep="\t")
     assert sorted(measures["subject"].unique()) == [f"sub-{i:02d}" for i in range(1, 7)]
-    # One row per subject and map; sub-02's two sessions averaged.
-    assert not measures.duplicated(["subject", "method", "target"]).any()
-    sessions = measures.groupby("subject")["n_sessions"].first()
-    assert sessions["sub-02"] == 2 and (sessions.drop("sub-02") == 1).all()
+    assert not measures.duplicated(["subject", "method", "target"]).any()  # one row per subject
     report = (out / "sub-02.html").read_text()
     assert "sub-02_ses-01" in report and "sub-02_ses-02" in report
-    assert 'id="across-sessions"' in report and report.count('href="#sub-02_ses-0') >= 4
+    assert "Across sessions" not in report  # one session classified: nothing to compare
     assert validator_errors(out) == []
+
+
+def test_the_change_across_sessions_runs_from_the_first_classified_session_to_the_last():
+    from bidsxai.reports.subject import across_sessions
+
+    def view(key, probabilities, p95):
+        heatmaps = [{"method": "gradcam", "target": "MS", "p95": p95}]
+        prediction = {"predicted": max(probabilities, key=probabilities.get)}
+        prediction["probabilities"] = probabilities
+        return {"key": key, "prediction": prediction, "heatmaps": heatmaps}
+
+    failed = {"key": "sub-01_ses-02", "prediction": None, "heatmaps": []}
+    table = across_sessions(
+        [view("sub-01_ses-01", {"HC": 0.7, "MS": 0.3}, 0.2), failed,
+         view("sub-01_ses-03", {"HC": 0.4, "MS": 0.6}, 0.5)]
+    )  # fmt: skip
+    assert table["columns"] == ["P(HC)", "P(MS)", "p95 gradcam, MS"]
+    assert [r["key"] for r in table["rows"]] == ["sub-01_ses-01", "sub-01_ses-03"]
+    np.testing.assert_allclose(table["change"], [-0.3, 0.3, 0.3])
+    assert across_sessions([failed, view("sub-01_ses-01", {"HC": 1.0, "MS": 0.0}, 0.1)]) is None
 
 
 def test_an_older_bidsignore_gains_the_new_entries(tmp_path):
