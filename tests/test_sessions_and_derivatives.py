@@ -52,7 +52,8 @@ def test_multi_session_cohort_runs_through_every_level(tmp_path):
     import json
 
     bids = tmp_path / "bids"
-    synthesise(bids, CohortSpec(n_subjects=6, resolution=RES, sessions=2, seed=3), nprocs=2)
+    spec = CohortSpec(n_subjects=6, contrasts=("T1w",), resolution=RES, sessions=2, seed=3)
+    synthesise(bids, spec, nprocs=2)
     out = tmp_path / "out"
     common = ["--resolution", RES, "--nprocs", 2, "--skip-bids-validation"]
     assert run_cli(bids, out, "participant", *common) == 0
