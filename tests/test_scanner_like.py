@@ -100,7 +100,7 @@ def test_the_participant_level_registers_and_extracts_the_brain(scanner_like):
     bids, out, code, pose = scanner_like
     assert code == 0
     template = load_template(RES)
-    # At 6 mm every cohort subject is within one voxel (docs/benchmarks.md: 0.11-0.13 mm at 2 mm).
+    # At 6 mm every cohort subject is within one voxel (docs/benchmarks.md: 0.11-0.17 mm at 2 mm).
     assert registration_error_mm(out, bids, SUBJECT, None, template) < RES / 2
     # deepbet's mask, on the raw T1w's grid, against the true brain (the template's, posed).
     t1w = _anat(bids, "T1w")

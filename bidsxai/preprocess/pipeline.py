@@ -119,7 +119,7 @@ def preprocess_session(
                 chains[contrast] = t1_to_tpl + [rigid]
         write_transforms(inputs, out_dir, chains, space)
         brain = write_brain_masks(
-            inputs, out_dir, raw_root, template, volumes["T1w"], t1_to_tpl, skull_strip
+            inputs, out_dir, raw_root, template, tpl_img, volumes["T1w"], t1_to_tpl, skull_strip
         )
         for contrast, chain in chains.items():
             data = resample(tpl_img, corrected[contrast], chain).numpy()
@@ -146,7 +146,7 @@ def preprocess_session(
     return outputs
 
 
-def write_brain_masks(inputs, out_dir, raw_root, template, t1w, t1_to_tpl, skull_strip):
+def write_brain_masks(inputs, out_dir, raw_root, template, tpl_img, t1w, t1_to_tpl, skull_strip):
     """The session's brain mask on the template grid (returned, and written as desc-brain_mask):
     deepbet's mask of the T1w warped with the session's transforms, also written in T1w space on
     the raw T1w's grid, or the template's own mask (see preprocess.brain_extraction)."""
@@ -157,10 +157,9 @@ def write_brain_masks(inputs, out_dir, raw_root, template, t1w, t1_to_tpl, skull
     if uses_deepbet(skull_strip, t1w):
         own = deepbet_mask(t1w).astype(np.float32)
         moving = ants.from_nibabel_nifti(nib.Nifti1Image(own, t1w.affine))
-        fixed = ants.from_nibabel_nifti(template.image(template.t1w))
         # A voxel of the model grid is brain when a quarter of it is: partial-volume voxels at the
         # brain's edge stay in (at 6 mm, a half kept 71 % of the template's brain voxels).
-        brain = resample(fixed, moving, t1_to_tpl).numpy() >= 0.25
+        brain = resample(tpl_img, moving, t1_to_tpl).numpy() >= 0.25
         sidecar["SkullStripping"] = "deepbet (Fisch et al. 2024)"
         raw = nib.load(str(inputs.files["T1w"]))
         native = resample_from_to(nib.Nifti1Image(own, t1w.affine), raw, order=0)
