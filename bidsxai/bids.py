@@ -143,15 +143,15 @@ def bids_uri(dataset, path, root):
     return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"
 
 
-def init_derivatives(out_dir, bids_dir):
-    """dataset_description.json (written once) and .bidsignore (kept, missing entries added)."""
+def init_derivatives(out_dir, bids_dir, links=None):
+    """dataset_description.json (written once; the DatasetLinks of ``links``, {name: folder}, are
+    added where missing, so that the Sources' ``bids:<name>:`` URIs resolve) and .bidsignore (kept,
+    missing entries added)."""
     out_dir = Path(out_dir)
     desc = out_dir / "dataset_description.json"
-    if not desc.is_file():
-        try:
-            raw_link = os.path.relpath(Path(bids_dir).resolve(), out_dir.resolve())
-        except ValueError:  # different drives on Windows
-            raw_link = Path(bids_dir).resolve().as_uri()
+    if desc.is_file():
+        description = json.loads(desc.read_text())
+    else:
         generated = {
             "Name": "bidsxai",
             "Version": __version__,
@@ -162,19 +162,33 @@ def init_derivatives(out_dir, bids_dir):
                 "Type": os.environ.get("BIDSXAI_CONTAINER_TYPE", "docker"),
                 "Tag": os.environ["BIDSXAI_CONTAINER"],
             }
-        write_json(
-            desc,
-            {
-                "Name": "bidsxai derivatives",
-                "BIDSVersion": "1.10.0",
-                "DatasetType": "derivative",
-                "GeneratedBy": [generated],
-                "SourceDatasets": [{"URL": "bids:raw:."}],
-                "DatasetLinks": {"raw": raw_link},
-            },
-        )
+        description = {
+            "Name": "bidsxai derivatives",
+            "BIDSVersion": "1.10.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [generated],
+            "SourceDatasets": [{"URL": "bids:raw:."}],
+            "DatasetLinks": {"raw": _link(bids_dir, out_dir)},
+        }
+    dataset_links = description.setdefault("DatasetLinks", {})
+    wanted = {name: _link(path, out_dir) for name, path in (links or {}).items()}
+    if not desc.is_file() or any(name not in dataset_links for name in wanted):
+        for name, link in wanted.items():
+            dataset_links.setdefault(name, link)
+            source = {"URL": f"bids:{name}:."}
+            if source not in description.setdefault("SourceDatasets", []):
+                description["SourceDatasets"].append(source)
+        write_json(desc, description)
     ignore = out_dir / ".bidsignore"
     present = ignore.read_text().splitlines() if ignore.is_file() else []
     missing = [line for line in BIDSIGNORE.splitlines() if line not in present]
     if missing:  # a folder from an older bidsxai (or the user's own file) gains the new entries
         write_text(ignore, "\n".join(present + missing) + "\n")
+
+
+def _link(folder, out_dir):
+    """A dataset's DatasetLinks entry: relative to OUTPUT_DIR, or a file URI across drives."""
+    try:
+        return os.path.relpath(Path(folder).resolve(), Path(out_dir).resolve())
+    except ValueError:  # different drives on Windows
+        return Path(folder).resolve().as_uri()

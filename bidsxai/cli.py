@@ -168,6 +168,17 @@ def check_options(settings):
         raise UsageError("--loss-weight closeness needs a positive --target-threshold")
     if settings.target_threshold is not None and settings.target_bins:
         raise UsageError("--target-threshold and --target-bins: give one of them")
+    from bidsxai.outputs import ANATOMY_DATASETS
+
+    anatomy = [name for name in settings.derivatives if name in ANATOMY_DATASETS]
+    if len(anatomy) > 1:
+        raise UsageError(f"--derivatives {' and '.join(anatomy)}: give one anatomical dataset")
+    for name in anatomy:
+        if not (Path(settings.derivatives[name]) / "dataset_description.json").is_file():
+            raise NoInputError(
+                f"--derivatives {name}={settings.derivatives[name]}: not a BIDS derivatives "
+                "dataset (no dataset_description.json)"
+            )
     if settings.cluster_p is not None and not 0 < settings.cluster_p < 1:
         raise UsageError("--cluster-p must lie between 0 and 1")
     from bidsxai.group.threshold import parse_threshold

@@ -213,8 +213,10 @@ class Settings:
         factory=dict,
         nargs="+",
         metavar="[NAME=]PATH",
-        help="derivatives datasets: already preprocessed images under bidsxai's names, or "
-        "masks=PATH, the reference masks that --evaluate localisation reads",
+        help="derivatives datasets: already preprocessed images under bidsxai's names; "
+        "masks=PATH, reference masks (lesion segmentations) for localisation and lesion load; "
+        "smriprep=PATH or fmriprep=PATH, anatomical preprocessing to reuse (their T1w, brain "
+        "mask and transform to the template)",
     )
     skip_bids_validation: bool = option(
         False,

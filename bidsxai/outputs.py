@@ -39,6 +39,7 @@ BIDSIGNORE = """\
 *_slices.tsv
 *_measures.json
 *_xfm.mat
+*_xfm.h5
 *_xfm.nii.gz
 *_xfm.json
 /logs
@@ -100,6 +101,12 @@ def bids_path(root, subject, session, suffix, extension, datatype="anat", **enti
     )
 
 
+def file_subject(path):
+    """The subject label of a BIDS file name ('sub-03_T1w.nii.gz' -> '03'), or None."""
+    match = re.match(r"sub-([A-Za-z0-9]+)_", Path(str(path)).name)
+    return match.group(1) if match else None
+
+
 def sidecar_path(image_path):
     """The JSON sidecar beside an image: x.nii.gz -> x.json."""
     name = Path(image_path).name
@@ -137,15 +144,17 @@ def brain_mask_path(out_dir, subject, session, resolution, space):
     )
 
 
-def xfm_path(out_dir, subject, session, source, target, desc=None):
-    """An ANTs transform: the linear one (.mat), or with ``desc='warp'`` the displacement field of
-    a nonlinear registration (.nii.gz), applied before the linear one."""
+def xfm_path(out_dir, subject, session, source, target, desc=None, composite=False):
+    """An ANTs transform: the linear one (.mat), with ``desc='warp'`` the displacement field of
+    a nonlinear registration (.nii.gz), applied before the linear one, or with ``composite`` the
+    whole chain in one ANTs composite file (.h5), as sMRIPrep and fMRIPrep write it."""
+    extension = ".nii.gz" if desc else ".h5" if composite else ".mat"
     return bids_path(
         out_dir,
         subject,
         session,
         "xfm",
-        ".nii.gz" if desc else ".mat",
+        extension,
         **{"from": source},
         to=target,
         mode="image",
@@ -243,6 +252,54 @@ def find_heatmaps(out_dir):
 
 # The --derivatives dataset of reference masks (``--derivatives masks=PATH``).
 MASK_DATASET = "masks"
+# The --derivatives datasets of anatomical preprocessing to reuse (``--derivatives smriprep=PATH``).
+ANATOMY_DATASETS = ("smriprep", "fmriprep")
+
+
+@dataclass(frozen=True)
+class AnatomyFiles:
+    """sMRIPrep's (or fMRIPrep's) anatomical outputs for a session, in its T1w space: the
+    bias-corrected T1w, its brain mask and the composite transform to ``space`` (None where there
+    is none); ``spaces`` are the templates it has transforms to."""
+
+    t1w: Path
+    brain_mask: Path
+    transform: Path | None
+    spaces: tuple
+
+
+def find_anatomy(root, subject, session, space):
+    """The ``AnatomyFiles`` of a session in an sMRIPrep/fMRIPrep dataset, or None where it has no
+    ``desc-preproc_T1w`` of the subject. Its own session's anatomy first, then the subject's
+    (sMRIPrep's across sessions), then the one session that has anatomy (fMRIPrep writes it
+    under the session the T1w came from)."""
+    subject_folder = Path(root) / f"sub-{subject}"
+    found = sorted(
+        p
+        for p in subject_folder.glob("**/anat/*_desc-preproc_T1w.nii.gz")
+        if "_space-" not in p.name
+    )
+    own = [p.name for p in found]
+    preferred = [
+        entity_name({"sub": subject, "ses": session, "desc": "preproc"}, "T1w", ".nii.gz"),
+        entity_name({"sub": subject, "desc": "preproc"}, "T1w", ".nii.gz"),
+    ]
+    names = [n for n in preferred if n in own] or (own if len(own) == 1 else [])
+    if not names:
+        return None
+    t1w = found[own.index(names[0])]
+    prefix = t1w.name[: -len("desc-preproc_T1w.nii.gz")]
+    spaces = sorted(
+        p.name[len(prefix) :].split("_")[1].removeprefix("to-")
+        for p in t1w.parent.glob(prefix + "from-T1w_to-*_mode-image_xfm.h5")
+    )
+    transform = t1w.with_name(f"{prefix}from-T1w_to-{space}_mode-image_xfm.h5")
+    return AnatomyFiles(
+        t1w=t1w,
+        brain_mask=t1w.with_name(prefix + "desc-brain_mask.nii.gz"),
+        transform=transform if transform.is_file() else None,
+        spaces=tuple(spaces),
+    )
 
 
 # TemplateFlow's layout, read back from its home.

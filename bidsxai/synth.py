@@ -319,7 +319,7 @@ def synthesise_subject(out_dir, spec, subject):
         tissues = anatomy.tissues(min(1.0, subject.severity + 0.1 * si) if grows else 0)
         gt = out_dir / "derivatives" / "groundtruth"
         voxel_t1 = spec.resolution * rng.uniform(0.9, 1.1, 3)
-        acquisitions = {}
+        acquisitions, grids = {}, {}
         for contrast in spec.contrasts:
             c_pose = pose if contrast == "T1w" else small_motion(rng) @ pose
             if spec.scanner_like:
@@ -331,6 +331,7 @@ def synthesise_subject(out_dir, spec, subject):
                 c_shape, c_grid = native_grid(anatomy, c_pose, voxel_t1 * stretch, rng)
             if contrast == "T1w":
                 shape, grid = c_shape, c_grid
+            grids[contrast] = (c_shape, c_grid, c_pose)
             clean = sample_into(
                 anatomy.contrast(contrast, tissues, lesions), src.affine, c_shape, c_grid, c_pose
             )
@@ -360,6 +361,20 @@ def synthesise_subject(out_dir, spec, subject):
                 **({"Acquisitions": acquisitions} if acquisitions else {}),
             },
         )
+        if "FLAIR" in grids:  # lesions are often drawn on the FLAIR: the truth on its grid too
+            f_shape, f_grid, f_pose = grids["FLAIR"]
+            flair_path = label_mask_path(gt, subject.label, ses, "lesion", space="FLAIR")
+            flair_mask = sample_into(lesions, src.affine, f_shape, f_grid, f_pose) > 0.5
+            save_nifti(_mask_image(flair_mask, f_grid, code=1), flair_path)
+            flair = bids_path(out_dir, subject.label, ses, "FLAIR", ".nii.gz")
+            write_json(
+                sidecar_path(flair_path),
+                {
+                    "Type": "Lesion",
+                    "Sources": [f"bids:raw:{flair.relative_to(out_dir).as_posix()}"],
+                    "Description": "Planted white-matter lesions on the FLAIR's grid.",
+                },
+            )
         mni_mask = sample_into(lesions, src.affine, target.shape, target.affine, np.eye(4)) > 0.5
         template_path = label_mask_path(
             gt, subject.label, ses, "lesion", spec.resolution, DEFAULT_SPACE

@@ -36,9 +36,8 @@ def _dice(a, b):
 
 
 def _masks(settings_out, masks, cohort, subject):
-    session = SessionInputs(
-        subject, None, {"T1w": cohort / f"sub-{subject}/anat/sub-{subject}_T1w.nii.gz"}
-    )
+    files = {c: cohort / f"sub-{subject}/anat/sub-{subject}_{c}.nii.gz" for c in ("T1w", "FLAIR")}
+    session = SessionInputs(subject, None, files)
     settings = types.SimpleNamespace(derivatives={"masks": masks}, output_dir=settings_out)
     return reference_masks(settings, session, load_template(RES))
 
@@ -49,7 +48,9 @@ def test_t1w_space_masks_land_where_the_template_space_masks_are(pipeline, cohor
     checked = 0
     for subject in ("02", "03", "05", "06"):
         expected = np.asarray(
-            nib.load(next((truth / f"sub-{subject}" / "anat").glob("*space-*_mask.nii.gz"))).dataobj
+            nib.load(
+                next((truth / f"sub-{subject}" / "anat").glob("*space-MNI*_mask.nii.gz"))
+            ).dataobj
         )
         expected = expected > 0
         if expected.sum() < 10:
@@ -65,6 +66,31 @@ def test_t1w_space_masks_land_where_the_template_space_masks_are(pipeline, cohor
         assert _dice(warped, expected) > _dice(unmoved, expected) + 0.2
         checked += 1
     assert checked >= 2
+
+
+def test_flair_space_masks_go_through_the_flair_to_t1w_transform(pipeline, cohort, tmp_path):
+    template = load_template(RES)
+    masks = tmp_path / "flair"
+    shutil.copytree(cohort / "derivatives" / "groundtruth", masks)
+    for path in masks.rglob("*_mask.*"):
+        if "_space-FLAIR_" not in path.name:
+            path.unlink()
+    truth = cohort / "derivatives" / "groundtruth"
+    for subject in ("02", "03"):
+        folder = f"sub-{subject}/anat"
+        expected = nib.load(next((truth / folder).glob("*space-MNI*_mask.nii.gz"))).dataobj
+        expected = np.asarray(expected) > 0
+        warped = _masks(pipeline["out"], masks, cohort, subject)["lesion"]
+        flair = nib.load(next((masks / folder).glob("*_mask.nii.gz")))
+        unmoved = resample_from_to(flair, (template.shape, template.affine), order=1)
+        unmoved = np.asarray(unmoved.dataobj) >= 0.5
+        assert _dice(warped, expected) > 0.4
+        assert _dice(warped, expected) > _dice(unmoved, expected) + 0.2
+    # The FLAIR's mask named as if it were the T1w's: refused, with the name it needs.
+    drawn = next((masks / "sub-03/anat").glob("*_mask.nii.gz"))
+    drawn.rename(drawn.with_name("sub-03_label-lesion_mask.nii.gz"))
+    with pytest.raises(NoInputError, match="on the FLAIR's grid: name it space-FLAIR"):
+        _masks(pipeline["out"], masks, cohort, "03")
 
 
 def test_participant_level_localises_against_t1w_space_masks(
@@ -115,7 +141,7 @@ def test_lesion_load_counts_lesions_touching_at_a_corner_as_one():
 def test_a_template_space_mask_is_preferred_to_the_t1w_one(pipeline, cohort):
     truth = cohort / "derivatives" / "groundtruth"
     chosen = _masks(pipeline["out"], truth, cohort, "03")["lesion"]
-    expected = next((truth / "sub-03" / "anat").glob("*space-*_mask.nii.gz"))
+    expected = next((truth / "sub-03" / "anat").glob("*space-MNI*_mask.nii.gz"))
     assert np.array_equal(chosen, np.asarray(nib.load(expected).dataobj) > 0)
 
 
@@ -153,7 +179,7 @@ def test_bad_reference_masks_fail_their_session_with_one_line(pipeline, cohort, 
     assert "not a BIDS derivatives dataset" in capsys.readouterr().err
     masks = tmp_path / "masks"
     shutil.copytree(cohort / "derivatives" / "groundtruth", masks)
-    wrong = next((masks / "sub-03" / "anat").glob("*space-*_mask.nii.gz"))
+    wrong = next((masks / "sub-03" / "anat").glob("*space-MNI*_mask.nii.gz"))
     image = nib.load(wrong)
     nib.Nifti1Image(np.asarray(image.dataobj)[:-1], image.affine).to_filename(str(wrong))
     code = run_cli(
@@ -179,7 +205,9 @@ def test_after_nonlinear_registration_masks_go_through_the_saved_displacement_fi
     argv = ["--participant-label", "03", "--nonlinear", "--resolution", RES, "--nprocs", 1]
     assert run_cli(cohort, out, "participant", *argv, "--skip-bids-validation") == 0
     warp = next((out / "sub-03" / "anat").glob("*_desc-warp_xfm.nii.gz"))
-    expected = next((cohort / "derivatives/groundtruth/sub-03/anat").glob("*space-*_mask.nii.gz"))
+    expected = next(
+        (cohort / "derivatives/groundtruth/sub-03/anat").glob("*space-MNI*_mask.nii.gz")
+    )
     warped = _masks(out, native_masks, cohort, "03")["lesion"]
     assert _dice(warped, np.asarray(nib.load(expected).dataobj) > 0) > 0.4
     warp.unlink()

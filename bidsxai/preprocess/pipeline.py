@@ -3,6 +3,9 @@
 reorient (RAS) -> crop below the head -> N4 -> rigid co-registration of T2w/FLAIR to T1w -> T1w
 to template (affine, or SyN) -> brain mask (deepbet's, or the template's) -> intensity
 normalisation -> model grid.
+With sMRIPrep's or fMRIPrep's anatomy (``preprocess.smriprep``), its bias-corrected T1w, brain mask
+and composite transform replace bidsxai's N4 of the T1w, skull stripping and template
+registration; the other contrasts are co-registered to its T1w and moved with its transform.
 Outputs are BIDS-Derivatives written atomically; a session whose outputs exist with the same
 settings key is skipped (resume).
 """
@@ -40,11 +43,14 @@ from bidsxai.scratch import work_folder
 PIPELINE_VERSION = "2"  # 2: scans cropped below the head, deepbet brain masks
 
 
-def settings_key(inputs, template, normalisation, nonlinear, seed, skull_strip):
+def settings_key(inputs, template, normalisation, nonlinear, seed, skull_strip, anatomy=None):
     """Changes when anything that shapes the outputs changes, so resume never reuses stale files."""
     parts = [PIPELINE_VERSION, template.space, f"{template.resolution:g}", normalisation]
     parts += [str(nonlinear), str(seed), skull_strip]
-    for contrast, path in sorted(inputs.files.items()):
+    files = sorted(inputs.files.items()) + [
+        ("anatomy", p) for p in (anatomy.paths if anatomy else ())
+    ]
+    for contrast, path in files:
         stat = Path(path).stat()
         parts += [contrast, Path(path).name, str(stat.st_size), str(int(stat.st_mtime))]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -73,12 +79,13 @@ def preprocess_session(
     nonlinear=False,
     seed=0,
     skull_strip="auto",
+    anatomy=None,
 ):
     """Write the preprocessed images of one session on ``template``'s grid; returns
-    {contrast: path}. Skips if done."""
+    {contrast: path}. Skips if done. ``anatomy``: sMRIPrep's, checked (``preprocess.smriprep``)."""
     if "T1w" not in inputs.files:
         raise NoInputError(f"{inputs.key}: no T1w image found")
-    key = settings_key(inputs, template, normalisation, nonlinear, seed, skull_strip)
+    key = settings_key(inputs, template, normalisation, nonlinear, seed, skull_strip, anatomy)
     space, resolution = template.space, template.resolution
     outputs = {
         c: preproc_path(out_dir, inputs.subject, inputs.session, c, resolution, space)
@@ -87,7 +94,8 @@ def preprocess_session(
     if is_done(inputs, out_dir, template, key):
         return outputs
     # Read everything first, so that a broken file fails before any work.
-    volumes = {c: crop_to_head(load_volume(p)) for c, p in inputs.files.items()}
+    sources = dict(inputs.files, **({"T1w": anatomy.files.t1w} if anatomy else {}))
+    volumes = {c: crop_to_head(load_volume(p)) for c, p in sources.items()}
     seed_ants(seed)
     tpl_img = ants.from_nibabel_nifti(template.image(template.t1w))
     fixed_mask = ants.from_nibabel_nifti(
@@ -95,18 +103,18 @@ def preprocess_session(
     )
     work = work_folder(inputs.key, work_dir)
     try:
-        corrected = {c: n4(ants.from_nibabel_nifti(v)) for c, v in volumes.items()}
-        centre, start = cranium_centre(volumes["T1w"]), None
-        if centre is not None:  # an image without a head starts at ANTs' default; the gate tells
-            start = start_at(
-                template.affine[:3, :3] @ np.argwhere(template.brain_mask).mean(0)
-                + template.affine[:3, 3],
-                centre,
-                work / "t1w_to_tpl_start.mat",
+        corrected = {
+            c: ants.from_nibabel_nifti(v)
+            if anatomy and c == "T1w"
+            else n4(ants.from_nibabel_nifti(v))
+            for c, v in volumes.items()
+        }
+        if anatomy:
+            t1_to_tpl = [anatomy.files.transform]
+        else:
+            t1_to_tpl = _register_t1w(
+                template, tpl_img, fixed_mask, volumes, corrected, work, nonlinear
             )
-        t1_to_tpl = to_template(
-            tpl_img, corrected["T1w"], fixed_mask, work / "t1w_to_tpl_", nonlinear, start
-        )
         chains = {"T1w": t1_to_tpl}
         for contrast in corrected:
             if contrast != "T1w":
@@ -118,13 +126,23 @@ def preprocess_session(
                 )
                 chains[contrast] = t1_to_tpl + [rigid]
         write_transforms(inputs, out_dir, chains, space)
-        brain = write_brain_masks(
-            inputs, out_dir, raw_root, template, tpl_img, volumes["T1w"], t1_to_tpl, skull_strip
-        )
+        if anatomy:
+            brain = _anatomy_brain_mask(inputs, out_dir, template, tpl_img, anatomy)
+        else:
+            brain = write_brain_masks(
+                inputs, out_dir, raw_root, template, tpl_img, volumes["T1w"], t1_to_tpl, skull_strip
+            )
+        registration = "SyN" if nonlinear else "Affine"
+        if anatomy:
+            registration = f"{anatomy.generator}'s transform ({anatomy.files.transform.name})"
         for contrast, chain in chains.items():
             data = resample(tpl_img, corrected[contrast], chain).numpy()
             data = normalise(data, brain, normalisation)
             save_nifti(template.image(data), outputs[contrast])
+            origin = [bids_uri("raw", inputs.files[contrast], raw_root)]
+            if anatomy:  # sMRIPrep's T1w, mask and transform shaped every image
+                reused = [bids_uri(anatomy.dataset, p, anatomy.root) for p in anatomy.paths]
+                origin = reused if contrast == "T1w" else origin + reused
             write_json(
                 sidecar_path(outputs[contrast]),
                 {
@@ -133,9 +151,9 @@ def preprocess_session(
                     "SkullStripped": True,
                     "SpatialReference": space,
                     "Resolution": f"{resolution:g} mm isotropic",
-                    "Sources": [bids_uri("raw", inputs.files[contrast], raw_root)],
+                    "Sources": origin,
                     "IntensityNormalisation": normalisation,
-                    "RegistrationToTemplate": "SyN" if nonlinear else "Affine",
+                    "RegistrationToTemplate": registration,
                     "PreprocessingKey": key,
                     "PipelineVersion": PIPELINE_VERSION,
                     "SoftwareVersions": f"bidsxai {__version__}, antspyx {ants.__version__}",
@@ -146,20 +164,61 @@ def preprocess_session(
     return outputs
 
 
+def _register_t1w(template, tpl_img, fixed_mask, volumes, corrected, work, nonlinear):
+    """bidsxai's own T1w-to-template registration, started from the head's centre."""
+    centre, start = cranium_centre(volumes["T1w"]), None
+    if centre is not None:  # an image without a head starts at ANTs' default; the gate tells
+        start = start_at(
+            template.affine[:3, :3] @ np.argwhere(template.brain_mask).mean(0)
+            + template.affine[:3, 3],
+            centre,
+            work / "t1w_to_tpl_start.mat",
+        )
+    return to_template(
+        tpl_img, corrected["T1w"], fixed_mask, work / "t1w_to_tpl_", nonlinear, start
+    )
+
+
+def _on_template(tpl_img, mask_image, chain):
+    """A T1w-space brain mask on the model grid: a voxel is brain when a quarter of it is, so
+    partial-volume voxels at the brain's edge stay in (at 6 mm, a half kept 71 % of the template's
+    brain voxels)."""
+    mask_image.header.set_xyzt_units("mm", "sec")
+    moving = ants.from_nibabel_nifti(mask_image)
+    return resample(tpl_img, moving, chain).numpy() >= 0.25
+
+
+def _anatomy_brain_mask(inputs, out_dir, template, tpl_img, anatomy):
+    """sMRIPrep's brain mask moved to the template grid with its transform, written as
+    desc-brain_mask there (its T1w-space mask stays where it is, named in Sources)."""
+    image = nib.load(str(anatomy.files.brain_mask))
+    own = nib.Nifti1Image((np.asarray(image.dataobj) > 0).astype(np.float32), image.affine)
+    brain = _on_template(tpl_img, own, [anatomy.files.transform])
+    _write_template_mask(
+        inputs,
+        out_dir,
+        template,
+        brain,
+        {
+            "Type": "Brain",
+            "Sources": [bids_uri(anatomy.dataset, anatomy.files.brain_mask, anatomy.root)],
+            "SkullStripping": f"{anatomy.generator} (desc-brain_mask)",
+            "Description": f"{anatomy.generator}'s brain mask, moved to the template with its "
+            "transform",
+        },
+    )
+    return brain
+
+
 def write_brain_masks(inputs, out_dir, raw_root, template, tpl_img, t1w, t1_to_tpl, skull_strip):
     """The session's brain mask on the template grid (returned, and written as desc-brain_mask):
     deepbet's mask of the T1w warped with the session's transforms, also written in T1w space on
     the raw T1w's grid, or the template's own mask (see preprocess.brain_extraction)."""
-    space, resolution = template.space, template.resolution
-    sources = [bids_uri("raw", inputs.files["T1w"], raw_root)]
-    sidecar = {"Type": "Brain", "Sources": sources}
+    sidecar = {"Type": "Brain", "Sources": [bids_uri("raw", inputs.files["T1w"], raw_root)]}
     brain = template.brain_mask
     if uses_deepbet(skull_strip, t1w):
         own = deepbet_mask(t1w).astype(np.float32)
-        moving = ants.from_nibabel_nifti(nib.Nifti1Image(own, t1w.affine))
-        # A voxel of the model grid is brain when a quarter of it is: partial-volume voxels at the
-        # brain's edge stay in (at 6 mm, a half kept 71 % of the template's brain voxels).
-        brain = resample(tpl_img, moving, t1_to_tpl).numpy() >= 0.25
+        brain = _on_template(tpl_img, nib.Nifti1Image(own, t1w.affine), t1_to_tpl)
         sidecar["SkullStripping"] = "deepbet (Fisch et al. 2024)"
         raw = nib.load(str(inputs.files["T1w"]))
         native = resample_from_to(nib.Nifti1Image(own, t1w.affine), raw, order=0)
@@ -169,33 +228,48 @@ def write_brain_masks(inputs, out_dir, raw_root, template, tpl_img, t1w, t1_to_t
             sidecar_path(path),
             dict(sidecar, Description="deepbet brain mask of the T1w, on the raw T1w's grid"),
         )
-        description = "deepbet brain mask of the T1w, warped to the template"
+        sidecar["Description"] = "deepbet brain mask of the T1w, warped to the template"
     else:
         sidecar["SkullStripping"] = "template"
-        description = "Template brain mask (the images are in template space)"
+        sidecar["Description"] = "Template brain mask (the images are in template space)"
+    _write_template_mask(inputs, out_dir, template, brain, sidecar)
+    return brain
+
+
+def _write_template_mask(inputs, out_dir, template, brain, sidecar):
+    space, resolution = template.space, template.resolution
     path = brain_mask_path(out_dir, inputs.subject, inputs.session, resolution, space)
     save_nifti(template.image(brain, dtype=np.uint8), path)
     write_json(
         sidecar_path(path),
-        dict(
-            sidecar,
-            SpatialReference=space,
-            Resolution=f"{resolution:g} mm isotropic",
-            Description=description,
-        ),
+        dict(sidecar, SpatialReference=space, Resolution=f"{resolution:g} mm isotropic"),
     )
-    return brain
 
 
 def write_transforms(inputs, out_dir, chains, space):
-    """Copy ANTs' transforms into the derivatives: T1w to template (the linear one, and SyN's
-    displacement field where there is one) and each contrast to T1w."""
+    """Copy the transforms into the derivatives: T1w to template (ANTs' linear one and SyN's
+    displacement field where there is one, or sMRIPrep's composite file) and each contrast to T1w.
+    Those of another kind, left by an earlier run, are removed: the reader takes the composite
+    first."""
+    subject, session = inputs.subject, inputs.session
+    kinds = {
+        "composite": xfm_path(out_dir, subject, session, "T1w", space, composite=True),
+        "warp": xfm_path(out_dir, subject, session, "T1w", space, "warp"),
+        "linear": xfm_path(out_dir, subject, session, "T1w", space),
+    }
+    written = set()
     for path in chains["T1w"]:
-        desc = None if str(path).endswith(".mat") else "warp"
-        _copy(path, xfm_path(out_dir, inputs.subject, inputs.session, "T1w", space, desc))
+        name = str(path)
+        kind = (
+            "composite" if name.endswith(".h5") else "linear" if name.endswith(".mat") else "warp"
+        )
+        _copy(path, kinds[kind])
+        written.add(kind)
+    for kind in set(kinds) - written:
+        kinds[kind].unlink(missing_ok=True)
     for contrast, chain in chains.items():
         if contrast != "T1w":
-            _copy(chain[-1], xfm_path(out_dir, inputs.subject, inputs.session, contrast, "T1w"))
+            _copy(chain[-1], xfm_path(out_dir, subject, session, contrast, "T1w"))
 
 
 def _copy(src, dst):

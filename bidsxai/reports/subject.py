@@ -49,7 +49,7 @@ def session_view(settings, session, chosen, error=None):
         "crash_log": _crash_log(settings, session, error),
         "inputs": _geometry(session),
         "gate": None,
-        "own_mask": False,
+        "own_mask": None,
         "registration": {},
         "heatmaps": [],
         "references": [],
@@ -65,8 +65,7 @@ def session_view(settings, session, chosen, error=None):
     t1_sidecar = sidecar_path(t1_path)
     gate = json.loads(t1_sidecar.read_text()).get("QualityGate") if t1_sidecar.is_file() else None
     view["gate"] = gate
-    own_mask = _own_brain_mask(out, session, grid)
-    view["own_mask"] = own_mask is not None
+    own_mask, view["own_mask"] = _own_brain_mask(out, session, grid)
     for contrast in session.files:
         path = preproc_path(out, session.subject, session.session, contrast, *grid)
         if path.is_file():
@@ -141,15 +140,16 @@ def session_view(settings, session, chosen, error=None):
 
 
 def _own_brain_mask(out, session, grid):
-    """The session's own brain mask on the template grid (deepbet's), or None where the template's
-    mask was used."""
+    """(the session's own brain mask on the template grid, who made it: deepbet, sMRIPrep), or
+    (None, None) where the template's mask was used."""
     path = brain_mask_path(out, session.subject, session.session, *grid)
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
-        return None
-    if not json.loads(sidecar.read_text()).get("SkullStripping", "").startswith("deepbet"):
-        return None
-    return _load(path) > 0
+        return None, None
+    method = json.loads(sidecar.read_text()).get("SkullStripping", "template")
+    if method == "template":
+        return None, None
+    return _load(path) > 0, method.split(" (")[0]
 
 
 def _geometry(session):

@@ -15,9 +15,10 @@ from bidsxai.errors import EXIT_NO_INPUT, NoInputError
 from bidsxai.logs import event
 from bidsxai.memory import parallel_sessions
 from bidsxai.models.bundle import read_meta, resolve_bundle
-from bidsxai.outputs import MASK_DATASET, preproc_path, sidecar_path
+from bidsxai.outputs import ANATOMY_DATASETS, MASK_DATASET, preproc_path, sidecar_path
 from bidsxai.preprocess.pipeline import preprocess_session
 from bidsxai.preprocess.quality import quality_gate
+from bidsxai.preprocess.smriprep import session_anatomy
 from bidsxai.reports.render import write_citation
 from bidsxai.template import load_template
 from bidsxai.workflows.sessions import Outcome, run_sessions
@@ -46,6 +47,7 @@ def _preprocess(inputs, settings):
 
 
 def _run_preprocessing(inputs, settings):
+    anatomy = session_anatomy(settings.derivatives, inputs, settings.output_space)
     preprocess_session(
         inputs,
         settings.output_dir,
@@ -56,13 +58,14 @@ def _run_preprocessing(inputs, settings):
         settings.nonlinear,
         settings.seed,
         settings.skull_strip,
+        anatomy,
     )
 
 
 def import_preprocessed(inputs, settings):
     """Copy already preprocessed images (same names) from a --derivatives dataset; True if done."""
     for name, folder in settings.derivatives.items():
-        if name == MASK_DATASET:  # reference masks for --evaluate, not preprocessed images
+        if name == MASK_DATASET or name in ANATOMY_DATASETS:  # not bidsxai's preprocessed images
             continue
         sources = {
             c: preproc_path(
@@ -150,7 +153,8 @@ def run_participant(settings, sessions, report_sessions=None):
     from bidsxai.workflows.classify import classify_sessions
 
     out = Path(settings.output_dir)
-    init_derivatives(out, settings.bids_dir)
+    anatomy = {n: p for n, p in settings.derivatives.items() if n in ANATOMY_DATASETS}
+    init_derivatives(out, settings.bids_dir, links=anatomy)
     write_citation(out, settings, contrasts={c for s in sessions for c in s.files})
     outcomes, gated = [], []
     if not settings.reports_only:

@@ -4,8 +4,11 @@ the ``--derivatives masks=PATH`` dataset.
 A mask in template space must lie on the template grid at the run's resolution. A mask in the
 subject's T1w space (no ``space`` entity, or ``space-T1w``) must lie on the raw T1w's grid; it is
 warped to the template with the session's own transforms from preprocessing (the affine, and SyN's
-displacement field where the registration was nonlinear), linearly interpolated and thresholded at
-one half. Where a session has both for one label, the template-space mask is used as it is.
+displacement field where the registration was nonlinear, or sMRIPrep's composite transform),
+linearly interpolated and thresholded at one half. A mask drawn on the FLAIR or the T2w
+(``space-FLAIR``, ``space-T2w``) must lie on that raw image's grid and moves through its rigid
+transform to the T1w first. Where a session has a template-space mask and a native one for one
+label, the template-space mask is used as it is.
 """
 
 import json
@@ -25,7 +28,7 @@ from bidsxai.outputs import (
     xfm_path,
 )
 
-NATIVE_SPACES = (None, "T1w")
+NATIVE_SPACES = (None, "T1w", "T2w", "FLAIR")  # None: the T1w's
 
 
 def chosen_masks(settings, session, template, prefer=None):
@@ -46,7 +49,8 @@ def chosen_masks(settings, session, template, prefer=None):
         if found.space not in (space, *NATIVE_SPACES):
             raise NoInputError(
                 f"{found.path.name}: space-{found.space} is not this run's; reference masks must "
-                f"be in {space} or in the subject's T1w space (no space entity)"
+                f"be in {space}, in the subject's T1w space (no space entity), or in its FLAIR's "
+                "or T2w's (space-FLAIR, space-T2w)"
             )
         if found.space == space and found.res != res:
             continue  # a mask for runs at another resolution
@@ -65,7 +69,7 @@ def reference_masks(settings, session, template):
         if found.space == space:
             mask = _template_space(found.path, template)
         else:
-            mask = _warped(found.path, session, settings.output_dir, template)
+            mask = _warped(found, session, settings.output_dir, template)
         if not mask.any():  # a control has no lesion: nothing to find, not an error
             print(
                 f"bidsxai: {session.key}: {found.path.name} is empty; its localisation is n/a",
@@ -85,18 +89,24 @@ def _template_space(path, template):
     return np.asarray(image.dataobj) > 0
 
 
-def _warped(path, session, out_dir, template):
-    """A T1w-space mask through the session's T1w-to-template transforms."""
-    t1w = nib.as_closest_canonical(nib.load(str(session.files["T1w"])))
+def _warped(found, session, out_dir, template):
+    """A native mask through the session's transforms from its contrast's space to the template."""
+    contrast, path = found.space or "T1w", found.path
+    if contrast not in session.files:
+        raise NoInputError(f"{path.name}: in {contrast} space, but the session has no {contrast}")
     image = nib.as_closest_canonical(nib.load(str(path)))
-    if image.shape[:3] != t1w.shape[:3] or not np.allclose(image.affine, t1w.affine, atol=1e-3):
+    grids = {c: nib.as_closest_canonical(nib.load(str(p))) for c, p in session.files.items()}
+    on = [c for c, g in grids.items() if _same_grid(image, g)]
+    if contrast not in on:
+        hint = f"; it lies on the {on[0]}'s grid: name it space-{on[0]}" if on else ""
         raise NoInputError(
-            f"{path.name}: in T1w space but not on the grid of "
-            f"{session.files['T1w'].name} (shape {image.shape}, T1w {t1w.shape})"
+            f"{path.name}: in {contrast} space but not on the grid of "
+            f"{session.files[contrast].name} (shape {image.shape}, "
+            f"{contrast} {grids[contrast].shape}){hint}"
         )
-    transforms = _transforms(session, out_dir, template)
+    transforms = _transforms(session, out_dir, template, contrast)
     data = (np.asarray(image.dataobj) > 0).astype(np.float32)
-    moving = nib.Nifti1Image(data.reshape(t1w.shape[:3]), image.affine)
+    moving = nib.Nifti1Image(data.reshape(grids[contrast].shape[:3]), image.affine)
     moving.header.set_xyzt_units("mm", "sec")
     moving = ants.from_nibabel_nifti(moving)
     fixed = ants.from_nibabel_nifti(template.image(np.zeros(template.shape)))
@@ -104,17 +114,32 @@ def _warped(path, session, out_dir, template):
     return warped.numpy() >= 0.5
 
 
-def _transforms(session, out_dir, template):
-    """The T1w-to-template transforms in ANTs' order (displacement field first)."""
-    space = template.space
-    t1w = preproc_path(out_dir, session.subject, session.session, "T1w", template.resolution, space)
+def _same_grid(image, reference):
+    return image.shape[:3] == reference.shape[:3] and np.allclose(
+        image.affine, reference.affine, atol=1e-3
+    )
+
+
+def _transforms(session, out_dir, template, contrast="T1w"):
+    """The transforms from ``contrast``'s space to the template in ANTs' order (applied last
+    first): sMRIPrep's composite transform, or the displacement field and the affine; then the
+    contrast's rigid transform to the T1w."""
+    space, subject, ses = template.space, session.subject, session.session
+    t1w = preproc_path(out_dir, subject, ses, "T1w", template.resolution, space)
     sidecar = sidecar_path(t1w)
     if not sidecar.is_file():
-        raise NoInputError(f"{session.key}: not preprocessed, so its T1w-space masks cannot move")
-    nonlinear = json.loads(sidecar.read_text()).get("RegistrationToTemplate") == "SyN"
-    linear = xfm_path(out_dir, session.subject, session.session, "T1w", space)
-    chain = [xfm_path(out_dir, session.subject, session.session, "T1w", space, "warp")] * nonlinear
-    chain.append(linear)
+        raise NoInputError(
+            f"{session.key}: not preprocessed, so its native-space masks cannot move"
+        )
+    composite = xfm_path(out_dir, subject, ses, "T1w", space, composite=True)
+    if composite.is_file():
+        chain = [composite]
+    else:
+        nonlinear = json.loads(sidecar.read_text()).get("RegistrationToTemplate") == "SyN"
+        chain = [xfm_path(out_dir, subject, ses, "T1w", space, "warp")] * nonlinear
+        chain.append(xfm_path(out_dir, subject, ses, "T1w", space))
+    if contrast != "T1w":
+        chain.append(xfm_path(out_dir, subject, ses, contrast, "T1w"))
     missing = [p.name for p in chain if not p.is_file()]
     if missing:
         raise NoInputError(
