@@ -329,8 +329,6 @@ def synthesise_subject(out_dir, spec, subject):
             else:
                 stretch = np.array([1.0, 1.0, rng.uniform(1.0, 1.3)])
                 c_shape, c_grid = native_grid(anatomy, c_pose, voxel_t1 * stretch, rng)
-            if contrast == "T1w":
-                shape, grid = c_shape, c_grid
             grids[contrast] = (c_shape, c_grid, c_pose)
             clean = sample_into(
                 anatomy.contrast(contrast, tissues, lesions), src.affine, c_shape, c_grid, c_pose
@@ -346,35 +344,12 @@ def synthesise_subject(out_dir, spec, subject):
             else:
                 image = to_scanner_image(noisy, c_grid)
             save_nifti(image, bids_path(out_dir, subject.label, ses, contrast, ".nii.gz"))
-        native_mask = sample_into(lesions, src.affine, shape, grid, pose) > 0.5
-        native_path = label_mask_path(gt, subject.label, ses, "lesion")
-        save_nifti(_mask_image(native_mask, grid, code=1), native_path)
-        t1w = bids_path(out_dir, subject.label, ses, "T1w", ".nii.gz")
-        write_json(
-            sidecar_path(native_path),
-            {
-                "Type": "Lesion",
-                "Sources": [f"bids:raw:{t1w.relative_to(out_dir).as_posix()}"],
-                "Description": "Planted white-matter lesions in the T1w's native space.",
-                # The truth a registration is measured against: template mm -> T1w scanner mm.
-                "TemplateToScanner": pose.tolist(),
-                **({"Acquisitions": acquisitions} if acquisitions else {}),
-            },
-        )
+        # The truth a registration is measured against: template mm -> T1w scanner mm.
+        extra = {"TemplateToScanner": pose.tolist()}
+        extra.update({"Acquisitions": acquisitions} if acquisitions else {})
+        _write_native_lesions(out_dir, gt, subject.label, ses, lesions, src, grids, "T1w", extra)
         if "FLAIR" in grids:  # lesions are often drawn on the FLAIR: the truth on its grid too
-            f_shape, f_grid, f_pose = grids["FLAIR"]
-            flair_path = label_mask_path(gt, subject.label, ses, "lesion", space="FLAIR")
-            flair_mask = sample_into(lesions, src.affine, f_shape, f_grid, f_pose) > 0.5
-            save_nifti(_mask_image(flair_mask, f_grid, code=1), flair_path)
-            flair = bids_path(out_dir, subject.label, ses, "FLAIR", ".nii.gz")
-            write_json(
-                sidecar_path(flair_path),
-                {
-                    "Type": "Lesion",
-                    "Sources": [f"bids:raw:{flair.relative_to(out_dir).as_posix()}"],
-                    "Description": "Planted white-matter lesions on the FLAIR's grid.",
-                },
-            )
+            _write_native_lesions(out_dir, gt, subject.label, ses, lesions, src, grids, "FLAIR")
         mni_mask = sample_into(lesions, src.affine, target.shape, target.affine, np.eye(4)) > 0.5
         template_path = label_mask_path(
             gt, subject.label, ses, "lesion", spec.resolution, DEFAULT_SPACE
@@ -390,6 +365,24 @@ def synthesise_subject(out_dir, spec, subject):
             },
         )
     return subject.label
+
+
+def _write_native_lesions(out_dir, gt, subject, session, lesions, src, grids, contrast, extra=None):
+    """The planted lesions on one raw image's grid (T1w: no space entity; else space-<contrast>),
+    with a sidecar that names the image."""
+    shape, grid, pose = grids[contrast]
+    path = label_mask_path(
+        gt, subject, session, "lesion", space=None if contrast == "T1w" else contrast
+    )
+    mask = sample_into(lesions, src.affine, shape, grid, pose) > 0.5
+    save_nifti(_mask_image(mask, grid, code=1), path)
+    raw = bids_path(out_dir, subject, session, contrast, ".nii.gz")
+    sidecar = {
+        "Type": "Lesion",
+        "Sources": [f"bids:raw:{raw.relative_to(out_dir).as_posix()}"],
+        "Description": f"Planted white-matter lesions on the {contrast}'s grid.",
+    }
+    write_json(sidecar_path(path), dict(sidecar, **(extra or {})))
 
 
 _ANATOMY = {}

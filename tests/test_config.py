@@ -266,6 +266,16 @@ def test_the_methods_text_follows_registration_and_template():
     assert "asymmetric" not in affine.lower().replace("nonlinear symmetrical", "")
 
 
+def test_the_methods_text_says_when_smriprep_did_the_anatomy(tmp_path):
+    settings = _settings("participant", "--derivatives", f"smriprep={tmp_path}")
+    text = _sentences(methods_text(settings, None, ["T1w", "FLAIR"]))
+    assert "preprocessed with sMRIPrep [@esteban2019]" in text
+    assert "registered rigidly to sMRIPrep's T1-weighted image" in text
+    assert "masked with sMRIPrep's brain mask" in text
+    assert "12-parameter affine" not in text and "deepbet" not in text
+    assert "{esteban2019," in references_bib()
+
+
 @pytest.mark.parametrize("name", [a.name for a in list_architectures()])
 def test_the_methods_text_names_every_model_family_with_its_paper(name):
     arch = get_architecture(name)

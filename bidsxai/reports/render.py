@@ -25,12 +25,15 @@ def methods_text(settings, model_meta=None, contrasts=None):
     table, the architecture's from the registry."""
     from bidsxai.explain.methods import METHODS
     from bidsxai.models.registry import get_architecture
+    from bidsxai.outputs import ANATOMY_DATASETS
     from bidsxai.template_files import describe
 
     env = _environment("bidsxai.resources.boilerplate")
     env.autoescape = False
     architecture = get_architecture(model_meta["architecture"]) if model_meta else None
+    reused = [name for name in settings.derivatives if name in ANATOMY_DATASETS]
     return env.get_template("methods.md.j2").render(
+        anatomy={"smriprep": "sMRIPrep", "fmriprep": "fMRIPrep"}.get(next(iter(reused), None)),
         version=__version__,
         s=settings,
         contrasts=set(contrasts or (model_meta or {}).get("input", {}).get("contrasts") or ["T1w"]),
