@@ -130,6 +130,19 @@ def _methods(text):
     return names
 
 
+def _model_inputs(text):
+    from bidsxai.bids import CONTRAST_KEYS
+    from bidsxai.outputs import TISSUE_INPUTS
+
+    known = [*CONTRAST_KEYS.values(), *TISSUE_INPUTS]
+    names = _words(text)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names or len(set(names)) < len(names):
+        problem = f"unknown {', '.join(unknown)}" if unknown else "each once, at least one"
+        raise argparse.ArgumentTypeError(f"{problem}; choose from {', '.join(known)}")
+    return names
+
+
 def _evaluations(text):
     from bidsxai.workflows.evaluate_session import EVALUATIONS
 
@@ -326,6 +339,14 @@ class Settings:
         "template's; auto: deepbet for T1w voxels up to 1.5 mm, the template's for coarser ones",
     )
 
+    tissue_maps: bool = option(
+        False,
+        section="preprocessing",
+        help="also GM, WM and CSF probability maps (Atropos with the template's priors, or "
+        "sMRIPrep's), in T1w space and on the template grid, and GM modulated by the Jacobian "
+        "determinant: model inputs for train --contrasts GM, WM, CSF, GMmod",
+    )
+
     model: str | None = option(
         section="explanation",
         metavar="NAME_OR_PATH",
@@ -423,6 +444,14 @@ class Settings:
         "(mean and SD of the class probabilities; 0: off)",
     )
 
+    contrasts: list | None = option(
+        section="training",
+        type=_model_inputs,
+        metavar="LIST",
+        help="train: the model's input channels in order, comma-separated: T1w, T2w, FLAIR "
+        "(preprocessed images), GM, WM, CSF, GMmod (maps of participant --tissue-maps; GMmod: "
+        "GM modulated by the Jacobian determinant); default: every contrast all sessions have",
+    )
     target_threshold: float | None = option(
         section="training",
         type=float,

@@ -130,6 +130,39 @@ def preproc_path(out_dir, subject, session, contrast, resolution, space):
     )
 
 
+# Model inputs besides the preprocessed contrasts: tissue maps of --tissue-maps, as (label, desc).
+TISSUE_INPUTS = {
+    "GM": ("GM", None),
+    "WM": ("WM", None),
+    "CSF": ("CSF", None),
+    "GMmod": ("GM", "modulated"),  # GM modulated by the Jacobian determinant
+}
+
+
+def probseg_path(out_dir, subject, session, tissue, resolution, space, desc=None):
+    """A tissue probability map on the template grid, or with ``space`` None in T1w space."""
+    return bids_path(
+        out_dir,
+        subject,
+        session,
+        "probseg",
+        ".nii.gz",
+        space=space,
+        res=resolution_label(resolution) if space else None,
+        label=tissue,
+        desc=desc,
+    )
+
+
+def model_input_path(out_dir, subject, session, name, resolution, space):
+    """The template-grid image a model reads as its ``name`` channel: a preprocessed contrast
+    (T1w, T2w, FLAIR) or a tissue map (GM, WM, CSF, GMmod)."""
+    if name in TISSUE_INPUTS:
+        tissue, desc = TISSUE_INPUTS[name]
+        return probseg_path(out_dir, subject, session, tissue, resolution, space, desc)
+    return preproc_path(out_dir, subject, session, name, resolution, space)
+
+
 def brain_mask_path(out_dir, subject, session, resolution, space):
     """The brain mask on the template grid, or with ``space`` None in the subject's T1w space."""
     return bids_path(
@@ -266,6 +299,7 @@ class AnatomyFiles:
     brain_mask: Path
     transform: Path | None
     spaces: tuple
+    tissue: dict  # {"GM": path, ...} of the label-<tissue>_probseg maps it has
 
 
 def find_anatomy(root, subject, session, space):
@@ -294,11 +328,13 @@ def find_anatomy(root, subject, session, space):
         for p in t1w.parent.glob(prefix + "from-T1w_to-*_mode-image_xfm.h5")
     )
     transform = t1w.with_name(f"{prefix}from-T1w_to-{space}_mode-image_xfm.h5")
+    tissue = {t: t1w.with_name(f"{prefix}label-{t}_probseg.nii.gz") for t in ("GM", "WM", "CSF")}
     return AnatomyFiles(
         t1w=t1w,
         brain_mask=t1w.with_name(prefix + "desc-brain_mask.nii.gz"),
         transform=transform if transform.is_file() else None,
         spaces=tuple(spaces),
+        tissue={t: path for t, path in tissue.items() if path.is_file()},
     )
 
 

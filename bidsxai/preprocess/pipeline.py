@@ -38,15 +38,18 @@ from bidsxai.preprocess.register import (
     start_at,
     to_template,
 )
+from bidsxai.preprocess.tissue import write_tissue_maps
 from bidsxai.scratch import work_folder
 
 PIPELINE_VERSION = "2"  # 2: scans cropped below the head, deepbet brain masks
 
 
-def settings_key(inputs, template, normalisation, nonlinear, seed, skull_strip, anatomy=None):
+def settings_key(
+    inputs, template, normalisation, nonlinear, seed, skull_strip, anatomy=None, tissue_maps=False
+):
     """Changes when anything that shapes the outputs changes, so resume never reuses stale files."""
     parts = [PIPELINE_VERSION, template.space, f"{template.resolution:g}", normalisation]
-    parts += [str(nonlinear), str(seed), skull_strip]
+    parts += [str(nonlinear), str(seed), skull_strip] + ["tissue"] * tissue_maps
     files = sorted(inputs.files.items()) + [
         ("anatomy", p) for p in (anatomy.paths if anatomy else ())
     ]
@@ -80,12 +83,16 @@ def preprocess_session(
     seed=0,
     skull_strip="auto",
     anatomy=None,
+    tissue_maps=False,
 ):
     """Write the preprocessed images of one session on ``template``'s grid; returns
-    {contrast: path}. Skips if done. ``anatomy``: sMRIPrep's, checked (``preprocess.smriprep``)."""
+    {contrast: path}. Skips if done. ``anatomy``: sMRIPrep's, checked (``preprocess.smriprep``);
+    ``tissue_maps``: also GM, WM and CSF maps (``preprocess.tissue``)."""
     if "T1w" not in inputs.files:
         raise NoInputError(f"{inputs.key}: no T1w image found")
-    key = settings_key(inputs, template, normalisation, nonlinear, seed, skull_strip, anatomy)
+    key = settings_key(
+        inputs, template, normalisation, nonlinear, seed, skull_strip, anatomy, tissue_maps
+    )
     space, resolution = template.space, template.resolution
     outputs = {
         c: preproc_path(out_dir, inputs.subject, inputs.session, c, resolution, space)
@@ -127,10 +134,22 @@ def preprocess_session(
                 chains[contrast] = t1_to_tpl + [rigid]
         write_transforms(inputs, out_dir, chains, space)
         if anatomy:
-            brain = _anatomy_brain_mask(inputs, out_dir, template, tpl_img, anatomy)
+            brain, own = _anatomy_brain_mask(inputs, out_dir, template, tpl_img, anatomy), None
         else:
-            brain = write_brain_masks(
+            brain, own = write_brain_masks(
                 inputs, out_dir, raw_root, template, tpl_img, volumes["T1w"], t1_to_tpl, skull_strip
+            )
+        if tissue_maps:
+            write_tissue_maps(
+                inputs,
+                out_dir,
+                raw_root,
+                template,
+                corrected["T1w"],
+                t1_to_tpl,
+                brain,
+                own,
+                anatomy,
             )
         registration = "SyN" if nonlinear else "Affine"
         if anatomy:
@@ -211,11 +230,12 @@ def _anatomy_brain_mask(inputs, out_dir, template, tpl_img, anatomy):
 
 
 def write_brain_masks(inputs, out_dir, raw_root, template, tpl_img, t1w, t1_to_tpl, skull_strip):
-    """The session's brain mask on the template grid (returned, and written as desc-brain_mask):
-    deepbet's mask of the T1w warped with the session's transforms, also written in T1w space on
-    the raw T1w's grid, or the template's own mask (see preprocess.brain_extraction)."""
+    """The session's brain mask on the template grid (written as desc-brain_mask): deepbet's mask
+    of the T1w warped with the session's transforms, also written in T1w space on the raw T1w's
+    grid, or the template's own mask (see preprocess.brain_extraction). Returns (that mask,
+    deepbet's on the T1w's grid or None)."""
     sidecar = {"Type": "Brain", "Sources": [bids_uri("raw", inputs.files["T1w"], raw_root)]}
-    brain = template.brain_mask
+    brain, own = template.brain_mask, None
     if uses_deepbet(skull_strip, t1w):
         own = deepbet_mask(t1w).astype(np.float32)
         brain = _on_template(tpl_img, nib.Nifti1Image(own, t1w.affine), t1_to_tpl)
@@ -233,7 +253,7 @@ def write_brain_masks(inputs, out_dir, raw_root, template, tpl_img, t1w, t1_to_t
         sidecar["SkullStripping"] = "template"
         sidecar["Description"] = "Template brain mask (the images are in template space)"
     _write_template_mask(inputs, out_dir, template, brain, sidecar)
-    return brain
+    return brain, own
 
 
 def _write_template_mask(inputs, out_dir, template, brain, sidecar):

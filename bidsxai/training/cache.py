@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from bidsxai.atomic import atomic_path
-from bidsxai.outputs import preproc_path
+from bidsxai.outputs import model_input_path
 from bidsxai.training.dataset import load_inputs
 
 
 def _key(out_dir, session, spec):
     sources = [
-        preproc_path(
+        model_input_path(
             out_dir, session.subject, session.session, c, spec["resolution"], spec["space"]
         )
         for c in spec["contrasts"]

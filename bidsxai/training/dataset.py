@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from bidsxai.errors import NoInputError
-from bidsxai.outputs import preproc_path
+from bidsxai.outputs import model_input_path
 
 
 def brain_crop(mask, margin=2):
@@ -33,7 +33,9 @@ def load_inputs(out_dir, subject, session, spec):
     """(C, X, Y, Z) float32 array for one session, as the model's input spec describes."""
     channels = []
     for contrast in spec["contrasts"]:
-        path = preproc_path(out_dir, subject, session, contrast, spec["resolution"], spec["space"])
+        path = model_input_path(
+            out_dir, subject, session, contrast, spec["resolution"], spec["space"]
+        )
         if not path.is_file():
             raise NoInputError(
                 f"sub-{subject}{'_ses-' + session if session else ''}: no "

@@ -17,7 +17,13 @@ from bidsxai.atomic import atomic_path, save_nifti, write_json
 from bidsxai.bids import bids_uri
 from bidsxai.explain import CAM_FAMILY, METHODS
 from bidsxai.explain.quantify import percentile_in_mask
-from bidsxai.outputs import heatmap_path, measures_path, preproc_path, sidecar_path, slices_path
+from bidsxai.outputs import (
+    heatmap_path,
+    measures_path,
+    model_input_path,
+    sidecar_path,
+    slices_path,
+)
 
 
 @dataclass
@@ -38,7 +44,7 @@ def write_explanation(
     session's lesion load) join every row of the measures TSV."""
     resolution, space, classes = template.resolution, template.space, explanation.classes
     inputs = [
-        preproc_path(out, session.subject, session.session, c, resolution, space)
+        model_input_path(out, session.subject, session.session, c, resolution, space)
         for c in spec["contrasts"]
     ]
     sources = [bids_uri("bidsxai", p, out) for p in inputs]

@@ -59,6 +59,7 @@ def _run_preprocessing(inputs, settings):
         settings.seed,
         settings.skull_strip,
         anatomy,
+        settings.tissue_maps,
     )
 
 

@@ -18,7 +18,14 @@ from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.bundle import grid_of, save_bundle, sha256_of
 from bidsxai.models.registry import get_architecture
 from bidsxai.models.slice2d import load_imagenet
-from bidsxai.outputs import bundle_dir, describe_collision, label_collisions, preproc_path
+from bidsxai.outputs import (
+    TISSUE_INPUTS,
+    bundle_dir,
+    describe_collision,
+    label_collisions,
+    model_input_path,
+    preproc_path,
+)
 from bidsxai.reports.training import write_training_report
 from bidsxai.template import load_template
 from bidsxai.training import distributed
@@ -112,23 +119,33 @@ def check_class_sizes(classes, names, excluded):
             )
 
 
-def common_contrasts(settings, sessions):
-    """The contrasts preprocessed for every session, in T1w, T2w, FLAIR order."""
-    present = [
-        c
-        for c in CONTRAST_KEYS.values()
-        if all(
-            preproc_path(
-                settings.output_dir,
-                s.subject,
-                s.session,
-                c,
-                settings.resolution,
-                settings.output_space,
-            ).is_file()
-            for s in sessions
+def model_inputs(settings, sessions):
+    """The model's input channels: --contrasts, each present for every session (a missing one is
+    one line naming a session without it), or else the contrasts preprocessed for every session,
+    in T1w, T2w, FLAIR order."""
+
+    def path(session, name):
+        return model_input_path(
+            settings.output_dir,
+            session.subject,
+            session.session,
+            name,
+            settings.resolution,
+            settings.output_space,
         )
-    ]
+
+    for name in settings.contrasts or []:
+        lacking = [s.key for s in sessions if not path(s, name).is_file()]
+        if lacking:
+            hint = (
+                " (run the participant level with --tissue-maps)" if name in TISSUE_INPUTS else ""
+            )
+            raise NoInputError(
+                f"--contrasts {name}: {len(lacking)} session(s) have none, e.g. {lacking[0]}{hint}"
+            )
+    if settings.contrasts:
+        return list(settings.contrasts)
+    present = [c for c in CONTRAST_KEYS.values() if all(path(s, c).is_file() for s in sessions)]
     if "T1w" not in present:
         raise NoInputError(
             f"no preprocessed T1w for every selected session in {settings.output_dir}; "
@@ -388,7 +405,7 @@ def input_spec(settings, arch, sessions):
         "space": template.space,
         "resolution": settings.resolution,
         "grid": grid_of(template),
-        "contrasts": common_contrasts(settings, sessions),
+        "contrasts": model_inputs(settings, sessions),
         "normalisation": settings.normalisation,
         "crop": brain_crop(template.brain_mask),
     }
