@@ -96,7 +96,7 @@ def test_participant_level_reuses_the_anatomy_and_its_transform(
     smriprep, cohort, pipeline, tmp_path, capsys
 ):
     out = tmp_path / "out"
-    argv = ["--resolution", RES, "--nprocs", 2, "--skip-bids-validation"]
+    argv = ["--resolution", RES, "--nprocs", 2, "--skip-bids-validation", "--tissue-maps"]
     derivatives = ["--derivatives", f"smriprep={smriprep}"]
     code = run_cli(
         cohort, out, "participant", "--participant-label", "02", "08", *argv, *derivatives
@@ -124,6 +124,7 @@ def test_participant_level_reuses_the_anatomy_and_its_transform(
     assert "this subject's own brain mask (sMRIPrep)" in (out / "sub-02.html").read_text()
     # The transform is the fixture's (the true pose), not one bidsxai found (1-3 mm off at 6 mm).
     template = load_template(RES)
+    truth_folder = cohort / "derivatives" / "groundtruth" / "sub-02" / "anat"
     assert registration_error_mm(out, cohort, "02", None, template) < 0.01
     assert registration_error_mm(pipeline["out"], cohort, "02", None, template) > 0.2
     # The T1w is sMRIPrep's moved by its transform: what ANTs makes of the same transform, more
@@ -134,16 +135,30 @@ def test_participant_level_reuses_the_anatomy_and_its_transform(
     brain = reused != 0
     reused_r = np.corrcoef(reused[brain], fixture[brain])[0, 1]
     assert reused_r > 0.998 and reused_r > np.corrcoef(own[brain], fixture[brain])[0, 1]
+    # Its tissue maps are used as they are, and modulation scales GM by the transform's volume
+    # change: the true pose's determinant.
+    assert not list(anat.glob("sub-02_label-*_probseg.nii.gz"))
+    gm_sidecar = json.loads(next(anat.glob("*_res-6_label-GM_probseg.json")).read_text())
+    assert gm_sidecar["Segmentation"] == "sMRIPrep's label-<tissue>_probseg"
+    assert gm_sidecar["Sources"] == ["bids:smriprep:sub-02/anat/sub-02_label-GM_probseg.nii.gz"]
+    gm = _data(next(anat.glob("*_res-6_label-GM_probseg.nii.gz")))
+    modulated = _data(next(anat.glob("*_res-6_label-GM_desc-modulated_probseg.nii.gz")))
+    pose = json.loads((truth_folder / "sub-02_label-lesion_mask.json").read_text())
+    inside = template.brain_mask & (gm > 0.1)
+    np.testing.assert_allclose(
+        modulated[inside] / gm[inside],
+        abs(np.linalg.det(np.array(pose["TemplateToScanner"])[:3, :3])),
+        rtol=1e-3,
+    )
     # Lesion masks drawn on the T1w or on the FLAIR move through the composite transform (and the
     # FLAIR's rigid one) onto the template's truth.
-    truth = cohort / "derivatives" / "groundtruth" / "sub-02" / "anat"
-    expected = _data(next(truth.glob("*space-MNI*_mask.nii.gz"))) > 0
+    expected = _data(next(truth_folder.glob("*space-MNI*_mask.nii.gz"))) > 0
     settings = types.SimpleNamespace(output_dir=out)
     for drawn_on in ("label-lesion", "space-FLAIR_label-lesion"):
         masks = tmp_path / drawn_on
         (masks / "sub-02" / "anat").mkdir(parents=True)
         shutil.copy(cohort / "derivatives/groundtruth/dataset_description.json", masks)
-        shutil.copy(truth / f"sub-02_{drawn_on}_mask.nii.gz", masks / "sub-02" / "anat")
+        shutil.copy(truth_folder / f"sub-02_{drawn_on}_mask.nii.gz", masks / "sub-02" / "anat")
         settings.derivatives = {"masks": masks}
         warped = reference_masks(settings, _session(cohort, "02"), template)["lesion"]
         assert 2 * (warped & expected).sum() / (warped.sum() + expected.sum()) > 0.4

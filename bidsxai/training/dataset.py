@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from bidsxai.errors import NoInputError
-from bidsxai.outputs import model_input_path
+from bidsxai.outputs import TISSUE_INPUTS, model_input_path, session_key
 
 
 def brain_crop(mask, margin=2):
@@ -37,9 +37,10 @@ def load_inputs(out_dir, subject, session, spec):
             out_dir, subject, session, contrast, spec["resolution"], spec["space"]
         )
         if not path.is_file():
+            flag = " with --tissue-maps" if contrast in TISSUE_INPUTS else ""
             raise NoInputError(
-                f"sub-{subject}{'_ses-' + session if session else ''}: no "
-                f"preprocessed {contrast} at {path}; run the participant level first"
+                f"{session_key(subject, session)}: no {contrast} at {path}; run the participant "
+                f"level{flag} first"
             )
         channels.append(crop(np.asarray(nib.load(str(path)).dataobj, np.float32), spec["crop"]))
     return np.stack(channels)
