@@ -28,13 +28,14 @@ from bidsxai.template import load_template
 RESOLUTION = 2.0
 
 
-def run_session(bids, out, subject):
-    """(wall seconds, preprocessing seconds, peak RSS in GB) of one participant-level run."""
+def run_session(bids, out, subject, *options):
+    """(wall seconds, preprocessing seconds, peak RSS in GB) of one participant-level run, with
+    ``options`` added to its command line."""
     command = [
         "/usr/bin/time", "-f", "%e %M",
         sys.executable, "-m", "bidsxai", str(bids), str(out), "participant",
         "--participant-label", subject, "--resolution", f"{RESOLUTION:g}",
-        "--nprocs", "1", "--omp-nthreads", "2", "--skip-bids-validation", "-v",
+        "--nprocs", "1", "--omp-nthreads", "2", "--skip-bids-validation", "-v", *options,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     wall, peak_kb = result.stderr.strip().splitlines()[-1].split()

@@ -10,7 +10,7 @@ import pytest
 from conftest import RES, run_cli
 
 from bidsxai.evaluate.registration import registration_error_mm
-from bidsxai.outputs import brain_mask_path, label_mask_path, sidecar_path
+from bidsxai.outputs import brain_mask_path, label_mask_path, probseg_path, sidecar_path
 from bidsxai.synth import (
     CohortSpec,
     plan_subjects,
@@ -44,7 +44,8 @@ def scanner_like(tmp_path_factory):
     patient = plan_subjects(spec)[1:]
     write_dataset_files(bids, spec, patient)
     synthesise_subject(bids, spec, patient[0])
-    code = run_cli(bids, out, "participant", "--resolution", RES, "--skip-bids-validation")
+    argv = ["--resolution", RES, "--skip-bids-validation", "--tissue-maps"]
+    code = run_cli(bids, out, "participant", *argv)
     truth = label_mask_path(bids / "derivatives" / "groundtruth", SUBJECT, None, "lesion")
     pose = np.array(json.loads(sidecar_path(truth).read_text())["TemplateToScanner"])
     return bids, out, code, pose
@@ -117,3 +118,17 @@ def test_the_participant_level_registers_and_extracts_the_brain(scanner_like):
     report = (out / f"sub-{SUBJECT}.html").read_text()
     assert "own brain mask (deepbet)" in report
     assert "deepbet [@fisch2024]" in report  # the methods text cites it
+
+
+def test_tissue_maps_of_an_oblique_scan_follow_its_grey_matter(scanner_like):
+    """Atropos on an oblique 1 mm grid (it refused priors whose origin differed by 2e-6 mm)."""
+    bids, out, code, pose = scanner_like
+    t1w = _anat(bids, "T1w")
+    gm = nib.load(probseg_path(out, SUBJECT, None, "GM", None, None))
+    assert gm.shape == t1w.shape and np.allclose(gm.affine, t1w.affine, atol=1e-4)
+    fine = load_template(1.0)
+    truth = sample_into(fine.gm, fine.affine, t1w.shape, t1w.affine, pose)
+    near = truth > 0.01
+    assert np.corrcoef(np.asarray(gm.dataobj)[near], truth[near])[0, 1] > 0.5
+    report = (out / f"sub-{SUBJECT}.html").read_text()
+    assert "<h3>Tissue maps</h3>" in report and "Atropos (ANTs)" in report

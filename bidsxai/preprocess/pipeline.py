@@ -25,7 +25,14 @@ from bidsxai import __version__
 from bidsxai.atomic import atomic_path, save_nifti, write_json
 from bidsxai.bids import bids_uri
 from bidsxai.errors import NoInputError
-from bidsxai.outputs import brain_mask_path, preproc_path, sidecar_path, xfm_path
+from bidsxai.outputs import (
+    TISSUE_INPUTS,
+    brain_mask_path,
+    model_input_path,
+    preproc_path,
+    sidecar_path,
+    xfm_path,
+)
 from bidsxai.preprocess.bias import n4
 from bidsxai.preprocess.brain_extraction import deepbet_mask, uses_deepbet
 from bidsxai.preprocess.conform import load_volume
@@ -59,7 +66,8 @@ def settings_key(
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def is_done(inputs, out_dir, template, key):
+def is_done(inputs, out_dir, template, key, tissue_maps=False):
+    """True where the session's outputs exist and were made with the same ``key``."""
     grid = (template.resolution, template.space)
     t1_json = sidecar_path(preproc_path(out_dir, inputs.subject, inputs.session, "T1w", *grid))
     if not t1_json.is_file():
@@ -68,7 +76,8 @@ def is_done(inputs, out_dir, template, key):
         sidecar = json.loads(t1_json.read_text())
     except ValueError:
         return False
-    paths = [preproc_path(out_dir, inputs.subject, inputs.session, c, *grid) for c in inputs.files]
+    names = list(inputs.files) + list(TISSUE_INPUTS) * tissue_maps
+    paths = [model_input_path(out_dir, inputs.subject, inputs.session, n, *grid) for n in names]
     return sidecar.get("PreprocessingKey") == key and all(p.is_file() for p in paths)
 
 
@@ -98,16 +107,13 @@ def preprocess_session(
         c: preproc_path(out_dir, inputs.subject, inputs.session, c, resolution, space)
         for c in inputs.files
     }
-    if is_done(inputs, out_dir, template, key):
+    if is_done(inputs, out_dir, template, key, tissue_maps):
         return outputs
     # Read everything first, so that a broken file fails before any work.
     sources = dict(inputs.files, **({"T1w": anatomy.files.t1w} if anatomy else {}))
     volumes = {c: crop_to_head(load_volume(p)) for c, p in sources.items()}
     seed_ants(seed)
     tpl_img = ants.from_nibabel_nifti(template.image(template.t1w))
-    fixed_mask = ants.from_nibabel_nifti(
-        template.image(ndimage.binary_dilation(template.brain_mask, iterations=2), dtype=np.uint8)
-    )
     work = work_folder(inputs.key, work_dir)
     try:
         corrected = {
@@ -119,9 +125,7 @@ def preprocess_session(
         if anatomy:
             t1_to_tpl = [anatomy.files.transform]
         else:
-            t1_to_tpl = _register_t1w(
-                template, tpl_img, fixed_mask, volumes, corrected, work, nonlinear
-            )
+            t1_to_tpl = _register_t1w(template, tpl_img, volumes, corrected, work, nonlinear)
         chains = {"T1w": t1_to_tpl}
         for contrast in corrected:
             if contrast != "T1w":
@@ -183,8 +187,12 @@ def preprocess_session(
     return outputs
 
 
-def _register_t1w(template, tpl_img, fixed_mask, volumes, corrected, work, nonlinear):
-    """bidsxai's own T1w-to-template registration, started from the head's centre."""
+def _register_t1w(template, tpl_img, volumes, corrected, work, nonlinear):
+    """bidsxai's own T1w-to-template registration, started from the head's centre, with the
+    dilated template brain mask as the fixed mask."""
+    fixed_mask = ants.from_nibabel_nifti(
+        template.image(ndimage.binary_dilation(template.brain_mask, iterations=2), dtype=np.uint8)
+    )
     centre, start = cranium_centre(volumes["T1w"]), None
     if centre is not None:  # an image without a head starts at ANTs' default; the gate tells
         start = start_at(

@@ -7,6 +7,8 @@ Why at the model grid's voxel size: on a 1 mm T1w Atropos took 48 s on 2 cores, 
 maps go to a model grid of that voxel size anyway.
 """
 
+import tempfile
+
 import ants
 import nibabel as nib
 import numpy as np
@@ -32,11 +34,17 @@ def at_voxel_size(image, voxel_mm):
 
 def segment(t1w, brain, priors):
     """{tissue: probability image} of ``t1w`` inside the ``brain`` mask (an image on its grid),
-    with ``priors`` (GM, WM, CSF probability images on its grid)."""
+    with ``priors`` (GM, WM, CSF probability images on its grid). antspyx hands the priors to
+    Atropos as NIfTI files, whose header stores the grid in single precision: on an oblique grid
+    their origin then differed from the T1w's by 2e-6 mm, which ITK refuses as "not the same
+    physical space". So the T1w goes through a NIfTI file too, and every input takes its header."""
+    with tempfile.TemporaryDirectory() as folder:
+        ants.image_write(t1w, f"{folder}/t1w.nii.gz")
+        t1w = ants.image_read(f"{folder}/t1w.nii.gz")
     result = ants.atropos(
         a=t1w,
-        x=brain,
-        i=list(priors),
+        x=t1w.new_image_like(brain.numpy()),
+        i=[t1w.new_image_like(p.numpy()) for p in priors],
         m="[0.2,1x1x1]",
         c="[3,0]",
         priorweight=PRIOR_WEIGHT,

@@ -19,6 +19,7 @@ from bidsxai.outputs import (
     find_label_masks,
     heatmap_path,
     measures_path,
+    model_input_path,
     preproc_path,
     resolution_label,
     sidecar_path,
@@ -57,6 +58,7 @@ def session_view(settings, session, chosen, error=None):
         "layers": None,
         "slices": None,
         "evaluation": None,
+        "tissue": None,
     }
     t1_path = preproc_path(out, session.subject, session.session, "T1w", *grid)
     if not t1_path.is_file():
@@ -73,6 +75,7 @@ def session_view(settings, session, chosen, error=None):
             figure = brain_figures.with_contours(image, template, chosen, own_mask)
             nmi = normalised_mutual_information(image, template.t1w, mask)
             view["registration"][contrast] = {"figure": figure, "nmi": nmi}
+    view["tissue"] = _tissue(out, session, grid, t1, template, chosen)
     # A session that failed the gate is not classified: explanations from an earlier run on other
     # preprocessed images would be shown as if they were this one's.
     gated = gate is not None and not gate["Passed"] and not settings.qc_override
@@ -137,6 +140,21 @@ def session_view(settings, session, chosen, error=None):
         table = pd.read_csv(slices_table, sep="\t")
         view["slices"] = {"n": len(table), "rows": list(zip(table["slice"], table["predicted"]))}
     return view
+
+
+def _tissue(out, session, grid, t1, template, chosen):
+    """The session's GM map over its T1w, who made it, and the GM volume from modulated GM; None
+    without --tissue-maps."""
+    gm_path = model_input_path(out, session.subject, session.session, "GM", *grid)
+    modulated = model_input_path(out, session.subject, session.session, "GMmod", *grid)
+    if not (gm_path.is_file() and modulated.is_file()):
+        return None
+    voxel_ml = float(grid[0]) ** 3 / 1000
+    return {
+        "figure": brain_figures.heatmap(t1, _load(gm_path), template, chosen),
+        "method": json.loads(sidecar_path(gm_path).read_text()).get("Segmentation", ""),
+        "gm_ml": float(_load(modulated).sum()) * voxel_ml,
+    }
 
 
 def _own_brain_mask(out, session, grid):
