@@ -283,3 +283,14 @@ def test_the_methods_text_names_every_model_family_with_its_paper(name):
     text = _sentences(methods_text(_settings("participant", "--model", "m"), meta))
     assert f"a {name} network [@{arch.citation}]" in text
     assert "{" + arch.citation + "," in references_bib()
+
+
+def test_two_cited_papers_with_one_label_get_letters_by_title():
+    from bidsxai.reports.citations import methods_html, parse_bibtex
+
+    references = parse_bibtex(references_bib())
+    both = str(methods_html("ANTs [@avants2011] and Atropos [@avants2011atropos].", references))
+    assert "Avants et al. 2011a</a>" in both and "Avants et al. 2011b</a>" in both
+    assert "A reproducible evaluation" in both.split("(2011a)")[0].split("<li")[-1]
+    one = str(methods_html("ANTs [@avants2011].", references))
+    assert "Avants et al. 2011</a>" in one and "2011a" not in one

@@ -2,7 +2,8 @@
 Markdown (as written, with ``[@key]`` citations for pandoc) and LaTeX (``\\citep{key}``)."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from string import ascii_lowercase
 
 from markupsafe import Markup, escape
 
@@ -17,6 +18,7 @@ class Reference:
     authors: str  # "Tustison et al." or "Avci"
     year: str
     text: str  # the entry as a reference-list line
+    title: str = ""
 
     @property
     def short(self):
@@ -47,9 +49,26 @@ def parse_bibtex(text):
             key,
             _authors(fields.get("author", "")) or key,
             fields.get("year", ""),
-            ". ".join(p for p in parts if p) + ".",
+            ". ".join(p.rstrip(".") for p in parts if p) + ".",
+            fields.get("title", ""),
         )
     return references
+
+
+def _lettered(references, keys):
+    """``references`` where those among ``keys`` (the cited ones) that share a label get letters
+    after the year, in the order of their titles: Avants et al. 2011a, 2011b."""
+    groups = {}
+    for key in keys:
+        if key in references:
+            groups.setdefault(references[key].short, []).append(key)
+    lettered = dict(references)
+    for group in (g for g in groups.values() if len(g) > 1):
+        for letter, key in zip(ascii_lowercase, sorted(group, key=lambda k: references[k].title)):
+            ref = references[key]
+            text = ref.text.replace(f"({ref.year})", f"({ref.year}{letter})")
+            lettered[key] = replace(ref, year=ref.year + letter, text=text)
+    return lettered
 
 
 def cited(text):
@@ -59,6 +78,7 @@ def cited(text):
 
 def methods_html(text, references):
     """Paragraphs with '(Author et al. year)' links, and the list of the references cited."""
+    references = _lettered(references, cited(text))
 
     def cite(match):
         ref = references.get(match.group(1))
