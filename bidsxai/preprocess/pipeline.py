@@ -149,6 +149,7 @@ def preprocess_session(
                 out_dir,
                 raw_root,
                 template,
+                tpl_img,
                 corrected["T1w"],
                 t1_to_tpl,
                 brain,

@@ -108,9 +108,14 @@ def _stderr_captured():
     function that returns its lines."""
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+") as sink:
+
+        def lines():
+            sink.seek(0)
+            return sink.read().splitlines()
+
         os.dup2(sink.fileno(), 2)
         try:
-            yield lambda: (sink.seek(0), sink.read().splitlines())[1]
+            yield lines
         finally:
             os.dup2(saved, 2)
             os.close(saved)

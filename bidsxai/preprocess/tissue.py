@@ -72,12 +72,14 @@ def jacobian_determinant(tpl_img, moving, chain):
     return np.abs(np.linalg.det(jacobian) / np.linalg.det(template_voxel))
 
 
-def write_tissue_maps(inputs, out_dir, raw_root, template, t1w, chain, brain, own, anatomy=None):
+def write_tissue_maps(
+    inputs, out_dir, raw_root, template, tpl_img, t1w, chain, brain, own, anatomy=None
+):
     """The session's GM, WM and CSF maps: in T1w space on the raw T1w's grid (bidsxai's own
-    segmentation; sMRIPrep's maps are used as they are), on the template grid inside the session's
-    ``brain`` mask, and GM modulated there. ``t1w``: the bias-corrected T1w (an ANTs image);
-    ``chain``: its transforms to the template; ``own``: its own brain mask on its grid, or None."""
-    tpl_img = ants.from_nibabel_nifti(template.image(template.t1w))
+    segmentation; sMRIPrep's maps are used as they are), on the template grid (``tpl_img``, the
+    template's T1w as an ANTs image) inside the session's ``brain`` mask, and GM modulated there.
+    ``t1w``: the bias-corrected T1w (an ANTs image); ``chain``: its transforms to the template;
+    ``own``: its own brain mask on its grid, or None."""
     if anatomy:
         missing = [t for t in TISSUES if t not in anatomy.files.tissue]
         if missing:
@@ -109,7 +111,9 @@ def write_tissue_maps(inputs, out_dir, raw_root, template, t1w, chain, brain, ow
         "Resolution": f"{template.resolution:g} mm isotropic",
     }
     moved = {t: resample(tpl_img, image, chain).numpy() * brain for t, image in native.items()}
-    moved["GMmod"] = moved["GM"] * jacobian_determinant(tpl_img, native["GM"], chain)
+    # The coordinates are linear, so a grid of the model's voxel size is as exact as the T1w's own.
+    domain = at_voxel_size(native["GM"], template.resolution)
+    moved["GMmod"] = moved["GM"] * jacobian_determinant(tpl_img, domain, chain)
     for name, data in moved.items():
         tissue, desc = TISSUE_INPUTS[name]
         path = model_input_path(

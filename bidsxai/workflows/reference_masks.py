@@ -95,18 +95,18 @@ def _warped(found, session, out_dir, template):
     if contrast not in session.files:
         raise NoInputError(f"{path.name}: in {contrast} space, but the session has no {contrast}")
     image = nib.as_closest_canonical(nib.load(str(path)))
-    grids = {c: nib.as_closest_canonical(nib.load(str(p))) for c, p in session.files.items()}
-    on = [c for c, g in grids.items() if _same_grid(image, g)]
+    grids = {c: _canonical_grid(nib.load(str(p))) for c, p in session.files.items()}
+    on = [c for c, grid in grids.items() if _same_grid(_canonical_grid(image), grid)]
     if contrast not in on:
         hint = f"; it lies on the {on[0]}'s grid: name it space-{on[0]}" if on else ""
         raise NoInputError(
             f"{path.name}: in {contrast} space but not on the grid of "
             f"{session.files[contrast].name} (shape {image.shape}, "
-            f"{contrast} {grids[contrast].shape}){hint}"
+            f"{contrast} {grids[contrast][0]}){hint}"
         )
     transforms = _transforms(session, out_dir, template, contrast)
     data = (np.asarray(image.dataobj) > 0).astype(np.float32)
-    moving = nib.Nifti1Image(data.reshape(grids[contrast].shape[:3]), image.affine)
+    moving = nib.Nifti1Image(data.reshape(grids[contrast][0]), image.affine)
     moving.header.set_xyzt_units("mm", "sec")
     moving = ants.from_nibabel_nifti(moving)
     fixed = ants.from_nibabel_nifti(template.image(np.zeros(template.shape)))
@@ -114,10 +114,16 @@ def _warped(found, session, out_dir, template):
     return warped.numpy() >= 0.5
 
 
-def _same_grid(image, reference):
-    return image.shape[:3] == reference.shape[:3] and np.allclose(
-        image.affine, reference.affine, atol=1e-3
-    )
+def _canonical_grid(image):
+    """(shape, affine) of ``image`` once reoriented to RAS, from its header alone (the contrasts'
+    voxels are not read just to compare grids)."""
+    orientation = nib.orientations.io_orientation(image.affine)
+    shape = tuple(int(n) for n in np.asarray(image.shape[:3])[orientation[:, 0].astype(int)])
+    return shape, image.affine @ nib.orientations.inv_ornt_aff(orientation, image.shape[:3])
+
+
+def _same_grid(grid, reference):
+    return grid[0] == reference[0] and np.allclose(grid[1], reference[1], atol=1e-3)
 
 
 def _transforms(session, out_dir, template, contrast="T1w"):
