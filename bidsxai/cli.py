@@ -62,7 +62,7 @@ def _with_default(text, default):
 def build_parser():
     """The parser generated from ``Settings``: every option's flags, type, default and help text
     come from its field."""
-    from bidsxai.config import SECTIONS, Settings, default_of
+    from bidsxai.config import SECTIONS, Settings, default_of, help_of
 
     p = _Parser(
         prog="bidsxai", description="Explain deep networks trained on brain MRI (BIDS-App)."
@@ -76,7 +76,7 @@ def build_parser():
         if callable(kwargs.get("choices")):
             kwargs["choices"] = kwargs["choices"]()
         if meta["section"] == "positional":
-            p.add_argument(f.name, help=meta["help"], **kwargs)
+            p.add_argument(f.name, help=help_of(f), **kwargs)
             continue
         flags = meta["flags"] or ("--" + f.name.replace("_", "-"),)
         if f.name == "derivatives":
@@ -87,7 +87,7 @@ def build_parser():
             *flags,
             dest=f.name,
             default=default,
-            help=_with_default(meta["help"], default),
+            help=_with_default(help_of(f), default),
             **kwargs,
         )
     p.add_argument(

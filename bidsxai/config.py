@@ -11,7 +11,7 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 import tomli_w
@@ -23,6 +23,8 @@ from bidsxai.memory import SESSION_MEMORY_GB, slurm_memory_gb
 from bidsxai.outputs import crash_dir, settings_log_path
 from bidsxai.template_files import DEFAULT_SPACE, check_space_name
 
+# The stages whose options travel together (``Settings.stage``): each is a section of options.
+STAGES = ("preprocessing", "training", "explanation", "group")
 SECTIONS = {
     "data": "selecting data",
     "execution": "running",
@@ -109,10 +111,12 @@ def _output_space(text):
         raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
-def option(default=None, *, help, section, flags=None, factory=None, **parser):
-    """A setting: its default (or ``factory``), help text, parser section, and any further
-    ``argparse.add_argument`` keywords (``type``, ``choices``, ``nargs``, ``action``, ...)."""
-    meta = {"help": help, "section": section, "flags": flags, "parser": parser}
+def option(default=None, *, help, section, flags=None, factory=None, stages=(), **parser):
+    """A setting: its default (or ``factory``), help text (or a function that writes it from a
+    record, such as the method table), parser section, the other stages that read it besides
+    its section's (``stages``), and any further ``argparse.add_argument`` keywords (``type``,
+    ``choices``, ``nargs``, ``action``, ...)."""
+    meta = {"help": help, "section": section, "flags": flags, "parser": parser, "stages": stages}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -144,7 +148,7 @@ def _model_inputs(text):
 
 
 def _evaluations(text):
-    from bidsxai.workflows.evaluate_session import EVALUATIONS
+    from bidsxai.evaluate.evaluations import EVALUATIONS
 
     names = [] if text.strip() == "none" else _words(text)
     unknown = [n for n in names if n not in EVALUATIONS]
@@ -165,6 +169,18 @@ def _augment(text):
     from bidsxai.training.augment import SCHEME_ALIASES
 
     return SCHEME_ALIASES.get(text, text)
+
+
+def _methods_help():
+    from bidsxai.explain.methods import methods_help
+
+    return methods_help()
+
+
+def _evaluate_help():
+    from bidsxai.evaluate.evaluations import evaluate_help
+
+    return evaluate_help()
 
 
 def _lrp_choices():
@@ -288,7 +304,9 @@ class Settings:
         section="execution",
         help="stop at the first session that fails (the default runs every other session)",
     )
-    seed: int = option(0, section="execution", type=int, help="random seed of every stage")
+    seed: int = option(
+        0, section="execution", stages=STAGES, type=int, help="random seed of every stage"
+    )
     reports_only: bool = option(
         False, section="execution", help="only (re)write the reports from existing outputs"
     )
@@ -322,12 +340,6 @@ class Settings:
         choices=("percentile", "zscore"),
         help="intensity normalisation within the brain",
     )
-    qc_override: bool = option(
-        False,
-        section="preprocessing",
-        help="classify and explain sessions that fail the quality gate after preprocessing "
-        "(brain coverage, correlation with the template, intensity spread; docs/usage.md)",
-    )
     nonlinear: bool = option(
         False, section="preprocessing", help="SyN instead of affine to the template"
     )
@@ -347,6 +359,12 @@ class Settings:
         "determinant: model inputs for train --contrasts GM, WM, CSF, GMmod",
     )
 
+    qc_override: bool = option(
+        False,
+        section="explanation",
+        help="classify and explain sessions that fail the quality gate after preprocessing "
+        "(brain coverage, correlation with the template, intensity spread; docs/usage.md)",
+    )
     model: str | None = option(
         section="explanation",
         metavar="NAME_OR_PATH",
@@ -368,8 +386,7 @@ class Settings:
         section="explanation",
         factory=lambda: ["gradcam"],
         type=_methods,
-        help="comma-separated: cam, gradcam, gradcampp, saliency, smoothgrad, ig, "
-        "lrp, perturbation",
+        help=_methods_help,
     )
     targets: str = option(
         "all",
@@ -403,11 +420,7 @@ class Settings:
         section="explanation",
         factory=lambda: ["localisation"],
         type=_evaluations,
-        help="participant --model: comma-separated evaluations of every heatmap (the default "
-        "costs little; faithfulness costs about 50 Grad-CAMs per map): faithfulness "
-        "(voxel inverting, deletion, insertion), localisation (against the masks of "
-        "--derivatives masks=PATH), sanity (cascading model randomisation), robustness (every "
-        "fold model, and every training run of train --seeds); none for no evaluation",
+        help=_evaluate_help,
     )
     faithfulness_baseline: str = option(
         "blur",
@@ -598,6 +611,7 @@ class Settings:
     atlas: str = option(
         "auto",
         section="group",
+        stages=("explanation",),
         help="aal, templateflow:NAME, a labelled NIfTI with a names TSV beside "
         "it, or none (auto: AAL when Debian's mricron-data is installed); also the regions of "
         "participant --evaluate robustness",
@@ -640,7 +654,7 @@ class Settings:
         """{section: {name: value}} in field order, Paths as strings, unset values left out."""
         grouped = {}
         for f in fields(self):
-            value = _plain(getattr(self, f.name))
+            value = plain(getattr(self, f.name))
             if value is not None:
                 grouped.setdefault(f.metadata["section"], {})[f.name] = value
         return grouped
@@ -688,15 +702,50 @@ class Settings:
     def crash_dir(self):
         return crash_dir(self.output_dir, self.run_id)
 
+    def stage(self, name):
+        """The options of one stage (``STAGES``), as one frozen object a stage's functions take
+        whole: its section's fields and those other sections share with it (the seed)."""
+        return STAGE_OPTIONS[name](**{f.name: getattr(self, f.name) for f in stage_fields(name)})
 
-def _plain(value):
+
+def stage_fields(name):
+    """The fields of ``Settings`` that stage ``name`` reads, in field order."""
+    return [
+        f
+        for f in fields(Settings)
+        if f.metadata["section"] == name or name in f.metadata.get("stages", ())
+    ]
+
+
+def _stage_options(name):
+    """A frozen dataclass of the stage's options, generated from ``Settings`` so that a new option
+    reaches its stage (and the preprocessing resume key) without another list to keep."""
+    return make_dataclass(
+        f"{name.capitalize()}Options",
+        [(f.name, f.type) for f in stage_fields(name)],
+        frozen=True,
+        namespace={"__doc__": f"The {name} options of a run (from Settings)."},
+    )
+
+
+STAGE_OPTIONS = {name: _stage_options(name) for name in STAGES}
+
+
+def plain(value):
+    """A setting's value as TOML and JSON hold it: Paths as strings, in lists and dicts too."""
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
+
+
+def help_of(f):
+    """A field's help text (written by its record's function where the help is one)."""
+    text = f.metadata["help"]
+    return text() if callable(text) else text
 
 
 def default_of(f):

@@ -89,6 +89,12 @@ def session_key(subject, session):
     return entity_name({"sub": subject, "ses": session}, "", "").rstrip("_")
 
 
+def input_cache_path(cache_dir, subject, session, key):
+    """``cache_dir/sub-X[_ses-Y]_<key>.npy``: a session's model inputs in train's float16 cache,
+    named by what made them (``key``), so that changed inputs are cached anew."""
+    return Path(cache_dir) / f"{session_key(subject, session)}_{key}.npy"
+
+
 def bids_path(root, subject, session, suffix, extension, datatype="anat", **entities):
     """``root/sub-X[/ses-Y]/datatype/<name>``: the layout of raw data and of derivatives alike."""
     folder = Path(root) / f"sub-{subject}"

@@ -294,3 +294,60 @@ def test_two_cited_papers_with_one_label_get_letters_by_title():
     assert "A reproducible evaluation" in both.split("(2011a)")[0].split("<li")[-1]
     one = str(methods_html("ANTs [@avants2011].", references))
     assert "Avants et al. 2011</a>" in one and "2011a" not in one
+
+
+def test_one_set_of_training_defaults():
+    """The loop's options, left unset, take the defaults of Settings and the default recipe:
+    there is no second set of numbers to drift apart."""
+    from bidsxai.config import Settings
+    from bidsxai.models.registry import DEFAULT_RECIPE, Architecture
+    from bidsxai.training.loop import TrainOptions
+
+    settings = Settings(bids_dir=Path("a"), output_dir=Path("b"), level="train")
+    options = TrainOptions()
+    for name in ("epochs", "patience", "batch_size", "select_by"):
+        assert getattr(options, name) == getattr(settings, name), name
+    for name, value in DEFAULT_RECIPE.items():
+        assert getattr(options, name, value) == value
+    assert Architecture("x", None, None, "", "").recipe == DEFAULT_RECIPE
+
+
+def test_every_option_belongs_to_one_stage_object_or_to_the_run():
+    from dataclasses import fields
+
+    from bidsxai.config import SECTIONS, STAGES, Settings, stage_fields
+
+    settings = Settings(bids_dir=Path("a"), output_dir=Path("b"), level="group")
+    for name in STAGES:
+        stage = settings.stage(name)
+        names = [f.name for f in stage_fields(name)]
+        assert [f.name for f in fields(stage)] == names and "seed" in names
+        assert all(getattr(stage, n) == getattr(settings, n) for n in names)
+    staged = {f.name for name in STAGES for f in stage_fields(name)}
+    for f in fields(Settings):
+        section = f.metadata["section"]
+        assert section in {*SECTIONS, "positional", "run"}, f.name
+        assert (section in STAGES) == (f.name in staged) or f.name == "seed", f.name
+
+
+def test_each_method_record_holds_its_options_extras_and_sentence():
+    import torch
+
+    names = {f.name for f in fields(Settings)}
+    settings = _settings("participant", "--lrp-composite", "epsilon", "--lrp-start", "attention")
+    option = next(a for a in build_parser()._actions if a.dest == "methods")
+    for method in METHODS.values():
+        assert f"{method.name} ({method.label})" in option.help
+        assert all(field in names for field, _ in method.options), method.name
+        assert all(p in method.defaults for _, p in method.options), method.name
+        assert method.sentence(settings).startswith(f"{method.label} [@{method.citation}]")
+    lrp = METHODS["lrp"].parameters(settings)
+    assert (lrp["composite"], lrp["start"]) == ("epsilon", "attention")
+    assert "(epsilon rules without biases, from the attention" in METHODS["lrp"].sentence(settings)
+    zscored = METHODS["lrp"].parameters(
+        settings, {"normalisation": "zscore"}, torch.tensor([-2.0, 3.0])
+    )
+    assert zscored["bounds"] == [-2.0, 3.0]
+    result = {"ig_completeness_error": torch.tensor([[0.5, 0.25]])}
+    assert METHODS["ig"].map_extras(result, 1) == {"CompletenessError": 0.25}
+    assert METHODS["gradcam"].map_extras(result, 0) == {}

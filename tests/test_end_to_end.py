@@ -66,6 +66,11 @@ def test_model_bundle_records_folds_metrics_and_hashes(pipeline):
         meta["input"]["contrasts"] == ["T1w", "T2w", "FLAIR"] and meta["input"]["resolution"] == RES
     )
     assert (pipeline["out"] / "models" / "cnn3d_group" / "report.html").is_file()
+    from bidsxai.config import stage_fields
+
+    given = meta["training"]["settings"]  # the training stage as the run gave it
+    assert list(given) == [f.name for f in stage_fields("training")]
+    assert given["epochs"] == meta["training"]["epochs"] == 3 and given["cv_folds"] == 2
 
 
 def test_reports_are_self_contained(pipeline):
@@ -130,7 +135,9 @@ def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp
     shutil.copytree(pipeline["out"], out)
     for old in out.glob("sub-05/anat/*_heatmap.*"):
         old.unlink()
-    methods = "cam,gradcam,gradcampp,saliency,smoothgrad,ig,lrp"
+    from bidsxai.explain.methods import METHODS
+
+    methods = ",".join(METHODS)  # a new method is exercised here without a word of this test
     assert (
         run_cli(
             cohort,
@@ -160,7 +167,7 @@ def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp
             "--model",
             "cnn3d_group",
             "--methods",
-            methods.replace("cam,", "", 1),
+            ",".join(m for m in METHODS if m != "cam"),
             "--targets",
             "predicted",
             "--resolution",
@@ -171,7 +178,7 @@ def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp
     )
     anat = out / "sub-05" / "anat"
     heatmaps = sorted(p.name for p in anat.glob("*_heatmap.nii.gz") if "desc-layers" not in p.name)
-    assert len(heatmaps) == 6  # one per method, the predicted class only
+    assert len(heatmaps) == len(METHODS) - 1  # one per method, the predicted class only
     layers = next(anat.glob("*_desc-layers_method-gradcam_*_heatmap.nii.gz"))
     names = json.loads(layers.with_name(layers.name.replace(".nii.gz", ".json")).read_text())[
         "Layers"
@@ -188,9 +195,15 @@ def test_every_method_from_the_cli_for_the_predicted_class(pipeline, cohort, tmp
         "bounds"
     ] == [0.0, 1.0]
     measures = pd.read_csv(anat / "sub-05_measures.tsv", sep="\t")
-    assert sorted(measures["method"]) == sorted(
-        ["gradcam", "gradcampp", "saliency", "smoothgrad", "ig", "lrp"]
-    )
+    assert sorted(measures["method"]) == sorted(m for m in METHODS if m != "cam")
+    for method in METHODS.values():  # each sidecar records the parameters its record names
+        if method.name != "cam":
+            found = json.loads(
+                next(anat.glob(f"*_res-6_method-{method.name}_*_heatmap.json")).read_text()
+            )
+            assert set(found["Parameters"]) == set(method.record(method.defaults))
+    perturbation = json.loads(next(anat.glob("*_method-perturbation_*_heatmap.json")).read_text())
+    assert 0 <= perturbation["ProbabilityAfterMask"] <= 1
     mirror = measures.set_index("method")["mirror_r"]
     assert (
         mirror[["gradcam", "gradcampp"]].between(-1, 1).all()

@@ -222,6 +222,11 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
     assert table["sanity_spearman"].notna().sum() == 1  # the predicted class's map
     sidecar = json.loads((out / "sub-02" / "anat" / "sub-02_evaluation.json").read_text())
     assert len(sidecar["Curves"]) == 3 and len(sidecar["Curves"]["gradcam/HC"]["deletion"]) == 20
+    assert (
+        sidecar["auroc_lesion"]["HigherIsBetter"] and sidecar["auroc_lesion"]["ChanceLevel"] == 0.5
+    )
+    assert sidecar["deletion_auc"]["HigherIsBetter"] is False
+    assert all("Description" in sidecar[c] for c in table.columns)  # every column described
     control = pd.read_csv(out / "sub-01" / "anat" / "sub-01_evaluation.tsv", sep="\t")
     assert control["auroc_lesion"].isna().all()  # an empty mask: nothing to find
     report = (out / "sub-02.html").read_text()
@@ -232,6 +237,7 @@ def test_method_comparison_ranks_only_where_intervals_separate():
     import pandas as pd
 
     from bidsxai.group.method_comparison import bootstrap_interval, compare_methods, ranking
+    from bidsxai.workflows.method_comparison import summarise
 
     mean, low, high = bootstrap_interval([0.5] * 10)
     assert mean == low == high == 0.5
@@ -246,12 +252,88 @@ def test_method_comparison_ranks_only_where_intervals_separate():
         for s in range(20)
         for m, base in (("gradcam", 0.9), ("saliency", 0.6), ("ig", 0.61))
     ]
-    table = compare_methods(pd.DataFrame(rows))
+    table, primary, statements = summarise(pd.DataFrame(rows))
     assert list(table["method"]) == ["gradcam", "ig", "saliency"] and set(table["n"]) == {20}
     g = table.set_index("method").loc["gradcam"]
     assert g["auroc_lesion_low"] < g["auroc_lesion"] < g["auroc_lesion_high"]
-    assert sorted(ranking(table, "auroc_lesion")) == ["gradcam > ig", "gradcam > saliency"]
-    assert "gradcam > saliency" in ranking(table, "deletion_auc")  # lower deletion is better
+    assert primary == "auroc_lesion"
+    assert sorted(statements) == ["gradcam > ig", "gradcam > saliency"]
+    assert "gradcam > saliency" in ranking(table, "deletion_auc", False)  # lower is better
+    assert compare_methods(pd.DataFrame(rows), ["deletion_auc"]).columns.tolist() == [
+        "method",
+        "n",
+        "deletion_auc",
+        "deletion_auc_low",
+        "deletion_auc_high",
+    ]
+
+
+@pytest.mark.parametrize("mask", ["high", "low", "lesion_low"])
+def test_every_evaluation_column_is_compared_whatever_the_mask_is_called(mask):
+    """The directions come from the evaluation records, not from a column's suffix: a mask
+    labelled high or low stays in the comparison, and so do the peak distance and the SSIM."""
+    import pandas as pd
+
+    from bidsxai.evaluate.evaluations import column_of
+    from bidsxai.workflows.method_comparison import summarise
+
+    names = ["auroc", "pointing", "peak_distance_mm", "mass_inside"]
+    rows = [
+        {
+            "subject": s,
+            "method": m,
+            "target": "HC",
+            **{f"{n}_{mask}": base + 0.01 * s for n in names},
+            "sanity_ssim": 0.1,
+            "sanity_spearman": -0.3,
+        }
+        for s in range(6)
+        for m, base in (("a", 0.9), ("b", 0.2))
+    ]
+    table, primary, statements = summarise(pd.DataFrame(rows))
+    for n in names:
+        assert {f"{n}_{mask}", f"{n}_{mask}_low", f"{n}_{mask}_high"} <= set(table.columns)
+        assert column_of(f"{n}_{mask}") == (column_of(f"{n}_x")[0], mask)
+    assert {"sanity_ssim", "sanity_abs_spearman"} <= set(table.columns)
+    assert primary == f"auroc_{mask}" and statements == ["a > b"]
+    assert column_of("method") == (None, None) and column_of("target") == (None, None)
+
+
+def test_the_evaluation_records_drive_the_cli_and_the_sidecar():
+    from bidsxai.cli import build_parser
+    from bidsxai.evaluate.evaluations import EVALUATIONS
+    from bidsxai.reports.citations import parse_bibtex
+    from bidsxai.reports.render import references_bib
+    from bidsxai.workflows.evaluate_session import description
+
+    option = next(a for a in build_parser()._actions if a.dest == "evaluate")
+    keys = parse_bibtex(references_bib())
+    for name, evaluation in EVALUATIONS.items():
+        assert name in option.help and evaluation.description in option.help
+        assert evaluation.citation is None or evaluation.citation in keys
+        assert all(
+            c.meaning and (c.chance is None or 0 <= c.chance <= 1) for c in evaluation.columns
+        )
+    assert description(["sanity"]).endswith(EVALUATIONS["sanity"].description)
+    assert EVALUATIONS["localisation"].description not in description(["sanity"])
+
+
+def test_an_evaluation_table_is_read_back_through_its_record(tmp_path):
+    from bidsxai.errors import NoInputError
+    from bidsxai.evaluate.evaluations import read_table, write_table
+
+    rows = [
+        {"method": "gradcam", "target": "HC", "auroc_lesion": 0.75, "sanity_passed": True},
+        {"method": "lrp", "target": "HC", "auroc_lesion": 0.5},
+    ]
+    path = tmp_path / "sub-01_evaluation.tsv"
+    write_table(path, rows)
+    table = read_table(path)
+    assert table["auroc_lesion"].tolist() == [0.75, 0.5]
+    assert table.columns.tolist() == ["method", "target", "auroc_lesion", "sanity_passed"]
+    path.write_text("method\ttarget\tauroc_lesion\tmystery\ngradcam\tHC\t0.5\t1\n")
+    with pytest.raises(NoInputError, match="column 'mystery' is not one that --evaluate writes"):
+        read_table(path)
 
 
 def test_group_level_compares_the_methods_from_the_subjects_evaluations(pipeline, cohort, tmp_path):
@@ -330,7 +412,7 @@ def test_run_robustness_compares_the_training_runs_of_the_explaining_fold(
 def test_the_method_comparison_summarises_the_sanity_check_by_its_absolute_rho():
     import pandas as pd
 
-    from bidsxai.group.method_comparison import compare_methods
+    from bidsxai.workflows.method_comparison import summarise
 
     table = pd.DataFrame(
         {
@@ -339,7 +421,7 @@ def test_the_method_comparison_summarises_the_sanity_check_by_its_absolute_rho()
             "sanity_spearman": [-0.6, 0.6, 0.05, -0.05],
         }
     )
-    compared = compare_methods(table).set_index("method")
+    compared = summarise(table)[0].set_index("method")
     assert compared.loc["a", "sanity_abs_spearman"] == pytest.approx(0.6)
     assert compared.loc["b", "sanity_abs_spearman"] == pytest.approx(0.05)
     assert "sanity_spearman" not in compared.columns  # a signed mean would hide the failures

@@ -73,16 +73,37 @@ def test_unknown_entities_are_refused():
         outputs.entity_name({"sub": "01", "acq": "x"}, "T1w", ".nii.gz")
 
 
+ENTITY = "(?:sub|ses|space|res|desc|method|target|label|stat)-"
+# A file name joined from entities: an f-string with an entity after an underscore or an entity
+# followed by "_" (another entity or a suffix), or a literal prefix such as "_ses-" that code
+# would join to a name. A subject named in a message or a table ("sub-01: ...") is not a name.
+FORMATS_AN_ENTITY = re.compile(
+    rf"""f["'][^"']*_{ENTITY}\{{|f["'](?:[^"']*_)?{ENTITY}\{{[^}}]*\}}_|["']_{ENTITY}["']"""
+)
+
+
+@pytest.mark.parametrize(
+    "line, joins",
+    [
+        ("""name = f"sub-{subject}_T1w.nii.gz" """, True),
+        ("""name = f'x_ses-{session}' """, True),
+        ("""name += '_ses-' + session""", True),
+        ("""name = f"sub-{s}_ses-{t}" """, True),
+        ("""raise Error(f"sub-{subject}: no T1w") """, False),
+        ("""label = strip_prefix(p, "sub-")""", False),
+    ],
+)
+def test_the_entity_guard_finds_each_way_of_joining_a_name(line, joins):
+    assert bool(FORMATS_AN_ENTITY.search(line)) == joins
+
+
 def test_no_other_module_formats_an_entity_string():
-    entity = re.compile(
-        r"""f["'][^"']*(?:^|_)(?:sub|ses|space|res|desc|method|target|label|stat)-\{"""
-    )
     offenders = [
         f"{p.relative_to(PACKAGE)}:{n}"
         for p in PACKAGE.rglob("*.py")
         if p.name != "outputs.py"
         for n, line in enumerate(p.read_text().splitlines(), 1)
-        if entity.search(line)
+        if FORMATS_AN_ENTITY.search(line)
     ]
     assert offenders == []
 

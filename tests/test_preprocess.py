@@ -135,3 +135,34 @@ def test_a_scan_down_to_the_shoulders_is_cropped_below_the_head_in_world_coordin
     assert np.linalg.norm(centre - [0, 0, 20]) < 0.25 * np.linalg.norm(everything - [0, 0, 20])
     small = nib.Nifti1Image(data[:, :, -40:], affine)  # nothing 180 mm below the top
     assert crop_to_head(small) is small
+
+
+def test_the_resume_key_changes_with_every_preprocessing_option(tmp_path):
+    """The key hashes the whole preprocessing stage, so an option added to Settings later changes
+    it too and a rerun never reuses outputs made without it; options of other stages do not."""
+    import dataclasses
+
+    from bidsxai.bids import SessionInputs
+    from bidsxai.config import Settings, stage_fields
+    from bidsxai.preprocess.pipeline import settings_key
+
+    image = tmp_path / "sub-01_T1w.nii.gz"
+    image.write_bytes(b"not read, only its name, size and time")
+    inputs = SessionInputs("01", None, {"T1w": image})
+    settings = Settings(bids_dir=tmp_path, output_dir=tmp_path / "out", level="participant")
+    options = settings.stage("preprocessing")
+    key = settings_key(inputs, options)
+    changed = {
+        bool: lambda v: not v,
+        float: lambda v: v + 1,
+        int: lambda v: v + 1,
+        str: lambda v: v + "x",
+    }
+    names = [f.name for f in stage_fields("preprocessing")]
+    assert {"seed", "resolution", "normalisation", "skull_strip", "tissue_maps"} <= set(names)
+    for name in names:
+        value = getattr(options, name)
+        other = dataclasses.replace(options, **{name: changed[type(value)](value)})
+        assert settings_key(inputs, other) != key, name
+    unrelated = dataclasses.replace(settings, methods=["lrp"], n_perm=5, qc_override=True)
+    assert settings_key(inputs, unrelated.stage("preprocessing")) == key

@@ -1,8 +1,9 @@
 """One record per explanation method: what it is, where it comes from, what its values mean.
 
-Everything else derives from this table: the CLI's ``--methods`` choices, the parameters a method
-takes and their defaults (read from the function's signature, so a default is written once), the
-parameter record in every heatmap sidecar, and the methods text with its citations.
+Everything else derives from this table: the CLI's ``--methods`` choices and help, the parameters a
+method takes and their defaults (read from the function's signature, so a default is written once),
+the options of ``Settings`` that set them, the parameter record and the per-map extras in every
+heatmap sidecar, and the method's sentence in the methods text with its citations.
 """
 
 import inspect
@@ -33,6 +34,15 @@ class Method:
     # Parameters left out of the sidecars' record: those that change speed or memory but not the
     # map, and those that only apply to an option the CLI does not offer.
     unrecorded: tuple = ()
+    # (Settings field, parameter): the options of a run that set its parameters.
+    options: tuple = ()
+    # adapt(params, spec, x) -> params: parameters that follow from the model's input.
+    adapt: Callable | None = None
+    # extras(result, t) -> {sidecar key: number}: what it reports per map besides the map, from
+    # explain_many's result for target column t.
+    extras: Callable | None = None
+    # What the methods text adds after its name and citation, formatted with its parameters.
+    details: str = ""
 
     @property
     def defaults(self) -> dict:
@@ -47,6 +57,31 @@ class Method:
     def record(self, params: dict) -> dict:
         """The parameters a heatmap's sidecar records: every one that shapes the map."""
         return {k: v for k, v in params.items() if k not in self.unrecorded}
+
+    def parameters(self, settings, spec=None, x=None) -> dict:
+        """Its parameters in a run: the defaults, the run's options over them, then what the
+        model's input implies (``spec``: the bundle's input spec; ``x``: the input)."""
+        params = dict(self.defaults)
+        params.update({name: getattr(settings, field) for field, name in self.options})
+        if self.adapt is not None and spec is not None:
+            params = self.adapt(params, spec, x)
+        return params
+
+    def map_extras(self, result, t) -> dict:
+        return self.extras(result, t) if self.extras else {}
+
+    def sentence(self, settings) -> str:
+        """Its words in the methods text: name, citation and what the run's options chose."""
+        details = self.details.format(**self.parameters(settings))
+        return f"{self.label} [@{self.citation}]{details}"
+
+
+def _lrp_bounds(params, spec, x):
+    """z-beta's bounds are the input's range: [0, 1] after percentile normalisation, the input's
+    own minimum and maximum after z-scoring."""
+    if spec.get("normalisation") == "zscore":
+        return dict(params, bounds=[float(x.min()), float(x.max())])
+    return params
 
 
 METHODS = {
@@ -100,6 +135,9 @@ METHODS = {
             "integrated gradients summed over channels",
             "sundararajan2017",
             unrecorded=("internal_batch_size", "blur_sigma"),
+            extras=lambda result, t: {
+                "CompletenessError": float(result["ig_completeness_error"][0, t])
+            },
         ),
         Method(
             "lrp",
@@ -108,6 +146,13 @@ METHODS = {
             lrp,
             "layer-wise relevance propagation (bias-free rules; see the composite)",
             "bach2015",
+            options=(
+                ("lrp_composite", "composite"),
+                ("lrp_start", "start"),
+                ("lrp_map", "channels"),
+            ),
+            adapt=_lrp_bounds,
+            details=" ({composite} rules without biases, from the {start} [@lu2023])",
         ),
         Method(
             "perturbation",
@@ -118,9 +163,19 @@ METHODS = {
             "this session",
             "thibeausutre2020",
             parameter_sources=(perturbation, fit_mask),
+            extras=lambda result, t: {
+                "ProbabilityBeforeMask": float(result["perturbation_probability_before"][0, t]),
+                "ProbabilityAfterMask": float(result["perturbation_probability_after"][0, t]),
+            },
         ),
     )
 }
+
+
+def methods_help():
+    """The --methods help text, from the table."""
+    return "comma-separated: " + ", ".join(f"{m.name} ({m.label})" for m in METHODS.values())
+
 
 CAM_FAMILY = tuple(name for name, m in METHODS.items() if m.family == "cam")
 INPUT_METHODS = tuple(name for name, m in METHODS.items() if m.family == "input")

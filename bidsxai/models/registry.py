@@ -3,6 +3,15 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+# The recipe of an architecture whose paper gives none: what --optimiser, --learning-rate,
+# --weight-decay and --augment mean when left unset.
+DEFAULT_RECIPE = {
+    "optimiser": "adamw",
+    "learning_rate": 3e-4,
+    "weight_decay": 1e-4,
+    "augment": "flip",
+}
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -13,14 +22,7 @@ class Architecture:
     citation: str  # the paper's key in boilerplate/references.bib
     dims: int = 3  # 3: whole volumes; 2: axial slices (subject prediction = mean slice probability)
     # the paper's training recipe: optimiser, learning rate, weight decay, augmentation scheme
-    recipe: dict = field(
-        default_factory=lambda: {
-            "optimiser": "adamw",
-            "learning_rate": 3e-4,
-            "weight_decay": 1e-4,
-            "augment": "flip",
-        }
-    )
+    recipe: dict = field(default_factory=lambda: dict(DEFAULT_RECIPE))
     covariates: tuple = ()  # extra scalar inputs after the image, e.g. ("age",)
     scalable: bool = False  # build accepts width= (channel multiplier, for quick trials)
 

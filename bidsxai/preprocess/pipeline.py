@@ -10,6 +10,7 @@ Outputs are BIDS-Derivatives written atomically; a session whose outputs exist w
 settings key is skipped (resume).
 """
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -47,16 +48,17 @@ from bidsxai.preprocess.register import (
 )
 from bidsxai.preprocess.tissue import write_tissue_maps
 from bidsxai.scratch import work_folder
+from bidsxai.template import load_template
 
 PIPELINE_VERSION = "2"  # 2: scans cropped below the head, deepbet brain masks
 
 
-def settings_key(
-    inputs, template, normalisation, nonlinear, seed, skull_strip, anatomy=None, tissue_maps=False
-):
-    """Changes when anything that shapes the outputs changes, so resume never reuses stale files."""
-    parts = [PIPELINE_VERSION, template.space, f"{template.resolution:g}", normalisation]
-    parts += [str(nonlinear), str(seed), skull_strip] + ["tissue"] * tissue_maps
+def settings_key(inputs, options, anatomy=None):
+    """Changes when anything that shapes the outputs changes, so resume never reuses stale files:
+    the pipeline's version, every preprocessing option (the whole stage, so a new option counts
+    without being listed here) and each input file's name, size and time."""
+    stage = json.dumps(dataclasses.asdict(options), sort_keys=True, default=str)
+    parts = [PIPELINE_VERSION, stage]
     files = sorted(inputs.files.items()) + [
         ("anatomy", p) for p in (anatomy.paths if anatomy else ())
     ]
@@ -81,27 +83,15 @@ def is_done(inputs, out_dir, template, key, tissue_maps=False):
     return sidecar.get("PreprocessingKey") == key and all(p.is_file() for p in paths)
 
 
-def preprocess_session(
-    inputs,
-    out_dir,
-    raw_root,
-    work_dir,
-    template,
-    normalisation="percentile",
-    nonlinear=False,
-    seed=0,
-    skull_strip="auto",
-    anatomy=None,
-    tissue_maps=False,
-):
-    """Write the preprocessed images of one session on ``template``'s grid; returns
-    {contrast: path}. Skips if done. ``anatomy``: sMRIPrep's, checked (``preprocess.smriprep``);
-    ``tissue_maps``: also GM, WM and CSF maps (``preprocess.tissue``)."""
+def preprocess_session(inputs, out_dir, raw_root, work_dir, options, anatomy=None):
+    """Write the preprocessed images of one session on the template grid of ``options`` (the
+    run's preprocessing stage, ``Settings.stage("preprocessing")``); returns {contrast: path}.
+    Skips if done. ``anatomy``: sMRIPrep's, checked (``preprocess.smriprep``)."""
     if "T1w" not in inputs.files:
         raise NoInputError(f"{inputs.key}: no T1w image found")
-    key = settings_key(
-        inputs, template, normalisation, nonlinear, seed, skull_strip, anatomy, tissue_maps
-    )
+    key = settings_key(inputs, options, anatomy)
+    template = load_template(options.resolution, options.output_space)
+    normalisation, seed, tissue_maps = options.normalisation, options.seed, options.tissue_maps
     space, resolution = template.space, template.resolution
     outputs = {
         c: preproc_path(out_dir, inputs.subject, inputs.session, c, resolution, space)
@@ -125,7 +115,9 @@ def preprocess_session(
         if anatomy:
             t1_to_tpl = [anatomy.files.transform]
         else:
-            t1_to_tpl = _register_t1w(template, tpl_img, volumes, corrected, work, nonlinear)
+            t1_to_tpl = _register_t1w(
+                template, tpl_img, volumes, corrected, work, options.nonlinear
+            )
         chains = {"T1w": t1_to_tpl}
         for contrast in corrected:
             if contrast != "T1w":
@@ -141,7 +133,14 @@ def preprocess_session(
             brain, own = _anatomy_brain_mask(inputs, out_dir, template, tpl_img, anatomy), None
         else:
             brain, own = write_brain_masks(
-                inputs, out_dir, raw_root, template, tpl_img, volumes["T1w"], t1_to_tpl, skull_strip
+                inputs,
+                out_dir,
+                raw_root,
+                template,
+                tpl_img,
+                volumes["T1w"],
+                t1_to_tpl,
+                options.skull_strip,
             )
         if tissue_maps:
             write_tissue_maps(
@@ -156,7 +155,7 @@ def preprocess_session(
                 own,
                 anatomy,
             )
-        registration = "SyN" if nonlinear else "Affine"
+        registration = "SyN" if options.nonlinear else "Affine"
         if anatomy:
             registration = f"{anatomy.generator}'s transform ({anatomy.files.transform.name})"
         for contrast, chain in chains.items():

@@ -8,12 +8,11 @@ and the source files' sizes and modification times, so a re-preprocessed session
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 
 from bidsxai.atomic import atomic_path
-from bidsxai.outputs import model_input_path
+from bidsxai.outputs import input_cache_path, model_input_path
 from bidsxai.training.dataset import load_inputs
 
 
@@ -33,8 +32,9 @@ def cache_inputs(out_dir, sessions, spec, cache_dir):
     """The cache file of every session (written when missing), in the order of ``sessions``."""
     paths = []
     for session in sessions:
-        name = f"sub-{session.subject}{'_ses-' + session.session if session.session else ''}"
-        path = Path(cache_dir) / f"{name}_{_key(out_dir, session, spec)}.npy"
+        path = input_cache_path(
+            cache_dir, session.subject, session.session, _key(out_dir, session, spec)
+        )
         if not path.is_file():
             array = load_inputs(out_dir, session.subject, session.session, spec).astype(np.float16)
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:

@@ -3,27 +3,45 @@ stopping on validation loss, model selection by validation loss or balanced accu
 mixed precision and DistributedDataParallel."""
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from bidsxai.config import Settings, default_of
 from bidsxai.logs import event
+from bidsxai.models.registry import DEFAULT_RECIPE
 from bidsxai.training import distributed
 from bidsxai.training.metrics import classification_metrics
 
 
+def _option(name):
+    """A default of ``Settings``, the one record of them, for a field that is given no value."""
+    return field(
+        default_factory=lambda: default_of(next(f for f in fields(Settings) if f.name == name))
+    )
+
+
+def _recipe(key):
+    return field(default_factory=lambda: DEFAULT_RECIPE[key])
+
+
 @dataclass(frozen=True)
 class TrainOptions:
-    epochs: int = 30
-    patience: int = 8
-    batch_size: int = 4
-    optimiser: str = "adamw"  # or "adam"
-    learning_rate: float = 3e-4
-    weight_decay: float = 1e-4
-    select_by: str = "loss"  # or "balanced_accuracy" (Thibeau-Sutre et al. 2020)
+    """One model's training options, as resolved for a run: the run's options, the architecture's
+    recipe where they are unset, the device's precision and loader workers. A field given no value
+    takes the default of ``Settings`` (or of the default recipe), so there is one set of
+    defaults."""
+
+    epochs: int = _option("epochs")
+    patience: int = _option("patience")
+    batch_size: int = _option("batch_size")
+    optimiser: str = _recipe("optimiser")  # or "adam"
+    learning_rate: float = _recipe("learning_rate")
+    weight_decay: float = _recipe("weight_decay")
+    select_by: str = _option("select_by")  # or "balanced_accuracy" (Thibeau-Sutre et al. 2020)
     precision: str = "fp32"  # or "amp": float16 autocast and loss scaling on GPU, bfloat16 on CPU
     workers: int = 0  # DataLoader worker processes
 

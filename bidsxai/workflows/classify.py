@@ -70,6 +70,7 @@ class ExplainJob:
     """What every session of one participant-level run shares."""
 
     settings: object
+    options: object  # the run's explanation stage, passed whole to the explanation and evaluation
     models: BundleModels
     participants: object  # participants.tsv, or None when the model takes no covariates
     layer: str
@@ -92,7 +93,16 @@ def classify_sessions(settings, sessions):
     targets = target_indices(settings.targets, meta["classes"])
     check_methods(final, meta, settings.methods, layer, device)
     participants = read_participants(settings.bids_dir) if meta.get("covariates") else None
-    job = ExplainJob(settings, models, participants, layer, targets, device, folder.name)
+    job = ExplainJob(
+        settings,
+        settings.stage("explanation"),
+        models,
+        participants,
+        layer,
+        targets,
+        device,
+        folder.name,
+    )
     return run_sessions(
         classify_one,
         sessions,
@@ -119,7 +129,7 @@ def classify_one(session, job):
     )
     with binding(model, covariates):
         explanation = explain_session(
-            model, x, spec, meta["classes"], job.settings, job.layer, job.targets, template
+            model, x, spec, meta["classes"], job.options, job.layer, job.targets, template
         )
     provenance = Provenance(job.bundle, member, job.models.sha256(member), split, why)
     predicted = write_explanation(
@@ -130,18 +140,18 @@ def classify_one(session, job):
         spec,
         job.layer,
         template,
-        job.settings.mc_samples,
+        job.options.mc_samples,
         mask_loads(job.settings, session, template),
     )
-    if job.settings.evaluate:
+    if job.options.evaluate:
         masks = reference_masks(job.settings, session, template)
         write_reference_masks(out, session, masks, template)
-        others = _robustness_members(job, member) if "robustness" in job.settings.evaluate else {}
+        others = _robustness_members(job, member) if "robustness" in job.options.evaluate else {}
         with ExitStack() as bound:
             for m in [model, *[m for group in others.values() for m in group.values()]]:
                 bound.enter_context(binding(m, covariates))
             rows, curves = evaluate_session(
-                model, x, spec, explanation, job.settings, job.layer, template, masks, others
+                model, x, spec, explanation, job.options, job.layer, template, masks, others
             )
         write_evaluation(out, session, rows, curves, job.settings)
     return predicted

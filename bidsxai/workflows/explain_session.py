@@ -45,18 +45,10 @@ class SessionExplanation:
         return self.classes[int(self.probabilities.argmax())]
 
 
-def method_parameters(settings, spec, x):
-    """Each requested method's parameters: its signature's defaults, the --lrp-* choices, and
-    z-beta bounds from the intensity normalisation ([0, 1] for percentile; the input's range for
-    z-scores)."""
-    params = {m: METHODS[m].defaults for m in settings.methods}
-    if "lrp" in params:
-        params["lrp"].update(
-            composite=settings.lrp_composite, start=settings.lrp_start, channels=settings.lrp_map
-        )
-        if spec.get("normalisation") == "zscore":
-            params["lrp"]["bounds"] = [float(x.min()), float(x.max())]
-    return params
+def method_parameters(options, spec, x):
+    """Each requested method's parameters: its signature's defaults, the options of the run that
+    set them (``Method.options``) and what the model's input implies (``Method.adapt``)."""
+    return {m: METHODS[m].parameters(options, spec, x) for m in options.methods}
 
 
 def mc_summary(model, spec, x, samples, seed):
@@ -71,29 +63,32 @@ def mc_summary(model, spec, x, samples, seed):
     return draws.mean(0).cpu().numpy(), draws.std(0, unbiased=samples > 1).cpu().numpy()
 
 
-def explain_session(model, x, spec, classes, settings, layer, targets, template):
-    """The ``SessionExplanation`` of input ``x`` (1, C, *crop) under ``model``."""
-    params = method_parameters(settings, spec, x)
+def explain_session(model, x, spec, classes, options, layer, targets, template):
+    """The ``SessionExplanation`` of input ``x`` (1, C, *crop) under ``model``, with the run's
+    explanation stage ``options`` (``Settings.stage("explanation")``)."""
+    params = method_parameters(options, spec, x)
     flat = {k: v for method_params in params.values() for k, v in method_params.items()}
     if spec.get("slices"):
         result = explain_slices(
-            model, spec, x, settings.methods, layer=layer, targets=targets, **flat
+            model, spec, x, options.methods, layer=layer, targets=targets, **flat
         )
     else:
-        result = explain_many(model, x, settings.methods, layer=layer, targets=targets, **flat)
+        result = explain_many(model, x, options.methods, layer=layer, targets=targets, **flat)
     logits = result["logits"][0].detach().cpu().numpy()
     explanation = SessionExplanation(
         classes, torch.softmax(result["logits"], 1)[0].cpu().numpy(), logits, params, maps=[]
     )
-    for method in settings.methods:
+    for method in options.methods:
         maps = result[method][0].detach().cpu().numpy()
         for t, index in enumerate(result["targets"][0].tolist()):
             heatmap = uncrop(maps[t].astype(np.float32), spec["crop"], template.shape)
             explanation.maps.append(
-                TargetMap(method, classes[index], index, heatmap, _map_extras(method, result, t))
+                TargetMap(
+                    method, classes[index], index, heatmap, METHODS[method].map_extras(result, t)
+                )
             )
-    if settings.mc_samples and has_mc_dropout(model):
-        explanation.mc = mc_summary(model, spec, x, settings.mc_samples, settings.seed)
+    if options.mc_samples and has_mc_dropout(model):
+        explanation.mc = mc_summary(model, spec, x, options.mc_samples, options.seed)
     if attention_module(model) is not None:
         explanation.attention = dict(
             zip(spec["contrasts"], attention_weights(model, x)[0].tolist())
@@ -106,7 +101,7 @@ def explain_session(model, x, spec, classes, settings, layer, targets, template)
             "probabilities": result["slice_probabilities"].cpu().numpy(),
         }
         return explanation
-    cam_methods = [m for m in settings.methods if m in CAM_FAMILY]
+    cam_methods = [m for m in options.methods if m in CAM_FAMILY]
     if cam_methods:
         explanation.mirror = {
             m: float(r[0][0]) for m, r in mirroring(model, x, cam_methods, layer=layer).items()
@@ -117,15 +112,3 @@ def explain_session(model, x, spec, classes, settings, layer, targets, template)
         for name, m in layer_iteration(model, x, target=predicted_index).items()
     }
     return explanation
-
-
-def _map_extras(method, result, t):
-    """The per-map numbers a method reports besides its map."""
-    if method == "ig":
-        return {"CompletenessError": float(result["ig_completeness_error"][0, t])}
-    if method == "perturbation":
-        return {
-            "ProbabilityBeforeMask": float(result["perturbation_probability_before"][0, t]),
-            "ProbabilityAfterMask": float(result["perturbation_probability_after"][0, t]),
-        }
-    return {}

@@ -2,7 +2,9 @@
 
 Each subject contributes the evaluation of the maps of its known class (the column --target names)
 from its first session; the table gives each method's mean with a bootstrap 95 % interval over
-subjects, and the voxel-inverting curves averaged over subjects (Lu et al. 2023, figure 4).
+subjects, and the voxel-inverting curves averaged over subjects (Lu et al. 2023, figure 4). Which
+columns are measures, their directions and the primary measure come from the evaluation records
+(``evaluate.evaluations``).
 """
 
 import json
@@ -10,10 +12,9 @@ import json
 import numpy as np
 import pandas as pd
 
+from bidsxai.evaluate.evaluations import column_of, read_table
 from bidsxai.group.method_comparison import compare_methods, ranking
 from bidsxai.outputs import evaluation_path, label, sidecar_path
-
-PRIMARY = ("auroc", "inverting_drop")  # what a ranking is stated on, the first one present
 
 
 def method_comparison(out_dir, first_sessions, known, seed=0):
@@ -24,7 +25,7 @@ def method_comparison(out_dir, first_sessions, known, seed=0):
         path = evaluation_path(out_dir, subject, session or None)
         if not path.is_file() or subject not in known:
             continue
-        table = pd.read_csv(path, sep="\t")
+        table = read_table(path)
         mine = table[table["target"] == label(known[subject])]
         rows += [dict(r, subject=subject) for r in mine.to_dict("records")]
         saved = json.loads(sidecar_path(path).read_text()).get("Curves", {})
@@ -34,17 +35,7 @@ def method_comparison(out_dir, first_sessions, known, seed=0):
                 curves.setdefault(method, []).append(curve)
     if not rows:
         return None
-    comparison = compare_methods(pd.DataFrame(rows), seed=seed)
-    primary = next(
-        (
-            c
-            for p in PRIMARY
-            for c in comparison.columns
-            if c == p or c.startswith(f"{p}_") and not c.endswith(("_low", "_high"))
-        ),
-        None,
-    )
-    statements = ranking(comparison, primary) if primary else []
+    comparison, primary, statements = summarise(pd.DataFrame(rows), seed)
     mean_curves = {
         m: {
             k: np.mean([c[k] for c in cs], axis=0).tolist()
@@ -53,3 +44,31 @@ def method_comparison(out_dir, first_sessions, known, seed=0):
         for m, cs in curves.items()
     }
     return comparison, primary, statements, mean_curves
+
+
+def summarise(table, seed=0):
+    """(comparison table, primary measure or None, ranking statements) of a table with one row
+    per subject and method. Every column an evaluation writes is summarised (a signed one such as
+    the sanity check's Spearman as its absolute value, so that -0.6 fails as 0.6 does); a ranking
+    is stated on the first primary measure present, in its record's direction."""
+    measures, directions = [], {}
+    for name in table.columns:
+        column, _ = column_of(name)
+        if column is None:
+            continue
+        if column.absolute_as:
+            table = table.assign(**{column.absolute_as: table[name].abs()})
+            measures.append(column.absolute_as)
+            directions[column.absolute_as] = False
+        else:
+            measures.append(name)
+            directions[name] = column.higher_is_better
+    comparison = compare_methods(table, measures, seed=seed)
+    ranked = sorted(
+        (column_of(m)[0].primary, i, m)
+        for i, m in enumerate(measures)
+        if column_of(m)[0] and column_of(m)[0].primary
+    )
+    primary = ranked[0][2] if ranked else None
+    statements = ranking(comparison, primary, directions[primary]) if primary else []
+    return comparison, primary, statements

@@ -53,13 +53,8 @@ def _run_preprocessing(inputs, settings):
         settings.output_dir,
         settings.bids_dir,
         settings.work_dir,
-        load_template(settings.resolution, settings.output_space),
-        settings.normalisation,
-        settings.nonlinear,
-        settings.seed,
-        settings.skull_strip,
+        settings.stage("preprocessing"),
         anatomy,
-        settings.tissue_maps,
     )
 
 

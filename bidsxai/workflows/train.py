@@ -5,6 +5,7 @@ Runs the same way alone or under ``torchrun`` (DistributedDataParallel, one proc
 rank 0 writes.
 """
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import pandas as pd
 import torch
 
 from bidsxai.bids import CONTRAST_KEYS, read_participants
+from bidsxai.config import plain
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.bundle import grid_of, save_bundle, sha256_of
 from bidsxai.models.registry import get_architecture
@@ -212,30 +214,32 @@ def loss_weights(settings, chosen, values):
     return weights
 
 
-def training_options(settings, arch, device):
-    """The loop's options: the CLI's where given, else the architecture's paper recipe."""
+def training_options(training, arch, device):
+    """The loop's options from the run's training stage (``Settings.stage("training")``): the
+    run's values where given, else the architecture's paper recipe; precision and loader
+    workers for the device."""
 
     def pick(value, key):
         return arch.recipe[key] if value is None else value
 
     precision = (
-        settings.precision
-        if settings.precision != "auto"
+        training.precision
+        if training.precision != "auto"
         else ("amp" if device.type == "cuda" else "fp32")
     )
     workers = (
-        settings.loader_workers
-        if settings.loader_workers is not None
+        training.loader_workers
+        if training.loader_workers is not None
         else (4 if device.type == "cuda" else 0)
     )
     return TrainOptions(
-        epochs=settings.epochs,
-        patience=settings.patience,
-        batch_size=settings.batch_size,
-        optimiser=pick(settings.optimiser, "optimiser"),
-        learning_rate=pick(settings.learning_rate, "learning_rate"),
-        weight_decay=pick(settings.weight_decay, "weight_decay"),
-        select_by=settings.select_by,
+        epochs=training.epochs,
+        patience=training.patience,
+        batch_size=training.batch_size,
+        optimiser=pick(training.optimiser, "optimiser"),
+        learning_rate=pick(training.learning_rate, "learning_rate"),
+        weight_decay=pick(training.weight_decay, "weight_decay"),
+        select_by=training.select_by,
         precision=precision,
         workers=workers,
     )
@@ -289,7 +293,7 @@ def _train(settings, sessions, ranks):
             pretrained["tensors_loaded"] = len(load_imagenet(model, imagenet))
         return model
 
-    options = training_options(settings, arch, device)
+    options = training_options(settings.stage("training"), arch, device)
     parts = [np.array([a[s] for s in cohort.subjects], dtype=object) for a in cohort.assignments]
     members = cross_validate(
         parts,
@@ -452,14 +456,17 @@ def architecture_args(settings, arch, spec, n_classes):
 
 
 def training_record(settings, options, scheme, processes, members, subjects):
-    """The bundle's record of how its members were trained."""
+    """The bundle's record of how its members were trained: the run's training options as they
+    were given (``settings``, every option of the stage) and as they were resolved (the
+    architecture's recipe, the device's precision)."""
+    given = settings.stage("training")
     return {
-        "cv_folds": settings.cv_folds,
-        "cv_repeats": settings.cv_repeats,
-        "seeds": settings.seeds,
-        "test_fraction": settings.test_fraction,
-        "seed": settings.seed,
-        "select_by": settings.select_by,
+        "cv_folds": given.cv_folds,
+        "cv_repeats": given.cv_repeats,
+        "seeds": given.seeds,
+        "test_fraction": given.test_fraction,
+        "seed": given.seed,
+        "select_by": options.select_by,
         "optimiser": options.optimiser,
         "learning_rate": options.learning_rate,
         "weight_decay": options.weight_decay,
@@ -468,8 +475,9 @@ def training_record(settings, options, scheme, processes, members, subjects):
         "patience": options.patience,
         "augment": scheme,
         "precision": options.precision,
-        "loss_weight": settings.loss_weight,
+        "loss_weight": given.loss_weight,
         "processes": processes,
+        "settings": plain(dataclasses.asdict(given)),
         "members": {
             m.name: {
                 "best_epoch": m.best_epoch,

@@ -1,0 +1,384 @@
+"""One record per ``--evaluate`` choice: what it computes, the columns it writes, when it applies.
+
+Everything else derives from this table, as the method table does for methods: the CLI's
+``--evaluate`` choices and help, the dispatch in ``workflows.evaluate_session``, the evaluation
+sidecar's description and recorded options, the group's method comparison (which columns it
+summarises and in which direction a ranking reads them) and the reports' notes. Adding a measure
+is one function and one record here, plus its test against an independent reference.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bidsxai.atomic import atomic_path
+from bidsxai.errors import NoInputError
+from bidsxai.evaluate import faithfulness, localisation, randomisation, robustness
+from bidsxai.explain import CAM_FAMILY, explain
+from bidsxai.group.atlas import atlas_option
+from bidsxai.template import load_template
+from bidsxai.training.dataset import crop
+
+SANITY_THRESHOLD = 0.2  # |Spearman| after full randomisation below this passes the check
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of ``*_evaluation.tsv``."""
+
+    name: str  # as written; for a per-mask column its stem (auroc -> auroc_<mask label>)
+    meaning: str  # what a reader is told about it
+    higher_is_better: bool | None = None  # None: a reference or a record, never ranked
+    chance: float | None = None  # its value for a map that knows nothing, where that is fixed
+    per_mask: bool = False  # one column per reference mask of the session
+    # The method comparison summarises |value| under this name instead of the signed value.
+    absolute_as: str | None = None
+    # A ranking is stated on the primary column present of the lowest rank (1: AUROC, else 2).
+    primary: int | None = None
+
+    def names(self, masks=()):
+        """The TSV column names it takes for a session with reference masks ``masks``."""
+        return [f"{self.name}_{m}" for m in masks] if self.per_mask else [self.name]
+
+
+@dataclass
+class EvaluationContext:
+    """What every evaluation of one explained session shares."""
+
+    model: object
+    x: object  # (1, C, *crop)
+    spec: dict  # the bundle's input spec
+    explanation: object  # workflows.explain_session.SessionExplanation
+    options: object  # the run's explanation stage (Settings.stage("explanation"))
+    layer: str
+    template: object
+    masks: dict  # label -> reference mask on the template grid
+    members: dict  # "fold" / "run" -> {member name: model}, for robustness
+    curves: dict = field(default_factory=dict)  # "<method>/<target>" -> faithfulness curves
+    _maps: dict = field(default_factory=dict)  # (method, member) -> map, shared by robustness
+
+    @functools.cached_property
+    def region(self):
+        """The brain on the model's crop."""
+        return crop(self.template.brain_mask, self.spec["crop"])
+
+    def parameters(self, method):
+        """The method's parameters as the session was explained with them."""
+        params = dict(self.explanation.parameters.get(method, {}))
+        return dict(params, layer=self.layer) if method in CAM_FAMILY else params
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    name: str  # as typed in --evaluate
+    run: Callable  # run(context, target_map) -> {column: value}
+    columns: tuple  # (Column, ...)
+    description: str  # one sentence for the sidecar and --help
+    cost: str  # for --help: what it costs
+    citation: str | None = None  # key in boilerplate/references.bib
+    predicted_only: bool = False  # evaluates the predicted class's map only (else every map)
+    applies: Callable = lambda spec: True  # whether it applies to a model with this input spec
+    options: tuple = ()  # (Settings field, sidecar key): the options it reads, as recorded
+
+    def recorded(self, settings):
+        """Its entries in the evaluation sidecar: the options it ran with."""
+        return {key: getattr(settings, name) for name, key in self.options}
+
+
+def _faithfulness(context, item):
+    result = faithfulness(
+        context.model,
+        context.x,
+        crop(item.heatmap, context.spec["crop"]),
+        target=item.index,
+        region=context.region,
+        baseline=context.options.faithfulness_baseline,
+        seed=context.options.seed,
+    )
+    context.curves[f"{item.method}/{item.target}"] = {
+        k: np.asarray(result[k]).tolist()
+        for k in ("fractions", "inverted", "inverted_random", "deletion", "insertion")
+    }
+    return {c.name: result[c.name] for c in FAITHFULNESS_COLUMNS}
+
+
+def _localisation(context, item):
+    template = context.template
+    row = {}
+    for label, mask in context.masks.items():
+        found = localisation(
+            item.heatmap,
+            mask,
+            brain=template.brain_mask,
+            tolerance_mm=context.options.tolerance_mm,
+            voxel_size=(template.resolution,) * 3,
+        )
+        row.update({f"{k}_{label}": float(v) for k, v in found.items()})
+    return row
+
+
+def _sanity(context, item):
+    """Cascading randomisation of one map: its Spearman and SSIM once every layer is random."""
+    result = randomisation(
+        context.model,
+        context.x,
+        item.method,
+        target=item.index,
+        region=context.region,
+        **context.parameters(item.method),
+    )
+    rho = float(result["spearman"][-1])
+    return {
+        "sanity_spearman": rho,
+        "sanity_ssim": float(result["ssim"][-1]),
+        "sanity_passed": bool(abs(rho) < SANITY_THRESHOLD),
+    }
+
+
+def _robustness(context, item):
+    """Agreement of the map with the same session's maps from every fold model of repeat 1, and
+    from every training run of the explaining fold (``train --seeds``)."""
+    compared = {kind: group for kind, group in context.members.items() if len(group) > 1}
+    atlas = _cropped_atlas(context) if compared else None
+    row = {}
+    for kind, group in compared.items():
+        maps = {}
+        for name, member in group.items():
+            key = (item.method, name)
+            if key not in context._maps:  # the explaining fold's model is in both groups
+                explained = explain(
+                    member,
+                    context.x,
+                    item.method,
+                    target=item.index,
+                    **context.parameters(item.method),
+                )
+                context._maps[key] = explained[0].detach().cpu().numpy()
+            maps[name] = context._maps[key]
+        agreement = robustness(maps, region=context.region, atlas=atlas)
+        row[f"{kind}_robustness_spearman"] = agreement["spearman_mean"]
+        if atlas is not None:
+            row[f"{kind}_robustness_roi_cosine"] = agreement["roi_cosine_mean"]
+    return row
+
+
+def _cropped_atlas(context):
+    box = tuple(map(tuple, context.spec["crop"]))
+    grid = (context.template.resolution, context.template.space)
+    return _atlas_on_crop(context.options.atlas, grid, box)
+
+
+@functools.lru_cache(maxsize=4)
+def _atlas_on_crop(option, grid, box):
+    """The --atlas regions on the model's crop, read once per process (None without an atlas)."""
+    atlas = atlas_option(option, load_template(*grid))
+    return atlas and dataclasses.replace(atlas, labels=crop(atlas.labels, box))
+
+
+FAITHFULNESS_COLUMNS = (
+    Column(
+        "inverting_drop",
+        "the mean fall of the target probability as the map's top 2.5-50 % voxels are inverted "
+        "(1 - x; Lu et al. 2023): a faithful map drops it faster than random voxels do",
+        higher_is_better=True,
+        primary=2,
+    ),
+    Column(
+        "inverting_drop_random",
+        "the same fall for random voxels of the same number: the reference for inverting_drop",
+    ),
+    Column(
+        "deletion_auc",
+        "the area under the target probability as the top voxels within the brain are replaced "
+        "by the --faithfulness-baseline (a blurred copy, or ROAD's noisy linear imputation): low "
+        "is faithful",
+        higher_is_better=False,
+    ),
+    Column(
+        "insertion_auc",
+        "the same area as only the top voxels are kept and the rest replaced: high is faithful",
+        higher_is_better=True,
+    ),
+)
+
+EVALUATIONS = {
+    e.name: e
+    for e in (
+        Evaluation(
+            "faithfulness",
+            _faithfulness,
+            FAITHFULNESS_COLUMNS,
+            "faithfulness (voxel inverting of the top fraction of the map against a random set "
+            "of the same size, Lu et al. 2023; deletion and insertion curves with a blurred or "
+            "imputed baseline)",
+            "about 50 Grad-CAMs per map",
+            citation="lu2023",
+            applies=lambda spec: not spec.get("slices"),
+            options=(("faithfulness_baseline", "FaithfulnessBaseline"),),
+        ),
+        Evaluation(
+            "localisation",
+            _localisation,
+            (
+                Column(
+                    "auroc",
+                    "the probability that a voxel inside the reference mask outscores one "
+                    "outside it, within the brain (0.5 is chance)",
+                    higher_is_better=True,
+                    chance=0.5,
+                    per_mask=True,
+                    primary=1,
+                ),
+                Column(
+                    "pointing",
+                    "1 when the map's peak lies within --tolerance-mm of the mask (pointing game)",
+                    higher_is_better=True,
+                    per_mask=True,
+                ),
+                Column(
+                    "peak_distance_mm",
+                    "the distance from the map's peak to the mask, in mm",
+                    higher_is_better=False,
+                    per_mask=True,
+                ),
+                Column(
+                    "mass_inside",
+                    "the share of the map's positive mass within the brain that lies inside the "
+                    "mask",
+                    higher_is_better=True,
+                    per_mask=True,
+                ),
+            ),
+            "localisation against reference masks (AUROC, pointing game, mass inside)",
+            "little",
+            options=(("tolerance_mm", "PointingToleranceMM"),),
+        ),
+        Evaluation(
+            "sanity",
+            _sanity,
+            (
+                Column(
+                    "sanity_spearman",
+                    "Spearman of the map with the trained model's once every layer of the model "
+                    f"is randomised (Adebayo et al. 2018); |rho| below {SANITY_THRESHOLD:g} passes",
+                    chance=0.0,
+                    absolute_as="sanity_abs_spearman",
+                ),
+                Column(
+                    "sanity_ssim",
+                    "SSIM of the same two maps: near 0 passes",
+                    higher_is_better=False,
+                ),
+                Column("sanity_passed", f"whether |sanity_spearman| < {SANITY_THRESHOLD:g}"),
+            ),
+            "sanity (cascading model randomisation, Adebayo et al. 2018: Spearman of the map "
+            "once every layer is random)",
+            "one map per randomised layer",
+            citation="adebayo2018",
+            predicted_only=True,
+        ),
+        Evaluation(
+            "robustness",
+            _robustness,
+            tuple(
+                Column(
+                    f"{kind}_robustness_{measure}",
+                    f"the mean {label} of the maps of {models}",
+                    higher_is_better=True,
+                )
+                for kind, models in (
+                    ("fold", "every fold model"),
+                    ("run", "every training run of the explaining fold (train --seeds)"),
+                )
+                for measure, label in (
+                    ("spearman", "Spearman"),
+                    ("roi_cosine", "ROI-vector cosine (with an atlas)"),
+                )
+            ),
+            "robustness (Spearman and ROI-vector cosine of the maps of every fold model, and of "
+            "every training run of the explaining fold)",
+            "one map per fold model",
+            citation="thibeausutre2020",
+            predicted_only=True,
+        ),
+    )
+}
+
+SIDECAR_CONSTANTS = {"SanityThreshold": SANITY_THRESHOLD}
+
+
+def evaluate_help():
+    """The --evaluate help text, from the records."""
+    choices = "; ".join(f"{e.description} (costs {e.cost})" for e in EVALUATIONS.values())
+    return (
+        f"participant --model: comma-separated evaluations of every heatmap: {choices}; "
+        "localisation needs --derivatives masks=PATH; none for no evaluation"
+    )
+
+
+def columns():
+    """Every column of every evaluation, in table order."""
+    return [c for e in EVALUATIONS.values() for c in e.columns]
+
+
+def column_of(name):
+    """(the ``Column`` a TSV column belongs to, its mask label or None), or (None, None) for a
+    column no evaluation writes (method, target)."""
+    for column in columns():
+        if column.per_mask and name.startswith(f"{column.name}_"):
+            return column, name[len(column.name) + 1 :]
+        if not column.per_mask and name == column.name:
+            return column, None
+    return None, None
+
+
+def notes(names=None):
+    """[(column name, its meaning)] of the evaluations ``names`` (default: all), for the reports."""
+    chosen = [EVALUATIONS[n] for n in (names or EVALUATIONS)]
+    return [
+        (f"{c.name}_<mask>" if c.per_mask else c.name, c.meaning) for e in chosen for c in e.columns
+    ]
+
+
+KEY_COLUMNS = {"method": "the explanation method", "target": "the class whose map it is"}
+
+
+def write_table(path, rows):
+    """``*_evaluation.tsv``: one row per map, its evaluations' columns in record order."""
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def read_table(path):
+    """``*_evaluation.tsv`` as a DataFrame; a column no evaluation writes is refused with one
+    line naming the file and the column (an older or foreign table)."""
+    table = pd.read_csv(path, sep="\t")
+    for name in table.columns:
+        if name not in KEY_COLUMNS and column_of(name)[0] is None:
+            raise NoInputError(f"{path}: column {name!r} is not one that --evaluate writes")
+    missing = [k for k in KEY_COLUMNS if k not in table.columns]
+    if missing:
+        raise NoInputError(f"{path}: no {missing[0]!r} column")
+    return table
+
+
+def column_descriptions(names):
+    """The TSV's columns described as BIDS describes tabular files in their JSON sidecar:
+    {column: {"Description", and "HigherIsBetter" / "ChanceLevel" where the record has them}}."""
+    described = {}
+    for name in names:
+        if name in KEY_COLUMNS:
+            described[name] = {"Description": KEY_COLUMNS[name]}
+            continue
+        column, mask = column_of(name)
+        entry = {"Description": column.meaning + (f" (mask {mask!r})" if mask else "")}
+        if column.higher_is_better is not None:
+            entry["HigherIsBetter"] = column.higher_is_better
+        if column.chance is not None:
+            entry["ChanceLevel"] = column.chance
+        described[name] = entry
+    return described
