@@ -24,7 +24,7 @@ class TargetMap:
     target: str
     index: int
     heatmap: np.ndarray
-    extras: dict = field(default_factory=dict)  # per-map numbers for the sidecar
+    extras: dict = field(default_factory=dict)  # per-map numbers: ``HeatmapSidecar`` fields
 
 
 @dataclass
@@ -120,12 +120,12 @@ def explain_session(model, x, spec, classes, settings, layer, targets, template)
 
 
 def _map_extras(method, result, t):
-    """The per-map numbers a method reports besides its map."""
+    """The per-map numbers a method reports besides its map, by their ``HeatmapSidecar`` field."""
     if method == "ig":
-        return {"CompletenessError": float(result["ig_completeness_error"][0, t])}
+        return {"completeness_error": float(result["ig_completeness_error"][0, t])}
     if method == "perturbation":
         return {
-            "ProbabilityBeforeMask": float(result["perturbation_probability_before"][0, t]),
-            "ProbabilityAfterMask": float(result["perturbation_probability_after"][0, t]),
+            "probability_before_mask": float(result["perturbation_probability_before"][0, t]),
+            "probability_after_mask": float(result["perturbation_probability_after"][0, t]),
         }
     return {}
