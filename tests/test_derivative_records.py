@@ -7,6 +7,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,6 +22,7 @@ from bidsxai.derivatives import (
 )
 from bidsxai.errors import NoInputError
 from bidsxai.models.bundle import read_meta
+from bidsxai.workflows.explain_session import _map_extras
 
 PACKAGE = Path(derivatives.__file__).parent
 SESSION = r"sub-[^/]+/(?:ses-[^/]+/)?anat/[^/]+"
@@ -237,3 +239,18 @@ def test_the_records_keys_are_written_nowhere_else():
         if quoted.search(line)
     ]
     assert offenders == []
+
+
+def test_the_numbers_a_method_reports_besides_its_map_are_heatmap_sidecar_fields():
+    result = {
+        name: np.zeros((1, 1))
+        for name in (
+            "ig_completeness_error",
+            "perturbation_probability_before",
+            "perturbation_probability_after",
+        )
+    }
+    names = {f.name for f in fields(HeatmapSidecar)}
+    for method in ("ig", "perturbation"):
+        extras = _map_extras(method, result, 0)
+        assert extras and set(extras) <= names, method
