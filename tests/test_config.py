@@ -349,5 +349,5 @@ def test_each_method_record_holds_its_options_extras_and_sentence():
     )
     assert zscored["bounds"] == [-2.0, 3.0]
     result = {"ig_completeness_error": torch.tensor([[0.5, 0.25]])}
-    assert METHODS["ig"].map_extras(result, 1) == {"CompletenessError": 0.25}
+    assert METHODS["ig"].map_extras(result, 1) == {"completeness_error": 0.25}
     assert METHODS["gradcam"].map_extras(result, 0) == {}

@@ -13,6 +13,7 @@ import statsmodels.api as sm
 from conftest import RES, messages, run_cli
 from scipy import stats
 
+from bidsxai.derivatives import LesionLoad, MeasuresRow
 from bidsxai.outputs import heatmap_path, measures_path
 from bidsxai.synth import CohortSpec, synthesise
 from bidsxai.template import load_template
@@ -55,10 +56,21 @@ def longitudinal(tmp_path_factory):
             path.parent.mkdir(parents=True, exist_ok=True)
             nib.save(template.image(values.astype(np.float32)), path)
             maps[subject, session] = values.astype(np.float32).astype(np.float64)  # as saved
-            load = {"lesion_volume_mm3": rng.uniform(0, 5000), "lesion_count": rng.integers(0, 9)}
-            row = dict(method="gradcam", target="RRMS", p95=0.5, **load)
-            pd.DataFrame([row]).to_csv(measures_path(out, subject, session), sep="\t", index=False)
-            loads[subject, session] = load["lesion_volume_mm3"]
+            # A volume of 5 significant digits is written as it is.
+            load = LesionLoad(round(rng.uniform(0, 5000), 1), int(rng.integers(0, 9)))
+            row = MeasuresRow(
+                method="gradcam",
+                target="RRMS",
+                p95=0.5,
+                probability=0.5,
+                predicted="RRMS",
+                split="new",
+                model="repeat-1_fold-1",
+                mirror_r=None,
+                lesion_load={"lesion": load},
+            )
+            MeasuresRow.write_tsv(measures_path(out, subject, session), [row])
+            loads[subject, session] = load.volume_mm3
     groups = pd.read_csv(bids / "participants.tsv", sep="\t").set_index("participant_id")["group"]
     return bids, out, template, maps, {s: groups[f"sub-{s}"] for s, _ in maps}, loads
 

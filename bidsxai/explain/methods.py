@@ -38,8 +38,8 @@ class Method:
     options: tuple = ()
     # adapt(params, spec, x) -> params: parameters that follow from the model's input.
     adapt: Callable | None = None
-    # extras(result, t) -> {sidecar key: number}: what it reports per map besides the map, from
-    # explain_many's result for target column t.
+    # extras(result, t) -> {HeatmapSidecar field: number}: what it reports per map besides the map,
+    # from explain_many's result for target column t.
     extras: Callable | None = None
     # What the methods text adds after its name and citation, formatted with its parameters.
     details: str = ""
@@ -136,7 +136,7 @@ METHODS = {
             "sundararajan2017",
             unrecorded=("internal_batch_size", "blur_sigma"),
             extras=lambda result, t: {
-                "CompletenessError": float(result["ig_completeness_error"][0, t])
+                "completeness_error": float(result["ig_completeness_error"][0, t])
             },
         ),
         Method(
@@ -164,8 +164,8 @@ METHODS = {
             "thibeausutre2020",
             parameter_sources=(perturbation, fit_mask),
             extras=lambda result, t: {
-                "ProbabilityBeforeMask": float(result["perturbation_probability_before"][0, t]),
-                "ProbabilityAfterMask": float(result["perturbation_probability_after"][0, t]),
+                "probability_before_mask": float(result["perturbation_probability_before"][0, t]),
+                "probability_after_mask": float(result["perturbation_probability_after"][0, t]),
             },
         ),
     )

@@ -11,12 +11,13 @@ Three numbers on the preprocessed T1w within the template brain mask, each with 
 
 import numpy as np
 
-THRESHOLDS = {"BrainCoverage": 0.8, "TemplateCorrelation": 0.5, "IntensitySpread": 0.05}
+from bidsxai.derivatives import GateMeasures, QualityGate
+
+THRESHOLDS = GateMeasures(brain_coverage=0.8, template_correlation=0.5, intensity_spread=0.05)
 
 
 def quality_gate(t1w, template):
-    """{"BrainCoverage", "TemplateCorrelation", "IntensitySpread", "Thresholds", "Passed",
-    "Reasons"} of a preprocessed T1w on the template grid."""
+    """The ``QualityGate`` of a preprocessed T1w on the template grid."""
     values = t1w[template.brain_mask].astype(np.float64)
     reference = template.t1w[template.brain_mask].astype(np.float64)
     coverage = float((np.abs(values) > 1e-6).mean())
@@ -25,14 +26,17 @@ def quality_gate(t1w, template):
     else:
         correlation = 0.0
     q1, q3 = np.percentile(values, [25, 75]) if np.isfinite(values).all() else (0.0, 0.0)
-    measured = {
-        "BrainCoverage": coverage,
-        "TemplateCorrelation": correlation,
-        "IntensitySpread": float(q3 - q1),
-    }
+    measured = GateMeasures(
+        brain_coverage=coverage,
+        template_correlation=correlation,
+        intensity_spread=float(q3 - q1),
+    )
+    limits = THRESHOLDS.to_json()
     reasons = [
-        f"{name} {value:.3g} < {THRESHOLDS[name]:g}"
-        for name, value in measured.items()
-        if not value >= THRESHOLDS[name]
+        f"{name} {value:.3g} < {limits[name]:g}"
+        for name, value in measured.to_json().items()
+        if not value >= limits[name]
     ]
-    return dict(measured, Thresholds=THRESHOLDS, Passed=not reasons, Reasons=reasons)
+    return QualityGate(
+        measured=measured, thresholds=THRESHOLDS, passed=not reasons, reasons=reasons
+    )

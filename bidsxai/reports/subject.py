@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bidsxai.config import described_settings
+from bidsxai.derivatives import HeatmapSidecar, LayerIterationSidecar, MeasuresRow, QualityGate
 from bidsxai.evaluate.similarity import normalised_mutual_information
 from bidsxai.outputs import (
     MASK_DATASET,
@@ -65,8 +66,8 @@ def session_view(settings, session, chosen, error=None):
         return view
     t1 = _load(t1_path)
     t1_sidecar = sidecar_path(t1_path)
-    gate = json.loads(t1_sidecar.read_text()).get("QualityGate") if t1_sidecar.is_file() else None
-    view["gate"] = gate
+    gate = QualityGate.in_sidecar(t1_sidecar) if t1_sidecar.is_file() else None
+    view["gate"] = gate and gate.to_json()
     own_mask, view["own_mask"] = _own_brain_mask(out, session, grid)
     for contrast in session.files:
         path = preproc_path(out, session.subject, session.session, contrast, *grid)
@@ -78,17 +79,17 @@ def session_view(settings, session, chosen, error=None):
     view["tissue"] = _tissue(out, session, grid, t1, template, chosen)
     # A session that failed the gate is not classified: explanations from an earlier run on other
     # preprocessed images would be shown as if they were this one's.
-    gated = gate is not None and not gate["Passed"] and not settings.qc_override
+    gated = gate is not None and not gate.passed and not settings.qc_override
     measures = measures_path(out, session.subject, session.session)
     if not measures.is_file() or gated:
         return view
     references = _reference_masks(settings, session, template)
     heatmaps, prediction = view["heatmaps"], None
-    for row in pd.read_csv(measures, sep="\t").itertuples():
+    for row in MeasuresRow.read_tsv(measures):
         path = heatmap_path(out, session.subject, session.session, row.method, row.target, *grid)
         if not path.is_file():
             continue
-        sidecar = json.loads(sidecar_path(path).read_text())
+        sidecar = HeatmapSidecar.from_json(sidecar_path(path))
         values = _load(path)
         peak = float(values[mask].max()) if mask.any() else 0.0
         heatmaps.append(
@@ -96,7 +97,7 @@ def session_view(settings, session, chosen, error=None):
                 "method": row.method,
                 "target": row.target,
                 "p95": row.p95,
-                "mirror_r": getattr(row, "mirror_r", float("nan")),
+                "mirror_r": float("nan") if row.mirror_r is None else row.mirror_r,
                 "peak": peak,
                 "figure": brain_figures.heatmap(
                     t1,
@@ -108,16 +109,16 @@ def session_view(settings, session, chosen, error=None):
             }
         )
         prediction = {
-            "predicted": sidecar["PredictedClass"],
-            "probabilities": sidecar["PredictedProbabilities"],
-            "model": sidecar["Model"],
-            "sha256": sidecar["ModelSha256"],
-            "split": sidecar["SplitAssignment"],
-            "member": sidecar.get("ModelMember", ""),
-            "choice": sidecar.get("ModelChoice", ""),
-            "mc": sidecar.get("MCDropout"),
-            "attention": sidecar.get("AttentionWeights"),
-            "layer": sidecar.get("Layer", ""),
+            "predicted": sidecar.predicted_class,
+            "probabilities": sidecar.predicted_probabilities,
+            "model": sidecar.provenance.bundle,
+            "sha256": sidecar.provenance.sha256,
+            "split": sidecar.provenance.split,
+            "member": sidecar.provenance.member,
+            "choice": sidecar.provenance.choice,
+            "mc": sidecar.mc_dropout and sidecar.mc_dropout.to_json(),
+            "attention": sidecar.attention_weights,
+            "layer": sidecar.layer or "",
         }
     view["prediction"] = prediction
     view["references"] = sorted(references)
@@ -132,7 +133,7 @@ def session_view(settings, session, chosen, error=None):
             desc="layers",
         )
         if path.is_file():
-            names = json.loads(sidecar_path(path).read_text())["Layers"]
+            names = LayerIterationSidecar.from_json(sidecar_path(path)).layers
             view["layers"] = figures.layer_strip(t1, _load(path), mask, names)
         view["evaluation"] = _evaluation(out, session, prediction)
     slices_table = slices_path(out, session.subject, session.session)

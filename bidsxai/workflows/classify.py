@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from bidsxai.bids import read_participants
+from bidsxai.derivatives import Provenance
 from bidsxai.errors import UsageError
 from bidsxai.explain import CAM_FAMILY, explain_many
 from bidsxai.models.bundle import BundleModels, member_for, resolve_bundle
@@ -23,7 +24,7 @@ from bidsxai.workflows.evaluate_session import (
     write_reference_masks,
 )
 from bidsxai.workflows.explain_session import explain_session
-from bidsxai.workflows.explanation_outputs import Provenance, write_explanation
+from bidsxai.workflows.explanation_outputs import write_explanation
 from bidsxai.workflows.lesion_load import mask_loads
 from bidsxai.workflows.reference_masks import reference_masks
 from bidsxai.workflows.sessions import run_sessions

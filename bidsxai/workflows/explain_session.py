@@ -24,7 +24,7 @@ class TargetMap:
     target: str
     index: int
     heatmap: np.ndarray
-    extras: dict = field(default_factory=dict)  # per-map numbers for the sidecar
+    extras: dict = field(default_factory=dict)  # per-map numbers: ``HeatmapSidecar`` fields
 
 
 @dataclass

@@ -26,6 +26,7 @@ import pandas as pd
 
 from bidsxai.atomic import atomic_path
 from bidsxai.bids import read_participants
+from bidsxai.derivatives import MeasuresRow
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.explain.quantify import max_normalise
 from bidsxai.group.atlas import (
@@ -244,9 +245,8 @@ def with_lesion_load(participants, out_dir, heatmaps):
     for subject, session in set(zip(heatmaps["subject"], heatmaps["session"])):
         path = measures_path(out_dir, subject, session or None)
         if path.is_file():
-            table = pd.read_csv(path, sep="\t", nrows=1)
-            loads = [c for c in table.columns if c.endswith(("_volume_mm3", "_count"))]
-            rows.append(dict(table[loads].iloc[0], subject=subject))
+            first = MeasuresRow.read_tsv(path)[0]  # every row has the session's lesion load
+            rows.append(dict(first.lesion_columns(), subject=subject))
     if not rows or len(rows[0]) == 1:
         return participants
     loads = pd.DataFrame(rows).groupby("subject").mean()

@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from bidsxai.derivatives import LesionLoad
 from bidsxai.workflows.reference_masks import chosen_masks
 
 
@@ -19,11 +20,10 @@ def lesion_load(mask, voxel_size_mm):
 
 
 def mask_loads(settings, session, template):
-    """{"<label>_volume_mm3": ..., "<label>_count": ...} of every reference mask of the session."""
+    """{label: ``LesionLoad``} of every reference mask of the session."""
     loads = {}
     for name, found in chosen_masks(settings, session, template, prefer="T1w").items():
         image = nib.load(str(found.path))
-        volume, count = lesion_load(np.asarray(image.dataobj) > 0, image.header.get_zooms()[:3])
-        loads[f"{name}_volume_mm3"] = volume
-        loads[f"{name}_count"] = count
+        mask = np.asarray(image.dataobj) > 0
+        loads[name] = LesionLoad(*lesion_load(mask, image.header.get_zooms()[:3]))
     return loads

@@ -1,7 +1,6 @@
 """participant level: preprocess every selected session, then (with --model) classify and explain,
 then write one HTML report per subject."""
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bidsxai.atomic import atomic_path, write_json
+from bidsxai.atomic import atomic_path
 from bidsxai.bids import init_derivatives, read_participants
 from bidsxai.errors import EXIT_NO_INPUT, NoInputError
 from bidsxai.logs import event
@@ -39,10 +38,7 @@ def _preprocess(inputs, settings):
     )
     image = np.asarray(nib.load(str(t1w)).dataobj, np.float32)
     gate = quality_gate(image, load_template(settings.resolution, settings.output_space))
-    sidecar = sidecar_path(t1w)
-    entries = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    if entries.get("QualityGate") != gate:
-        write_json(sidecar, dict(entries, QualityGate=gate))
+    gate.record_in(sidecar_path(t1w))
     return gate
 
 
@@ -130,11 +126,11 @@ def quality_failures(outcomes):
         Outcome(
             o.key,
             exit_code=EXIT_NO_INPUT,
-            message=f"failed the quality gate ({'; '.join(o.value['Reasons'])}); not "
+            message=f"failed the quality gate ({'; '.join(o.value.reasons)}); not "
             "classified (--qc-override classifies it anyway)",
         )
         for o in outcomes
-        if o.ok and not o.value["Passed"]
+        if o.ok and not o.value.passed
     ]
     for failure in failures:
         print(f"bidsxai: {failure.key}: {failure.message}", file=sys.stderr)
