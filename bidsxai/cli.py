@@ -221,7 +221,8 @@ def _boilerplate(settings, contrasts):
     return 0
 
 
-def run(settings):
+def run(settings, given=frozenset()):
+    """Run one level; ``given``: the Settings fields the user set (``given_options``)."""
     from bidsxai.bids import check_is_bids, load_filters, open_layout, select_inputs
     from bidsxai.config import available_cpus
     from bidsxai.outputs import run_log_path
@@ -244,13 +245,20 @@ def run(settings):
         require_valid(bids)
     meta = None
     if settings.level != "train" and settings.model:
-        from bidsxai.models.bundle import check_class_labels, check_space, read_meta, resolve_bundle
+        from bidsxai.models.bundle import check_class_labels, read_meta, resolve_bundle
+
+        meta = read_meta(resolve_bundle(settings.model, out))
+    from bidsxai.workflows.grid import run_grid
+
+    settings = run_grid(settings, given, meta)
+    template_files(settings.output_space)  # the bundle's or the outputs' space, as above
+    if meta is not None:
+        from bidsxai.models.bundle import check_space
         from bidsxai.template import load_template
 
-        # Fail before any work when the bundle is not there, reads another space or has classes
-        # whose files would overwrite each other.
-        meta = read_meta(resolve_bundle(settings.model, out))
-        check_space(meta, load_template(meta["input"]["resolution"], settings.output_space))
+        # Fail before any work when the bundle reads another grid than its own record says, or
+        # has classes whose files would overwrite each other.
+        check_space(meta, load_template(settings.resolution, settings.output_space))
         check_class_labels(meta)
     settings = replace(settings, target=settings.target or (meta or {}).get("target") or "group")
     layout = open_layout(bids, database=settings.bids_database_dir)
@@ -298,6 +306,12 @@ def run(settings):
             f"every other session's outputs and report are in {out}",
         )
         return worst_exit_code(outcomes)
+    if settings.level == "train" and settings.reports_only:
+        from bidsxai.workflows.train import report_training
+
+        folder = report_training(settings)
+        _say(settings, f"training report rewritten: {folder / 'report.html'}")
+        return 0
     if settings.level == "train":
         from bidsxai.workflows.train import run_train
 
@@ -308,6 +322,12 @@ def run(settings):
                 f"trained {meta['name']}: {training_summary(meta['metrics'])}; "
                 f"report {folder / 'report.html'}",
             )
+        return 0
+    if settings.reports_only:
+        from bidsxai.workflows.group import report_group
+
+        report_group(settings)
+        _say(settings, f"group report rewritten: {out / 'group.html'}")
         return 0
     from bidsxai.workflows.group import run_group
 
@@ -367,6 +387,23 @@ def parse_settings(argv=None):
     return Settings(**args)
 
 
+_UNSET = object()
+
+
+def given_options(argv=None):
+    """The Settings fields the user set, on the command line or in ``--config-file``: a run that
+    takes its grid from a bundle refuses a given grid that contradicts it (and only such)."""
+    parser = build_parser()
+    parser.set_defaults(**{a.dest: _UNSET for a in parser._actions if a.option_strings})
+    args = vars(parser.parse_args(argv))
+    given = {name for name, value in args.items() if value is not _UNSET}
+    if args.get("config_file") not in (None, _UNSET):
+        from bidsxai.config import Settings
+
+        given |= set(Settings.values_from_toml(Path(args["config_file"]).read_text()))
+    return frozenset(given - {"config_file"})
+
+
 def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -374,7 +411,7 @@ def main(argv=None):
         logs.setup(settings.verbosity)
         if settings.verbose <= 0:
             warnings.filterwarnings("ignore")
-        return run(settings)
+        return run(settings, given_options(argv))
     except BidsxaiError as exc:
         print(f"bidsxai: error: {exc}", file=sys.stderr)
         return exc.exit_code

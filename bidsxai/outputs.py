@@ -289,6 +289,28 @@ def find_heatmaps(out_dir):
     return [(p, entities) for p, entities in found if entities is not None]
 
 
+_PREPROC_T1W = re.compile(
+    r"sub-[A-Za-z0-9]+(_ses-[A-Za-z0-9]+)?_space-(?P<space>[A-Za-z0-9]+)_res-(?P<res>[A-Za-z0-9]+)"
+    r"_desc-preproc_T1w\.nii\.gz$"
+)
+
+
+def resolution_of(res_label):
+    """The resolution in mm of a ``res-`` label: '1p5' -> 1.5 (``resolution_label`` undone)."""
+    return float(res_label.replace("p", "."))
+
+
+def output_grids(out_dir):
+    """The (space, resolution in mm) grids that OUTPUT_DIR holds heatmaps or preprocessed T1w
+    images on, sorted."""
+    grids = {(e["space"], e["res"]) for _, e in find_heatmaps(out_dir)}
+    for path in Path(out_dir).glob("sub-*/**/anat/*_desc-preproc_T1w.nii.gz"):
+        match = _PREPROC_T1W.match(path.name)
+        if match:
+            grids.add((match["space"], match["res"]))
+    return sorted((space, resolution_of(res)) for space, res in grids)
+
+
 # The --derivatives dataset of reference masks (``--derivatives masks=PATH``).
 MASK_DATASET = "masks"
 # The --derivatives datasets of anatomical preprocessing to reuse (``--derivatives smriprep=PATH``).

@@ -66,6 +66,9 @@ def pipeline(cohort, tmp_path_factory):
         run_cli(
             cohort, out, "participant", "--model", "cnn3d_group", "--skip-bids-validation", *common
         ),
-        run_cli(cohort, out, "group", "--skip-bids-validation", *common),
+        # No --resolution: the group level takes the grid from the bundle.
+        run_cli(
+            cohort, out, "group", "--model", "cnn3d_group", "--skip-bids-validation", "--nprocs", 2
+        ),
     ]
     return {"out": out, "codes": codes, "input_unchanged": snapshot(cohort) == before}

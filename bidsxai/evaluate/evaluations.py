@@ -79,7 +79,7 @@ class Evaluation:
     columns: tuple  # (Column, ...)
     description: str  # one sentence for the sidecar and --help
     cost: str  # for --help: what it costs
-    citation: str | None = None  # key in boilerplate/references.bib
+    citation: str | None = None  # key in bidsxai/resources/boilerplate/references.bib
     predicted_only: bool = False  # evaluates the predicted class's map only (else every map)
     applies: Callable = lambda spec: True  # whether it applies to a model with this input spec
     options: tuple = ()  # (Settings field, sidecar key): the options it reads, as recorded
@@ -336,12 +336,33 @@ def column_of(name):
     return None, None
 
 
-def notes(names=None):
-    """[(column name, its meaning)] of the evaluations ``names`` (default: all), for the reports."""
-    chosen = [EVALUATIONS[n] for n in (names or EVALUATIONS)]
-    return [
-        (f"{c.name}_<mask>" if c.per_mask else c.name, c.meaning) for e in chosen for c in e.columns
-    ]
+def column_notes(names):
+    """What the reports say of the evaluation columns among ``names`` (a table's columns): one
+    {"name", "meaning", "direction", "chance"} per record column present, in record order, a
+    per-mask column once as ``<stem>_<mask>``; ``direction`` is "higher is better", "lower is
+    better" or None."""
+    present = {column_of(n)[0] for n in names} | {
+        c for c in columns() if c.absolute_as and c.absolute_as in names
+    }
+    notes = []
+    for column in columns():
+        if column not in present:
+            continue
+        direction = {True: "higher is better", False: "lower is better"}.get(
+            column.higher_is_better
+        )
+        name = f"{column.name}_<mask>" if column.per_mask else column.name
+        if column.absolute_as in names:
+            name, direction = column.absolute_as, "lower is better"
+        notes.append(
+            {
+                "name": name,
+                "meaning": column.meaning,
+                "direction": direction,
+                "chance": column.chance,
+            }
+        )
+    return notes
 
 
 KEY_COLUMNS = {"method": "the explanation method", "target": "the class whose map it is"}

@@ -28,7 +28,7 @@ class Method:
     family: str  # "cam" (activation, gradient) -> map; "input": (model, x, targets) -> maps, extras
     function: Callable
     values: str  # what a map's values are, for sidecars
-    citation: str  # key in boilerplate/references.bib
+    citation: str  # key in bidsxai/resources/boilerplate/references.bib
     # The functions whose keyword defaults the method takes (default: its function).
     parameter_sources: tuple = ()
     # Parameters left out of the sidecars' record: those that change speed or memory but not the

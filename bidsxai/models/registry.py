@@ -19,7 +19,7 @@ class Architecture:
     build: Callable  # build(in_channels, n_classes, input_shape, **kwargs) -> nn.Module
     default_layer: Callable  # default_layer(model) -> dotted module name used for Grad-CAM
     source: str  # the paper it comes from, as users read it
-    citation: str  # the paper's key in boilerplate/references.bib
+    citation: str  # the paper's key in bidsxai/resources/boilerplate/references.bib
     dims: int = 3  # 3: whole volumes; 2: axial slices (subject prediction = mean slice probability)
     # the paper's training recipe: optimiser, learning rate, weight decay, augmentation scheme
     recipe: dict = field(default_factory=lambda: dict(DEFAULT_RECIPE))

@@ -1,34 +1,105 @@
-"""The group report: draws the figures of each method x class analysis and renders group.html."""
+"""The group report, drawn from the files the group level wrote: its tables (``group/*.tsv``) and
+its t and corrected-p maps. Nothing is recomputed, so ``group --reports-only`` rewrites
+``group.html`` from disk and the report always shows what the files hold."""
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 
-from bidsxai.outputs import group_report_path
+from bidsxai.evaluate.evaluations import column_notes
+from bidsxai.outputs import group_report_path, group_statmap_path, group_table_path
 from bidsxai.reports import brain_figures, figures, svg
 from bidsxai.reports.render import methods_text, methods_views, render_report
+from bidsxai.reports.sections import METHODS, Section
 
 REPORTED_MEASURES = ("p95", "mass_above_half")  # the rest are in group/measures.tsv
+ALPHA = 0.05  # the level the significant-voxel figures show, as the group level tested it
+# Labels are text even where they look like numbers (class "1", session "01").
+LABEL_COLUMNS = ("method", "target", "subject", "group", "group_a", "group_b")
+LABEL_COLUMNS += ("session_before", "session_after", "test", "correction")
 
 
-def write_group_report(out_dir, analyses, settings, template, n_subjects, comparison=None):
-    sections = [_section(a, template) for a in analyses]
+class GroupTables(dict):
+    """The group tables of OUTPUT_DIR by name, each read once when first asked for; an empty
+    frame for a table not written, or written without rows."""
+
+    def __init__(self, out_dir):
+        super().__init__()
+        self.out_dir = out_dir
+
+    def __missing__(self, name):
+        try:
+            table = pd.read_csv(
+                group_table_path(self.out_dir, name),
+                sep="\t",
+                dtype={c: str for c in LABEL_COLUMNS},
+                keep_default_na=False,
+                na_values=[""],
+            )
+        except (FileNotFoundError, pd.errors.EmptyDataError):
+            table = pd.DataFrame()
+        self[name] = table
+        return table
+
+
+def _records(table):
+    """Rows as dicts, an empty cell as None (a test not run, a value not defined)."""
+    return [
+        {k: (None if v is None or v != v else v) for k, v in row.items()}
+        for row in table.astype(object).to_dict("records")
+    ]
+
+
+def _select(table, **key):
+    """The rows of ``table`` whose columns equal ``key``'s values (None: the cell is empty; True:
+    it is not)."""
+    if table.empty:
+        return table
+    keep = np.ones(len(table), bool)
+    for column, value in key.items():
+        if column not in table.columns:
+            keep &= value is None
+        elif value is None:
+            keep &= table[column].isna().to_numpy()
+        elif value is True:
+            keep &= table[column].notna().to_numpy()
+        else:
+            keep &= (table[column] == value).to_numpy()
+    return table[keep]
+
+
+def write_group_report(out_dir, settings, template, comparison=None):
+    """``group.html`` from the group tables and maps in ``out_dir``; ``comparison`` is the
+    method comparison (``workflows.method_comparison``), recomputed cheaply from the subjects'
+    evaluations by the caller."""
+    tables = GroupTables(out_dir)
+    measures = tables["measures"]
+    context = {
+        "out_dir": out_dir,
+        "tables": tables,
+        "template": template,
+        "comparison": comparison,
+        "methods": methods_views(methods_text(settings)),
+    }
     render_report(
-        "group.html.j2",
         group_report_path(out_dir),
-        n_subjects=n_subjects,
+        SECTIONS,
+        context,
+        title="bidsxai group report",
+        heading="Group report",
+        header="group/header.html.j2",
+        n_subjects=measures["subject"].nunique() if not measures.empty else 0,
         group_column=settings.target,
-        sections=sections,
         settings=settings,
         atlas=settings.atlas,
-        **methods_views(methods_text(settings)),
-        comparison=_comparison(comparison),
     )
 
 
-def _comparison(comparison):
+def _comparison(context):
     """The method-comparison table as text cells "mean [low, high]", its ranking and curves."""
-    if comparison is None:
+    if context["comparison"] is None:
         return None
-    table, primary, statements, curves = comparison
+    table, primary, statements, curves = context["comparison"]
     measures = [c for c in table.columns if f"{c}_low" in table.columns]
     rows = [
         [r["method"], r["n"]]
@@ -40,6 +111,7 @@ def _comparison(comparison):
     ]
     return {
         "columns": ["method", "n", *measures],
+        "notes": column_notes(measures),
         "rows": rows,
         "primary": primary,
         "statements": statements,
@@ -47,53 +119,105 @@ def _comparison(comparison):
     }
 
 
-def _section(analysis, template):
-    key = {"method": analysis.method, "target": analysis.target}
+def _analyses(context):
+    """One section per method and class, in the order of the measures table."""
+    measures = context["tables"]["measures"]
+    if measures.empty:
+        return []
+    keys = sorted(set(zip(measures["method"], measures["target"])))
+    return [
+        (
+            f"{method}-{target}".replace(" ", "_"),
+            f"{method}, {target}",
+            _analysis(context, method, target),
+        )
+        for method, target in keys
+    ]
+
+
+def _analysis(context, method, target):
+    tables, key = context["tables"], {"method": method, "target": target}
+    two_sample = _select(tables["voxelwise"], **key, session_before=None)
+    change = _select(tables["voxelwise"], **key, session_before=True)
+    similarity = _records(_select(tables["similarity"], **key))
     return dict(
         key,
-        id=f"{analysis.method}-{analysis.target}".replace(" ", "_"),
-        measures=_measure_figures(analysis),
+        measures=_measure_figures(tables, key),
         voxelwise=[
-            dict(v.row, clusters=v.clusters, figure=_voxelwise_figures(v, template))
-            for v in analysis.voxelwise
+            _voxelwise(context, key, row, (row["group_a"], row["group_b"]), "two-sample")
+            for row in _records(two_sample)
         ],
-        coverage=[dict(c.row, clusters=c.clusters) for c in analysis.coverage],
         session_change=[
-            dict(v.row, clusters=v.clusters, figure=_voxelwise_figures(v, template))
-            for v in analysis.session_change
+            _voxelwise(
+                context,
+                key,
+                row,
+                (f"ses-{row['session_before']}", f"ses-{row['session_after']}"),
+                "paired",
+            )
+            for row in _records(change)
+        ],
+        coverage=[
+            dict(row, clusters=_clusters(tables, key, "coverage", group=row["group"]))
+            for row in _records(_select(tables["coverage"], **key))
         ],
         session_measures=[
-            t for t in analysis.session_measure_tests if t["measure"] in REPORTED_MEASURES
+            row
+            for row in _records(_select(tables["session_measure_tests"], **key))
+            if row["measure"] in REPORTED_MEASURES
         ],
-        lobes=_lobe_table(analysis.lobes),
-        similarity=analysis.similarity,
-        correlation=_correlation(analysis.correlation),
+        lobes=_lobe_table(_select(tables["lobes"], **key)),
+        similarity=similarity[0] if similarity else None,
+        correlation=_correlation(tables, key),
     )
 
 
-def _measure_figures(analysis):
-    measures = pd.DataFrame(analysis.measures)
+def _clusters(tables, key, test, **groups):
+    return _records(_select(tables["clusters"], **key, test=test, **groups))
+
+
+def _voxelwise(context, key, row, comparison, test):
+    """A voxel-wise test's row, its clusters and its figures, from its t and corrected-p maps."""
+    group_dir = context["out_dir"] / "group"
+    space = context["template"].space
+
+    def load(stat, correction=None):
+        method, target = key["method"], key["target"]
+        path = group_statmap_path(group_dir, method, target, comparison, stat, space, correction)
+        return np.asarray(nib.load(str(path)).dataobj, np.float32)
+
+    # The map holds -log10 p in float32: compare there, so p = ALPHA itself stays out.
+    significant = load("logp", row["correction"]) > np.float32(-np.log10(ALPHA))
+    if test == "two-sample":
+        groups = {"group_a": row["group_a"], "group_b": row["group_b"]}
+    else:
+        groups = {"session_before": row["session_before"], "session_after": row["session_after"]}
+    return dict(
+        row,
+        clusters=_clusters(context["tables"], key, test, **groups),
+        figure=brain_figures.statistic_views(load("t"), context["template"], significant),
+    )
+
+
+def _measure_figures(tables, key):
+    measures = _select(tables["measures"], **key)
+    tests = _records(_select(tables["measure_tests"], **key))
     shown = []
     for name in REPORTED_MEASURES:
-        rows = [t for t in analysis.measure_tests if t["measure"] == name]
         by_group = {
             g: list(zip(part["subject"], part[name]))
             for g, part in sorted(measures.groupby("group"), key=lambda kv: str(kv[0]))
         }
         plot = svg.strip_plot(by_group, name, lambda subject: f"{subject}.html")
+        rows = [t for t in tests if t["measure"] == name]
         shown.append({"name": name, "rows": rows, "figure": plot})
     return shown
 
 
-def _voxelwise_figures(test, template):
-    return brain_figures.statistic_views(test.t, template, test.significant)
-
-
-def _lobe_table(rows):
+def _lobe_table(table):
     """Group means of each subject's share per lobe, as {columns, data} for the template."""
-    if not rows:
+    if table.empty:
         return None
-    table = pd.DataFrame(rows)
     return (
         table.pivot_table(
             index="lobe", columns="group", values="share", aggfunc="mean", fill_value=0.0
@@ -104,11 +228,22 @@ def _lobe_table(rows):
     )
 
 
-def _correlation(correlation):
-    if correlation is None:
+def _correlation(tables, key):
+    rows = _records(_select(tables["correlations"], **key))
+    if not rows:
         return None
-    score = correlation.row["score"]
-    return dict(
-        correlation.row,
-        figure=figures.correlation_scatter(correlation.x, correlation.y, correlation.label, score),
+    row = rows[0]
+    points = _select(tables["correlation_points"], **key)
+    label = f"mean {row['image']} in the {row['mask']} mask"
+    figure = figures.correlation_scatter(
+        list(points["image_mean"]), list(points["score_value"]), label, row["score"]
     )
+    return dict(row, figure=figure)
+
+
+# The group report, in order: the method comparison, then one section per method and class.
+SECTIONS = (
+    Section("method-comparison", "Method comparison", _comparison, "group/comparison.html.j2"),
+    Section("analyses", "Analyses", _analyses, "group/analysis.html.j2", repeated=True),
+    METHODS,
+)

@@ -1,4 +1,5 @@
-"""Render the HTML reports and methods text from the packaged templates (reports/, boilerplate/)."""
+"""Render the HTML reports and the methods text from the templates packaged under
+bidsxai/resources/ (reports/, boilerplate/)."""
 
 from datetime import datetime, timezone
 from importlib import resources
@@ -63,14 +64,24 @@ def references_bib():
     )
 
 
-def render_report(template, path, **variables):
-    """Write one self-contained HTML report (CSS inlined, figures as data URIs)."""
+def render_report(path, sections, context, *, title, heading, header, warning=None, **variables):
+    """Write one self-contained HTML report (CSS inlined, figures as data URIs): the page
+    template draws ``sections`` (``reports.sections``) in order, each built from ``context``;
+    ``header`` is the template part of the header line (or None), ``warning`` a (label, text) shown
+    above every section; ``variables`` are seen by every part."""
+    from bidsxai.reports.sections import assemble
+
     env = _environment("bidsxai.resources.reports")
     css = resources.files("bidsxai.resources.reports").joinpath("style.css").read_text("utf-8")
-    html = env.get_template(template).render(
+    html = env.get_template("page.html.j2").render(
         css=css,
         version=__version__,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        title=title,
+        heading=heading,
+        header=header,
+        warning=warning,
+        sections=assemble(sections, context),
         **variables,
     )
     write_text(path, html)

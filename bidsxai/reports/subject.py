@@ -11,6 +11,7 @@ import pandas as pd
 
 from bidsxai.config import described_settings
 from bidsxai.derivatives import HeatmapSidecar, LayerIterationSidecar, MeasuresRow, QualityGate
+from bidsxai.evaluate.evaluations import column_notes
 from bidsxai.evaluate.similarity import normalised_mutual_information
 from bidsxai.outputs import (
     MASK_DATASET,
@@ -29,6 +30,7 @@ from bidsxai.outputs import (
 )
 from bidsxai.reports import brain_figures, figures
 from bidsxai.reports.render import methods_text, methods_views, render_report
+from bidsxai.reports.sections import METHODS, Section
 from bidsxai.template import load_template
 from bidsxai.template_files import templateflow_home
 from bidsxai.training.targets import known_classes
@@ -284,18 +286,25 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
         view["summary"] = summary(view["prediction"], known)
     contrasts = {c for s in item.sessions for c in s.files}
     methods = methods_text(described_settings(settings), model_meta, contrasts)
+    context = {
+        "sessions": sessions,
+        "command": " ".join(sys.argv),
+        "settings_toml": settings.to_toml(),
+        "methods": methods_views(methods),
+    }
+    warning = _model_warning(settings, model_meta, sessions)
     render_report(
-        "subject.html.j2",
         path,
-        subject=item.key,
+        SECTIONS,
+        context,
+        title=f"bidsxai: {item.key}",
+        heading=item.key,
+        header="subject/header.html.j2",
+        warning=warning and ("Warning about the model:", warning),
         target=settings.target,
         known=known,
-        sessions=sessions,
-        across_sessions=across_sessions(sessions),
         space=settings.output_space,
         resolution=f"{settings.resolution:g}",
-        command=" ".join(sys.argv),
-        settings_toml=settings.to_toml(),
         template_figure=brain_figures.template_with_contours(
             settings.resolution, settings.output_space, str(templateflow_home())
         ),
@@ -304,10 +313,44 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
         reference_colour=brain_figures.REFERENCE_COLOUR,
         display_threshold=brain_figures.DISPLAY_THRESHOLD,
         low_margin=LOW_MARGIN,
-        **methods_views(methods),
-        model_warning=_model_warning(settings, model_meta, sessions),
     )
     return path
+
+
+def _provenance(context):
+    """The command, the settings and the model that classified the sessions."""
+    classified = [s["prediction"] for s in context["sessions"] if s["prediction"]]
+    return {
+        "command": context["command"],
+        "settings_toml": context["settings_toml"],
+        "model": classified[0] if classified else None,
+    }
+
+
+# The subject report, in order: the change over sessions, each session, errors, provenance.
+SECTIONS = (
+    Section(
+        "across-sessions",
+        "Across sessions",
+        lambda context: across_sessions(context["sessions"]),
+        "subject/across_sessions.html.j2",
+    ),
+    Section(
+        "sessions",
+        "Sessions",
+        lambda context: [(view["key"], view["key"], view) for view in context["sessions"]],
+        "subject/session.html.j2",
+        repeated=True,
+    ),
+    Section(
+        "errors",
+        "Errors",
+        lambda context: {"failed": [s for s in context["sessions"] if s["error"]]},
+        "subject/errors.html.j2",
+    ),
+    Section("provenance", "Provenance", _provenance, "subject/provenance.html.j2"),
+    METHODS,
+)
 
 
 def _evaluation(out, session, prediction):
@@ -327,6 +370,7 @@ def _evaluation(out, session, prediction):
     ]
     return {
         "columns": list(table.columns),
+        "notes": column_notes(list(table.columns)),
         "rows": table.round(3).astype(object).where(table.notna(), "").values.tolist(),
         "figures": figures_by_method,
     }

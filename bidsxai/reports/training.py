@@ -5,6 +5,7 @@ from collections import Counter
 
 from bidsxai.reports import figures
 from bidsxai.reports.render import methods_text, methods_views, render_report
+from bidsxai.reports.sections import METHODS, Section
 from bidsxai.training.metrics import wilson_interval
 
 METRICS = ("accuracy", "balanced_accuracy", "auc", "sensitivity", "specificity", "f1", "loss")
@@ -22,13 +23,38 @@ def metric_rows(metrics):
 
 
 def write_training_report(settings, folder, meta, arch):
-    metrics = meta["metrics"]
+    """``report.html`` of the bundle in ``folder``, from its ``model.json`` (``meta``) alone, so
+    that ``train --reports-only`` can rewrite it without training."""
+    context = {"meta": meta, "arch": arch, "methods": methods_views(methods_text(settings, meta))}
+    warning = meta.get("warning")
+    render_report(
+        folder / "report.html",
+        SECTIONS,
+        context,
+        title=f"bidsxai training: {meta['name']}",
+        heading=f"Training report: {meta['name']}",
+        header=None,
+        warning=warning and ("Warning:", warning),
+        meta=meta,
+        keys=METRICS,
+    )
+
+
+def _model(context):
+    meta = context["meta"]
     counts = Counter(
         "test" if v == "test" else f"fold {v}" for v in meta["assignments"][0].values()
     )
-    members = meta["training"]["members"]
-    histories = {name: m["history"] for name, m in members.items()}
-    chosen = {name: m["best_epoch"] for name, m in members.items()}
+    return {
+        "source": context["arch"].source,
+        "counts": dict(sorted(counts.items())),
+        "crop": _crop_rows(meta["input"]["crop"]),
+    }
+
+
+def _metrics(context):
+    meta = context["meta"]
+    metrics = meta["metrics"]
     roc_sets = {
         label: curves
         for label, curves in (
@@ -37,17 +63,9 @@ def write_training_report(settings, folder, meta, arch):
         )
         if curves
     }
-    render_report(
-        "training.html.j2",
-        folder / "report.html",
-        name=meta["name"],
-        meta=meta,
-        source=arch.source,
-        counts=dict(sorted(counts.items())),
-        keys=METRICS,
-        rows=metric_rows(metrics),
-        curves=figures.learning_curves(histories, chosen),
-        confusions=[
+    return {
+        "rows": metric_rows(metrics),
+        "confusions": [
             _confusion(label, metrics[key]["confusion_matrix"], meta["classes"])
             for label, key in (
                 ("pooled out of fold (repeat 1)", "cross_validation"),
@@ -55,10 +73,30 @@ def write_training_report(settings, folder, meta, arch):
             )
             if key in metrics
         ],
-        roc=figures.roc_curves(roc_sets, meta["classes"]) if roc_sets else None,
-        crop=_crop_rows(meta["input"]["crop"]),
-        **methods_views(methods_text(settings, meta)),
-    )
+        "roc": figures.roc_curves(roc_sets, meta["classes"]) if roc_sets else None,
+    }
+
+
+def _folds(context):
+    members = context["meta"]["training"]["members"]
+    histories = {name: m["history"] for name, m in members.items()}
+    chosen = {name: m["best_epoch"] for name, m in members.items()}
+    return {"curves": figures.learning_curves(histories, chosen)}
+
+
+# The training report, in order.
+SECTIONS = (
+    Section("model", "Model", _model, "training/model.html.j2"),
+    Section("metrics", "Metrics", _metrics, "training/metrics.html.j2"),
+    Section("folds", "Fold models", _folds, "training/folds.html.j2"),
+    Section(
+        "attention",
+        "Attention",
+        lambda context: context["meta"].get("attention"),
+        "training/attention.html.j2",
+    ),
+    METHODS,
+)
 
 
 def _confusion(label, matrix, classes):

@@ -1,1 +1,1 @@
-"""Packaged data: report templates (top-level reports/) and methods boilerplate (boilerplate/)."""
+"""Packaged data: the report templates (reports/) and the methods boilerplate (boilerplate/)."""

@@ -60,6 +60,7 @@ TABLES = (
     "lobes",
     "similarity",
     "correlations",
+    "correlation_points",
 )
 
 
@@ -78,9 +79,17 @@ class GroupJob:
 @dataclass
 class Correlation:
     row: dict
+    subjects: list
     x: list  # the image's mean within each subject's mask
     y: list  # the clinical score
-    label: str
+
+    def points(self):
+        """The rows of group/correlation_points.tsv, from which the report draws its scatter."""
+        key = {"method": self.row["method"], "target": self.row["target"]}
+        return [
+            dict(key, subject=f"sub-{s}", image_mean=x, score_value=y)
+            for s, x, y in zip(self.subjects, self.x, self.y)
+        ]
 
 
 @dataclass
@@ -117,6 +126,7 @@ class MethodTargetAnalysis:
             "lobes": self.lobes,
             "similarity": [self.similarity] if self.similarity else [],
             "correlations": [self.correlation.row] if self.correlation else [],
+            "correlation_points": self.correlation.points() if self.correlation else [],
         }
 
 
@@ -292,24 +302,40 @@ def run_group(settings, subjects=None, sessions=None):
     ]
     for name in TABLES:
         _write_tsv(group_table_path(out, name), [r for a in analyses for r in a.tables()[name]])
+    comparison = _method_comparison(out, heatmaps, participants, settings)
+    if comparison is not None:
+        _write_tsv(group_table_path(out, "method_comparison"), comparison[0].to_dict("records"))
+    write_group_report(out, settings, template, comparison)
+    return analyses
+
+
+def _method_comparison(out, heatmaps, participants, settings):
+    """The method comparison of the subjects' first sessions (None without evaluations)."""
     first = heatmaps[heatmaps["first"]][["subject", "session"]].drop_duplicates()
-    comparison = method_comparison(
+    return method_comparison(
         out,
         first.itertuples(index=False),
         participants[settings.target].dropna().to_dict(),
         settings.seed,
     )
-    if comparison is not None:
-        _write_tsv(group_table_path(out, "method_comparison"), comparison[0].to_dict("records"))
-    write_group_report(
-        out,
-        analyses,
-        settings,
-        template,
-        n_subjects=heatmaps["subject"].nunique(),
-        comparison=comparison,
-    )
-    return analyses
+
+
+def report_group(settings):
+    """``group --reports-only``: rewrite group.html from the tables and maps a group run wrote,
+    with the settings of that run; every statistic stays as it is on disk."""
+    from bidsxai.config import described_settings
+
+    out = Path(settings.output_dir)
+    if not group_table_path(out, "measures").is_file():
+        raise NoInputError(f"--reports-only: no group results in {out}; run the group level first")
+    settings = described_settings(settings)
+    participants = read_participants(settings.bids_dir)
+    template = load_template(settings.resolution, settings.output_space)
+    heatmaps = find_heatmaps(out, template)
+    atlas = atlas_option(settings.atlas, template)
+    settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)
+    comparison = _method_comparison(out, heatmaps, participants, settings)
+    write_group_report(out, settings, template, comparison)
 
 
 def analyse(rows, method, target, job):
@@ -518,7 +544,7 @@ def _correlation(subjects, raw, key, job):
     scores = pd.to_numeric(
         job.participants[settings.correlate].reindex(subjects["subject"]), errors="coerce"
     ).to_numpy()
-    x, y = [], []
+    who, x, y = [], [], []
     for subject, sessions, heatmap, score in zip(
         subjects["subject"], subjects["sessions"], raw, scores
     ):
@@ -534,6 +560,7 @@ def _correlation(subjects, raw, key, job):
                     f"{path.name} is {image.shape}, not on the template grid {heatmap.shape}"
                 )
             means.append(float(image[kept].mean()))
+        who.append(subject)
         x.append(float(np.mean(means)))
         y.append(float(score))
     if len(x) < 4:
@@ -549,9 +576,7 @@ def _correlation(subjects, raw, key, job):
         p_permutation=p,
         permutations=settings.correlate_n_perm,
     )
-    return Correlation(
-        row, x, y, f"mean {settings.correlate_image} in the {settings.correlate_mask} mask"
-    )
+    return Correlation(row, who, x, y)
 
 
 def _write_tsv(path, rows):

@@ -17,12 +17,13 @@ import torch
 from bidsxai.bids import CONTRAST_KEYS, read_participants
 from bidsxai.config import plain
 from bidsxai.errors import NoInputError, UsageError
-from bidsxai.models.bundle import grid_of, save_bundle, sha256_of
+from bidsxai.models.bundle import grid_of, read_meta, save_bundle, sha256_of
 from bidsxai.models.registry import get_architecture
 from bidsxai.models.slice2d import load_imagenet
 from bidsxai.outputs import (
     TISSUE_INPUTS,
     bundle_dir,
+    bundle_meta_path,
     describe_collision,
     label_collisions,
     model_input_path,
@@ -346,6 +347,24 @@ def _train(settings, sessions, ranks):
     meta = save_bundle(folder, {m.name: m.model for m in members}, meta, metrics["final_member"])
     write_training_report(settings, folder, meta, arch)
     return folder, meta
+
+
+def report_training(settings):
+    """``train --reports-only``: rewrite the bundle's report.html from its model.json, with the
+    settings of the run that trained it; returns the bundle folder."""
+    from bidsxai.config import described_settings
+
+    saved = described_settings(settings)
+    name = settings.model or saved.model or f"{saved.arch}_{saved.target}"
+    folder = bundle_dir(settings.output_dir, name)
+    if not bundle_meta_path(settings.output_dir, name).is_file():
+        raise NoInputError(
+            f"--reports-only: no bundle {name} in {folder.parent}; run train first, or give "
+            "--model with the bundle's name"
+        )
+    meta = read_meta(folder)
+    write_training_report(saved, folder, meta, get_architecture(meta["architecture"]))
+    return folder
 
 
 def cohort_attention(members, cohort, spec, paths, assignment, final_member):
