@@ -199,6 +199,7 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
         "--participant-label",
         "01",
         "02",
+        "07",
         *argv,
         "--derivatives",
         f"masks={masks}",
@@ -206,8 +207,19 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
         evaluations,
     )
     assert code == 0, capsys.readouterr().err
-    table = pd.read_csv(out / "sub-02" / "anat" / "sub-02_evaluation.tsv", sep="\t")
+    everything = pd.read_csv(out / "sub-02" / "anat" / "sub-02_evaluation.tsv", sep="\t")
+    reference = everything["method"].str.startswith(("baseline-", "control-"))
+    table = everything[~reference]
     assert len(table) == 3  # gradcam for each class
+    baselines = everything[everything["method"].str.startswith("baseline-")]
+    names = {"baseline-T1w", "baseline-T1winverted", "baseline-priorWM", "baseline-depth"}
+    assert names | {"baseline-random"} <= set(baselines["method"])
+    assert (baselines.groupby("target").size() == baselines["method"].nunique()).all()
+    assert baselines.drop(columns="target").groupby("method").nunique().max().max() <= 1
+    assert len(everything[everything["method"] == "control-otherclass-gradcam"]) == 3
+    for row in table.itertuples():
+        best = baselines[baselines["target"] == row.target]["auroc_lesion"].max()
+        assert row.auroc_margin_lesion == pytest.approx(row.auroc_lesion - best, abs=1e-5)
     for column in (
         "inverting_drop",
         "deletion_auc",
@@ -215,9 +227,13 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
         "pointing_lesion",
         "mass_inside_lesion",
         "sanity_spearman",
-        "fold_robustness_spearman",
     ):
         assert column in table.columns
+    # Every fold model but its own trained on sub-02: no fold robustness; none trained on sub-07
+    # (the test set).
+    assert "fold_robustness_spearman" not in table.columns
+    tested = pd.read_csv(out / "sub-07" / "anat" / "sub-07_evaluation.tsv", sep="\t")
+    assert tested["fold_robustness_spearman"].notna().sum() == 1
     assert table["auroc_lesion"].between(0, 1).all()
     assert table["sanity_spearman"].notna().sum() == 1  # the predicted class's map
     sidecar = json.loads((out / "sub-02" / "anat" / "sub-02_evaluation.json").read_text())
@@ -368,8 +384,15 @@ def test_group_level_compares_the_methods_from_the_subjects_evaluations(pipeline
     )
     assert run_cli(cohort, out, "group", "--n-perm", 0, *common) == 0
     table = pd.read_csv(out / "group" / "method_comparison.tsv", sep="\t")
-    assert list(table["method"]) == ["gradcam", "saliency"] and (table["n"] == 3).all()
+    methods = table[~table["method"].str.startswith(("baseline-", "control-"))]
+    assert list(methods["method"]) == ["gradcam", "saliency"] and (methods["n"] == 3).all()
     assert {"auroc_lesion", "auroc_lesion_low", "inverting_drop_high"} <= set(table.columns)
+    assert {"auroc_margin_lesion", "pointing_margin_lesion"} <= set(table.columns)
+    # The controls that need other subjects: each subject's mask against the others' masks and
+    # against the next subject's map; every subject with a mask has both.
+    group = {"baseline-frequency", "control-swap-gradcam", "control-swap-saliency"}
+    assert group | {"baseline-FLAIR", "control-otherclass-gradcam"} <= set(table["method"])
+    assert (table[table["method"].isin(group)]["n"] == 3).all()
     report = (out / "group.html").read_text()
     assert "Which method can be trusted most?" in report and "voxel-inverting curves" in report
 
@@ -425,3 +448,44 @@ def test_the_method_comparison_summarises_the_sanity_check_by_its_absolute_rho()
     assert compared.loc["a", "sanity_abs_spearman"] == pytest.approx(0.6)
     assert compared.loc["b", "sanity_abs_spearman"] == pytest.approx(0.05)
     assert "sanity_spearman" not in compared.columns  # a signed mean would hide the failures
+
+
+class _Recorder(nn.Module):
+    """Keeps every input it is given; its output knows nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen += list(x.detach().clone())
+        return torch.zeros(len(x), 2)
+
+
+def _first_inverted(heatmap, x, **kwargs):
+    """The first voxel-inverted volume faithfulness gave the model (its top 2.5 %)."""
+    recorder = _Recorder()
+    faithfulness(recorder, x, heatmap, target=0, **kwargs)
+    return recorder.seen[1][None]  # [0] is the unperturbed input
+
+
+def test_voxel_inverting_reflects_z_scored_inputs_about_their_mean():
+    x = torch.randn(1, 1, 8, 8, 8)
+    heatmap = np.zeros((8, 8, 8))
+    heatmap[4, 4, 4] = 1.0
+    unit = _first_inverted(heatmap, x, fractions=(0.002,))
+    zscored = _first_inverted(heatmap, x, fractions=(0.002,), centre=0.0)
+    assert unit[0, 0, 4, 4, 4] == pytest.approx(1 - float(x[0, 0, 4, 4, 4]))
+    assert zscored[0, 0, 4, 4, 4] == pytest.approx(-float(x[0, 0, 4, 4, 4]))
+    changed = (zscored != x).sum()
+    assert changed == 1
+
+
+def test_tied_voxels_are_not_removed_in_raster_order():
+    x = torch.rand(1, 1, 8, 8, 8)
+    chosen = (_first_inverted(np.ones((8, 8, 8)), x, fractions=(0.1,)) != x)[0, 0].numpy()
+    k = int(chosen.sum())
+    assert k == 51
+    assert not chosen.ravel()[:k].all()  # not the first voxels of the raster
+    again = (_first_inverted(np.ones((8, 8, 8)), x, fractions=(0.1,)) != x)[0, 0].numpy()
+    assert np.array_equal(chosen, again)  # the same seed, the same order

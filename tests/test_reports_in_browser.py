@@ -63,6 +63,8 @@ def test_every_figure_in_the_templates_has_alt_text():
     """A static check beside the browser's, over every template's <img> tags."""
     import re
 
-    folder = Path(__file__).parents[1] / "reports"
-    tags = [t for p in folder.glob("*.html.j2") for t in re.findall(r"<img\b[^>]*>", p.read_text())]
+    folder = Path(__file__).parents[1] / "bidsxai" / "resources" / "reports"
+    tags = [
+        t for p in folder.rglob("*.html.j2") for t in re.findall(r"<img\b[^>]*>", p.read_text())
+    ]
     assert tags and all(re.search(r'alt="[^"]+"', t) for t in tags)

@@ -18,10 +18,11 @@ import pandas as pd
 from bidsxai.atomic import atomic_path
 from bidsxai.errors import NoInputError
 from bidsxai.evaluate import faithfulness, localisation, randomisation, robustness
+from bidsxai.evaluate.baselines import MARGINS, chance_scores, model_free_maps, with_margins
 from bidsxai.explain import CAM_FAMILY, explain
 from bidsxai.group.atlas import atlas_option
 from bidsxai.template import load_template
-from bidsxai.training.dataset import crop
+from bidsxai.training.dataset import crop, uncrop
 
 SANITY_THRESHOLD = 0.2  # |Spearman| after full randomisation below this passes the check
 
@@ -83,6 +84,9 @@ class Evaluation:
     predicted_only: bool = False  # evaluates the predicted class's map only (else every map)
     applies: Callable = lambda spec: True  # whether it applies to a model with this input spec
     options: tuple = ()  # (Settings field, sidecar key): the options it reads, as recorded
+    # (context, rows) -> the session's rows with what the evaluation adds once per session (its
+    # baselines and controls) and what it derives from all rows (margins).
+    session_rows: Callable | None = None
 
     def recorded(self, settings):
         """Its entries in the evaluation sidecar: the options it ran with."""
@@ -98,6 +102,7 @@ def _faithfulness(context, item):
         region=context.region,
         baseline=context.options.faithfulness_baseline,
         seed=context.options.seed,
+        centre=0.0 if context.spec.get("normalisation") == "zscore" else 0.5,
     )
     context.curves[f"{item.method}/{item.target}"] = {
         k: np.asarray(result[k]).tolist()
@@ -107,11 +112,16 @@ def _faithfulness(context, item):
 
 
 def _localisation(context, item):
+    return _localise(context, item.heatmap)
+
+
+def _localise(context, heatmap):
+    """{<measure>_<mask>: value} of one map on the template grid against every reference mask."""
     template = context.template
     row = {}
     for label, mask in context.masks.items():
         found = localisation(
-            item.heatmap,
+            heatmap,
             mask,
             brain=template.brain_mask,
             tolerance_mm=context.options.tolerance_mm,
@@ -119,6 +129,44 @@ def _localisation(context, item):
         )
         row.update({f"{k}_{label}": float(v) for k, v in found.items()})
     return row
+
+
+def _localisation_controls(context, rows):
+    """The session's rows with the model-free baselines, chance and each method's other-class
+    control scored against the same masks (``evaluate.baselines``), once per target class so that
+    each class's maps are compared with them, and each method row's margin over the best
+    baseline."""
+    if not context.masks:
+        return rows
+    template = context.template
+    contrasts = {
+        name: uncrop(context.x[0, c].detach().cpu().numpy(), context.spec["crop"], template.shape)
+        for c, name in enumerate(context.spec["contrasts"])
+    }
+    baselines = model_free_maps(contrasts, template)
+    scored = {name: _localise(context, heatmap) for name, heatmap in baselines.items()}
+    chance = {}
+    for label, mask in context.masks.items():
+        found = chance_scores(
+            mask,
+            template.brain_mask,
+            tolerance_mm=context.options.tolerance_mm,
+            voxel_size=(template.resolution,) * 3,
+        )
+        chance.update({f"{k}_{label}": v for k, v in found.items()})
+    scored["baseline-random"] = chance
+    maps = context.explanation.maps
+    added = []
+    for target in dict.fromkeys(item.target for item in maps):
+        added += [dict(method=name, target=target, **row) for name, row in scored.items()]
+    for item in maps:
+        others = [o for o in maps if o.method == item.method and o.target != item.target]
+        if others:
+            found = pd.DataFrame([_localise(context, o.heatmap) for o in others]).mean()
+            added.append(
+                dict(method=f"control-otherclass-{item.method}", target=item.target, **found)
+            )
+    return with_margins(rows + added, context.masks)
 
 
 def _sanity(context, item):
@@ -183,7 +231,8 @@ FAITHFULNESS_COLUMNS = (
     Column(
         "inverting_drop",
         "the mean fall of the target probability as the map's top 2.5-50 % voxels are inverted "
-        "(1 - x; Lu et al. 2023): a faithful map drops it faster than random voxels do",
+        "(1 - x, Lu et al. 2023; -x for z-scored inputs): a faithful map drops it faster than "
+        "random voxels do",
         higher_is_better=True,
         primary=2,
     ),
@@ -252,10 +301,27 @@ EVALUATIONS = {
                     higher_is_better=True,
                     per_mask=True,
                 ),
+                *(
+                    Column(
+                        f"{measure}_margin",
+                        f"the map's {measure} minus the best model-free baseline's (the "
+                        "baseline-* rows: each input contrast and its inversion, the tissue "
+                        "priors, depth and chance): positive where the method localises better "
+                        "than every map that never looked at the model",
+                        higher_is_better=True,
+                        chance=0.0,
+                        per_mask=True,
+                    )
+                    for measure in MARGINS
+                ),
             ),
-            "localisation against reference masks (AUROC, pointing game, mass inside)",
+            "localisation against reference masks (AUROC, pointing game, mass inside), beside "
+            "maps that never looked at the model (baseline-* rows), each method's map of the "
+            "other classes (control-otherclass-* rows) and each method's margin over the best "
+            "baseline",
             "little",
             options=(("tolerance_mm", "PointingToleranceMM"),),
+            session_rows=_localisation_controls,
         ),
         Evaluation(
             "sanity",
@@ -291,7 +357,7 @@ EVALUATIONS = {
                     higher_is_better=True,
                 )
                 for kind, models in (
-                    ("fold", "every fold model"),
+                    ("fold", "every fold model, for a subject none of them trained on"),
                     ("run", "every training run of the explaining fold (train --seeds)"),
                 )
                 for measure, label in (
@@ -328,7 +394,8 @@ def columns():
 def column_of(name):
     """(the ``Column`` a TSV column belongs to, its mask label or None), or (None, None) for a
     column no evaluation writes (method, target)."""
-    for column in columns():
+    # The longest stem first: auroc_margin_<mask> is not auroc of mask "margin_<mask>".
+    for column in sorted(columns(), key=lambda c: -len(c.name)):
         if column.per_mask and name.startswith(f"{column.name}_"):
             return column, name[len(column.name) + 1 :]
         if not column.per_mask and name == column.name:

@@ -1,8 +1,11 @@
 """Does the model's decision depend on what the map points at?
 
-- Voxel inverting (Lu et al. 2023): the top-q fraction of the map's voxels is replaced by 1 - x on
-  the [0, 1]-normalised input, for q in ``fractions``, and the target probability recorded; a
-  random set of the same size is the baseline. A faithful map drops the probability faster.
+- Voxel inverting (Lu et al. 2023): the top-q fraction of the map's voxels is reflected about
+  the middle of the input's normalised range, for q in ``fractions``, and the target probability
+  recorded; a random set of the same size is the baseline. A faithful map drops the probability
+  faster. Lu et al.'s 1 - x is the reflection about 0.5 of inputs in [0, 1] (percentile
+  normalisation); z-scored inputs are reflected about the brain's mean, 0 (-x), so that the
+  perturbation stays within the range the model saw instead of shifting every voxel by 1.
 - Deletion and insertion: the top-q voxels are replaced (deletion), or only they are kept and the
   rest of the region replaced (insertion). Either baseline stays closer to the data distribution
   than zeros, which would create edges the model never saw:
@@ -13,6 +16,9 @@
     2 mm volume; ``benchmarks/evaluate_cost.py``).
   The areas under the curves (over q) summarise them: low for deletion and high for insertion are
   faithful.
+
+Voxels the map ties are ordered at random (with ``seed``) rather than in raster order, so a map
+with plateaus does not remove the voxels of one corner first.
 
 Every perturbed volume of every curve runs through the model in batches of ``chunk``.
 """
@@ -75,10 +81,12 @@ def faithfulness(
     road_noise: float = 0.01,
     seed: int = 0,
     chunk: int = 8,
+    centre: float = 0.5,
 ) -> dict:
     """Curves of the target probability for one input ``x`` (1, C, *spatial) and its map
     (*spatial), over the voxels of ``region`` (default: every voxel). ``baseline`` is "blur"
     (SD ``blur_sigma`` voxels) or "road" (noise SD ``road_noise``, in the input's units).
+    ``centre``: the value inverting reflects about (0.5 for inputs in [0, 1], 0 for z-scores).
 
     Returns {"fractions", "probability" (unperturbed), "inverted", "inverted_random", "deletion",
     "insertion", "inverting_drop" and "inverting_drop_random" (mean probability drop over the
@@ -91,11 +99,13 @@ def faithfulness(
     heatmap = np.asarray(maps, np.float64)
     region = np.ones(heatmap.shape, bool) if region is None else np.asarray(region, bool)
     voxels = np.flatnonzero(region)
-    ranked = torch.as_tensor(voxels[np.argsort(-heatmap.ravel()[voxels], kind="stable")])
-    shuffled = torch.as_tensor(np.random.default_rng(seed).permutation(voxels))
+    rng = np.random.default_rng(seed)
+    shuffled = torch.as_tensor(rng.permutation(voxels))
+    ties = rng.permutation(len(voxels))  # the order among equal values
+    ranked = torch.as_tensor(voxels[np.lexsort((ties, -heatmap.ravel()[voxels]))])
     counts = np.maximum(1, np.round(fractions * len(voxels)).astype(int))
     flat = x.reshape(1, x.shape[1], -1)
-    inverted = 1 - flat
+    inverted = 2 * centre - flat
 
     def replaced(order, sizes, fill):
         """The input with the first k voxels of ``order`` replaced by ``fill(chosen)``, per k."""

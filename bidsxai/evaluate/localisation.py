@@ -2,7 +2,11 @@
 
 - AUROC: the probability that a voxel inside the mask outscores one outside it, within the brain
   (Mann-Whitney, ties counted half), so a constant map scores exactly 0.5;
-- pointing game: whether the map's peak within the brain lies within ``tolerance_mm`` of the mask;
+- pointing game: whether the map's peak within the brain lies within ``tolerance_mm`` of the mask.
+  Where several voxels share the maximum (a plateau, a constant map), the hit is the share of
+  them within the tolerance and the peak distance their mean: the expectation of breaking the tie
+  at random, so a constant map scores the chance rate instead of a hit or a miss decided by
+  where the first brain voxel lies in raster order;
 - mass inside: the share of the map's positive mass within the brain that lies inside the mask.
 """
 
@@ -39,10 +43,10 @@ def localisation(
         if not inside.any():
             out["pointing"][i] = out["peak_distance_mm"][i] = out["mass_inside"][i] = np.nan
             continue
-        distance = ndimage.distance_transform_edt(~inside, sampling=voxel_size)
-        peak = np.flatnonzero(brain)[np.argmax(values)]
-        out["peak_distance_mm"][i] = distance.flat[peak]
-        out["pointing"][i] = float(distance.flat[peak] <= tolerance_mm)
+        distance = ndimage.distance_transform_edt(~inside, sampling=voxel_size)[brain]
+        tied = distance[values == values.max()]
+        out["peak_distance_mm"][i] = tied.mean()
+        out["pointing"][i] = np.mean(tied <= tolerance_mm)
         mass = np.clip(heatmap, 0, None)
         total = mass[brain].sum()
         out["mass_inside"][i] = mass[inside].sum() / total if total > 0 else np.nan

@@ -86,7 +86,7 @@ def _folds(context):
 
 # The training report, in order.
 SECTIONS = (
-    Section("model", "Model", _model, "training/model.html.j2"),
+    Section("model", "Model and input", _model, "training/model.html.j2"),
     Section("metrics", "Metrics", _metrics, "training/metrics.html.j2"),
     Section("folds", "Fold models", _folds, "training/folds.html.j2"),
     Section(

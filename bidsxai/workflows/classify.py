@@ -147,7 +147,9 @@ def classify_one(session, job):
     if job.options.evaluate:
         masks = reference_masks(job.settings, session, template)
         write_reference_masks(out, session, masks, template)
-        others = _robustness_members(job, member) if "robustness" in job.options.evaluate else {}
+        others = (
+            _robustness_members(job, member, split) if "robustness" in job.options.evaluate else {}
+        )
         with ExitStack() as bound:
             for m in [model, *[m for group in others.values() for m in group.values()]]:
                 bound.enter_context(binding(m, covariates))
@@ -158,13 +160,17 @@ def classify_one(session, job):
     return predicted
 
 
-def _robustness_members(job, member):
+def _robustness_members(job, member, split):
     """{"fold": the fold models of repeat 1 and run 1, "run": every training run of ``member``'s
-    fold (``train --seeds``)}, each by name."""
+    fold (``train --seeds``)}, each by name, among the models that never trained on the subject:
+    a cohort subject (``split`` "fold-<k>") was in the training set of every fold model but its
+    own, so its fold robustness would mix in-sample maps with the out-of-sample one and is left
+    out; the runs of its own fold never saw it."""
     names = {n: parse_member(n) for n in job.models.meta.get("members", {})}
     own = names.get(member)
+    in_cohort = split.startswith("fold-")
     groups = {
-        "fold": [n for n, p in names.items() if p and p[0] == 1 and p[2] == 1],
+        "fold": [n for n, p in names.items() if p and p[0] == 1 and p[2] == 1 and not in_cohort],
         "run": [n for n, p in names.items() if own and p and p[:2] == own[:2]],
     }
     return {kind: {n: job.models.get(n) for n in group} for kind, group in groups.items()}

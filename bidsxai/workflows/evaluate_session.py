@@ -37,6 +37,9 @@ def evaluate_session(model, x, spec, explanation, options, layer, template, mask
             if not evaluation.predicted_only or item.target == explanation.predicted:
                 row.update(evaluation.run(context, item))
         rows.append(row)
+    for evaluation in chosen:
+        if evaluation.session_rows is not None:
+            rows = evaluation.session_rows(context, rows)
     return rows, context.curves
 
 

@@ -302,14 +302,14 @@ def run_group(settings, subjects=None, sessions=None):
     ]
     for name in TABLES:
         _write_tsv(group_table_path(out, name), [r for a in analyses for r in a.tables()[name]])
-    comparison = _method_comparison(out, heatmaps, participants, settings)
+    comparison = _method_comparison(out, heatmaps, participants, settings, template)
     if comparison is not None:
         _write_tsv(group_table_path(out, "method_comparison"), comparison[0].to_dict("records"))
     write_group_report(out, settings, template, comparison)
     return analyses
 
 
-def _method_comparison(out, heatmaps, participants, settings):
+def _method_comparison(out, heatmaps, participants, settings, template):
     """The method comparison of the subjects' first sessions (None without evaluations)."""
     first = heatmaps[heatmaps["first"]][["subject", "session"]].drop_duplicates()
     return method_comparison(
@@ -317,6 +317,7 @@ def _method_comparison(out, heatmaps, participants, settings):
         first.itertuples(index=False),
         participants[settings.target].dropna().to_dict(),
         settings.seed,
+        template,
     )
 
 
@@ -334,7 +335,7 @@ def report_group(settings):
     heatmaps = find_heatmaps(out, template)
     atlas = atlas_option(settings.atlas, template)
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)
-    comparison = _method_comparison(out, heatmaps, participants, settings)
+    comparison = _method_comparison(out, heatmaps, participants, settings, template)
     write_group_report(out, settings, template, comparison)
 
 

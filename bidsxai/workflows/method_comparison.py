@@ -8,19 +8,25 @@ columns are measures, their directions and the primary measure come from the eva
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bidsxai.evaluate.baselines import is_reference
 from bidsxai.evaluate.evaluations import column_of, read_table
 from bidsxai.group.method_comparison import compare_methods, ranking
 from bidsxai.outputs import evaluation_path, label, sidecar_path
+from bidsxai.workflows.localisation_controls import group_controls
 
 
-def method_comparison(out_dir, first_sessions, known, seed=0):
+def method_comparison(out_dir, first_sessions, known, seed=0, template=None):
     """(comparison table, ranking statements, mean curves by method), or None without
-    evaluations. ``first_sessions``: (subject, session) pairs; ``known``: subject -> class."""
+    evaluations. ``first_sessions``: (subject, session) pairs; ``known``: subject -> class; with
+    the run's ``template``, the controls that need other subjects (``localisation_controls``)
+    join the methods."""
     rows, curves = [], {}
+    first_sessions = list(first_sessions)
     for subject, session in first_sessions:
         path = evaluation_path(out_dir, subject, session or None)
         if not path.is_file() or subject not in known:
@@ -35,6 +41,9 @@ def method_comparison(out_dir, first_sessions, known, seed=0):
                 curves.setdefault(method, []).append(curve)
     if not rows:
         return None
+    if template is not None:
+        methods = sorted({r["method"] for r in rows if not is_reference(r["method"])})
+        rows += group_controls(Path(out_dir), first_sessions, known, methods, template)
     comparison, primary, statements = summarise(pd.DataFrame(rows), seed)
     mean_curves = {
         m: {
