@@ -394,9 +394,15 @@ def given_options(argv=None):
     """The Settings fields the user set, on the command line or in ``--config-file``: a run that
     takes its grid from a bundle refuses a given grid that contradicts it (and only such)."""
     parser = build_parser()
-    parser.set_defaults(**{a.dest: _UNSET for a in parser._actions if a.option_strings})
+    # A counting flag (-v, -q) adds 1 to its default, so its "unset" is None, which it starts from.
+    unset = {
+        a.dest: None if isinstance(a, argparse._CountAction) else _UNSET
+        for a in parser._actions
+        if a.option_strings
+    }
+    parser.set_defaults(**unset)
     args = vars(parser.parse_args(argv))
-    given = {name for name, value in args.items() if value is not _UNSET}
+    given = {name for name, value in args.items() if name not in unset or value is not unset[name]}
     if args.get("config_file") not in (None, _UNSET):
         from bidsxai.config import Settings
 

@@ -436,6 +436,14 @@ class Settings:
         type=_positive,
         help="pointing game: the peak counts as a hit within this distance of a mask, in mm",
     )
+    evaluate_sign: str = option(
+        "absolute",
+        section="explanation",
+        choices=("absolute", "signed"),
+        help="--evaluate localisation and faithfulness read signed maps (integrated gradients, "
+        "LRP) as their absolute values, so that every method is compared on the same footing as "
+        "saliency's magnitudes and the CAMs' non-negative maps; signed keeps the sign",
+    )
     pretrained: Path | None = option(
         section="explanation",
         type=Path,

@@ -261,9 +261,9 @@ def test_a_model_trained_in_another_space_is_refused(pipeline, cohort, tmp_path,
     meta["input"]["space"] = "MNI152NLin2009aAsym"
     (bundle / "model.json").write_text(json.dumps(meta))
     out = tmp_path / "out"
-    code = run_cli(
-        cohort, out, "participant", "--model", bundle, "--resolution", RES, "--skip-bids-validation"
-    )
+    # Without --output-spaces the bundle's space is taken; given, the contradiction is refused.
+    argv = ["--model", bundle, "--output-spaces", "MNI152NLin2009aSym", "--resolution", RES]
+    code = run_cli(cohort, out, "participant", *argv, "--skip-bids-validation")
     assert code == EXIT_USAGE
     assert "MNI152NLin2009aAsym" in one_line_error(capsys)
     assert not out.exists()

@@ -81,7 +81,7 @@ def test_chance_scores_by_hand_and_as_the_mean_of_random_maps():
     draws = localisation(
         rng.random((4000, *SHAPE)), mask, brain=brain, tolerance_mm=2.0, voxel_size=2.0
     )
-    for name in ("auroc", "pointing", "mass_inside"):
+    for name in ("auroc", "pointing", "mass_inside", "rank_accuracy"):
         assert draws[name].mean() == pytest.approx(chance[name], abs=0.02), name
     empty = chance_scores(np.zeros(SHAPE, bool), brain, tolerance_mm=2, voxel_size=2)
     assert all(np.isnan(v) for v in empty.values())
@@ -150,3 +150,45 @@ def test_leave_one_out_frequency_and_margins_by_hand():
     assert all("auroc_margin_lesion" not in r for r in marked[1:])
     assert is_reference("baseline-depth") and is_reference("control-swap-lrp")
     assert not is_reference("gradcampp")
+
+
+def test_rank_accuracy_equals_quantus_without_ties_and_shares_ties_by_expectation():
+    rng = np.random.default_rng(4)
+    a = rng.random((6, 1, 16, 16))
+    s = np.zeros((6, 1, 16, 16))
+    for i in range(6):
+        y, x = rng.integers(2, 12, 2)
+        s[i, 0, y : y + 3, x : x + 2] = 1
+    ours = localisation(a[:, 0], s[:, 0] > 0, brain=np.ones((16, 16), bool))["rank_accuracy"]
+    theirs = quantus.RelevanceRankAccuracy(disable_warnings=True)(
+        model=None,
+        x_batch=np.zeros((6, 1, 16, 16)),
+        y_batch=np.zeros(6, int),
+        a_batch=a,
+        s_batch=s,
+    )
+    assert np.allclose(ours, theirs)
+    mask = np.array([1, 1, 0, 0, 0], bool)
+    values = np.array([5.0, 1.0, 1.0, 1.0, 0.0])  # K = 2: one sure hit, then one of three ties
+    found = localisation(values, mask, brain=np.ones(5, bool))["rank_accuracy"]
+    assert found == pytest.approx((1 + 1 / 3) / 2)
+
+
+def test_separation_tells_a_map_that_follows_the_image_from_one_that_follows_the_decision():
+    from bidsxai.evaluate.localisation import localisation_row
+
+    brain = np.ones(SHAPE, bool)
+    signal, distractor = np.zeros(SHAPE, bool), np.zeros(SHAPE, bool)
+    signal[1:3, 1:3, 1:3] = True
+    distractor[6:8, 6:8, 4:6] = True
+    image = (signal | distractor).astype(float)  # the FLAIR lights both
+    decision = signal.astype(float) + 0.01 * np.random.default_rng(5).random(SHAPE)
+    masks = {"lesion": signal, "distractor": distractor}
+    kwargs = dict(brain=brain, tolerance_mm=0.0, voxel_size=2.0)
+    follows_image = localisation_row(image, masks, **kwargs)
+    follows_decision = localisation_row(decision, masks, **kwargs)
+    assert follows_image["separation_lesion"] == 0.5
+    assert follows_decision["separation_lesion"] == 1.0
+    assert "separation_distractor" not in follows_image
+    # over the whole brain both find the lesion almost perfectly: the AUROC cannot tell them apart
+    assert follows_image["auroc_lesion"] > 0.9 and follows_decision["auroc_lesion"] == 1.0

@@ -351,3 +351,11 @@ def test_each_method_record_holds_its_options_extras_and_sentence():
     result = {"ig_completeness_error": torch.tensor([[0.5, 0.25]])}
     assert METHODS["ig"].map_extras(result, 1) == {"completeness_error": 0.25}
     assert METHODS["gradcam"].map_extras(result, 0) == {}
+
+
+def test_the_given_options_include_counting_flags_and_only_what_was_given():
+    from bidsxai.cli import given_options
+
+    given = given_options(["bids", "out", "participant", "-q", "-vv", "--resolution", "6"])
+    assert {"quiet", "verbose", "resolution"} <= given and "seed" not in given
+    assert not {"quiet", "verbose", "resolution"} & given_options(["bids", "out", "group"])

@@ -29,7 +29,7 @@ def _undated(html):
 
 
 def test_group_reports_only_rewrites_the_report_and_no_statistic(
-    pipeline, cohort, tmp_path, monkeypatch
+    pipeline, cohort, tmp_path, monkeypatch, capsys
 ):
     out = _copy(pipeline, tmp_path)
     statistics = _files(out / "group")
@@ -42,20 +42,22 @@ def test_group_reports_only_rewrites_the_report_and_no_statistic(
     for name in ("analyse", "two_sample", "coverage", "paired"):
         monkeypatch.setattr(f"bidsxai.workflows.group.{name}", recomputed)
     # No --resolution: the outputs hold one grid (6 mm), and the report is drawn on it.
-    assert run_cli(cohort, out, "group", "--reports-only", "--skip-bids-validation") == 0
+    code = run_cli(cohort, out, "group", "--reports-only", "--skip-bids-validation")
+    assert code == 0, capsys.readouterr().err
     assert _files(out / "group") == statistics
     after = (out / "group.html").read_text()
     assert _undated(after) == _undated(before)
     assert "Voxel-wise two-sample tests" in after and "Coverage within groups" in after
 
 
-def test_train_reports_only_rewrites_the_training_report(pipeline, cohort, tmp_path):
+def test_train_reports_only_rewrites_the_training_report(pipeline, cohort, tmp_path, capsys):
     out = _copy(pipeline, tmp_path)
     folder = out / "models" / "cnn3d_group"
     bundle = _files(folder, lambda p: p.name != "report.html")
     before = (folder / "report.html").read_text()
     (folder / "report.html").unlink()
-    assert run_cli(cohort, out, "train", "--reports-only", "--skip-bids-validation") == 0
+    code = run_cli(cohort, out, "train", "--reports-only", "--skip-bids-validation")
+    assert code == 0, capsys.readouterr().err
     assert _files(folder, lambda p: p.name != "report.html") == bundle
     assert _undated((folder / "report.html").read_text()) == _undated(before)
 

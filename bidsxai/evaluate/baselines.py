@@ -7,7 +7,7 @@ the methods' maps: no localisation number stands alone.
 - Chance (``baseline-random``): the expected scores of a map of independent random values, in
   closed form: AUROC 0.5; pointing, the share of brain voxels within the tolerance of the mask
   (where a random map's peak falls); peak distance, the mean distance of a brain voxel to the
-  mask; mass inside, the share of brain voxels inside it.
+  mask; mass inside and rank accuracy, the share of brain voxels inside it.
 - Controls (``control-<name>-<method>``): the same method's map of the other classes
   (``otherclass``: a map that explains a decision should change with the class; Sixt et al.
   2020); at the group level, another subject's map against this subject's mask (``swap``) and the
@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 # The localisation measures that get a margin (each higher is better).
-MARGINS = ("auroc", "pointing", "mass_inside")
+MARGINS = ("auroc", "pointing", "mass_inside", "rank_accuracy", "separation")
 
 
 def model_free_maps(contrasts, template):
@@ -45,13 +45,15 @@ def chance_scores(mask, brain, *, tolerance_mm, voxel_size):
     "pointing", "peak_distance_mm", "mass_inside"} (NaN where the mask has no brain voxel)."""
     inside = np.asarray(mask, bool) & np.asarray(brain, bool)
     if not inside.any():
-        return dict.fromkeys(("auroc", "pointing", "peak_distance_mm", "mass_inside"), np.nan)
+        names = ("auroc", "pointing", "peak_distance_mm", "mass_inside", "rank_accuracy")
+        return dict.fromkeys(names, np.nan)
     distance = ndimage.distance_transform_edt(~inside, sampling=voxel_size)[brain]
     return {
         "auroc": 0.5,
         "pointing": float(np.mean(distance <= tolerance_mm)),
         "peak_distance_mm": float(distance.mean()),
         "mass_inside": float(inside.sum() / brain.sum()),
+        "rank_accuracy": float(inside.sum() / brain.sum()),
     }
 
 

@@ -17,8 +17,9 @@ import pandas as pd
 
 from bidsxai.atomic import atomic_path
 from bidsxai.errors import NoInputError
-from bidsxai.evaluate import faithfulness, localisation, randomisation, robustness
+from bidsxai.evaluate import faithfulness, randomisation, robustness
 from bidsxai.evaluate.baselines import MARGINS, chance_scores, model_free_maps, with_margins
+from bidsxai.evaluate.localisation import localisation_row
 from bidsxai.explain import CAM_FAMILY, explain
 from bidsxai.group.atlas import atlas_option
 from bidsxai.template import load_template
@@ -93,11 +94,16 @@ class Evaluation:
         return {key: getattr(settings, name) for name, key in self.options}
 
 
+def _footing(context, heatmap):
+    """The map as --evaluate-sign compares it: its absolute values by default."""
+    return np.abs(heatmap) if context.options.evaluate_sign == "absolute" else heatmap
+
+
 def _faithfulness(context, item):
     result = faithfulness(
         context.model,
         context.x,
-        crop(item.heatmap, context.spec["crop"]),
+        crop(_footing(context, item.heatmap), context.spec["crop"]),
         target=item.index,
         region=context.region,
         baseline=context.options.faithfulness_baseline,
@@ -112,23 +118,19 @@ def _faithfulness(context, item):
 
 
 def _localisation(context, item):
-    return _localise(context, item.heatmap)
+    return _localise(context, _footing(context, item.heatmap))
 
 
 def _localise(context, heatmap):
     """{<measure>_<mask>: value} of one map on the template grid against every reference mask."""
     template = context.template
-    row = {}
-    for label, mask in context.masks.items():
-        found = localisation(
-            heatmap,
-            mask,
-            brain=template.brain_mask,
-            tolerance_mm=context.options.tolerance_mm,
-            voxel_size=(template.resolution,) * 3,
-        )
-        row.update({f"{k}_{label}": float(v) for k, v in found.items()})
-    return row
+    return localisation_row(
+        heatmap,
+        context.masks,
+        brain=template.brain_mask,
+        tolerance_mm=context.options.tolerance_mm,
+        voxel_size=(template.resolution,) * 3,
+    )
 
 
 def _localisation_controls(context, rows):
@@ -162,7 +164,8 @@ def _localisation_controls(context, rows):
     for item in maps:
         others = [o for o in maps if o.method == item.method and o.target != item.target]
         if others:
-            found = pd.DataFrame([_localise(context, o.heatmap) for o in others]).mean()
+            scores = [_localise(context, _footing(context, o.heatmap)) for o in others]
+            found = pd.DataFrame(scores).mean()
             added.append(
                 dict(method=f"control-otherclass-{item.method}", target=item.target, **found)
             )
@@ -267,7 +270,10 @@ EVALUATIONS = {
             "about 50 Grad-CAMs per map",
             citation="lu2023",
             applies=lambda spec: not spec.get("slices"),
-            options=(("faithfulness_baseline", "FaithfulnessBaseline"),),
+            options=(
+                ("faithfulness_baseline", "FaithfulnessBaseline"),
+                ("evaluate_sign", "MapSign"),
+            ),
         ),
         Evaluation(
             "localisation",
@@ -301,6 +307,22 @@ EVALUATIONS = {
                     higher_is_better=True,
                     per_mask=True,
                 ),
+                Column(
+                    "rank_accuracy",
+                    "of the map's K highest brain voxels, K the mask's size, the share inside the "
+                    "mask (relevance rank accuracy, Arras et al. 2022)",
+                    higher_is_better=True,
+                    per_mask=True,
+                ),
+                Column(
+                    "separation",
+                    "where the session has a label-distractor mask: the AUROC of this mask's "
+                    "voxels against the distractor's, over those voxels only (0.5: the map lights "
+                    "both alike, as a map that follows the image does; 1: the signal only)",
+                    higher_is_better=True,
+                    chance=0.5,
+                    per_mask=True,
+                ),
                 *(
                     Column(
                         f"{measure}_margin",
@@ -315,12 +337,13 @@ EVALUATIONS = {
                     for measure in MARGINS
                 ),
             ),
-            "localisation against reference masks (AUROC, pointing game, mass inside), beside "
+            "localisation against reference masks (AUROC, pointing game, mass inside, rank "
+            "accuracy), beside "
             "maps that never looked at the model (baseline-* rows), each method's map of the "
             "other classes (control-otherclass-* rows) and each method's margin over the best "
             "baseline",
             "little",
-            options=(("tolerance_mm", "PointingToleranceMM"),),
+            options=(("tolerance_mm", "PointingToleranceMM"), ("evaluate_sign", "MapSign")),
             session_rows=_localisation_controls,
         ),
         Evaluation(

@@ -7,7 +7,15 @@
   them within the tolerance and the peak distance their mean: the expectation of breaking the tie
   at random, so a constant map scores the chance rate instead of a hit or a miss decided by
   where the first brain voxel lies in raster order;
-- mass inside: the share of the map's positive mass within the brain that lies inside the mask.
+- mass inside: the share of the map's positive mass within the brain that lies inside the mask;
+- rank accuracy (Arras et al. 2022): of the map's K highest brain voxels, K the mask's size, the
+  share inside the mask; where voxels tie at the K-th value, each tied voxel counts by the share
+  of the tie that fits, as a random tie-break would on average;
+- separation: the AUROC of one mask's voxels against another's (a distractor's), over those
+  voxels only. A map that follows the image lights every lesion and scores 0.5; a map that
+  follows the decision lights the signal lesions only and scores near 1. Over the whole brain a
+  few bright false positives barely move an AUROC, so this and the pointing game are what tell
+  the two apart.
 """
 
 import numpy as np
@@ -24,7 +32,8 @@ def localisation(
     tolerance_mm: float = 6.0,
     voxel_size: tuple | float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """{"auroc", "pointing", "peak_distance_mm", "mass_inside"}, one value per map.
+    """{"auroc", "pointing", "peak_distance_mm", "mass_inside", "rank_accuracy"}, one value per
+    map.
 
     maps: (N, *spatial) or (*spatial), in any number of dimensions; masks: boolean, the same
     shape or one (*spatial) for all; brain: (*spatial) boolean, the voxels that count.
@@ -34,14 +43,16 @@ def localisation(
     single = maps.shape == brain.shape
     maps = maps[None] if single else maps
     masks = np.broadcast_to(np.asarray(masks, bool), maps.shape)
-    out = {k: np.empty(len(maps)) for k in ("auroc", "pointing", "peak_distance_mm", "mass_inside")}
+    names = ("auroc", "pointing", "peak_distance_mm", "mass_inside", "rank_accuracy")
+    out = {k: np.empty(len(maps)) for k in names}
     for i, (heatmap, mask) in enumerate(zip(maps, masks)):
         inside = mask & brain
         values = heatmap[brain]
         positive = inside[brain]
         out["auroc"][i] = binary_auc(values[positive], values[~positive])
         if not inside.any():
-            out["pointing"][i] = out["peak_distance_mm"][i] = out["mass_inside"][i] = np.nan
+            for name in names[1:]:
+                out[name][i] = np.nan
             continue
         distance = ndimage.distance_transform_edt(~inside, sampling=voxel_size)[brain]
         tied = distance[values == values.max()]
@@ -50,4 +61,47 @@ def localisation(
         mass = np.clip(heatmap, 0, None)
         total = mass[brain].sum()
         out["mass_inside"][i] = mass[inside].sum() / total if total > 0 else np.nan
+        out["rank_accuracy"][i] = rank_accuracy(values, positive)
     return {k: v[0] if single else v for k, v in out.items()}
+
+
+def rank_accuracy(values, inside):
+    """The share of the ``inside.sum()`` highest ``values`` that are ``inside``, ties at the cut
+    shared out by expectation."""
+    k = int(inside.sum())
+    cut = np.partition(values, len(values) - k)[len(values) - k]
+    above, tied = values > cut, values == cut
+    wanted = k - int(above.sum())
+    hits = (above & inside).sum() + wanted * (tied & inside).sum() / tied.sum()
+    return float(hits / k)
+
+
+def separation(heatmap, signal, distractor, brain):
+    """The AUROC of ``heatmap`` over the brain voxels of ``signal`` against those of
+    ``distractor`` (NaN where either is empty)."""
+    values = np.asarray(heatmap, np.float64)
+    brain = np.asarray(brain, bool)
+    return binary_auc(values[signal & brain & ~distractor], values[distractor & brain & ~signal])
+
+
+# A reference mask of this label holds lesions that do not decide the class (bidsxai-synth
+# --distractor): every other mask's separation from it is measured.
+DISTRACTOR = "distractor"
+
+
+def localisation_row(heatmap, masks, *, brain, tolerance_mm, voxel_size):
+    """{<measure>_<label>: value} of one map against every mask of ``masks`` ({label: mask}),
+    with ``separation_<label>`` from the ``distractor`` mask where there is one: the columns of
+    an evaluation row."""
+    row = {}
+    for label, mask in masks.items():
+        found = localisation(
+            heatmap, mask, brain=brain, tolerance_mm=tolerance_mm, voxel_size=voxel_size
+        )
+        row.update({f"{k}_{label}": float(v) for k, v in found.items()})
+    distractor = masks.get(DISTRACTOR)
+    if distractor is not None:
+        for label, mask in masks.items():
+            if label != DISTRACTOR:
+                row[f"separation_{label}"] = float(separation(heatmap, mask, distractor, brain))
+    return row

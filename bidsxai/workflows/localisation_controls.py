@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from bidsxai.evaluate.baselines import leave_one_out_frequency
-from bidsxai.evaluate.localisation import localisation
+from bidsxai.evaluate.localisation import localisation_row
 from bidsxai.outputs import (
     evaluation_path,
     find_label_masks,
@@ -76,7 +76,10 @@ def group_controls(out_dir, first_sessions, known, methods, template):
                 out_dir, other, other_session, method, target, template.resolution, template.space
             )
             if path.is_file():
-                scores = _scores(_load(path), mine, template, tolerance)
+                heatmap = _load(path)
+                if sidecar.get("MapSign", "absolute") == "absolute":
+                    heatmap = np.abs(heatmap)
+                scores = _scores(heatmap, mine, template, tolerance)
                 rows.append(
                     dict(subject=subject, method=f"control-swap-{method}", target=target, **scores)
                 )
@@ -84,14 +87,10 @@ def group_controls(out_dir, first_sessions, known, methods, template):
 
 
 def _scores(heatmap, masks, template, tolerance_mm):
-    row = {}
-    for name, mask in masks.items():
-        found = localisation(
-            heatmap,
-            mask,
-            brain=template.brain_mask,
-            tolerance_mm=tolerance_mm,
-            voxel_size=(template.resolution,) * 3,
-        )
-        row.update({f"{k}_{name}": float(v) for k, v in found.items()})
-    return row
+    return localisation_row(
+        heatmap,
+        masks,
+        brain=template.brain_mask,
+        tolerance_mm=tolerance_mm,
+        voxel_size=(template.resolution,) * 3,
+    )
