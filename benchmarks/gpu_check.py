@@ -1,12 +1,16 @@
 """Do the CUDA paths give what the CPU path gives, and how fast are they? For a machine with a GPU.
 
-1. Training: one epoch of the 3D CNN on the 2 mm crop, fp32 on the CPU against `--precision amp`
-   (float16 autocast with loss scaling) on the GPU, from the same initial weights and batches:
-   the epoch's mean loss on each, and the largest difference of the trained weights.
-2. Explanations of that 3D CNN on the 2 mm crop: Grad-CAM and Grad-CAM++ (CAM itself needs a GAP
-   head, which the 3D CNN has not),
-   integrated gradients and LRP, fp32 on each device: the largest difference relative to the
-   map's range.
+1. Training: one epoch of the 3D CNN on the 2 mm crop from the same initial weights and batches,
+   with dropout off (the CPU's and the GPU's random streams differ): fp32 on the CPU against fp32
+   on the GPU (TF32 off) and `--precision amp` (float16 autocast with loss scaling) on the GPU. Per
+   run: the epoch's mean loss, the largest difference of the trained parameters from the CPU's,
+   and how far the parameters moved from the initial weights (Adam moves a parameter by at most
+   about the learning rate per step, so a run whose first step the loss scaler skipped moves
+   less).
+2. Explanations of the untrained 3D CNN on the 2 mm crop: Grad-CAM and Grad-CAM++ (CAM itself
+   needs a GAP head, which the 3D CNN has not), integrated gradients and LRP, fp32 on each device,
+   with cuDNN's TF32 convolutions off and on (PyTorch's default is on): the largest difference
+   relative to the map's range.
 3. Max-T: 10,000 permutations of a two-sample test at 235,375 voxels and 50 subjects: the largest
    t difference and the largest FWE p difference.
 4. TFCE: 200 permutations on a 2 mm brain-masked volume of 20 subjects: the same.
@@ -54,6 +58,18 @@ def training_epoch(model, x, y, device, precision):
     return history[-1]["train_loss"], model
 
 
+def _tf32(enabled):
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def _largest_difference(a, b):
+    b = dict(b.named_parameters())
+    return max(
+        (p.detach().cpu() - b[n].detach().cpu()).abs().max().item() for n, p in a.named_parameters()
+    )
+
+
 def check_training(shape, n, device):
     from bidsxai.models.registry import get_architecture
 
@@ -62,25 +78,41 @@ def check_training(shape, n, device):
     y = np.arange(n) % 2
     torch.manual_seed(0)
     model = get_architecture("cnn3d").build(in_channels=3, n_classes=2, input_shape=list(shape))
-    cpu_model, gpu_model = copy.deepcopy(model), copy.deepcopy(model)
-    (cpu_loss, cpu_model), cpu_s, _ = timed(
-        lambda: training_epoch(cpu_model, x, y, torch.device("cpu"), "fp32"), torch.device("cpu")
+    initial = copy.deepcopy(model)
+    for module in initial.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+    _tf32(False)
+    runs = {}
+    configurations = (
+        ("CPU fp32", torch.device("cpu"), "fp32"),
+        ("GPU fp32", device, "fp32"),
+        ("GPU amp", device, "amp"),
     )
-    (gpu_loss, gpu_model), gpu_s, peak = timed(
-        lambda: training_epoch(gpu_model, x, y, device, "amp"), device
-    )
-    gap = max(
-        (a.detach().cpu() - b.detach().cpu()).abs().max().item()
-        for a, b in zip(cpu_model.state_dict().values(), gpu_model.state_dict().values())
-        if a.is_floating_point()
-    )
-    report(
-        "training epoch (CPU fp32, GPU amp)",
-        cpu_s,
-        gpu_s,
-        peak,
-        f"mean loss {cpu_loss:.4f} vs {gpu_loss:.4f}, largest weight difference {gap:.2e}",
-    )
+    for _, on, precision in configurations:  # warm-up: first calls, cuDNN's choice of kernels
+        training_epoch(copy.deepcopy(initial), x[:2], y[:2], on, precision)
+    for label, on, precision in configurations:
+        (loss, trained), seconds, peak = timed(
+            lambda on=on, precision=precision: training_epoch(
+                copy.deepcopy(initial), x, y, on, precision
+            ),
+            on,
+        )
+        runs[label] = (loss, trained, seconds, peak)
+    _tf32(True)
+    cpu_loss, cpu_model, cpu_s, _ = runs["CPU fp32"]
+    for label in ("GPU fp32", "GPU amp"):
+        loss, trained, seconds, peak = runs[label]
+        report(
+            f"training epoch (CPU fp32, {label})",
+            cpu_s,
+            seconds,
+            peak,
+            f"mean loss {cpu_loss:.4f} vs {loss:.4f}, largest parameter difference "
+            f"{_largest_difference(cpu_model, trained):.2e}, largest move from the initial "
+            f"weights {_largest_difference(initial, cpu_model):.2e} vs "
+            f"{_largest_difference(initial, trained):.2e}",
+        )
     return model
 
 
@@ -97,18 +129,21 @@ def check_explanations(model, shape, device):
         maps = explain_many(net, x.to(on), methods, layer=layer, targets="all")
         return {m: v.detach().cpu().numpy() for m, v in maps.items()}
 
+    run(device)  # warm-up: first calls, cuDNN's choice of kernels
     cpu, cpu_s, _ = timed(lambda: run(torch.device("cpu")), torch.device("cpu"))
-    gpu, gpu_s, peak = timed(lambda: run(device), device)
-    gaps = ", ".join(
-        f"{m} {np.abs(cpu[m] - gpu[m]).max() / max(np.ptp(cpu[m]), 1e-12):.1e}" for m in methods
-    )
-    report(
-        "Grad-CAM, Grad-CAM++, IG and LRP (every class)",
-        cpu_s,
-        gpu_s,
-        peak,
-        f"relative difference {gaps}",
-    )
+    for tf32 in (False, True):
+        _tf32(tf32)
+        gpu, gpu_s, peak = timed(lambda: run(device), device)
+        gaps = ", ".join(
+            f"{m} {np.abs(cpu[m] - gpu[m]).max() / max(np.ptp(cpu[m]), 1e-12):.1e}" for m in methods
+        )
+        report(
+            f"Grad-CAM, Grad-CAM++, IG and LRP (every class; TF32 {'on' if tf32 else 'off'})",
+            cpu_s,
+            gpu_s,
+            peak,
+            f"relative difference {gaps}",
+        )
 
 
 def check_max_t(voxels, subjects, perms, device):

@@ -285,6 +285,18 @@ def run(settings, given=frozenset()):
             if name in os.environ
         },
     )
+    code = _run_level(settings, layout, sessions, filters)
+    # A run that ends here is one whose settings describe its outputs (``described_settings``);
+    # a refused or crashed run never logs this.
+    logs.event("run_finished", stage=settings.level, run_id=settings.run_id, exit_code=code)
+    return code
+
+
+def _run_level(settings, layout, sessions, filters):
+    """The level's work once the run has started; returns the exit code."""
+    from bidsxai.bids import select_inputs
+
+    out = settings.output_dir
     if settings.level == "participant":
         from bidsxai.workflows.participant import run_participant
 

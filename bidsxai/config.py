@@ -763,15 +763,20 @@ def default_of(f):
 
 def described_settings(settings):
     """The settings a report describes: for --reports-only, those of the newest saved run of the
-    same level that computed the outputs (its own options, such as --methods, may differ)."""
+    same level that computed the outputs (its own options, such as --methods, may differ): one
+    that finished, so not a run refused after its settings were saved (``train --model x`` with
+    options that cannot work)."""
+    from bidsxai.outputs import run_log_path
+
     if not settings.reports_only:
         return settings
     logs = Path(settings.output_dir) / "logs"
     for path in sorted(logs.glob(f"{settings.level}-*.toml"), reverse=True):
         try:
             saved = Settings.from_toml(path.read_text())
+            log = run_log_path(settings.output_dir, saved.level, saved.run_id).read_text()
         except (OSError, ValueError):
             continue
-        if not saved.reports_only:
+        if not saved.reports_only and "event=run_finished" in log:
             return saved
     return settings

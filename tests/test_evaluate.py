@@ -154,10 +154,11 @@ def test_randomising_the_weights_changes_gradient_maps_but_not_an_edge_detector(
     torch.manual_seed(0)
     model, x = tiny_net(3), torch.randn(1, 2, 10, 12, 8)
     saliency = randomisation(model, x, "saliency")
-    assert saliency["layers"][0] == "7"  # the output layer first
-    assert abs(saliency["spearman"][-1]) < 0.2
+    assert saliency["layers"][0] == ["7"]  # the output layer first
+    assert abs(saliency["abs_spearman"][-1]) < 0.2 and saliency["evaluable"].all()
     edges = randomisation(model, x, _edges)
     assert np.allclose(edges["spearman"], 1.0) and np.allclose(edges["ssim"], 1.0)
+    assert np.allclose(edges["abs_spearman"], 1.0) and np.allclose(edges["hog"], 1.0)
     gradcam = randomisation(model, x, "gradcam", layer="3")
     assert len(gradcam["spearman"]) == len(saliency["spearman"])
 
@@ -235,8 +236,12 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
     tested = pd.read_csv(out / "sub-07" / "anat" / "sub-07_evaluation.tsv", sep="\t")
     assert tested["fold_robustness_spearman"].notna().sum() == 1
     assert table["auroc_lesion"].between(0, 1).all()
-    assert table["sanity_spearman"].notna().sum() == 1  # the predicted class's map
+    assert table["sanity_passed"].notna().sum() == 1  # the predicted class's map
+    assert {"sanity_abs_spearman", "sanity_hog", "sanity_evaluable"} <= set(table.columns)
     sidecar = json.loads((out / "sub-02" / "anat" / "sub-02_evaluation.json").read_text())
+    (randomised,) = sidecar["Randomisation"].values()  # the predicted class's curves
+    steps = len(randomised["Cascade"]["Layers"])
+    assert steps > 1 and len(randomised["Independent"]["AbsSpearman"]) == steps
     assert len(sidecar["Curves"]) == 3 and len(sidecar["Curves"]["gradcam/HC"]["deletion"]) == 20
     assert (
         sidecar["auroc_lesion"]["HigherIsBetter"] and sidecar["auroc_lesion"]["ChanceLevel"] == 0.5
@@ -310,7 +315,7 @@ def test_every_evaluation_column_is_compared_whatever_the_mask_is_called(mask):
     for n in names:
         assert {f"{n}_{mask}", f"{n}_{mask}_low", f"{n}_{mask}_high"} <= set(table.columns)
         assert column_of(f"{n}_{mask}") == (column_of(f"{n}_x")[0], mask)
-    assert {"sanity_ssim", "sanity_abs_spearman"} <= set(table.columns)
+    assert {"sanity_ssim", "sanity_spearman_magnitude"} <= set(table.columns)
     assert primary == f"auroc_{mask}" and statements == ["a > b"]
     assert column_of("method") == (None, None) and column_of("target") == (None, None)
 
@@ -448,12 +453,15 @@ def test_the_method_comparison_summarises_the_sanity_check_by_its_absolute_rho()
             "subject": ["01", "02", "01", "02"],
             "method": ["a", "a", "b", "b"],
             "sanity_spearman": [-0.6, 0.6, 0.05, -0.05],
+            "sanity_abs_spearman": [0.5, -0.5, 0.1, 0.1],
         }
     )
     compared = summarise(table)[0].set_index("method")
-    assert compared.loc["a", "sanity_abs_spearman"] == pytest.approx(0.6)
-    assert compared.loc["b", "sanity_abs_spearman"] == pytest.approx(0.05)
+    assert compared.loc["a", "sanity_spearman_magnitude"] == pytest.approx(0.6)
+    assert compared.loc["b", "sanity_spearman_magnitude"] == pytest.approx(0.05)
+    assert compared.loc["a", "sanity_abs_spearman_magnitude"] == pytest.approx(0.5)
     assert "sanity_spearman" not in compared.columns  # a signed mean would hide the failures
+    assert "sanity_abs_spearman" not in compared.columns
 
 
 class _Recorder(nn.Module):

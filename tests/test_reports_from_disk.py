@@ -105,3 +105,17 @@ def test_sections_are_drawn_in_order_without_those_that_have_nothing():
         ("c0", "C 0", 0),
         ("c1", "C 1", 1),
     ]
+
+
+def test_reports_only_describes_the_newest_run_that_finished(pipeline, cohort, tmp_path, capsys):
+    """A train run refused after its settings were saved (an option that cannot work) is not the
+    run the training report describes."""
+    out = _copy(pipeline, tmp_path)
+    refused = ["train", "--model", "refused", "--cv-folds", 7, "--skip-bids-validation"]
+    assert run_cli(cohort, out, *refused) == 64  # only 6 subjects: known once the run started
+    capsys.readouterr()
+    saved = [p.read_text() for p in (out / "logs").glob("train-*.toml")]
+    assert any('model = "refused"' in text for text in saved)
+    code = run_cli(cohort, out, "train", "--reports-only", "--skip-bids-validation")
+    assert code == 0, capsys.readouterr().err
+    assert (out / "models" / "cnn3d_group" / "report.html").is_file()

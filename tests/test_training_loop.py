@@ -89,3 +89,22 @@ def test_training_runs_share_their_folds_and_differ_in_their_seeds():
     metrics = summarise(members, y, parts, "loss")
     assert len(metrics["cross_validation_runs"]["balanced_accuracy"]["values"]) == 3
     assert "_run-" not in metrics["final_member"]
+
+
+def test_a_cuda_device_computes_fp32_in_fp32(monkeypatch):
+    """cuDNN's TF32 convolutions (PyTorch's default) moved LRP maps by 4 % of their range on a
+    GPU; choosing a CUDA device turns TF32 off. CUDA is pretended here: only the flags are read."""
+    import torch
+
+    from bidsxai.workflows.device import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        assert pick_device("cpu").type == "cpu" and torch.backends.cudnn.allow_tf32
+        assert pick_device("cuda:0").type == "cuda"
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags

@@ -20,12 +20,19 @@ from bidsxai.errors import NoInputError
 from bidsxai.evaluate import faithfulness, randomisation, robustness
 from bidsxai.evaluate.baselines import MARGINS, chance_scores, model_free_maps, with_margins
 from bidsxai.evaluate.localisation import localisation_row
+from bidsxai.evaluate.randomisation import DEAD_FRACTION, SANITY_THRESHOLD, curve, verdict
 from bidsxai.explain import CAM_FAMILY, explain
 from bidsxai.group.atlas import atlas_option
 from bidsxai.template import load_template
 from bidsxai.training.dataset import crop, uncrop
 
-SANITY_THRESHOLD = 0.2  # |Spearman| after full randomisation below this passes the check
+# What the sanity check computes its maps with, where a method's own parameters would cost a
+# map per step that the check cannot afford (the trained model's map is recomputed with them too).
+SANITY_PARAMETERS = {
+    "ig": {"steps": 16},
+    "smoothgrad": {"samples": 8},
+    "perturbation": {"max_epochs": 300, "patience": 50},
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class Column:
     absolute_as: str | None = None
     # A ranking is stated on the primary column present of the lowest rank (1: AUROC, else 2).
     primary: int | None = None
+    rate: bool = False  # a hit (0 or 1) per map: the method comparison gives a Wilson interval
 
     def names(self, masks=()):
         """The TSV column names it takes for a session with reference masks ``masks``."""
@@ -61,6 +69,7 @@ class EvaluationContext:
     masks: dict  # label -> reference mask on the template grid
     members: dict  # "fold" / "run" -> {member name: model}, for robustness
     curves: dict = field(default_factory=dict)  # "<method>/<target>" -> faithfulness curves
+    randomisation: dict = field(default_factory=dict)  # "<method>/<target>" -> sanity curves
     _maps: dict = field(default_factory=dict)  # (method, member) -> map, shared by robustness
 
     @functools.cached_property
@@ -173,20 +182,43 @@ def _localisation_controls(context, rows):
 
 
 def _sanity(context, item):
-    """Cascading randomisation of one map: its Spearman and SSIM once every layer is random."""
-    result = randomisation(
-        context.model,
-        context.x,
-        item.method,
-        target=item.index,
-        region=context.region,
-        **context.parameters(item.method),
-    )
-    rho = float(result["spearman"][-1])
+    """Model-parameter randomisation of one map (``evaluate.randomisation``), cascading and
+    layer by layer: the columns are the full cascade's; both curves go to the sidecar."""
+    params = dict(context.parameters(item.method), **SANITY_PARAMETERS.get(item.method, {}))
+    results = {
+        mode: randomisation(
+            context.model,
+            context.x,
+            item.method,
+            target=item.index,
+            region=context.region,
+            init_seed=context.options.seed,
+            cascade=mode == "cascade",
+            **params,
+        )
+        for mode in ("cascade", "independent")
+    }
+    cascade = results["cascade"]
+    context.randomisation[f"{item.method}/{item.target}"] = {
+        "TrainedOutputSensitivity": cascade["reference_sensitivity"],
+        "Parameters": SANITY_PARAMETERS.get(item.method, {}),
+        "Cascade": curve(cascade),
+        "Independent": curve(results["independent"]),
+    }
+    evaluable, passed = verdict(cascade)
+
+    def last(key):
+        value = float(cascade[key][-1])
+        return value if np.isfinite(value) else None
+
     return {
-        "sanity_spearman": rho,
-        "sanity_ssim": float(result["ssim"][-1]),
-        "sanity_passed": bool(abs(rho) < SANITY_THRESHOLD),
+        "sanity_spearman": last("spearman"),
+        "sanity_abs_spearman": last("abs_spearman"),
+        "sanity_ssim": last("ssim"),
+        "sanity_hog": last("hog"),
+        "sanity_output_sensitivity": last("sensitivity"),
+        "sanity_evaluable": evaluable,
+        "sanity_passed": passed,
     }
 
 
@@ -293,6 +325,7 @@ EVALUATIONS = {
                     "1 when the map's peak lies within --tolerance-mm of the mask (pointing game)",
                     higher_is_better=True,
                     per_mask=True,
+                    rate=True,
                 ),
                 Column(
                     "peak_distance_mm",
@@ -353,22 +386,59 @@ EVALUATIONS = {
                 Column(
                     "sanity_spearman",
                     "Spearman of the map with the trained model's once every layer of the model "
-                    f"is randomised (Adebayo et al. 2018); |rho| below {SANITY_THRESHOLD:g} passes",
+                    "is re-initialised, output first (cascading model randomisation, Adebayo et "
+                    "al. 2018), signed; empty when not evaluable",
                     chance=0.0,
-                    absolute_as="sanity_abs_spearman",
+                    absolute_as="sanity_spearman_magnitude",
+                ),
+                Column(
+                    "sanity_abs_spearman",
+                    "Spearman of the absolute values of the same two maps: the check's measure, "
+                    f"|value| below {SANITY_THRESHOLD:g} passes; empty when not evaluable",
+                    chance=0.0,
+                    absolute_as="sanity_abs_spearman_magnitude",
                 ),
                 Column(
                     "sanity_ssim",
                     "SSIM of the same two maps: near 0 passes",
                     higher_is_better=False,
                 ),
-                Column("sanity_passed", f"whether |sanity_spearman| < {SANITY_THRESHOLD:g}"),
+                Column(
+                    "sanity_hog",
+                    "Pearson correlation of the two maps' HOG descriptors (Dalal & Triggs 2005; "
+                    "axial slice by slice, within the brain's bounding box): near 0 passes",
+                    higher_is_better=False,
+                ),
+                Column(
+                    "sanity_output_sensitivity",
+                    "the fully randomised network's output sensitivity over the trained "
+                    "network's (root mean square change of the logits under input noise of 0.1 "
+                    f"SD); below {DEAD_FRACTION:g} the randomised network ignores its input and "
+                    "the check is not evaluable",
+                ),
+                Column(
+                    "sanity_evaluable",
+                    "whether the check could be made: both maps finite and not constant within "
+                    "the brain, and the randomised network not dead (sanity_output_sensitivity "
+                    f"at least {DEAD_FRACTION:g})",
+                    rate=True,
+                ),
+                Column(
+                    "sanity_passed",
+                    f"whether the check passed: evaluable and |sanity_abs_spearman| < "
+                    f"{SANITY_THRESHOLD:g}; False when not evaluable",
+                    rate=True,
+                ),
             ),
-            "sanity (cascading model randomisation, Adebayo et al. 2018: Spearman of the map "
-            "once every layer is random)",
-            "one map per randomised layer",
+            "sanity (model-parameter randomisation, Adebayo et al. 2018: layers re-initialised "
+            "from the output down, by distance from it, and one at a time; Spearman of the "
+            "signed and of the absolute maps, SSIM, HOG and output sensitivity at every step; "
+            "integrated gradients with 16 steps, SmoothGrad with 8 samples and "
+            "meaningful-perturbation masks with at most 300 epochs inside the check)",
+            "two maps per randomisation step",
             citation="adebayo2018",
             predicted_only=True,
+            applies=lambda spec: not spec.get("slices"),
         ),
         Evaluation(
             "robustness",
@@ -397,7 +467,7 @@ EVALUATIONS = {
     )
 }
 
-SIDECAR_CONSTANTS = {"SanityThreshold": SANITY_THRESHOLD}
+SIDECAR_CONSTANTS = {"SanityThreshold": SANITY_THRESHOLD, "SanityDeadFraction": DEAD_FRACTION}
 
 
 def evaluate_help():

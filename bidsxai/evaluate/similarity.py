@@ -55,3 +55,62 @@ def normalised_mutual_information(image, reference, mask, bins=32):
 
     h_a, h_b, h_ab = entropy(p.sum(axis=1)), entropy(p.sum(axis=0)), entropy(p.ravel())
     return 2 * (h_a + h_b - h_ab) / (h_a + h_b)
+
+
+def hog_descriptor(image, orientations=9, cell=8, block=2):
+    """Histogram-of-oriented-gradients descriptor (Dalal & Triggs 2005) of a 2D image, or of each
+    2D image of a stack (..., rows, columns), computed as ``skimage.feature.hog`` computes it with
+    ``pixels_per_cell=(cell, cell)``, ``cells_per_block=(block, block)`` and L2-Hys block
+    normalisation: central-difference gradients (0 on the border), unsigned orientations in
+    ``orientations`` equal bins of 0-180 degrees, each pixel's gradient magnitude voted into its
+    bin of its cell (whole cells only, divided by the cell's pixel count), blocks of ``block`` x
+    ``block`` cells at a stride of one cell. Returns (..., features)."""
+    image = np.asarray(image, np.float64)
+    g_row, g_col = np.zeros_like(image), np.zeros_like(image)
+    g_row[..., 1:-1, :] = image[..., 2:, :] - image[..., :-2, :]
+    g_col[..., :, 1:-1] = image[..., :, 2:] - image[..., :, :-2]
+    n_rows, n_cols = image.shape[-2] // cell, image.shape[-1] // cell
+    if n_rows < block or n_cols < block:
+        raise ValueError(f"an image of {image.shape[-2:]} has fewer than {block} cells of {cell}")
+    rows, cols = n_rows * cell, n_cols * cell
+    magnitude = np.hypot(g_col, g_row)[..., :rows, :cols]
+    angle = np.rad2deg(np.arctan2(g_row, g_col))[..., :rows, :cols] % 180
+    bins = np.minimum((angle // (180 / orientations)).astype(int), orientations - 1)
+    votes = magnitude[..., None] * (bins[..., None] == np.arange(orientations))
+    stack = votes.shape[:-3]
+    cells = votes.reshape(*stack, n_rows, cell, n_cols, cell, orientations).sum((-4, -2))
+    cells = cells / (cell * cell)
+    blocks = np.lib.stride_tricks.sliding_window_view(cells, (block, block), axis=(-3, -2))
+    # (..., block rows, block cols, orientations, block, block) -> skimage's order
+    blocks = np.moveaxis(blocks, -3, -1)
+    eps = 1e-5
+    norm = np.sqrt((blocks**2).sum((-3, -2, -1), keepdims=True) + eps**2)
+    blocks = np.minimum(blocks / norm, 0.2)
+    blocks = blocks / np.sqrt((blocks**2).sum((-3, -2, -1), keepdims=True) + eps**2)
+    return blocks.reshape(*stack, -1)
+
+
+def hog_similarity(a, b, region=None, orientations=9, cell=8, block=2):
+    """Pearson correlation of the HOG descriptors of two maps (Adebayo et al. 2018's HOG
+    similarity). Each map is set to 0 outside ``region``, scaled to [0, 1] (as for ``ssim``) and
+    cropped to the region's bounding box; a 3D map is described slice by slice along its last
+    (axial) axis and the slices' descriptors are concatenated. Cells are ``cell`` voxels wide, or
+    half the shorter in-plane side where that is smaller, so that one block of ``block`` x
+    ``block`` cells fits. NaN where either descriptor is constant (nothing to correlate)."""
+    region = np.ones(np.shape(a), bool) if region is None else np.asarray(region, bool)
+    box = tuple(
+        slice(idx[0], idx[-1] + 1)
+        for idx in (
+            np.flatnonzero(region.any(tuple(k for k in range(region.ndim) if k != axis)))
+            for axis in range(region.ndim)
+        )
+    )
+    x, y = (_unit(np.where(region, m, 0.0))[box] for m in (a, b))
+    if x.ndim == 3:  # axial slices first: (z, rows, columns)
+        x, y = np.moveaxis(x, -1, 0), np.moveaxis(y, -1, 0)
+    cell = max(1, min(cell, min(x.shape[-2:]) // block))
+    u = hog_descriptor(x, orientations, cell, block).ravel()
+    v = hog_descriptor(y, orientations, cell, block).ravel()
+    if u.std() == 0 or v.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(u, v)[0, 1])

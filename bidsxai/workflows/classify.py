@@ -153,10 +153,10 @@ def classify_one(session, job):
         with ExitStack() as bound:
             for m in [model, *[m for group in others.values() for m in group.values()]]:
                 bound.enter_context(binding(m, covariates))
-            rows, curves = evaluate_session(
+            rows, curves, randomisation = evaluate_session(
                 model, x, spec, explanation, job.options, job.layer, template, masks, others
             )
-        write_evaluation(out, session, rows, curves, job.settings)
+        write_evaluation(out, session, rows, curves, job.settings, randomisation)
     return predicted
 
 

@@ -3,7 +3,8 @@
 Each map is evaluated by every requested evaluation of ``evaluate.evaluations`` that applies to
 the model (faithfulness, localisation against every reference mask the session has in a
 ``--derivatives masks=PATH`` dataset, sanity, robustness); the records say which maps and which
-columns. Rows go to ``*_evaluation.tsv``, curves to its sidecar, both read by the subject report.
+columns. Rows go to ``*_evaluation.tsv``, curves to its sidecar (faithfulness under "Curves", the
+sanity check's randomisation curves under "Randomisation"), read by the subject report.
 """
 
 import numpy as np
@@ -20,9 +21,10 @@ from bidsxai.outputs import evaluation_path, label_mask_path, sidecar_path
 
 
 def evaluate_session(model, x, spec, explanation, options, layer, template, masks, members):
-    """(rows, curves) of every requested evaluation for one explained session: one row per map,
-    each evaluation of ``evaluate.evaluations`` that applies adding its columns. ``options``: the
-    run's explanation stage."""
+    """(rows, curves, randomisation) of every requested evaluation for one explained session: one
+    row per map, each evaluation of ``evaluate.evaluations`` that applies adding its columns;
+    the faithfulness and the sanity check's curves by "<method>/<target>". ``options``: the run's
+    explanation stage."""
     context = EvaluationContext(
         model, x, spec, explanation, options, layer, template, masks, members
     )
@@ -40,7 +42,7 @@ def evaluate_session(model, x, spec, explanation, options, layer, template, mask
     for evaluation in chosen:
         if evaluation.session_rows is not None:
             rows = evaluation.session_rows(context, rows)
-    return rows, context.curves
+    return rows, context.curves, context.randomisation
 
 
 def write_reference_masks(out, session, masks, template):
@@ -62,9 +64,10 @@ def write_reference_masks(out, session, masks, template):
         )
 
 
-def write_evaluation(out, session, rows, curves, settings):
+def write_evaluation(out, session, rows, curves, settings, randomisation=None):
     """The TSV and its sidecar; nothing when no evaluation applied (e.g. localisation alone and
-    no reference masks for this session)."""
+    no reference masks for this session). ``randomisation``: the sanity check's curves, stored
+    under "Randomisation" when there are any."""
     if all(set(row) <= {"method", "target"} for row in rows):
         return
     path = evaluation_path(out, session.subject, session.session)
@@ -81,6 +84,7 @@ def write_evaluation(out, session, rows, curves, settings):
             **recorded,
             **SIDECAR_CONSTANTS,
             "Curves": curves,
+            **({"Randomisation": randomisation} if randomisation else {}),
             **column_descriptions(names),
         },
     )
