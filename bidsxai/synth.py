@@ -6,6 +6,12 @@ according to group and severity), given T1w/T2w/FLAIR contrasts, then moved into
 space (random pose, head size, voxel size and field of view) with a smooth bias field and Rician
 noise, so that preprocessing has real work to do. Lesion masks are written in native and template
 space under ``derivatives/groundtruth``.
+
+A distractor cohort (``--distractor``) is one that the input image cannot pass: every subject,
+controls too, has lesions at a distractor site (deep white matter, outside every signal region),
+and only the patient groups also have lesions at their signal sites. A map that follows the FLAIR
+lights both kinds; a map that explains the decision lights the signal lesions only. The truth has
+the two apart: ``label-lesion`` (signal) and ``label-distractor``.
 """
 
 import argparse
@@ -65,6 +71,10 @@ REGIONS = {
 PATIENT_PATTERNS = (("occipital",), ("frontal", "temporal", "temporal_r", "parietal"))
 # A lesion-only cohort: every group has lesions, the same load, each group in its own region.
 LOCATION_PATTERNS = (("occipital",), ("frontal",), ("parietal",), ("temporal", "temporal_r"))
+# The distractor site: deep white matter that no signal region above reaches (|x| < 30 leaves
+# the temporal boxes, -60 < y < 0 the frontal and occipital ones, z < 22 the parietal one).
+DISTRACTOR_REGION = ((-28, 28), (-60, 0), (-10, 22))
+DISTRACTOR_COUNT = (3, 6)  # distractor lesions per subject, inclusive
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,9 @@ class CohortSpec:
     # Scans as scanners write them (see synth_scanner): 1 mm sagittal T1w, oblique grids, neck and
     # shoulders, int16 with scaling, qform/sform variants.
     scanner_like: bool = False
+    # Every subject also has lesions at the distractor site (module docstring); no ventricle
+    # growth, so that the signal lesions are all that tells the classes apart in the image.
+    distractor: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,11 +181,25 @@ class Anatomy:
             _add_blob(lesions, centre, radius_mm / res)
         return np.clip(lesions, 0, 1) * (self.template.wm > 0.3)
 
+    def distractor_map(self, rng, spec):
+        """Soft lesion probability (0..1) of the distractor site, the same for every group: as
+        many lesions, as large, as the signal lesions of a patient of middling severity."""
+        lesions = np.zeros(self.template.shape, np.float32)
+        candidates = np.flatnonzero(self.wm_core & self._in_boxes([DISTRACTOR_REGION]))
+        res = self.template.resolution
+        for flat in rng.choice(candidates, size=rng.integers(*DISTRACTOR_COUNT, endpoint=True)):
+            centre = np.array(np.unravel_index(flat, lesions.shape))
+            mean = spec.lesion_radius_mm or 5.0
+            _add_blob(lesions, centre, rng.uniform(0.6, 1.4) * mean / res)
+        return np.clip(lesions, 0, 1) * (self.template.wm > 0.3)
+
     def _in_regions(self, names):
+        return self._in_boxes([REGIONS[name] for name in names])
+
+    def _in_boxes(self, boxes):
         x, y, z = self.world
         inside = np.zeros(self.template.shape, bool)
-        for name in names:
-            (x0, x1), (y0, y1), (z0, z1) = REGIONS[name]
+        for (x0, x1), (y0, y1), (z0, z1) in boxes:
             inside |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1)
         return inside
 
@@ -308,14 +335,18 @@ def synthesise_subject(out_dir, spec, subject):
     src = anatomy.template
     target = load_template(spec.resolution)
     pose = random_head_pose(rng)
-    lesions = None
+    # Its own stream, so that a cohort without distractors is drawn as it always was.
+    distractor_rng = np.random.default_rng([spec.seed, int(subject.label), 1])
+    lesions = distractors = None
     sessions = [f"{s + 1:02d}" for s in range(spec.sessions)] if spec.sessions > 1 else [None]
     for si, ses in enumerate(sessions):
         new = anatomy.lesion_map(subject, rng, si, spec)
         lesions = new if lesions is None else np.maximum(lesions, new)  # lesions accumulate
-        grows = (
-            subject.group_index and not spec.lesion_only
-        )  # ventricles: not in lesion-only cohorts
+        if spec.distractor and distractors is None:  # planted once, the same in every session
+            distractors = anatomy.distractor_map(distractor_rng, spec)
+        visible = lesions if distractors is None else np.maximum(lesions, distractors)
+        # ventricles: not in lesion-only or distractor cohorts
+        grows = subject.group_index and not (spec.lesion_only or spec.distractor)
         tissues = anatomy.tissues(min(1.0, subject.severity + 0.1 * si) if grows else 0)
         gt = out_dir / "derivatives" / "groundtruth"
         voxel_t1 = spec.resolution * rng.uniform(0.9, 1.1, 3)
@@ -331,7 +362,7 @@ def synthesise_subject(out_dir, spec, subject):
                 c_shape, c_grid = native_grid(anatomy, c_pose, voxel_t1 * stretch, rng)
             grids[contrast] = (c_shape, c_grid, c_pose)
             clean = sample_into(
-                anatomy.contrast(contrast, tissues, lesions), src.affine, c_shape, c_grid, c_pose
+                anatomy.contrast(contrast, tissues, visible), src.affine, c_shape, c_grid, c_pose
             )
             if spec.scanner_like:
                 mni = _native_to_mni(c_shape, c_grid, c_pose)
@@ -347,32 +378,44 @@ def synthesise_subject(out_dir, spec, subject):
         # The truth a registration is measured against: template mm -> T1w scanner mm.
         extra = {"TemplateToScanner": pose.tolist()}
         extra.update({"Acquisitions": acquisitions} if acquisitions else {})
-        _write_native_lesions(out_dir, gt, subject.label, ses, lesions, src, grids, "T1w", extra)
-        if "FLAIR" in grids:  # lesions are often drawn on the FLAIR: the truth on its grid too
-            _write_native_lesions(out_dir, gt, subject.label, ses, lesions, src, grids, "FLAIR")
-        mni_mask = sample_into(lesions, src.affine, target.shape, target.affine, np.eye(4)) > 0.5
-        template_path = label_mask_path(
-            gt, subject.label, ses, "lesion", spec.resolution, DEFAULT_SPACE
-        )
-        save_nifti(_mask_image(mni_mask, target.affine, code=4), template_path)
-        write_json(
-            sidecar_path(template_path),
-            {
-                "Type": "Lesion",
-                "SpatialReference": DEFAULT_SPACE,
-                "Resolution": f"{spec.resolution:g} mm isotropic",
-                "Description": "Planted white-matter lesions in template space (ground truth).",
-            },
-        )
+        truth = {"lesion": lesions}
+        if distractors is not None:  # a voxel of both kinds counts as signal
+            truth["distractor"] = distractors * (lesions <= 0.5)
+        for name, planted in truth.items():
+            _write_truth(out_dir, gt, subject.label, ses, name, planted, src, grids, "T1w", extra)
+            if "FLAIR" in grids:  # lesions are often drawn on the FLAIR: the truth on its grid too
+                _write_truth(out_dir, gt, subject.label, ses, name, planted, src, grids, "FLAIR")
+            mni_mask = (
+                sample_into(planted, src.affine, target.shape, target.affine, np.eye(4)) > 0.5
+            )
+            template_path = label_mask_path(
+                gt, subject.label, ses, name, spec.resolution, DEFAULT_SPACE
+            )
+            save_nifti(_mask_image(mni_mask, target.affine, code=4), template_path)
+            write_json(
+                sidecar_path(template_path),
+                {
+                    "Type": "Lesion",
+                    "SpatialReference": DEFAULT_SPACE,
+                    "Resolution": f"{spec.resolution:g} mm isotropic",
+                    "Description": f"{TRUTH[name]} in template space (ground truth).",
+                },
+            )
     return subject.label
 
 
-def _write_native_lesions(out_dir, gt, subject, session, lesions, src, grids, contrast, extra=None):
-    """The planted lesions on one raw image's grid (T1w: no space entity; else space-<contrast>),
-    with a sidecar that names the image."""
+TRUTH = {
+    "lesion": "Planted white-matter lesions",
+    "distractor": "Planted distractor lesions, in every subject and class",
+}
+
+
+def _write_truth(out_dir, gt, subject, session, name, lesions, src, grids, contrast, extra=None):
+    """The planted lesions of kind ``name`` (``TRUTH``) on one raw image's grid (T1w: no space
+    entity; else space-<contrast>), with a sidecar that names the image."""
     shape, grid, pose = grids[contrast]
     path = label_mask_path(
-        gt, subject, session, "lesion", space=None if contrast == "T1w" else contrast
+        gt, subject, session, name, space=None if contrast == "T1w" else contrast
     )
     mask = sample_into(lesions, src.affine, shape, grid, pose) > 0.5
     save_nifti(_mask_image(mask, grid, code=1), path)
@@ -380,7 +423,7 @@ def _write_native_lesions(out_dir, gt, subject, session, lesions, src, grids, co
     sidecar = {
         "Type": "Lesion",
         "Sources": [f"bids:raw:{raw.relative_to(out_dir).as_posix()}"],
-        "Description": f"Planted white-matter lesions on the {contrast}'s grid.",
+        "Description": f"{TRUTH[name]} on the {contrast}'s grid.",
     }
     write_json(sidecar_path(path), dict(sidecar, **(extra or {})))
 
@@ -531,6 +574,13 @@ def build_parser():
         "scaling, qform/sform variants (--resolution then sets only the ground truth's grid)",
     )
     p.add_argument(
+        "--distractor",
+        action="store_true",
+        help="a cohort the input image cannot pass: every subject also has 3 to 6 lesions at a "
+        "distractor site in deep white matter (label-distractor in the ground truth), and only "
+        "the patient groups have lesions at their signal sites (label-lesion); no ventricle growth",
+    )
+    p.add_argument(
         "--lesion-radius",
         type=float,
         metavar="MM",
@@ -576,6 +626,7 @@ def main(argv=None):
         args.lesion_count,
         args.lesion_radius,
         args.scanner_like,
+        args.distractor,
     )
     synthesise(args.out_dir, spec, args.nprocs)
     print(f"bidsxai-synth: wrote {args.n_subjects} subjects to {args.out_dir}")

@@ -98,8 +98,8 @@ def test_the_ideal_map_has_the_steepest_deletion_and_inverting_curves(baseline):
     noise = faithfulness(
         model, x, np.random.default_rng(4).random(SHAPE), target=1, baseline=baseline
     )
-    assert ideal["deletion_auc"] < noise["deletion_auc"]
-    assert ideal["insertion_auc"] > noise["insertion_auc"]
+    assert ideal["partial_deletion_auc"] < noise["partial_deletion_auc"]
+    assert ideal["partial_insertion_auc"] > noise["partial_insertion_auc"]
     assert ideal["inverting_drop"] > ideal["inverting_drop_random"]
     assert abs(noise["inverting_drop"] - noise["inverting_drop_random"]) < 0.05
     assert len(ideal["deletion"]) == len(ideal["fractions"]) == 20
@@ -223,7 +223,7 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
         assert row.auroc_margin_lesion == pytest.approx(row.auroc_lesion - best, abs=1e-5)
     for column in (
         "inverting_drop",
-        "deletion_auc",
+        "partial_deletion_auc",
         "auroc_lesion",
         "pointing_lesion",
         "mass_inside_lesion",
@@ -240,13 +240,13 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
     assert {"sanity_abs_spearman", "sanity_hog", "sanity_evaluable"} <= set(table.columns)
     sidecar = json.loads((out / "sub-02" / "anat" / "sub-02_evaluation.json").read_text())
     (randomised,) = sidecar["Randomisation"].values()  # the predicted class's curves
-    steps = len(randomised["Cascade"]["Layers"])
+    steps = len(randomised["Cascade"]["RandomisedLayers"])
     assert steps > 1 and len(randomised["Independent"]["AbsSpearman"]) == steps
     assert len(sidecar["Curves"]) == 3 and len(sidecar["Curves"]["gradcam/HC"]["deletion"]) == 20
     assert (
         sidecar["auroc_lesion"]["HigherIsBetter"] and sidecar["auroc_lesion"]["ChanceLevel"] == 0.5
     )
-    assert sidecar["deletion_auc"]["HigherIsBetter"] is False
+    assert sidecar["partial_deletion_auc"]["HigherIsBetter"] is False
     assert all("Description" in sidecar[c] for c in table.columns)  # every column described
     control = pd.read_csv(out / "sub-01" / "anat" / "sub-01_evaluation.tsv", sep="\t")
     assert control["auroc_lesion"].isna().all()  # an empty mask: nothing to find
@@ -254,39 +254,97 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
     assert "Can these maps be trusted?" in report and "faithfulness curves of gradcam" in report
 
 
-def test_method_comparison_ranks_only_where_intervals_separate():
+def test_method_comparison_ranks_only_where_the_corrected_paired_test_supports_it():
     import pandas as pd
 
-    from bidsxai.group.method_comparison import bootstrap_interval, compare_methods, ranking
+    from bidsxai.group.method_comparison import bootstrap_interval, compare_methods
     from bidsxai.workflows.method_comparison import summarise
 
     mean, low, high = bootstrap_interval([0.5] * 10)
     assert mean == low == high == 0.5
     rng = np.random.default_rng(6)
+    subject = rng.normal(0, 0.15, 20)  # how hard each subject is, shared by every method
     rows = [
         {
             "subject": s,
             "method": m,
-            "auroc_lesion": base + rng.normal(0, 0.02),
-            "deletion_auc": 1 - base,
+            "auroc_lesion": base + subject[s] + rng.normal(0, 0.005),
+            "partial_deletion_auc": 1 - base,
         }
         for s in range(20)
-        for m, base in (("gradcam", 0.9), ("saliency", 0.6), ("ig", 0.61))
+        for m, base in (
+            ("gradcam", 0.62),
+            ("saliency", 0.58),
+            ("ig", 0.58),
+            ("baseline-FLAIR", 0.7),
+            ("baseline-depth", 0.5),
+        )
     ]
-    table, primary, statements = summarise(pd.DataFrame(rows))
-    assert list(table["method"]) == ["gradcam", "ig", "saliency"] and set(table["n"]) == {20}
-    g = table.set_index("method").loc["gradcam"]
+    table, primary, statements, tests = summarise(pd.DataFrame(rows))
+    assert set(table["n"]) == {20} and primary == "auroc_lesion"
+    g, s = (table.set_index("method").loc[m] for m in ("gradcam", "saliency"))
     assert g["auroc_lesion_low"] < g["auroc_lesion"] < g["auroc_lesion_high"]
-    assert primary == "auroc_lesion"
-    assert sorted(statements) == ["gradcam > ig", "gradcam > saliency"]
-    assert "gradcam > saliency" in ranking(table, "deletion_auc", False)  # lower is better
-    assert compare_methods(pd.DataFrame(rows), ["deletion_auc"]).columns.tolist() == [
+    assert g["auroc_lesion_low"] < s["auroc_lesion_high"]  # the marginal intervals overlap...
+    # ...but every subject ranks gradcam above saliency: the paired test sees it. saliency and
+    # ig differ by noise alone; each method is also tested against the best baseline only.
+    pairs = set(zip(tests["method_a"], tests["method_b"]))
+    assert pairs == {
+        ("gradcam", "ig"),
+        ("gradcam", "saliency"),
+        ("ig", "saliency"),
+        ("gradcam", "baseline-FLAIR"),
+        ("ig", "baseline-FLAIR"),
+        ("saliency", "baseline-FLAIR"),
+    }
+    assert sorted(statements) == [
+        "baseline-FLAIR > gradcam",
+        "baseline-FLAIR > ig",
+        "baseline-FLAIR > saliency",
+        "gradcam > ig",
+        "gradcam > saliency",
+    ]
+    assert (tests["p_holm"] >= tests["p"]).all() and set(tests["n"]) == {20}
+    assert compare_methods(pd.DataFrame(rows), ["partial_deletion_auc"]).columns.tolist() == [
         "method",
         "n",
-        "deletion_auc",
-        "deletion_auc_low",
-        "deletion_auc_high",
+        "partial_deletion_auc",
+        "partial_deletion_auc_low",
+        "partial_deletion_auc_high",
+        "partial_deletion_auc_n",
     ]
+
+
+def test_holm_and_wilson_match_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.proportion import proportion_confint
+
+    from bidsxai.group.method_comparison import holm, wilson_interval
+
+    p = np.array([0.01, 0.04, 0.03, 0.2, 0.005, 0.5])
+    np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=1e-12)
+    assert np.isnan(holm([np.nan, 0.01])[0]) and holm([np.nan, 0.01])[1] == 0.01
+    for hits, n in ((1, 48), (0, 10), (4, 4), (17, 30)):
+        rate, low, high = wilson_interval([1.0] * hits + [0.0] * (n - hits))
+        assert rate == hits / n
+        np.testing.assert_allclose(
+            (low, high), proportion_confint(hits, n, method="wilson"), atol=1e-12
+        )
+
+
+def test_a_rate_gets_a_wilson_interval_and_each_measure_its_n():
+    import pandas as pd
+
+    from bidsxai.workflows.method_comparison import summarise
+
+    rows = [
+        {"subject": s, "method": "a", "pointing_lesion": float(s == 0), "auroc_lesion": 0.7}
+        for s in range(48)
+    ]
+    rows[5]["auroc_lesion"] = np.nan
+    table = summarise(pd.DataFrame(rows))[0].set_index("method")
+    assert table.loc["a", "pointing_lesion_low"] == pytest.approx(0.003687, abs=1e-6)
+    assert table.loc["a", "pointing_lesion_high"] == pytest.approx(0.108992, abs=1e-6)
+    assert table.loc["a", "pointing_lesion_n"] == 48 and table.loc["a", "auroc_lesion_n"] == 47
 
 
 @pytest.mark.parametrize("mask", ["high", "low", "lesion_low"])
@@ -311,7 +369,7 @@ def test_every_evaluation_column_is_compared_whatever_the_mask_is_called(mask):
         for s in range(6)
         for m, base in (("a", 0.9), ("b", 0.2))
     ]
-    table, primary, statements = summarise(pd.DataFrame(rows))
+    table, primary, statements, _ = summarise(pd.DataFrame(rows))
     for n in names:
         assert {f"{n}_{mask}", f"{n}_{mask}_low", f"{n}_{mask}_high"} <= set(table.columns)
         assert column_of(f"{n}_{mask}") == (column_of(f"{n}_x")[0], mask)

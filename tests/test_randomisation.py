@@ -239,7 +239,7 @@ def test_the_curve_has_one_entry_per_step_with_every_similarity():
     for key in (*SIMILARITIES, "sensitivity", "evaluable"):
         assert len(result[key]) == n and (key == "evaluable" or np.isfinite(result[key]).all())
     saved = curve(result)
-    assert saved["Layers"] == [["7"], ["3"], ["1"], ["0"]]
+    assert saved["RandomisedLayers"] == [["7"], ["3"], ["1"], ["0"]]
     assert {len(v) for v in saved.values()} == {n}
     assert result["reference_sensitivity"] > 0
 
@@ -303,8 +303,12 @@ def test_the_sanity_evaluation_writes_its_columns_and_its_curves(tmp_path):
     assert row["sanity_evaluable"] is True
     assert row["sanity_passed"] is (abs(row["sanity_abs_spearman"]) < SANITY_THRESHOLD)
     saved = context.randomisation["smoothgrad/HC"]
-    assert saved["Parameters"] == {"samples": 8}
-    assert len(saved["Cascade"]["Layers"]) == len(saved["Independent"]["Layers"]) == 4
+    assert saved["ParametersInsideTheCheck"] == {"samples": 8}
+    assert (
+        len(saved["Cascade"]["RandomisedLayers"])
+        == len(saved["Independent"]["RandomisedLayers"])
+        == 4
+    )
     dead = types.SimpleNamespace(method="saliency", target="HC", index=1)
     context.model = _zero_init_net()
     context.x = _x()
@@ -325,7 +329,7 @@ def test_the_sanity_evaluation_writes_its_columns_and_its_curves(tmp_path):
     table = read_table(path)
     assert table["sanity_passed"][0] == row["sanity_passed"] and table["sanity_evaluable"][0]
     sidecar = json.loads(path.with_suffix(".json").read_text())
-    assert sidecar["Randomisation"]["smoothgrad/HC"]["Cascade"]["Layers"][0] == ["7"]
+    assert sidecar["Randomisation"]["smoothgrad/HC"]["Cascade"]["RandomisedLayers"][0] == ["7"]
     assert sidecar["SanityDeadFraction"] == DEAD_FRACTION
     assert "HigherIsBetter" not in sidecar["sanity_passed"]
     assert sidecar["sanity_hog"]["HigherIsBetter"] is False

@@ -7,7 +7,7 @@ import shutil
 from importlib import resources
 
 import pytest
-from conftest import messages, run_cli
+from conftest import RES, messages, run_cli
 
 from bidsxai.reports import group, subject, training
 from bidsxai.reports.sections import Section, assemble
@@ -112,10 +112,13 @@ def test_reports_only_describes_the_newest_run_that_finished(pipeline, cohort, t
     run the training report describes."""
     out = _copy(pipeline, tmp_path)
     refused = ["train", "--model", "refused", "--cv-folds", 7, "--skip-bids-validation"]
+    refused += ["--resolution", RES]
     assert run_cli(cohort, out, *refused) == 64  # only 6 subjects: known once the run started
     capsys.readouterr()
     saved = [p.read_text() for p in (out / "logs").glob("train-*.toml")]
     assert any('model = "refused"' in text for text in saved)
-    code = run_cli(cohort, out, "train", "--reports-only", "--skip-bids-validation")
+    code = run_cli(
+        cohort, out, "train", "--reports-only", "--skip-bids-validation", "--resolution", RES
+    )
     assert code == 0, capsys.readouterr().err
     assert (out / "models" / "cnn3d_group" / "report.html").is_file()

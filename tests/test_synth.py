@@ -121,3 +121,38 @@ def test_a_lesion_only_cohort_differs_between_groups_only_by_lesion_location():
                     & (z <= z1 + margin)
                 )
             assert lesions[inside].sum() == lesions.sum()
+
+
+def test_a_distractor_cohort_has_the_distractors_in_every_subject_and_apart_in_the_truth(
+    tmp_path,
+):
+    """Every subject, controls too, has distractor lesions the FLAIR shows; only patients have
+    signal lesions; the truth keeps the two apart (label-lesion, label-distractor)."""
+    from bidsxai.synth import main
+
+    out = tmp_path / "distractor"
+    argv = [str(out), "--n-subjects", "4", "--groups", "HC,MS", "--resolution", "6"]
+    assert main([*argv, "--contrasts", "T1w,FLAIR", "--distractor", "--seed", "2"]) == 0
+    assert validator_errors(out, recursive=True) == []
+    table = pd.read_csv(out / "participants.tsv", sep="\t")
+    gt = out / "derivatives" / "groundtruth"
+    for sub, group in zip(table["participant_id"], table["group"]):
+        folder = gt / sub / "anat"
+        signal, distractor = (
+            np.asarray(
+                nib.load(folder / f"{sub}_space-{SPACE}_res-6_label-{k}_mask.nii.gz").dataobj
+            )
+            > 0
+            for k in ("lesion", "distractor")
+        )
+        assert distractor.any() and not (signal & distractor).any()
+        assert signal.any() == (group == "MS"), sub
+        native = folder / f"{sub}_space-FLAIR_label-distractor_mask.nii.gz"
+        flair = np.asarray(nib.load(out / sub / "anat" / f"{sub}_FLAIR.nii.gz").dataobj, float)
+        inside = np.asarray(nib.load(native).dataobj) > 0
+        brain = flair > 0.3 * np.percentile(flair, 99)
+        assert flair[inside].mean() > 1.3 * flair[brain & ~inside].mean()  # the image shows it
+
+
+def test_a_cohort_without_distractors_writes_none(cohort):
+    assert not list((cohort / "derivatives" / "groundtruth").rglob("*label-distractor*"))

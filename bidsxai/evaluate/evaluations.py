@@ -201,7 +201,7 @@ def _sanity(context, item):
     cascade = results["cascade"]
     context.randomisation[f"{item.method}/{item.target}"] = {
         "TrainedOutputSensitivity": cascade["reference_sensitivity"],
-        "Parameters": SANITY_PARAMETERS.get(item.method, {}),
+        "ParametersInsideTheCheck": SANITY_PARAMETERS.get(item.method, {}),
         "Cascade": curve(cascade),
         "Independent": curve(results["independent"]),
     }
@@ -276,15 +276,18 @@ FAITHFULNESS_COLUMNS = (
         "the same fall for random voxels of the same number: the reference for inverting_drop",
     ),
     Column(
-        "deletion_auc",
-        "the area under the target probability as the top voxels within the brain are replaced "
-        "by the --faithfulness-baseline (a blurred copy, or ROAD's noisy linear imputation): low "
-        "is faithful",
+        "partial_deletion_auc",
+        "the area under the target probability as the map's top 2.5-50 % of the brain's voxels "
+        "are replaced by the --faithfulness-baseline (a blurred copy, or ROAD's noisy linear "
+        "imputation), divided by the swept range: low is faithful. Partial: not the deletion "
+        "protocol of Petsiuk et al. (2018), which removes every pixel, fills with zeros and "
+        "integrates over 0-1, so its numbers cannot be compared with theirs",
         higher_is_better=False,
     ),
     Column(
-        "insertion_auc",
-        "the same area as only the top voxels are kept and the rest replaced: high is faithful",
+        "partial_insertion_auc",
+        "the same area as only the top 2.5-50 % are kept and the rest replaced: high is "
+        "faithful (partial, as partial_deletion_auc: not Petsiuk et al.'s insertion)",
         higher_is_better=True,
     ),
 )
@@ -297,8 +300,8 @@ EVALUATIONS = {
             _faithfulness,
             FAITHFULNESS_COLUMNS,
             "faithfulness (voxel inverting of the top fraction of the map against a random set "
-            "of the same size, Lu et al. 2023; deletion and insertion curves with a blurred or "
-            "imputed baseline)",
+            "of the same size, Lu et al. 2023; partial deletion and insertion curves with a "
+            "blurred or imputed baseline)",
             "about 50 Grad-CAMs per map",
             citation="lu2023",
             applies=lambda spec: not spec.get("slices"),

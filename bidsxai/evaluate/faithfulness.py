@@ -14,8 +14,10 @@
   - ``road``: noisy linear imputation (Rong et al. 2022), which also hides the removal's shape
     from the model, at the cost of one sparse solve per fraction and channel (seconds each on a
     2 mm volume; ``benchmarks/evaluate_cost.py``).
-  The areas under the curves (over q) summarise them: low for deletion and high for insertion are
-  faithful.
+  The areas under the curves (over q, divided by the swept range) summarise them: low for
+  deletion and high for insertion are faithful. They are partial (``partial_deletion_auc``,
+  ``partial_insertion_auc``): Petsiuk et al. (2018) remove every pixel, fill deletions with
+  zeros and integrate over 0-1, so these numbers cannot be compared with theirs.
 
 Voxels the map ties are ordered at random (with ``seed``) rather than in raster order, so a map
 with plateaus does not remove the voxels of one corner first.
@@ -90,7 +92,7 @@ def faithfulness(
 
     Returns {"fractions", "probability" (unperturbed), "inverted", "inverted_random", "deletion",
     "insertion", "inverting_drop" and "inverting_drop_random" (mean probability drop over the
-    fractions), "deletion_auc", "insertion_auc"}.
+    fractions), "partial_deletion_auc", "partial_insertion_auc"}.
     """
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
@@ -137,6 +139,6 @@ def faithfulness(
         result[name] = values[i * len(fractions) : (i + 1) * len(fractions)]
     result["inverting_drop"] = float(np.mean(probability - result["inverted"]))
     result["inverting_drop_random"] = float(np.mean(probability - result["inverted_random"]))
-    result["deletion_auc"] = _area(fractions, result["deletion"])
-    result["insertion_auc"] = _area(fractions, result["insertion"])
+    result["partial_deletion_auc"] = _area(fractions, result["deletion"])
+    result["partial_insertion_auc"] = _area(fractions, result["insertion"])
     return result

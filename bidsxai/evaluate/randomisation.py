@@ -4,23 +4,23 @@ on what the model learned and fails this sanity check.
 
 Re-initialisation. Each layer is set back to its own initialisation: its ``reset_parameters()``
 (PyTorch's default initialisation of that layer type, the one a freshly built model of the
-architecture has), else the model's ``_init_weights(module)`` where the model defines one, run
-on a CPU copy under a seed derived from ``init_seed`` and the layer's name (so the same layer gets
-the same weights in the cascade and alone, on any device). A normalisation layer (batch, group,
-instance or layer norm) gets gamma = 1 and beta = 0, its initial values. Its running statistics
-are recomputed on the explained input by default (``running_stats="recompute"``): each
-randomised norm layer's running mean and (biased) variance are set, channel by channel, to those
-of what reaches it from ``x``, so it normalises as a freshly initialised network in training mode
-does. The evidence (``benchmarks/randomisation_scale.py``: a 4-block ``cnn3d`` trained on a
-synthetic task, 32^3 input, every layer randomised; numbers in ``docs/benchmarks.md``): the trained
-network's block outputs have SDs of 0.57-0.89. Drawing every parameter from N(0, SD of its
-trained values), scales included, with the statistics reset leaves 0.002-0.004 and logits that no longer change
-with the input at all (output sensitivity 0). PyTorch's initialisation with the statistics reset
-to mean 0 / variance 1 shrinks every layer's output (default weight variance 1 / (3 fan-in)):
-block SDs fall to 0.01-0.14 and the output sensitivity to 0.001 of the trained network's; with
-the trained statistics kept, the randomised convolutions are divided by variances they never had
-(SDs 0.42-1.19, sensitivity 0.026); recomputed, the block SDs are 0.70-0.85 and the sensitivity
-2.7. The other two choices are kept for comparison.
+architecture has), else the model's ``_init_weights(module)`` where the model defines one, run on a
+CPU copy under a seed derived from ``init_seed`` and the layer's name (so the same layer gets the
+same weights in the cascade and alone, on any device). A normalisation layer (batch, group,
+instance or layer norm) gets gamma = 1 and beta = 0, its initial values. Its running statistics are
+recomputed on the explained input by default (``running_stats="recompute"``): each randomised norm
+layer's running mean and (biased) variance are set, channel by channel, to those of what reaches it
+from ``x``, so it normalises as a freshly initialised network in training mode does. The evidence
+(``benchmarks/randomisation_scale.py``: a 4-block ``cnn3d`` trained on a synthetic task, 32^3
+input, every layer randomised; numbers in ``docs/benchmarks.md``): the trained network's block
+outputs have SDs of 0.57-0.89. Drawing every parameter from N(0, SD of its trained values), scales
+included, with the statistics reset leaves 0.002-0.004 and logits that no longer change with the
+input at all (output sensitivity 0). PyTorch's initialisation with the statistics reset to mean 0 /
+variance 1 shrinks every layer's output (default weight variance 1 / (3 fan-in)): block SDs fall to
+0.01-0.14 and the output sensitivity to 0.001 of the trained network's; with the trained statistics
+kept, the randomised convolutions are divided by variances they never had (SDs 0.42-1.19,
+sensitivity 0.026); recomputed, the block SDs are 0.70-0.85 and the sensitivity 2.7. The other two
+choices are kept for comparison.
 
 Order. The cascade goes by distance from the output, read from the autograd graph of one
 forward pass: a parametrised layer's distance is the fewest parametrised layers its output
@@ -350,7 +350,7 @@ def curve(result):
         return float(v) if np.isfinite(v) else None
 
     return {
-        "Layers": [list(step) for step in result["layers"]],
+        "RandomisedLayers": [list(step) for step in result["layers"]],
         "Spearman": [number(v) for v in result["spearman"]],
         "AbsSpearman": [number(v) for v in result["abs_spearman"]],
         "SSIM": [number(v) for v in result["ssim"]],

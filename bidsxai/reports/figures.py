@@ -89,7 +89,7 @@ def faithfulness_curves(curves, title):
     axes[0].set_title("voxel inverting", fontsize=9)
     axes[1].plot(fractions, curves["deletion"], "-", color="C0", label="deletion")
     axes[1].plot(fractions, curves["insertion"], "-", color="C2", label="insertion")
-    axes[1].set_title("deletion / insertion (blurred baseline)", fontsize=9)
+    axes[1].set_title("partial deletion / insertion (2.5-50 %)", fontsize=9)
     axes[0].set_ylabel("target probability")
     for ax in axes:
         ax.set_xlabel("% of voxels")

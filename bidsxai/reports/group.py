@@ -99,15 +99,29 @@ def _comparison(context):
     """The method-comparison table as text cells "mean [low, high]", its ranking and curves."""
     if context["comparison"] is None:
         return None
-    table, primary, statements, curves = context["comparison"]
+    table, primary, statements, curves, tests = context["comparison"]
     measures = [c for c in table.columns if f"{c}_low" in table.columns]
+
+    def cell(r, m):
+        if r[m] != r[m]:
+            return "n/a"
+        n = f" (n={r[m + '_n']})" if r[m + "_n"] != r["n"] else ""
+        return f"{r[m]:.3f} [{r[m + '_low']:.3f}, {r[m + '_high']:.3f}]{n}"
+
     rows = [
-        [r["method"], r["n"]]
-        + [
-            f"{r[m]:.3f} [{r[m + '_low']:.3f}, {r[m + '_high']:.3f}]" if r[m] == r[m] else "n/a"
-            for m in measures
+        [r["method"], r["n"]] + [cell(r, m) for m in measures] for r in table.to_dict("records")
+    ]
+    pairs = [
+        [
+            f"{t['method_a']} − {t['method_b']}",
+            t["n"],
+            f"{t['mean_difference']:+.3f}"
+            if t["mean_difference"] == t["mean_difference"]
+            else "n/a",
+            f"{t['p']:.3g}" if t["p"] == t["p"] else "n/a",
+            f"{t['p_holm']:.3g}" if t["p_holm"] == t["p_holm"] else "n/a",
         ]
-        for r in table.to_dict("records")
+        for t in (tests.to_dict("records") if tests is not None else [])
     ]
     return {
         "columns": ["method", "n", *measures],
@@ -115,6 +129,7 @@ def _comparison(context):
         "rows": rows,
         "primary": primary,
         "statements": statements,
+        "pairs": pairs,
         "figure": figures.inverting_curves(curves) if curves else None,
     }
 

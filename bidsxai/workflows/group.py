@@ -305,6 +305,8 @@ def run_group(settings, subjects=None, sessions=None):
     comparison = _method_comparison(out, heatmaps, participants, settings, template)
     if comparison is not None:
         _write_tsv(group_table_path(out, "method_comparison"), comparison[0].to_dict("records"))
+        if comparison[4] is not None:
+            _write_tsv(group_table_path(out, "method_pairs"), comparison[4].to_dict("records"))
     write_group_report(out, settings, template, comparison)
     return analyses
 

@@ -2,7 +2,8 @@
 
 Each subject contributes the evaluation of the maps of its known class (the column --target names)
 from its first session; the table gives each method's mean with a bootstrap 95 % interval over
-subjects, and the voxel-inverting curves averaged over subjects (Lu et al. 2023, figure 4). Which
+subjects (a Wilson interval for a rate), the paired tests between methods that a ranking needs,
+and the voxel-inverting curves averaged over subjects (Lu et al. 2023, figure 4). Which
 columns are measures, their directions and the primary measure come from the evaluation records
 (``evaluate.evaluations``).
 """
@@ -15,16 +16,21 @@ import pandas as pd
 
 from bidsxai.evaluate.baselines import is_reference
 from bidsxai.evaluate.evaluations import column_of, read_table
-from bidsxai.group.method_comparison import compare_methods, ranking
+from bidsxai.group.method_comparison import (
+    compare_methods,
+    comparison_pairs,
+    paired_tests,
+    ranking,
+)
 from bidsxai.outputs import evaluation_path, label, sidecar_path
 from bidsxai.workflows.localisation_controls import group_controls
 
 
 def method_comparison(out_dir, first_sessions, known, seed=0, template=None):
-    """(comparison table, ranking statements, mean curves by method), or None without
-    evaluations. ``first_sessions``: (subject, session) pairs; ``known``: subject -> class; with
-    the run's ``template``, the controls that need other subjects (``localisation_controls``)
-    join the methods."""
+    """(comparison table, primary measure, ranking statements, mean curves by method, paired
+    tests or None), or None without evaluations. ``first_sessions``: (subject, session) pairs;
+    ``known``: subject -> class; with the run's ``template``, the controls that need other
+    subjects (``localisation_controls``) join the methods."""
     rows, curves = [], {}
     first_sessions = list(first_sessions)
     for subject, session in first_sessions:
@@ -44,7 +50,7 @@ def method_comparison(out_dir, first_sessions, known, seed=0, template=None):
     if template is not None:
         methods = sorted({r["method"] for r in rows if not is_reference(r["method"])})
         rows += group_controls(Path(out_dir), first_sessions, known, methods, template)
-    comparison, primary, statements = summarise(pd.DataFrame(rows), seed)
+    comparison, primary, statements, tests = summarise(pd.DataFrame(rows), seed)
     mean_curves = {
         m: {
             k: np.mean([c[k] for c in cs], axis=0).tolist()
@@ -52,15 +58,18 @@ def method_comparison(out_dir, first_sessions, known, seed=0, template=None):
         }
         for m, cs in curves.items()
     }
-    return comparison, primary, statements, mean_curves
+    return comparison, primary, statements, mean_curves, tests
 
 
 def summarise(table, seed=0):
-    """(comparison table, primary measure or None, ranking statements) of a table with one row
-    per subject and method. Every column an evaluation writes is summarised (a signed one such as
-    the sanity check's Spearman as its absolute value, so that -0.6 fails as 0.6 does); a ranking
-    is stated on the first primary measure present, in its record's direction."""
-    measures, directions = [], {}
+    """(comparison table, primary measure or None, ranking statements, paired tests) of a table
+    with one row per subject and method. Every column an evaluation writes is summarised (a signed
+    one such as the sanity check's Spearman as its absolute value, so that -0.6 fails as 0.6
+    does; a rate with a Wilson interval); the methods are compared pairwise on the first primary
+    measure present (``group.method_comparison``: Wilcoxon signed-rank, Holm-corrected, each
+    method also against the best model-free baseline), and a ranking is stated only where the
+    corrected test supports it, in the record's direction."""
+    measures, directions, rates = [], {}, set()
     for name in table.columns:
         column, _ = column_of(name)
         if column is None:
@@ -72,12 +81,24 @@ def summarise(table, seed=0):
         else:
             measures.append(name)
             directions[name] = column.higher_is_better
-    comparison = compare_methods(table, measures, seed=seed)
+            if column.rate:
+                rates.add(name)
+    comparison = compare_methods(table, measures, seed=seed, rates=rates)
     ranked = sorted(
         (column_of(m)[0].primary, i, m)
         for i, m in enumerate(measures)
         if column_of(m)[0] and column_of(m)[0].primary
     )
     primary = ranked[0][2] if ranked else None
-    statements = ranking(comparison, primary, directions[primary]) if primary else []
-    return comparison, primary, statements
+    if primary is None:
+        return comparison, None, [], None
+    names = sorted(table["method"].unique())
+    means = dict(zip(comparison["method"], comparison[primary]))
+    pairs = comparison_pairs(
+        [m for m in names if not is_reference(m)],
+        [m for m in names if m.startswith("baseline-")],
+        means,
+        directions[primary],
+    )
+    tests = paired_tests(table, primary, pairs)
+    return comparison, primary, ranking(tests, directions[primary]), tests
