@@ -318,13 +318,13 @@ def test_holm_and_wilson_match_statsmodels():
     from statsmodels.stats.multitest import multipletests
     from statsmodels.stats.proportion import proportion_confint
 
-    from bidsxai.group.method_comparison import holm, wilson_interval
+    from bidsxai.group.method_comparison import holm, rate_interval
 
     p = np.array([0.01, 0.04, 0.03, 0.2, 0.005, 0.5])
     np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=1e-12)
     assert np.isnan(holm([np.nan, 0.01])[0]) and holm([np.nan, 0.01])[1] == 0.01
     for hits, n in ((1, 48), (0, 10), (4, 4), (17, 30)):
-        rate, low, high = wilson_interval([1.0] * hits + [0.0] * (n - hits))
+        rate, low, high = rate_interval([1.0] * hits + [0.0] * (n - hits))
         assert rate == hits / n
         np.testing.assert_allclose(
             (low, high), proportion_confint(hits, n, method="wilson"), atol=1e-12

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bidsxai.training.metrics import wilson_interval
+
 ALPHA = 0.05  # family-wise error of the ranking
 
 
@@ -31,20 +33,17 @@ def bootstrap_interval(values, n_boot=2000, seed=0, confidence=0.95):
     return (float(values.mean()), *map(float, np.percentile(means, [tail, 100 - tail])))
 
 
-def wilson_interval(values, confidence=0.95):
+def rate_interval(values, confidence=0.95):
     """(rate, low, high): the share of hits and its Wilson score interval. ``values`` are per
     subject hits in [0, 1]; a pointing game that broke a tie by expectation contributes its
     expected hit, so the count of hits is their sum."""
     values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]
-    n = values.size
-    if n == 0:
+    if values.size == 0:
         return (np.nan, np.nan, np.nan)
-    rate = values.sum() / n
-    z = stats.norm.ppf(1 - (1 - confidence) / 2)
-    centre = (rate + z**2 / (2 * n)) / (1 + z**2 / n)
-    half = z / (1 + z**2 / n) * np.sqrt(rate * (1 - rate) / n + z**2 / (4 * n**2))
-    return (float(rate), float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+    hits = float(values.sum())
+    low, high = wilson_interval(hits, values.size, confidence)
+    return (hits / values.size, max(0.0, low), min(1.0, high))
 
 
 def compare_methods(table: pd.DataFrame, measures: list, seed: int = 0, rates=()) -> pd.DataFrame:
@@ -58,7 +57,7 @@ def compare_methods(table: pd.DataFrame, measures: list, seed: int = 0, rates=()
         for measure in measures:
             values = pd.to_numeric(group[measure], errors="coerce").astype(float)
             if measure in rates:
-                mean, low, high = wilson_interval(values)
+                mean, low, high = rate_interval(values)
             else:
                 mean, low, high = bootstrap_interval(values, seed=seed)
             row.update({measure: mean, f"{measure}_low": low, f"{measure}_high": high})
