@@ -5,11 +5,19 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 from bidsxai import cli
 from bidsxai.synth import CohortSpec, synthesise
 
 RES = 6.0
+
+# The input fuzz: in CI (HYPOTHESIS_PROFILE=ci, set by .ci/run) the same examples every run and
+# no shrinking, so a red CI is reproducible and bounded in time; locally, new examples each run.
+settings.register_profile(
+    "ci", derandomize=True, database=None, phases=[Phase.explicit, Phase.generate]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def run_cli(*argv):

@@ -291,3 +291,22 @@ def test_a_t1w_with_a_degenerate_affine_fails_its_subject_with_one_line(
     )
     err = capsys.readouterr().err
     assert code == EXIT_NO_INPUT and "degenerate" in err and "internal error" not in err
+
+
+def test_a_t1w_without_a_brain_fails_its_subject_with_one_line(
+    cohort, tmp_path, capsys, monkeypatch
+):
+    """Found by the input fuzz: a T1w in which brain extraction finds nothing ended in an
+    internal error from the normalisation ("empty brain mask"), exit 1."""
+    monkeypatch.setattr(
+        "bidsxai.preprocess.pipeline.deepbet_mask", lambda t1w: np.zeros(t1w.shape, bool)
+    )
+    out = tmp_path / "out"
+    argv = ["participant", "--participant-label", "01", "--resolution", RES]
+    argv += ["--skull-strip", "deepbet", "--nprocs", 1]  # 6 mm voxels would take the template's
+    code = run_cli(cohort, out, *argv, "--skip-bids-validation")
+    err = messages(capsys.readouterr().err)
+    failed = [line for line in err if "sub-01" in line and "brain mask" in line]
+    assert code == EXIT_NO_INPUT and len(failed) == 1 and "empty on the template grid" in failed[0]
+    assert not any("internal error" in line for line in err)
+    assert not list(out.glob("sub-01/**/*_desc-preproc_T1w.nii.gz"))

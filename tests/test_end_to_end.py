@@ -303,16 +303,21 @@ def test_gamer_mril_trains_and_is_explained_from_its_attention(pipeline, cohort,
     assert np.isfinite(np.asarray(nib.load(heatmap).dataobj)).all()
 
 
-def test_the_chance_warning_reaches_model_json_and_every_report(pipeline):
-    from bidsxai.training.metrics import chance_warning
+def test_the_models_warning_reaches_model_json_and_every_report(pipeline):
+    """The chance warning, the simple baseline's and the optimisation failures', from the
+    metrics the bundle records."""
+    from bidsxai.workflows.train import model_warning
 
     folder = pipeline["out"] / "models" / "cnn3d_group"
     meta = json.loads((folder / "model.json").read_text())
     epochs = {name: m["best_epoch"] for name, m in meta["training"]["members"].items()}
-    expected = chance_warning(meta["metrics"]["cross_validation"], len(meta["classes"]), epochs)
+    expected = model_warning(meta["metrics"], len(meta["classes"]), epochs)
     assert meta["warning"] == expected
+    assert {"baseline", "optimisation_failures"} <= set(meta["metrics"])
     for report in (folder / "report.html", pipeline["out"] / "sub-01.html"):
-        assert (expected is None) == ("may be at chance" not in report.read_text()), report.name
+        text = report.read_text()
+        assert expected is None or expected[:25] in text, report.name
+        assert "simple baseline" in text or report.name != "report.html"
 
 
 def test_a_score_in_ordered_bins_is_trained_explained_and_grouped(pipeline, cohort_copy, tmp_path):

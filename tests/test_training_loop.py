@@ -108,3 +108,46 @@ def test_a_cuda_device_computes_fp32_in_fp32(monkeypatch):
         assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
+def _fit_histories(learning_rate, epochs=6):
+    """One tiny CNN trained on a trivially separable cohort (bright against dark volumes)."""
+    from bidsxai.training.loop import fit
+
+    rng = np.random.default_rng(0)
+    y = np.arange(16) % 2
+    x = (rng.normal(size=(16, 1, 6, 6, 6)) + 2.0 * y[:, None, None, None, None]).astype(np.float32)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool3d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )
+    options = TrainOptions(
+        epochs=epochs, patience=epochs, batch_size=4, optimiser="adam", learning_rate=learning_rate
+    )
+    data = VolumeDataset(x, y)
+    history, _ = fit(net, data, data, device=torch.device("cpu"), options=options, seed=0)
+    return {"repeat-1_fold-1": history}
+
+
+def test_a_diverging_learning_rate_is_flagged_as_an_optimisation_failure():
+    from bidsxai.training.metrics import optimisation_failures, optimisation_warning
+
+    assert optimisation_failures(_fit_histories(1e-2), 2, 6) == {}  # it fits: loss below ln 2
+    failed = optimisation_failures(_fit_histories(1e4), 2, 6)
+    assert set(failed) == {"repeat-1_fold-1"}
+    assert "Optimisation failed (repeat-1_fold-1: " in optimisation_warning(failed)
+
+
+def test_a_loss_that_stays_at_chance_in_the_first_third_is_flagged_and_noise_is_not():
+    from bidsxai.training.metrics import optimisation_failures
+
+    flat = [{"train_loss": v} for v in (0.9, 0.72, 0.70, 0.69, 0.5, 0.4)]
+    learning = [{"train_loss": v} for v in (0.9, 0.6, 0.5, 0.45, 0.4, 0.4)]
+    found = optimisation_failures({"a": flat, "b": learning}, 2, 6)
+    assert set(found) == {"a"} and "first 2 of 6 epochs" in found["a"]
+    rising = [{"train_loss": v} for v in (0.8, 0.5, 0.6, 1.2, 1.9, 2.4)]
+    assert "diverged" in optimisation_failures({"c": rising}, 2, 6)["c"]

@@ -215,12 +215,23 @@ def _on_template(tpl_img, mask_image, chain):
     return resample(tpl_img, moving, chain).numpy() >= 0.25
 
 
+def _require_brain(brain, inputs, source):
+    """Refuse a session whose brain mask is empty on the template grid, before anything of it is
+    written: every later step (normalisation, the model's crop) needs brain voxels."""
+    if not brain.any():
+        raise NoInputError(
+            f"{inputs.key}: {source} is empty on the template grid (no brain found in the T1w, "
+            "or the registration moved it off the template); check the T1w image"
+        )
+
+
 def _anatomy_brain_mask(inputs, out_dir, template, tpl_img, anatomy):
     """sMRIPrep's brain mask moved to the template grid with its transform, written as
     desc-brain_mask there (its T1w-space mask stays where it is, named in Sources)."""
     image = nib.load(str(anatomy.files.brain_mask))
     own = nib.Nifti1Image((np.asarray(image.dataobj) > 0).astype(np.float32), image.affine)
     brain = _on_template(tpl_img, own, [anatomy.files.transform])
+    _require_brain(brain, inputs, f"{anatomy.generator}'s brain mask")
     _write_template_mask(
         inputs,
         out_dir,
@@ -247,6 +258,7 @@ def write_brain_masks(inputs, out_dir, raw_root, template, tpl_img, t1w, t1_to_t
     if uses_deepbet(skull_strip, t1w):
         own = deepbet_mask(t1w).astype(np.float32)
         brain = _on_template(tpl_img, nib.Nifti1Image(own, t1w.affine), t1_to_tpl)
+        _require_brain(brain, inputs, "deepbet's brain mask of the T1w")
         sidecar["SkullStripping"] = "deepbet (Fisch et al. 2024)"
         raw = nib.load(str(inputs.files["T1w"]))
         native = resample_from_to(nib.Nifti1Image(own, t1w.affine), raw, order=0)

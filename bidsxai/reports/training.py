@@ -19,6 +19,13 @@ def metric_rows(metrics):
     for label, key in (("cross-validation", "cross_validation"), ("test", "test")):
         if key in metrics.get("slices", {}):
             rows.append((f"{label}, slices on their own", metrics["slices"][key]))
+    baseline = metrics.get("baseline", {})
+    for label, key in (
+        ("cross-validation, pooled out of fold", "cross_validation"),
+        ("test", "test"),
+    ):
+        if key in baseline:
+            rows.append((f"simple baseline, {label}", baseline[key]))
     return rows
 
 

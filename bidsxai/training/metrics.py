@@ -139,3 +139,43 @@ def chance_warning(cross_validation, n_classes, best_epochs):
         "This model may be at chance: " + "; ".join(reasons) + ". Its heatmaps may explain "
         "noise, not a learned difference between the classes."
     )
+
+
+def optimisation_failures(histories, n_classes, epochs):
+    """{member: reason} of the fold models whose training did not work, told apart from "the
+    images carry no signal": the training loss did not fall below the chance log-loss ln(classes)
+    (what predicting every class alike costs under class-balanced sampling) within the first third
+    of the ``epochs`` (rounded up), or it diverged (a non-finite loss, or a last epoch's loss above
+    both chance and twice the first epoch's)."""
+    chance = float(np.log(n_classes))
+    first_third = max(1, -(-int(epochs) // 3))
+    failures = {}
+    for name, history in histories.items():
+        losses = np.array([h["train_loss"] for h in history], float)
+        if losses.size == 0:
+            continue
+        if not np.isfinite(losses).all():
+            failures[name] = "its training loss became non-finite (diverged)"
+        elif losses[-1] > chance and losses[-1] > 2 * losses[0]:
+            failures[name] = (
+                f"its training loss rose from {losses[0]:.2f} to {losses[-1]:.2f} (diverged)"
+            )
+        elif losses[:first_third].min() >= chance:
+            failures[name] = (
+                f"its training loss stayed at or above chance (ln {n_classes} = {chance:.2f}) "
+                f"in the first {first_third} of {epochs} epochs (lowest "
+                f"{losses[:first_third].min():.2f})"
+            )
+    return failures
+
+
+def optimisation_warning(failures):
+    """The sentence the reports and stderr carry for ``optimisation_failures``, else None."""
+    if not failures:
+        return None
+    reasons = "; ".join(f"{name}: {reason}" for name, reason in sorted(failures.items()))
+    return (
+        f"Optimisation failed ({reasons}). This is a failure to fit the training set, not "
+        "evidence that the images carry no signal: try another learning rate or recipe (the "
+        "learning curves are in the training report)."
+    )

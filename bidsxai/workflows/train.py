@@ -34,12 +34,22 @@ from bidsxai.template import load_template
 from bidsxai.training import distributed
 from bidsxai.training.attention_table import attention_table
 from bidsxai.training.augment import augmenter
+from bidsxai.training.baseline import (
+    baseline_record,
+    baseline_warning,
+    image_features,
+    tissue_masks,
+)
 from bidsxai.training.cache import MappedArrays, cache_inputs
-from bidsxai.training.crossval import cross_validate, slice_metrics, summarise
+from bidsxai.training.crossval import cross_validate, out_of_fold, slice_metrics, summarise
 from bidsxai.training.dataset import VolumeDataset, brain_crop, crop
 from bidsxai.training.folds import assign
 from bidsxai.training.loop import TrainOptions
-from bidsxai.training.metrics import chance_warning
+from bidsxai.training.metrics import (
+    chance_warning,
+    optimisation_failures,
+    optimisation_warning,
+)
 from bidsxai.training.slices import SliceDataset, kept_slices
 from bidsxai.training.targets import (
     closeness_weights,
@@ -339,8 +349,12 @@ def _train(settings, sessions, ranks):
             settings, options, scheme, ranks.world, members, cohort.subjects
         ),
     }
-    meta["warning"] = chance_warning(
-        metrics["cross_validation"], len(cohort.classes), {m.name: m.best_epoch for m in members}
+    metrics["baseline"] = simple_baseline(cohort, paths, spec, parts[0], members)
+    metrics["optimisation_failures"] = optimisation_failures(
+        {m.name: m.history for m in members}, len(cohort.classes), options.epochs
+    )
+    meta["warning"] = model_warning(
+        metrics, len(cohort.classes), {m.name: m.best_epoch for m in members}
     )
     if meta["warning"]:
         print(f"bidsxai: warning: {meta['warning']}", file=sys.stderr)
@@ -365,6 +379,28 @@ def report_training(settings):
     meta = read_meta(folder)
     write_training_report(saved, folder, meta, get_architecture(meta["architecture"]))
     return folder
+
+
+def model_warning(metrics, n_classes, best_epochs):
+    """What the bundle, stderr and every report warn of, or None: a model that may be at chance,
+    a simple baseline that does better, fold models whose optimisation failed."""
+    warnings = [
+        chance_warning(metrics["cross_validation"], n_classes, best_epochs),
+        baseline_warning(metrics["baseline"], metrics["cross_validation"]),
+        optimisation_warning(metrics["optimisation_failures"]),
+    ]
+    return " ".join(w for w in warnings if w) or None
+
+
+def simple_baseline(cohort, paths, spec, part, members):
+    """The logistic-regression baseline on the cached inputs (``training.baseline``), compared
+    with the network's out-of-fold predictions (repeat 1, run 1)."""
+    template = load_template(spec["resolution"], spec["space"])
+    masks = tissue_masks(template, spec["crop"])
+    voxel_mm3 = float(spec["resolution"]) ** 3
+    features = np.array([image_features(np.load(p), masks, voxel_mm3) for p in paths])
+    network = out_of_fold(members, 1, len(cohort.y), len(cohort.classes))
+    return baseline_record(features, cohort.y, part, network)
 
 
 def cohort_attention(members, cohort, spec, paths, assignment, final_member):
