@@ -418,6 +418,14 @@ def group_statmap_path(group_dir, method, target, comparison, stat, space, corre
     return Path(group_dir) / entity_name(entities, "statmap", ".nii.gz", GROUP_ORDER)
 
 
+def group_figure_path(statmap_path):
+    """Where a group run keeps the drawn views of a stat map for ``--reports-only`` to reuse:
+    ``group/figures/`` with the map's name, ``_views.json`` for ``_statmap.nii.gz``."""
+    statmap_path = Path(statmap_path)
+    name = statmap_path.name.removesuffix("_statmap.nii.gz") + "_views.json"
+    return statmap_path.parent / "figures" / name
+
+
 def group_table_path(out_dir, name):
     return Path(out_dir) / "group" / f"{name}.tsv"
 

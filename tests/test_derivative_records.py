@@ -80,12 +80,25 @@ def _group_table(path, tmp_path):
     return table
 
 
+def _views(path, tmp_path):
+    """A stat map's kept views: read back as the report reads them, every figure a PNG."""
+    from bidsxai.reports.brain_figures import Figure
+    from bidsxai.reports.kept_figures import kept_views
+
+    views = kept_views(path, lambda: pytest.fail(f"{path} was not read"), reuse=True)
+    figures = [v for v in views.values() if isinstance(v, Figure)]
+    assert {"glass", "cuts"} <= set(views) and len(figures) >= 2, path
+    assert all(f.src.startswith("data:image/png;base64,") for f in figures), path
+    return views
+
+
 # filename pattern (relative to OUTPUT_DIR) -> its reader; the first match owns the file.
 READERS = {
     r"dataset_description\.json": _keys("Name", "BIDSVersion", "DatasetType", "GeneratedBy"),
     r"models/[^/]+/model\.json": _model,
     r"group/[a-z_]+\.tsv": _group_table,
     r"group/[^/]+_statmap\.json": _keys("Test", "Statistic", "Correction", "SpatialReference"),
+    r"group/figures/[^/]+_views\.json": _views,
     rf"{SESSION}_desc-layers_[^/]*_heatmap\.json": _exact_json(LayerIterationSidecar),
     rf"{SESSION}_heatmap\.json": _exact_json(HeatmapSidecar),
     rf"{SESSION}_measures\.tsv": _measures,

@@ -32,7 +32,7 @@ def test_group_reports_only_rewrites_the_report_and_no_statistic(
     pipeline, cohort, tmp_path, monkeypatch, capsys
 ):
     out = _copy(pipeline, tmp_path)
-    statistics = _files(out / "group")
+    statistics = {**_files(out / "group"), **_files(out / "group" / "figures")}
     before = (out / "group.html").read_text()
     (out / "group.html").unlink()
 
@@ -41,10 +41,12 @@ def test_group_reports_only_rewrites_the_report_and_no_statistic(
 
     for name in ("analyse", "two_sample", "coverage", "paired"):
         monkeypatch.setattr(f"bidsxai.workflows.group.{name}", recomputed)
+    # ...nor draws a stat map again: the group run kept their views (reports.kept_figures).
+    monkeypatch.setattr("bidsxai.reports.brain_figures.statistic_views", recomputed)
     # No --resolution: the outputs hold one grid (6 mm), and the report is drawn on it.
     code = run_cli(cohort, out, "group", "--reports-only", "--skip-bids-validation")
     assert code == 0, capsys.readouterr().err
-    assert _files(out / "group") == statistics
+    assert {**_files(out / "group"), **_files(out / "group" / "figures")} == statistics
     after = (out / "group.html").read_text()
     assert _undated(after) == _undated(before)
     assert "Voxel-wise two-sample tests" in after and "Coverage within groups" in after

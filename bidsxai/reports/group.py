@@ -7,8 +7,14 @@ import numpy as np
 import pandas as pd
 
 from bidsxai.evaluate.evaluations import column_notes
-from bidsxai.outputs import group_report_path, group_statmap_path, group_table_path
+from bidsxai.outputs import (
+    group_figure_path,
+    group_report_path,
+    group_statmap_path,
+    group_table_path,
+)
 from bidsxai.reports import brain_figures, figures, svg
+from bidsxai.reports.kept_figures import kept_views
 from bidsxai.reports.render import methods_text, methods_views, render_report
 from bidsxai.reports.sections import METHODS, Section
 
@@ -68,10 +74,11 @@ def _select(table, **key):
     return table[keep]
 
 
-def write_group_report(out_dir, settings, template, comparison=None):
+def write_group_report(out_dir, settings, template, comparison=None, reuse_figures=False):
     """``group.html`` from the group tables and maps in ``out_dir``; ``comparison`` is the
     method comparison (``workflows.method_comparison``), recomputed cheaply from the subjects'
-    evaluations by the caller."""
+    evaluations by the caller. A group run draws the stat maps' views and keeps them;
+    ``reuse_figures`` (``--reports-only``) reads them back (``reports.kept_figures``)."""
     tables = GroupTables(out_dir)
     measures = tables["measures"]
     context = {
@@ -79,6 +86,7 @@ def write_group_report(out_dir, settings, template, comparison=None):
         "tables": tables,
         "template": template,
         "comparison": comparison,
+        "reuse_figures": reuse_figures,
         "methods": methods_views(methods_text(settings)),
     }
     render_report(
@@ -196,13 +204,18 @@ def _voxelwise(context, key, row, comparison, test):
     group_dir = context["out_dir"] / "group"
     space = context["template"].space
 
-    def load(stat, correction=None):
+    def path(stat, correction=None):
         method, target = key["method"], key["target"]
-        path = group_statmap_path(group_dir, method, target, comparison, stat, space, correction)
-        return np.asarray(nib.load(str(path)).dataobj, np.float32)
+        return group_statmap_path(group_dir, method, target, comparison, stat, space, correction)
 
-    # The map holds -log10 p in float32: compare there, so p = ALPHA itself stays out.
-    significant = load("logp", row["correction"]) > np.float32(-np.log10(ALPHA))
+    def load(stat, correction=None):
+        return np.asarray(nib.load(str(path(stat, correction))).dataobj, np.float32)
+
+    def draw():
+        # The map holds -log10 p in float32: compare there, so p = ALPHA itself stays out.
+        significant = load("logp", row["correction"]) > np.float32(-np.log10(ALPHA))
+        return brain_figures.statistic_views(load("t"), context["template"], significant)
+
     if test == "two-sample":
         groups = {"group_a": row["group_a"], "group_b": row["group_b"]}
     else:
@@ -210,7 +223,7 @@ def _voxelwise(context, key, row, comparison, test):
     return dict(
         row,
         clusters=_clusters(context["tables"], key, test, **groups),
-        figure=brain_figures.statistic_views(load("t"), context["template"], significant),
+        figure=kept_views(group_figure_path(path("t")), draw, context["reuse_figures"]),
     )
 
 

@@ -338,7 +338,7 @@ def report_group(settings):
     atlas = atlas_option(settings.atlas, template)
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)
     comparison = _method_comparison(out, heatmaps, participants, settings, template)
-    write_group_report(out, settings, template, comparison)
+    write_group_report(out, settings, template, comparison, reuse_figures=True)
 
 
 def analyse(rows, method, target, job):
