@@ -18,11 +18,20 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/bidsxai-demo demo_output
 
-# The browser test needs Debian's chromium: installed here where it is missing and apt-get can.
+# Debian packages some tests need, installed here where missing and apt-get can: mricron-data
+# (the AAL atlas), slurm-wlm and munge (the one-node SLURM cluster of tests/test_slurm.py) and
+# chromium (the reports opened in a browser); those tests fail without them. The daemons live in
+# sbin, which a minimal PATH lacks.
+export PATH := $(PATH):/usr/sbin:/sbin
 test: $(BIN)/.installed
-	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
-		echo "make: could not install chromium; tests/test_reports_in_browser.py will fail"
+	@missing=""; \
+	[ -f /usr/share/mricron/templates/aal.nii.gz ] || missing="$$missing mricron-data"; \
+	command -v slurmctld >/dev/null || missing="$$missing slurm-wlm"; \
+	command -v munged >/dev/null || missing="$$missing munge"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -z "$$missing" ] || ! command -v apt-get >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq $$missing) >/dev/null 2>&1 || \
+		echo "make: could not install$$missing; the tests that need them will fail"
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed

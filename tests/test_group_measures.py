@@ -161,8 +161,8 @@ def test_templateflow_atlas_is_read_from_the_home_folder_only(tmp_path, monkeypa
         load_atlas("templateflow:Schaefer2018", template)
 
 
-@pytest.mark.skipif(not AAL.is_file(), reason="Debian's mricron-data (AAL) is not installed")
 def test_aal_on_the_template_grid_has_every_lobe():
+    assert AAL.is_file(), "Debian's mricron-data (the AAL atlas) is missing: make test installs it"
     atlas = load_atlas("aal", load_template(6))
     assert len(atlas.names) == 116
     assert set(atlas.lobes.values()) == {
