@@ -270,6 +270,7 @@ def test_cascading_and_independent_randomisation_change_the_layers_they_say():
 
 def test_hog_is_scikit_images_and_the_similarity_is_a_correlation():
     from skimage import feature
+
     rng = np.random.default_rng(0)
     for shape, cell in (((20, 27), 4), ((12, 12), 6), ((33, 41), 8)):
         image = rng.random(shape)
