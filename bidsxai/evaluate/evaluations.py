@@ -185,8 +185,9 @@ def _sanity(context, item):
     """Model-parameter randomisation of one map (``evaluate.randomisation``), cascading and
     layer by layer: the columns are the full cascade's; both curves go to the sidecar."""
     params = dict(context.parameters(item.method), **SANITY_PARAMETERS.get(item.method, {}))
-    results = {
-        mode: randomisation(
+    results = {}
+    for mode in ("cascade", "independent"):  # the trained model's map is computed once
+        results[mode] = randomisation(
             context.model,
             context.x,
             item.method,
@@ -194,10 +195,9 @@ def _sanity(context, item):
             region=context.region,
             init_seed=context.options.seed,
             cascade=mode == "cascade",
+            reference_map=results["cascade"]["reference_map"] if results else None,
             **params,
         )
-        for mode in ("cascade", "independent")
-    }
     cascade = results["cascade"]
     context.randomisation[f"{item.method}/{item.target}"] = {
         "TrainedOutputSensitivity": cascade["reference_sensitivity"],

@@ -271,6 +271,7 @@ def randomisation(
     init_seed: int = 0,
     cascade: bool = True,
     running_stats: str = "recompute",
+    reference_map: np.ndarray | None = None,
     **explain_params,
 ) -> dict:
     """The randomisation curve of one map, one entry per step:
@@ -281,7 +282,9 @@ def randomisation(
     - "spearman", "abs_spearman", "ssim", "hog": the map's similarity to the trained model's;
     - "sensitivity": the randomised network's output sensitivity over the trained one's;
     - "evaluable": whether both maps are evaluable and the network is alive (module docstring);
-    - "reference_sensitivity": the trained network's output sensitivity (one number).
+    - "reference_sensitivity": the trained network's output sensitivity (one number);
+    - "reference_map": the trained model's map, which a second curve of the same map can be given
+      as ``reference_map`` instead of computing it again.
 
     ``cascade``: each step adds its layers to those already random (True), or randomises them
     alone, the rest trained (False: independent randomisation). ``init_seed`` seeds the
@@ -296,7 +299,9 @@ def randomisation(
         with torch.no_grad(), eval_mode(model):
             target = int(model(x).argmax(1)[0])
     steps = cascade_order(model, x) if layers is None else _given_steps(model, layers)
-    reference = _map(model, x, method, target, explain_params)
+    reference = (
+        _map(model, x, method, target, explain_params) if reference_map is None else reference_map
+    )
     trained = output_sensitivity(model, x, seed=init_seed)
     rows = {"layers": steps, "sensitivity": [], "evaluable": [], **{k: [] for k in SIMILARITIES}}
     work = copy.deepcopy(model)
@@ -317,6 +322,7 @@ def randomisation(
         rows["evaluable"].append(ok)
     result = {k: v if k == "layers" else np.asarray(v) for k, v in rows.items()}
     result["reference_sensitivity"] = trained
+    result["reference_map"] = reference
     return result
 
 
