@@ -19,7 +19,7 @@ from bidsxai.atomic import atomic_path
 from bidsxai.errors import NoInputError
 from bidsxai.evaluate import faithfulness, randomisation, robustness
 from bidsxai.evaluate.baselines import MARGINS, chance_scores, model_free_maps, with_margins
-from bidsxai.evaluate.localisation import localisation_row
+from bidsxai.evaluate.localisation import on_footing, template_localisation_row
 from bidsxai.evaluate.randomisation import DEAD_FRACTION, SANITY_THRESHOLD, curve, verdict
 from bidsxai.explain import CAM_FAMILY, explain
 from bidsxai.group.atlas import atlas_option
@@ -104,8 +104,7 @@ class Evaluation:
 
 
 def _footing(context, heatmap):
-    """The map as --evaluate-sign compares it: its absolute values by default."""
-    return np.abs(heatmap) if context.options.evaluate_sign == "absolute" else heatmap
+    return on_footing(heatmap, context.options.evaluate_sign)
 
 
 def _faithfulness(context, item):
@@ -132,13 +131,8 @@ def _localisation(context, item):
 
 def _localise(context, heatmap):
     """{<measure>_<mask>: value} of one map on the template grid against every reference mask."""
-    template = context.template
-    return localisation_row(
-        heatmap,
-        context.masks,
-        brain=template.brain_mask,
-        tolerance_mm=context.options.tolerance_mm,
-        voxel_size=(template.resolution,) * 3,
+    return template_localisation_row(
+        heatmap, context.masks, context.template, context.options.tolerance_mm
     )
 
 

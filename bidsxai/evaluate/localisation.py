@@ -89,6 +89,22 @@ def separation(heatmap, signal, distractor, brain):
 DISTRACTOR = "distractor"
 
 
+def on_footing(heatmap, sign):
+    """The map as ``--evaluate-sign`` compares it: its absolute values, or as it is ("signed")."""
+    return np.abs(heatmap) if sign == "absolute" else heatmap
+
+
+def template_localisation_row(heatmap, masks, template, tolerance_mm):
+    """``localisation_row`` of a map on ``template``'s grid, within its brain."""
+    return localisation_row(
+        heatmap,
+        masks,
+        brain=template.brain_mask,
+        tolerance_mm=tolerance_mm,
+        voxel_size=(template.resolution,) * 3,
+    )
+
+
 def localisation_row(heatmap, masks, *, brain, tolerance_mm, voxel_size):
     """{<measure>_<label>: value} of one map against every mask of ``masks`` ({label: mask}),
     with ``separation_<label>`` from the ``distractor`` mask where there is one: the columns of

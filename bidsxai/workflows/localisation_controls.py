@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from bidsxai.evaluate.baselines import leave_one_out_frequency
-from bidsxai.evaluate.localisation import localisation_row
+from bidsxai.evaluate.localisation import on_footing, template_localisation_row
 from bidsxai.outputs import (
     evaluation_path,
     find_label_masks,
@@ -62,7 +62,7 @@ def group_controls(out_dir, first_sessions, known, methods, template):
         for name, mask in mine.items():
             heat = leave_one_out_frequency(masks[name], subject)
             if heat is not None:
-                frequency.update(_scores(heat, {name: mask}, template, tolerance))
+                frequency.update(template_localisation_row(heat, {name: mask}, template, tolerance))
         if frequency:
             rows.append(
                 dict(subject=subject, method="baseline-frequency", target=target, **frequency)
@@ -76,21 +76,9 @@ def group_controls(out_dir, first_sessions, known, methods, template):
                 out_dir, other, other_session, method, target, template.resolution, template.space
             )
             if path.is_file():
-                heatmap = _load(path)
-                if sidecar.get("MapSign", "absolute") == "absolute":
-                    heatmap = np.abs(heatmap)
-                scores = _scores(heatmap, mine, template, tolerance)
+                heatmap = on_footing(_load(path), sidecar.get("MapSign", "absolute"))
+                scores = template_localisation_row(heatmap, mine, template, tolerance)
                 rows.append(
                     dict(subject=subject, method=f"control-swap-{method}", target=target, **scores)
                 )
     return rows
-
-
-def _scores(heatmap, masks, template, tolerance_mm):
-    return localisation_row(
-        heatmap,
-        masks,
-        brain=template.brain_mask,
-        tolerance_mm=tolerance_mm,
-        voxel_size=(template.resolution,) * 3,
-    )
