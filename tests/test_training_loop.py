@@ -145,9 +145,10 @@ def test_a_diverging_learning_rate_is_flagged_as_an_optimisation_failure():
 def test_a_loss_that_stays_at_chance_in_the_first_third_is_flagged_and_noise_is_not():
     from bidsxai.training.metrics import optimisation_failures
 
-    flat = [{"train_loss": v} for v in (0.9, 0.72, 0.70, 0.69, 0.5, 0.4)]
+    flat = [{"train_loss": v} for v in (0.9, 0.72, 0.70, 0.69, 0.75, 0.71)]
     learning = [{"train_loss": v} for v in (0.9, 0.6, 0.5, 0.45, 0.4, 0.4)]
-    found = optimisation_failures({"a": flat, "b": learning}, 2, 6)
+    slow_start = [{"train_loss": v} for v in (2.0, 1.4, 0.72, 0.5, 0.3, 0.2)]
+    found = optimisation_failures({"a": flat, "b": learning, "c": slow_start}, 2, 6)
     assert set(found) == {"a"} and "first 2 of 6 epochs" in found["a"]
     rising = [{"train_loss": v} for v in (0.8, 0.5, 0.6, 1.2, 1.9, 2.4)]
-    assert "diverged" in optimisation_failures({"c": rising}, 2, 6)["c"]
+    assert "diverged" in optimisation_failures({"d": rising}, 2, 6)["d"]
