@@ -19,15 +19,20 @@ from bidsxai import __version__, logs
 from bidsxai.errors import (
     EXIT_CANNOT_CREATE_OUTPUT,
     EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     BidsxaiError,
     CannotCreateOutputError,
     NoInputError,
+    UnknownLevelError,
     UsageError,
 )
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
+        if message.startswith("argument analysis_level:"):  # the BIDS-Apps code for it
+            raise UnknownLevelError(f"{message} (see bidsxai --help)")
         raise UsageError(f"{message} (see bidsxai --help)")
 
 
@@ -435,10 +440,10 @@ def main(argv=None):
         return exc.exit_code
     except KeyboardInterrupt:
         print("bidsxai: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Terminated:
         print("bidsxai: stopped by SIGTERM; run the same command again to resume", file=sys.stderr)
-        return 143
+        return EXIT_TERMINATED
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             return _internal_error(exc)

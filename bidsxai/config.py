@@ -55,6 +55,32 @@ def _words(text):
     return [w.strip() for w in text.split(",") if w.strip()]
 
 
+class _LabelsOrFiles(argparse.Action):
+    """``--participant-label 01 sub-02 pending.txt``: a BIDS label (letters and digits, its
+    prefix optional) is itself; anything else is a file of labels, one per line (blank lines and
+    ``#`` comments skipped), such as the one ``--write-pending`` writes."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        labels = []
+        for value in values:
+            if value.removeprefix("sub-").isalnum():
+                labels.append(value)
+                continue
+            try:
+                lines = Path(value).read_text().splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or "not text"
+                parser.error(
+                    f"{option_string} {value}: not a label, nor a file of labels ({reason})"
+                )
+            found = [line.split("#")[0].strip() for line in lines]
+            bad = [f for f in found if f and not f.removeprefix("sub-").isalnum()]
+            if bad:
+                parser.error(f"{option_string} {value}: {bad[0]!r} is not a participant label")
+            labels += [f for f in found if f]
+        setattr(namespace, self.dest, labels)
+
+
 def _at_least(minimum):
     def check(text):
         value = int(text)
@@ -221,7 +247,8 @@ class Settings:
         flags=("--participant-label", "--participant_label"),
         nargs="+",
         metavar="LABEL",
-        help="subjects to process ('sub-' prefix optional)",
+        action=_LabelsOrFiles,
+        help="subjects to process ('sub-' prefix optional), or files of labels, one per line",
     )
     session_label: list = option(
         section="data",

@@ -13,8 +13,33 @@ from pathlib import Path
 from bidsxai import __version__
 from bidsxai.cli import build_parser
 from bidsxai.config import _positive
+from bidsxai.errors import EXIT_CODES, EXIT_NO_INPUT, EXIT_USAGE
 
 DESCRIPTOR = Path(__file__).resolve().parents[1] / "boutiques" / "bidsxai.json"
+
+# Per session, from docs/benchmarks.md: the slowest session measured at the participant level took
+# 60.9 s (1 mm inputs with --tissue-maps, 2 cores) and peaked at 1.93 GB; --mem plans 3.5 GB a
+# session. Twice the time and the planned memory rounded up leave room for slower machines.
+SUGGESTED_RESOURCES = {"cpu-cores": 2, "ram": 4, "walltime-estimate": 120}
+
+# Invocations that need no dataset; tests/test_boutiques.py runs each and checks its exit code.
+TESTS = [
+    {
+        "name": "a BIDS_DIR that does not exist",
+        "invocation": {"bids_dir": "missing-dataset", "output_dir": "out", "level": "participant"},
+        "assertions": {"exit-code": EXIT_NO_INPUT},
+    },
+    {
+        "name": "no worker processes",
+        "invocation": {
+            "bids_dir": "missing-dataset",
+            "output_dir": "out",
+            "level": "participant",
+            "nprocs": 0,
+        },
+        "assertions": {"exit-code": EXIT_USAGE},
+    },
+]
 
 
 def _input(action):
@@ -72,6 +97,11 @@ def descriptor():
                 "path-template": "[OUTPUT_DIR]",
             }
         ],
+        "error-codes": [
+            {"code": code, "description": meaning} for code, meaning in EXIT_CODES.items()
+        ],
+        "suggested-resources": SUGGESTED_RESOURCES,
+        "tests": TESTS,
         "tags": {"domain": ["neuroinformatics", "mri", "explainable-ai"]},
     }
 

@@ -13,6 +13,7 @@ from bidsxai.errors import (
     EXIT_INVALID_BIDS,
     EXIT_NO_INPUT,
     EXIT_NOTHING_SELECTED,
+    EXIT_UNKNOWN_LEVEL,
     EXIT_USAGE,
 )
 
@@ -34,9 +35,13 @@ def test_missing_input_folder(tmp_path, capsys):
     one_line_error(capsys)
 
 
+def test_an_unknown_level_exits_17_as_the_bids_apps_ask(cohort, tmp_path, capsys):
+    assert run_cli(cohort, tmp_path / "o", "everything") == EXIT_UNKNOWN_LEVEL
+    assert "everything" in one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
 def test_usage_errors_exit_64(cohort, tmp_path, capsys):
-    assert run_cli(cohort, tmp_path / "o", "everything") == EXIT_USAGE
-    one_line_error(capsys)
     assert run_cli(cohort, tmp_path / "o", "participant", "--device", "tpu") == EXIT_USAGE
     one_line_error(capsys)
     assert run_cli(cohort, tmp_path / "o", "train", "--arch", "resnet9000") == EXIT_USAGE

@@ -207,6 +207,23 @@ def test_bad_resource_and_space_options_are_one_line_and_exit_64(argv, message, 
     assert len(err) == 1 and message in err[0]
 
 
+def test_participant_labels_come_from_the_command_line_and_from_files(tmp_path, capsys):
+    from bidsxai import cli
+    from bidsxai.cli import parse_settings
+
+    listed = tmp_path / "pending.txt"
+    listed.write_text("# resubmit\nsub-03\n\n04  # second try\n")
+    argv = ["bids", "out", "participant", "--participant-label", "01", "sub-02", str(listed)]
+    assert parse_settings(argv).participant_label == ["01", "sub-02", "sub-03", "04"]
+    listed.write_text("sub-03\nsub 04\n")
+    assert cli.main(argv) == 64
+    assert "'sub 04' is not a participant label" in capsys.readouterr().err
+    argv[-1] = str(tmp_path / "missing.txt")
+    assert cli.main(argv) == 64
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a label, nor a file of labels" in err[0]
+
+
 def test_a_space_templateflow_does_not_know_is_a_usage_error(cohort, tmp_path, capsys):
     from bidsxai import cli
 

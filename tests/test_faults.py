@@ -21,7 +21,13 @@ import pytest
 from conftest import RES, messages, run_cli
 
 from bidsxai.config import Settings
-from bidsxai.errors import EXIT_CANNOT_CREATE_OUTPUT, EXIT_NO_INPUT, EXIT_USAGE, NoInputError
+from bidsxai.errors import (
+    EXIT_CANNOT_CREATE_OUTPUT,
+    EXIT_NO_INPUT,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    NoInputError,
+)
 from bidsxai.models.bundle import sha256_of
 from bidsxai.scratch import TEMP_FILE_PREFIX, WORK_PREFIX
 from bidsxai.synth import CohortSpec, synthesise
@@ -153,6 +159,7 @@ def test_a_lost_worker_fails_only_its_session(tmp_path, capsys):
     items = [_Item(f"sub-0{i}") for i in range(1, 7)]
     outcomes = run_sessions(_kills_its_worker_for_sub_03, items, (), tmp_path, nprocs=2)
     assert [o.ok for o in outcomes] == [True, True, False, True, True, True]
+    assert outcomes[2].exit_code == EXIT_TEMPFAIL  # worth resubmitting
     assert [o.value for o in outcomes if o.ok] == ["sub-01", "sub-02", "sub-04", "sub-05", "sub-06"]
     err = messages(capsys.readouterr().err)
     assert len(err) == 1 and "sub-03" in err[0] and "out-of-memory" in err[0]

@@ -7,7 +7,8 @@ line with exit code 1. A crash log that cannot be written is mentioned, not fata
 Workers die with the main process (Linux: the kernel sends them SIGKILL when it exits, whatever
 killed it). A worker that dies under a session (the out-of-memory killer's SIGKILL, say) breaks
 the pool: the sessions it did not finish are run again in a new pool, each session that was in
-flight alone, so a session that kills its worker again fails by itself and the others complete.
+flight alone, so a session that kills its worker again fails by itself (exit 75, EX_TEMPFAIL:
+worth resubmitting with more memory) and the others complete.
 
 Each worker is capped at its share of the threads (``--omp-nthreads``, by default the CPUs over
 the workers). With ``stop`` (``--stop-on-first-crash``) the first failure ends the run: sessions
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from bidsxai.atomic import write_text
 from bidsxai.config import available_cpus
-from bidsxai.errors import EXIT_CANNOT_CREATE_OUTPUT, EXIT_INTERNAL, BidsxaiError
+from bidsxai.errors import EXIT_CANNOT_CREATE_OUTPUT, EXIT_INTERNAL, EXIT_TEMPFAIL, BidsxaiError
 from bidsxai.logs import event
 from bidsxai.threads import limit_threads
 
@@ -123,7 +124,7 @@ def _kill_workers(pool):
 def _worker_died(item):
     return Outcome(
         item.key,
-        exit_code=EXIT_INTERNAL,
+        exit_code=EXIT_TEMPFAIL,
         message=(
             f"{item.key}: its worker process was killed (twice; most likely by the out-of-memory "
             "killer: run fewer sessions at once with a lower --nprocs)"
