@@ -434,6 +434,11 @@ def bundle_dir(out_dir, name):
     return Path(out_dir) / "models" / str(name)
 
 
+def training_checkpoint_dir(out_dir, name):
+    """``OUTPUT_DIR/cache/training/<bundle>``: the checkpoints of a training run in progress."""
+    return Path(out_dir) / "cache" / "training" / str(name)
+
+
 def member_name(repeat, fold, run=1):
     """A bundle member: ``repeat-1_fold-2``, with ``_run-3`` for the third training run of that
     fold (``train --seeds 3``: the same data, another seed)."""

@@ -393,3 +393,35 @@ def test_the_same_seed_gives_bitwise_identical_outputs(small_cohort, tmp_path):
     assert [
         p.name for p in files if p.read_bytes() != (runs[1] / p.relative_to(runs[0])).read_bytes()
     ] == []
+
+
+def test_training_stopped_part_way_resumes_to_the_uninterrupted_bundle(pipeline, cohort, tmp_path):
+    """SIGTERM in the second fold, then the same command: the first fold is taken back, the second
+    continues from its last epoch, and the bundle is the uninterrupted run's, bit for bit."""
+    runs = {}
+    for name in ("whole", "stopped"):
+        runs[name] = tmp_path / name
+        shutil.copytree(
+            pipeline["out"], runs[name], ignore=shutil.ignore_patterns("models", "cache", "group")
+        )
+    argv = ["train", "--epochs", 6, "--patience", 6, "--cv-folds", 2, "--model", "m", *COMMON]
+    whole = _cli(cohort, runs["whole"], *argv)
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    stopped = _cli(cohort, runs["stopped"], *argv)
+    second_fold = runs["stopped"] / "cache" / "training" / "m" / "repeat-1_fold-2.in-progress.pt"
+    deadline = time.time() + 300
+    while not second_fold.exists() and stopped.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert second_fold.exists(), "the run finished or failed before its second fold"
+    os.kill(stopped.pid, signal.SIGTERM)
+    assert stopped.wait(timeout=60) == 143
+    assert not (runs["stopped"] / "models" / "m" / "model.json").exists()
+    rerun = _cli(cohort, runs["stopped"], *argv)
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
+    log = "".join(p.read_text() for p in (runs["stopped"] / "logs").glob("train-*.log"))
+    assert "event=training_member_restored" in log and "event=training_resumed" in log
+    bundle = sorted((runs["whole"] / "models" / "m").glob("*.safetensors"))
+    assert len(bundle) == 2  # one per fold
+    for path in [*bundle, runs["whole"] / "models" / "m" / "model.json"]:
+        assert path.read_bytes() == (runs["stopped"] / "models" / "m" / path.name).read_bytes()
+    assert not (runs["stopped"] / "cache" / "training" / "m").exists()

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from bidsxai.logs import event
 from bidsxai.outputs import member_name
 from bidsxai.training import distributed
+from bidsxai.training.checkpoint import as_arrays, as_tensors
 from bidsxai.training.loop import fit, predict
 from bidsxai.training.metrics import classification_metrics, roc_points
 
@@ -54,10 +56,13 @@ def cross_validate(
     runs=1,
     ranks=distributed.SINGLE_PROCESS,
     progress=False,
+    checkpoints=None,
 ):
     """Train every (repeat, fold) model, ``runs`` times with different seeds. ``parts[r]`` gives
     each sample's fold number or 'test' in repeat r + 1; ``make_dataset(indices, train)`` builds a
-    dataset of those samples."""
+    dataset of those samples. With ``checkpoints`` (``training/checkpoint.py``), each finished
+    member is kept at once and taken back instead of trained again, and the member in progress
+    continues from its last epoch."""
     members = []
     for r, part in enumerate(parts):
         test = np.flatnonzero(part == "test")
@@ -66,8 +71,15 @@ def cross_validate(
             validation = np.flatnonzero(part == fold)
             train = np.flatnonzero((part != fold) & (part != "test"))
             member_seed = seed + 1000 * r + fold + 100_000 * (run - 1)
+            name = member_name(r + 1, fold, run)
             torch.manual_seed(member_seed)
             model = build_model()
+            kept = checkpoints.load_member(name) if checkpoints else None
+            if kept is not None:
+                members.append(_kept_member(kept, model, r + 1, fold, run, train, validation))
+                if ranks.main:
+                    event("training_member_restored", model=name)
+                continue
             val_set = make_dataset(validation, train=False)
             history, best_epoch = fit(
                 model,
@@ -78,28 +90,59 @@ def cross_validate(
                 seed=member_seed,
                 ranks=ranks,
                 progress=progress,
-                name=member_name(r + 1, fold, run),
+                name=name,
+                checkpoints=checkpoints,
             )
             outputs, samples = {}, {}
-            for name, dataset in (("validation", val_set), ("test", test_set)):
-                _, samples[name] = predict(model, dataset, device, options.batch_size)
-                outputs[name] = _subject_level(dataset, samples[name])
-            members.append(
-                Member(
-                    r + 1,
-                    fold,
-                    run,
-                    model.cpu().eval(),
-                    history,
-                    best_epoch,
-                    train,
-                    validation,
-                    outputs["validation"],
-                    outputs["test"],
-                    samples,
-                )
+            for part_name, dataset in (("validation", val_set), ("test", test_set)):
+                _, samples[part_name] = predict(model, dataset, device, options.batch_size)
+                outputs[part_name] = _subject_level(dataset, samples[part_name])
+            member = Member(
+                r + 1,
+                fold,
+                run,
+                model.cpu().eval(),
+                history,
+                best_epoch,
+                train,
+                validation,
+                outputs["validation"],
+                outputs["test"],
+                samples,
             )
+            if checkpoints is not None:
+                checkpoints.save_member(name, _member_record(member))
+            members.append(member)
     return members
+
+
+def _member_record(member):
+    """What a checkpoint keeps of a finished member: its weights and predictions."""
+    return {
+        "model": member.model.state_dict(),
+        "history": member.history,
+        "best_epoch": member.best_epoch,
+        "validation_probabilities": as_tensors(member.validation_probabilities),
+        "test_probabilities": as_tensors(member.test_probabilities),
+        "sample_probabilities": as_tensors(member.sample_probabilities),
+    }
+
+
+def _kept_member(record, model, repeat, fold, run, train, validation):
+    model.load_state_dict(record["model"])
+    return Member(
+        repeat,
+        fold,
+        run,
+        model.cpu().eval(),
+        record["history"],
+        record["best_epoch"],
+        train,
+        validation,
+        as_arrays(record["validation_probabilities"]),
+        as_arrays(record["test_probabilities"]),
+        as_arrays(record["sample_probabilities"]),
+    )
 
 
 def out_of_fold(members, repeat, n_samples, n_classes, run=1):

@@ -14,6 +14,7 @@ from bidsxai.config import Settings, default_of
 from bidsxai.logs import event
 from bidsxai.models.registry import DEFAULT_RECIPE
 from bidsxai.training import distributed
+from bidsxai.training.checkpoint import restore_rng, rng_state
 from bidsxai.training.metrics import classification_metrics
 
 
@@ -57,7 +58,6 @@ def _loader(dataset, batch_size, workers, device, **kwargs):
         batch_size=batch_size,
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
         **kwargs,
     )
 
@@ -135,9 +135,14 @@ def fit(
     ranks=distributed.SINGLE_PROCESS,
     progress=False,
     name="model",
+    checkpoints=None,
 ):
     """Train; returns (history, selected epoch). The model ends with the selected epoch's
-    weights. Each epoch is logged under ``name``."""
+    weights. Each epoch is logged under ``name``. With ``checkpoints``, the state after every
+    epoch is saved under ``name``, and a saved state of the same run is continued from.
+
+    The loader's workers are started anew each epoch (not persistent), so that each epoch's
+    worker seeds come from the loader's generator, which a checkpoint restores."""
     torch.manual_seed(seed)
     model.to(device)
     trained = model
@@ -158,7 +163,19 @@ def fit(
         generator=torch.Generator().manual_seed(seed),
     )
     history, best, best_state, best_epoch, lowest_loss, waited = [], None, None, 0, float("inf"), 0
-    bar = tqdm(range(options.epochs), desc="training", disable=not progress, leave=False)
+    start = 0
+    saved = checkpoints.load_epoch(name) if checkpoints else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimiser"])
+        scaler.load_state_dict(saved["scaler"])
+        history, best_state, best_epoch = saved["history"], saved["best_state"], saved["best_epoch"]
+        best, lowest_loss, waited = tuple(saved["best"]), saved["lowest_loss"], saved["waited"]
+        restore_rng(saved["rng"], loader.generator)
+        start = len(history)
+        if ranks.main:
+            event("training_resumed", model=name, epoch=start)
+    bar = tqdm(range(start, options.epochs), desc="training", disable=not progress, leave=False)
     for epoch in bar:
         sampler.set_epoch(epoch)
         trained.train()
@@ -209,6 +226,22 @@ def fit(
             waited += 1
             if waited >= options.patience:
                 break
+        if checkpoints is not None:
+            checkpoints.save_epoch(
+                name,
+                {
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "history": history,
+                    "best": list(best),
+                    "best_state": best_state,
+                    "best_epoch": best_epoch,
+                    "lowest_loss": lowest_loss,
+                    "waited": waited,
+                    "rng": rng_state(loader.generator),
+                },
+            )
     distributed.check_in_sync(ranks, model)
     model.load_state_dict(best_state)
     return history, best_epoch

@@ -28,6 +28,7 @@ from bidsxai.outputs import (
     label_collisions,
     model_input_path,
     preproc_path,
+    training_checkpoint_dir,
 )
 from bidsxai.reports.training import write_training_report
 from bidsxai.template import load_template
@@ -41,6 +42,7 @@ from bidsxai.training.baseline import (
     tissue_masks,
 )
 from bidsxai.training.cache import MappedArrays, cache_inputs
+from bidsxai.training.checkpoint import Checkpoints, run_key
 from bidsxai.training.crossval import cross_validate, out_of_fold, slice_metrics, summarise
 from bidsxai.training.dataset import VolumeDataset, brain_crop, crop
 from bidsxai.training.folds import assign
@@ -306,6 +308,24 @@ def _train(settings, sessions, ranks):
 
     options = training_options(settings.stage("training"), arch, device)
     parts = [np.array([a[s] for s in cohort.subjects], dtype=object) for a in cohort.assignments]
+    name = settings.model or f"{settings.arch}_{settings.target}"
+    key = run_key(
+        {
+            "training": dataclasses.asdict(settings.stage("training")),
+            "options": dataclasses.asdict(options),
+            "architecture": [settings.arch, arch_args, pretrained],
+            "cohort": [
+                cohort.subjects,
+                *(a.tolist() for a in (cohort.y, cohort.weights, cohort.covariates)),
+            ],
+            "assignments": cohort.assignments,
+            "inputs": [spec, [p.name for p in paths], scheme],
+            "processes": ranks.world,
+        }
+    )
+    checkpoints = Checkpoints(
+        training_checkpoint_dir(settings.output_dir, name), key, ranks.rank, ranks.world
+    )
     members = cross_validate(
         parts,
         make_dataset,
@@ -317,6 +337,7 @@ def _train(settings, sessions, ranks):
         runs=settings.seeds,
         ranks=ranks,
         progress=sys.stderr.isatty() and ranks.main,
+        checkpoints=checkpoints,
     )
     if not ranks.main:
         return None, None
@@ -325,7 +346,6 @@ def _train(settings, sessions, ranks):
         metrics["slices"] = slice_metrics(
             members, cohort.y, parts, len(spec["slices"]["kept"]), metrics["final_member"]
         )
-    name = settings.model or f"{settings.arch}_{settings.target}"
     folder = bundle_dir(settings.output_dir, name)
     meta = {
         "name": name,
@@ -359,6 +379,7 @@ def _train(settings, sessions, ranks):
     if meta["warning"]:
         print(f"bidsxai: warning: {meta['warning']}", file=sys.stderr)
     meta = save_bundle(folder, {m.name: m.model for m in members}, meta, metrics["final_member"])
+    checkpoints.remove()
     write_training_report(settings, folder, meta, arch)
     return folder, meta
 
