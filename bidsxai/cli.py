@@ -147,6 +147,9 @@ def check_paths(settings):
     database = database.resolve() if database else None
     if database is not None and _inside(database, bids):
         raise UsageError("--bids-database-dir must not be inside BIDS_DIR")
+    pending = settings.write_pending.resolve() if settings.write_pending else None
+    if pending is not None and _inside(pending, bids):
+        raise UsageError("--write-pending must not be inside BIDS_DIR")
     for name, path in settings.derivatives.items():
         if not path.is_dir():
             raise NoInputError(f"--derivatives {name}={path}: no such folder")
@@ -158,6 +161,7 @@ def check_paths(settings):
         work_dir=work,
         derivatives=derivatives,
         bids_database_dir=database,
+        write_pending=pending,
     )
 
 
@@ -184,6 +188,8 @@ def check_options(settings):
                 f"--derivatives {name}={settings.derivatives[name]}: not a BIDS derivatives "
                 "dataset (no dataset_description.json)"
             )
+    if settings.write_pending and settings.level != "participant":
+        raise UsageError("--write-pending lists the sessions of the participant level")
     if settings.cluster_p is not None and not 0 < settings.cluster_p < 1:
         raise UsageError("--cluster-p must lie between 0 and 1")
     from bidsxai.group.threshold import parse_threshold

@@ -294,6 +294,15 @@ class Settings:
         help="a pybids index of BIDS_DIR to reuse: made in DIR on first use and read on later "
         "runs, so that the tasks of a job array do not each index the dataset",
     )
+    write_pending: Path | None = option(
+        section="execution",
+        type=Path,
+        metavar="FILE",
+        help="participant level: keep FILE listing the subjects with a session not yet done "
+        "(one label per line, a file --participant-label reads), written at the start and "
+        "rewritten as each session finishes, so that a stopped or killed job array leaves what "
+        "to resubmit",
+    )
     boilerplate_only: bool = option(
         False,
         section="execution",

@@ -129,8 +129,9 @@ def test_killed_main_process_takes_its_workers_and_the_rerun_cleans_up(small_coh
 
 
 def test_sigterm_stops_everything_within_seconds_and_the_run_resumes(small_cohort, tmp_path):
-    out = tmp_path / "out"
-    run = _cli(small_cohort, out, "participant", "--nprocs", 2, *COMMON)
+    out, pending = tmp_path / "out", tmp_path / "pending.txt"
+    argv = ["participant", "--nprocs", 2, "--write-pending", pending, *COMMON]
+    run = _cli(small_cohort, out, *argv)
     workers = _wait_for_workers(run)
     started = time.time()
     os.kill(run.pid, signal.SIGTERM)
@@ -139,8 +140,29 @@ def test_sigterm_stops_everything_within_seconds_and_the_run_resumes(small_cohor
     assert "SIGTERM" in run.stderr.read()
     time.sleep(1.0)
     assert not any(_alive(w) for w in workers)
-    assert run_cli(small_cohort, out, "participant", "--nprocs", 2, *COMMON) == 0
-    assert _every_output_opens(out) >= 16
+    left = [line for line in pending.read_text().splitlines() if not line.startswith("#")]
+    assert left and set(left) <= {f"sub-0{i}" for i in range(1, 5)}
+    # The resubmission reads the subjects left from the file and leaves none.
+    assert run_cli(small_cohort, out, *argv, "--participant-label", pending) == 0
+    assert [line for line in pending.read_text().splitlines() if not line.startswith("#")] == []
+    assert _every_output_opens(out) >= 4 * len(left)
+
+
+def test_the_pending_list_keeps_the_subjects_whose_last_stage_has_not_passed(tmp_path):
+    from bidsxai.bids import SessionInputs
+    from bidsxai.workflows.pending import PendingList
+    from bidsxai.workflows.sessions import Outcome
+
+    sessions = [SessionInputs("01", "a"), SessionInputs("01", "b"), SessionInputs("02", None)]
+    path = tmp_path / "pending.txt"
+    pending = PendingList(path, sessions, "run-x", "explaining")
+    assert path.read_text().splitlines()[1:] == ["sub-01  # ses-a ses-b", "sub-02"]
+    pending.finished("preprocessing", Outcome("sub-02"))  # not its last stage
+    pending.finished("explaining", Outcome("sub-01_ses-a"))
+    pending.finished("explaining", Outcome("sub-01_ses-b", message="failed", exit_code=66))
+    assert path.read_text().splitlines()[1:] == ["sub-01  # ses-b", "sub-02"]
+    pending.finished("explaining", Outcome("sub-02"), passed=False)  # failed its quality gate
+    assert path.read_text().splitlines()[1:] == ["sub-01  # ses-b", "sub-02"]
 
 
 @dataclass

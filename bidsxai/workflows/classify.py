@@ -80,7 +80,7 @@ class ExplainJob:
     bundle: str
 
 
-def classify_sessions(settings, sessions):
+def classify_sessions(settings, sessions, pending=None):
     folder = resolve_bundle(settings.model, settings.output_dir)
     device = pick_device(settings.device)
     models = BundleModels(folder, device)
@@ -112,6 +112,7 @@ def classify_sessions(settings, sessions):
         nprocs=1,
         desc="explaining",
         stop=settings.stop_on_first_crash,
+        on_finished=(lambda outcome: pending.finished("explaining", outcome)) if pending else None,
     )
 
 

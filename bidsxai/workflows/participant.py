@@ -20,6 +20,7 @@ from bidsxai.preprocess.quality import quality_gate
 from bidsxai.preprocess.smriprep import session_anatomy
 from bidsxai.reports.render import write_citation
 from bidsxai.template import load_template
+from bidsxai.workflows.pending import PendingList
 from bidsxai.workflows.sessions import Outcome, run_sessions
 
 
@@ -150,6 +151,22 @@ def run_participant(settings, sessions, report_sessions=None):
     write_citation(out, settings, contrasts={c for s in sessions for c in s.files})
     outcomes, gated = [], []
     if not settings.reports_only:
+        pending = (
+            PendingList(
+                settings.write_pending,
+                sessions,
+                settings.run_id,
+                "explaining" if settings.model else "preprocessing",
+            )
+            if settings.write_pending
+            else None
+        )
+
+        def preprocessed(outcome):
+            if pending:
+                passed = settings.qc_override or (outcome.ok and outcome.value.passed)
+                pending.finished("preprocessing", outcome, passed)
+
         outcomes = run_sessions(
             _preprocess,
             sessions,
@@ -159,13 +176,14 @@ def run_participant(settings, sessions, report_sessions=None):
             desc="preprocessing",
             threads=settings.omp_nthreads,
             stop=settings.stop_on_first_crash,
+            on_finished=preprocessed,
         )
         gated = [] if settings.qc_override else quality_failures(outcomes)
         done = {o.key for o in outcomes if o.ok} - {o.key for o in gated}
         ready = [s for s in sessions if s.key in done]
         stopped = settings.stop_on_first_crash and len(done) < len(sessions)
         if settings.model and ready and not stopped:
-            outcomes += classify_sessions(settings, ready)
+            outcomes += classify_sessions(settings, ready, pending)
     outcomes += gated  # reported, with the gate's reasons, but not classified
     errors = {o.key: o.message for o in outcomes if not o.ok}
     # Every session named in the run is reported, a failed one with its error.

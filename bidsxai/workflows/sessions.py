@@ -133,7 +133,16 @@ def _worker_died(item):
 
 
 def _run_pool(
-    function, items, args, crash_dir, workers, progress, threads=None, stop=False, desc="sessions"
+    function,
+    items,
+    args,
+    crash_dir,
+    workers,
+    progress,
+    threads=None,
+    stop=False,
+    desc="sessions",
+    on_finished=None,
 ):
     """{index: Outcome} of the items a pool finished, and the indices in flight when it broke.
 
@@ -159,7 +168,7 @@ def _run_pool(
                     for future in finished:
                         i = running.pop(future)
                         done[i] = future.result()
-                        _finished(done[i], desc, started[i])
+                        _finished(done[i], desc, started[i], on_finished)
                         progress.update()
                         stopping |= stop and not done[i].ok
                 except BrokenProcessPool:
@@ -175,9 +184,18 @@ def _run_pool(
 
 
 def run_sessions(
-    function, items, args, crash_dir, nprocs=1, desc="sessions", threads=None, stop=False
+    function,
+    items,
+    args,
+    crash_dir,
+    nprocs=1,
+    desc="sessions",
+    threads=None,
+    stop=False,
+    on_finished=None,
 ):
-    """[Outcome] in the order of ``items``; failures are printed as one line on stderr."""
+    """[Outcome] in the order of ``items``; failures are printed as one line on stderr.
+    ``on_finished(outcome)`` is called in this process as each session ends."""
     progress = tqdm(total=len(items), desc=desc, disable=not sys.stderr.isatty(), leave=False)
     outcomes = {}
 
@@ -191,7 +209,15 @@ def run_sessions(
             if alone:  # a session that was running when a worker died: once more, by itself
                 i = alone[0]
                 done, in_flight = _run_pool(
-                    function, [items[i]], args, crash_dir, 1, progress, threads, desc=desc
+                    function,
+                    [items[i]],
+                    args,
+                    crash_dir,
+                    1,
+                    progress,
+                    threads,
+                    desc=desc,
+                    on_finished=on_finished,
                 )
                 outcomes[i] = done.get(0) or _worker_died(items[i])
                 if not done:
@@ -209,6 +235,7 @@ def run_sessions(
                 threads,
                 stop,
                 desc,
+                on_finished,
             )
             outcomes.update({pending[j]: o for j, o in done.items()})
             suspects |= {pending[j] for j in in_flight}
@@ -221,7 +248,7 @@ def run_sessions(
                 break
             start = _started(item, desc)
             outcomes[i] = _call(function, item, args, crash_dir)
-            _finished(outcomes[i], desc, start)
+            _finished(outcomes[i], desc, start, on_finished)
             progress.update()
     progress.close()
     if len(outcomes) < len(items):  # --stop-on-first-crash
@@ -245,8 +272,10 @@ def _started(item, stage):
     return time.monotonic()
 
 
-def _finished(outcome, stage, start):
+def _finished(outcome, stage, start, on_finished=None):
     seconds = time.monotonic() - start
+    if on_finished is not None:
+        on_finished(outcome)
     if outcome.ok:
         event("session_finished", stage=stage, session=outcome.key, seconds=seconds)
     else:
