@@ -2,6 +2,7 @@
 transforms, and one line for every mask that cannot be placed."""
 
 import shutil
+import time
 import types
 
 import nibabel as nib
@@ -39,7 +40,8 @@ def _masks(settings_out, masks, cohort, subject):
     files = {c: cohort / f"sub-{subject}/anat/sub-{subject}_{c}.nii.gz" for c in ("T1w", "FLAIR")}
     session = SessionInputs(subject, None, files)
     settings = types.SimpleNamespace(derivatives={"masks": masks}, output_dir=settings_out)
-    return reference_masks(settings, session, load_template(RES))
+    placed = reference_masks(settings, session, load_template(RES))
+    return {label: mask.array for label, mask in placed.items()}
 
 
 def test_t1w_space_masks_land_where_the_template_space_masks_are(pipeline, cohort, native_masks):
@@ -160,6 +162,7 @@ def test_masks_in_an_unknown_space_or_off_the_t1w_grid_are_refused(pipeline, coh
 def test_bad_reference_masks_fail_their_session_with_one_line(pipeline, cohort, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(pipeline["out"], out)
+    start = time.time()
     argv = ARGV
     not_bids = tmp_path / "plain"
     not_bids.mkdir()
@@ -180,8 +183,7 @@ def test_bad_reference_masks_fail_their_session_with_one_line(pipeline, cohort, 
     masks = tmp_path / "masks"
     shutil.copytree(cohort / "derivatives" / "groundtruth", masks)
     wrong = next((masks / "sub-03" / "anat").glob("*space-MNI*_mask.nii.gz"))
-    image = nib.load(wrong)
-    nib.Nifti1Image(np.asarray(image.dataobj)[:-1], image.affine).to_filename(str(wrong))
+    wrong.rename(wrong.parent / "sub-03_space-MNI152NLin6Asym_res-6_label-lesion_mask.nii.gz")
     code = run_cli(
         cohort,
         out,
@@ -194,8 +196,32 @@ def test_bad_reference_masks_fail_their_session_with_one_line(pipeline, cohort, 
         f"masks={masks}",
     )
     err = capsys.readouterr().err
-    assert code == 66 and "sub-03" in err and "not on the" in err and "Traceback" not in err
+    assert code == 66 and "sub-03" in err and "is not this run's" in err and "Traceback" not in err
     assert (out / "sub-02" / "anat" / "sub-02_evaluation.tsv").is_file()
+    # Refused before its explanations: sub-03 has no heatmap of this run.
+    assert not [p for p in (out / "sub-03").rglob("*_heatmap.nii.gz") if p.stat().st_mtime > start]
+
+
+def test_a_template_space_mask_on_another_grid_of_the_space_is_resampled(
+    pipeline, cohort, tmp_path
+):
+    """nilearn's grid of MNI152NLin2009aSym is not TemplateFlow's: a mask in the run's space on a
+    padded, shifted grid comes back on the model grid, voxel for voxel."""
+    template = load_template(RES)
+    truth = cohort / "derivatives" / "groundtruth"
+    given = next((truth / "sub-03" / "anat").glob("*space-MNI*_mask.nii.gz"))
+    on_grid = np.asarray(nib.load(given).dataobj) > 0
+    padded = np.pad(on_grid, ((2, 1), (0, 3), (1, 1))).astype(np.uint8)
+    shift = np.eye(4)
+    shift[:3, 3] = [-2, 0, -1]
+    masks = tmp_path / "padded"
+    shutil.copytree(truth, masks)
+    moved = masks / "sub-03" / "anat" / given.name
+    nib.Nifti1Image(padded, template.affine @ shift).to_filename(str(moved))
+    settings = types.SimpleNamespace(derivatives={"masks": masks}, output_dir=pipeline["out"])
+    placed = reference_masks(settings, SessionInputs("03", None, {}), template)["lesion"]
+    assert on_grid.any() and np.array_equal(placed.array, on_grid)
+    assert "resampled by nearest neighbour" in placed.how
 
 
 def test_after_nonlinear_registration_masks_go_through_the_saved_displacement_field(

@@ -160,7 +160,7 @@ def test_participant_level_reuses_the_anatomy_and_its_transform(
         shutil.copy(cohort / "derivatives/groundtruth/dataset_description.json", masks)
         shutil.copy(truth_folder / f"sub-02_{drawn_on}_mask.nii.gz", masks / "sub-02" / "anat")
         settings.derivatives = {"masks": masks}
-        warped = reference_masks(settings, _session(cohort, "02"), template)["lesion"]
+        warped = reference_masks(settings, _session(cohort, "02"), template)["lesion"].array
         assert 2 * (warped & expected).sum() / (warped.sum() + expected.sum()) > 0.4
 
 

@@ -126,6 +126,8 @@ def classify_one(session, job):
     )
     template = load_template(spec["resolution"], spec["space"])
     out = job.settings.output_dir
+    # The masks first: one that cannot be placed fails the session before its explanations.
+    masks = reference_masks(job.settings, session, template) if job.options.evaluate else {}
     x = torch.from_numpy(load_inputs(out, session.subject, session.session, spec))[None].to(
         job.device
     )
@@ -146,7 +148,6 @@ def classify_one(session, job):
         mask_loads(job.settings, session, template),
     )
     if job.options.evaluate:
-        masks = reference_masks(job.settings, session, template)
         write_reference_masks(out, session, masks, template)
         others = (
             _robustness_members(job, member, split) if "robustness" in job.options.evaluate else {}
@@ -155,7 +156,15 @@ def classify_one(session, job):
             for m in [model, *[m for group in others.values() for m in group.values()]]:
                 bound.enter_context(binding(m, covariates))
             rows, curves, randomisation = evaluate_session(
-                model, x, spec, explanation, job.options, job.layer, template, masks, others
+                model,
+                x,
+                spec,
+                explanation,
+                job.options,
+                job.layer,
+                template,
+                {name: placed.array for name, placed in masks.items()},
+                others,
             )
         write_evaluation(out, session, rows, curves, job.settings, randomisation)
     return predicted

@@ -46,18 +46,19 @@ def evaluate_session(model, x, spec, explanation, options, layer, template, mask
 
 
 def write_reference_masks(out, session, masks, template):
-    """The reference masks as this run used them, on its grid (warped where they came in T1w
+    """The reference masks as this run used them (``PlacedMask``), on its grid, each with how it
+    got there (as given, resampled from another grid of the space, or warped from a native
     space), so that the report can outline them."""
-    for name, mask in masks.items():
+    for name, placed in masks.items():
         path = label_mask_path(
             out, session.subject, session.session, name, template.resolution, template.space
         )
-        save_nifti(template.image(mask, dtype=np.uint8), path)
+        save_nifti(template.image(placed.array, dtype=np.uint8), path)
         write_json(
             sidecar_path(path),
             {
                 "Description": f"reference mask '{name}' of --derivatives masks=..., on the model "
-                "grid (warped with the session's transforms where it was in T1w space)",
+                f"grid: {placed.how}",
                 "SpatialReference": template.space,
                 "Resolution": f"{template.resolution:g} mm isotropic",
             },

@@ -1,7 +1,10 @@
 """The reference masks of a session (lesion segmentations, say) on the model's template grid, from
 the ``--derivatives masks=PATH`` dataset.
 
-A mask in template space must lie on the template grid at the run's resolution. A mask in the
+A mask in the run's template space is used as it is on the template grid at the run's resolution;
+on another grid of that space (nilearn's 99 x 117 x 95 at 2 mm, say, for TemplateFlow's
+97 x 115 x 97) it is resampled onto the model grid by nearest neighbour, in world coordinates, and
+the mask written beside the evaluation says so. A mask in the
 subject's T1w space (no ``space`` entity, or ``space-T1w``) must lie on the raw T1w's grid; it is
 warped to the template with the session's own transforms from preprocessing (the affine, and SyN's
 displacement field where the registration was nonlinear, or sMRIPrep's composite transform),
@@ -13,10 +16,12 @@ label, the template-space mask is used as it is.
 
 import json
 import sys
+from typing import NamedTuple
 
 import ants
 import nibabel as nib
 import numpy as np
+from nibabel.processing import resample_from_to
 
 from bidsxai.errors import NoInputError
 from bidsxai.outputs import (
@@ -60,33 +65,54 @@ def chosen_masks(settings, session, template, prefer=None):
     return dict(sorted(chosen.items()))
 
 
+class PlacedMask(NamedTuple):
+    """A reference mask on the template grid and how it got there, in a sentence."""
+
+    array: np.ndarray
+    how: str
+
+
 def reference_masks(settings, session, template):
-    """{label: boolean mask on the template grid}; one-line ``NoInputError`` for a mask bidsxai
-    cannot place."""
+    """{label: PlacedMask on the template grid}; one-line ``NoInputError`` for a mask bidsxai
+    cannot place. Cheap next to an explanation: it runs before one."""
     space = template.space
     masks = {}
     for name, found in chosen_masks(settings, session, template).items():
         if found.space == space:
-            mask = _template_space(found.path, template)
+            placed = _template_space(found.path, template)
         else:
-            mask = _warped(found, session, settings.output_dir, template)
-        if not mask.any():  # a control has no lesion: nothing to find, not an error
+            placed = PlacedMask(
+                _warped(found, session, settings.output_dir, template),
+                f"warped from {found.space or 'T1w'} space with the session's transforms",
+            )
+        if not placed.array.any():  # a control has no lesion: nothing to find, not an error
             print(
                 f"bidsxai: {session.key}: {found.path.name} is empty; its localisation is n/a",
                 file=sys.stderr,
             )
-        masks[name] = mask
+        masks[name] = placed
     return masks
 
 
 def _template_space(path, template):
     image = nib.load(str(path))
-    if image.shape != template.shape or not np.allclose(image.affine, template.affine, atol=1e-3):
+    if image.ndim != 3:
+        raise NoInputError(f"{path.name}: a mask must be 3D, got shape {image.shape}")
+    on_grid = image.shape == template.shape and np.allclose(
+        image.affine, template.affine, atol=1e-3
+    )
+    if on_grid:
+        return PlacedMask(np.asarray(image.dataobj) > 0, "as given, on the model grid")
+    inside = nib.Nifti1Image((np.asarray(image.dataobj) > 0).astype(np.uint8), image.affine)
+    moved = resample_from_to(inside, (template.shape, template.affine), order=0, cval=0)
+    mask = np.asarray(moved.dataobj) > 0
+    if inside.dataobj.max() > 0 and not mask.any():
         raise NoInputError(
-            f"{path.name}: not on the {template.space} grid at {template.resolution:g} mm "
-            f"(shape {image.shape})"
+            f"{path.name}: its voxels fall outside the {template.space} grid at "
+            f"{template.resolution:g} mm; is it in {template.space}?"
         )
-    return np.asarray(image.dataobj) > 0
+    shape = " x ".join(map(str, image.shape))
+    return PlacedMask(mask, f"resampled by nearest neighbour from its {shape} grid")
 
 
 def _warped(found, session, out_dir, template):
