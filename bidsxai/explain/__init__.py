@@ -99,6 +99,8 @@ def explain_many(
             "the CAM family needs a layer (the architecture registry gives each model's default)"
         )
     per_method = _split_params(methods, params)
+    if getattr(model, "one_at_a_time", False) and len(x) > 1:
+        return _one_sample_at_a_time(model, x, methods, layer, targets, upsample, params)
     results = {}
     with eval_mode(model):
         if cam_names:
@@ -119,6 +121,31 @@ def explain_many(
     results["logits"] = logits
     results["targets"] = target_index
     return results
+
+
+def _one_sample_at_a_time(model, x, methods, layer, targets, upsample, params):
+    """explain_many of each sample alone, concatenated: a model that runs its samples one by one
+    (an export program traced with a static batch of one) calls each layer once per sample, so
+    a hooked layer would otherwise keep only the last sample's activation."""
+    if not isinstance(targets, (str, int)) and targets is not None:
+        targets = torch.as_tensor(targets, dtype=torch.long)
+        if targets.dim() == 1:
+            targets = targets[:, None]
+    parts = [
+        explain_many(
+            model,
+            x[i : i + 1],
+            methods,
+            layer=layer,
+            targets=targets
+            if isinstance(targets, (str, int)) or targets is None
+            else targets[i : i + 1],
+            upsample=upsample,
+            **params,
+        )
+        for i in range(len(x))
+    ]
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
 
 def explain(

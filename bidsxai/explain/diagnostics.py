@@ -28,8 +28,11 @@ def conv_layers(model):
 
 def layer_iteration(model, x, target=None, layers=None):
     """{layer: Grad-CAM maps (N, *spatial)} at each layer (default: every convolution), from one
-    forward pass and one backward pass that yields the gradients of every layer at once."""
+    forward pass and one backward pass that yields the gradients of every layer at once. None
+    for a model without convolution modules to hook (a TorchScript or export program)."""
     layers = list(layers or conv_layers(model))
+    if not layers:
+        return {}
     with eval_mode(model), ExitStack() as stack:
         stores = [stack.enter_context(capture_output(get_layer(model, name))) for name in layers]
         logits = model(x)

@@ -65,6 +65,8 @@ def read_meta(folder):
         meta = json.loads((folder / "model.json").read_text())
     except (OSError, ValueError) as exc:
         raise NoInputError(f"{folder}/model.json: unreadable ({exc})") from None
+    if "external" in meta:  # imported by bidsxai-import-model: its card says what it reads
+        return meta
     try:
         get_architecture(meta["architecture"])
     except KeyError as exc:
@@ -123,6 +125,12 @@ def load_member(folder, meta, member=None, device="cpu"):
             f"{folder}: weights {weights.name} missing or their sha256 does not match "
             "model.json; refusing to load"
         )
+    if "external" in meta:
+        from bidsxai.models.external import ExternalModel, load_network
+
+        network = load_network(meta["external"], folder)
+        one = meta["external"]["format"] == "export"
+        return ExternalModel(network, meta["card"]["output"], one).to(device).eval()
     from safetensors import SafetensorError
 
     try:
@@ -136,7 +144,22 @@ def load_member(folder, meta, member=None, device="cpu"):
 
 def member_for(meta, subject):
     """(member name, split, why) of the model that explains ``subject``: a cohort subject gets the
-    fold model of repeat 1 that held it out, others the final model."""
+    fold model of repeat 1 that held it out, others the final model; an imported model explains
+    every subject, in sample for those its card names as trained on."""
+    if "external" in meta:
+        if subject in meta["card"].get("trained_on", []):
+            return (
+                "external",
+                "in-sample",
+                "the model's card names this subject among those it trained on: its "
+                "explanations are in-sample",
+            )
+        return (
+            "external",
+            "external",
+            "not among the subjects the model's card names as trained on: explained by the "
+            "imported model",
+        )
     place = (meta.get("assignments") or [{}])[0].get(subject)
     final = meta.get("final_member")
     if isinstance(place, int):

@@ -31,7 +31,11 @@ def methods_text(settings, model_meta=None, contrasts=None):
 
     env = _environment("bidsxai.resources.boilerplate")
     env.autoescape = False
-    architecture = get_architecture(model_meta["architecture"]) if model_meta else None
+    architecture = (
+        get_architecture(model_meta["architecture"])
+        if model_meta and "external" not in model_meta
+        else None
+    )
     reused = [name for name in settings.derivatives if name in ANATOMY_DATASETS]
     return env.get_template("methods.md.j2").render(
         anatomy={"smriprep": "sMRIPrep", "fmriprep": "fMRIPrep"}.get(next(iter(reused), None)),

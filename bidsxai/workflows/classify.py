@@ -25,6 +25,7 @@ from bidsxai.workflows.evaluate_session import (
 )
 from bidsxai.workflows.explain_session import explain_session
 from bidsxai.workflows.explanation_outputs import write_explanation
+from bidsxai.workflows.external_model import check_first_input, runnable_methods, with_methods
 from bidsxai.workflows.lesion_load import mask_loads
 from bidsxai.workflows.reference_masks import reference_masks
 from bidsxai.workflows.sessions import run_sessions
@@ -86,12 +87,16 @@ def classify_sessions(settings, sessions, pending=None):
     models = BundleModels(folder, device)
     meta = models.meta
     final = models.get(meta.get("final_member"))
+    external = "external" in meta
     layer = (
         settings.explain_layer
         or meta.get("explain_layer")
-        or get_architecture(meta["architecture"]).default_layer(final)
+        or (None if external else get_architecture(meta["architecture"]).default_layer(final))
     )
     targets = target_indices(settings.targets, meta["classes"])
+    if external:
+        settings = with_methods(settings, runnable_methods(meta, settings.methods, layer))
+        check_first_input(final, meta, settings.output_dir, sessions[0], device)
     check_methods(final, meta, settings.methods, layer, device)
     participants = read_participants(settings.bids_dir) if meta.get("covariates") else None
     job = ExplainJob(

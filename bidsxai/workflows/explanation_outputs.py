@@ -126,8 +126,11 @@ def write_slice_predictions(out, session, slices, classes):
 
 def write_layer_iteration(out, session, explanation, template, provenance, sources):
     """Grad-CAM of the predicted class at every convolution, as one 4D NIfTI (Avci 2021, §4.1.3),
-    with the same model provenance and sources as the session's other heatmaps."""
+    with the same model provenance and sources as the session's other heatmaps; nothing for a
+    model without convolution modules to hook (an imported TorchScript or export program)."""
     layers, predicted = explanation.layers, explanation.predicted
+    if not layers:
+        return
     grid = (template.resolution, template.space)
     path = heatmap_path(
         out, session.subject, session.session, "gradcam", predicted, *grid, desc="layers"

@@ -1,0 +1,273 @@
+"""Models trained elsewhere: a small MONAI DenseNet trained here for a few steps on the 6 mm
+cohort, imported by name with its state dict, as TorchScript and as a torch.export program, and
+explained like a bundle that ``train`` wrote; a plain module through an entry point; and every bad
+input one line with its exit code."""
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from captum.attr import LayerGradCam
+from conftest import RES, messages, run_cli
+from monai.networks.nets import DenseNet
+from safetensors.torch import save_file
+
+from bidsxai.explain import explain_many
+from bidsxai.import_model import main as import_model
+from bidsxai.models.bundle import BundleModels
+from bidsxai.models.card import ModelCard, card_template
+from bidsxai.template import load_template
+from bidsxai.training.dataset import load_inputs
+
+CHANNELS = ["T1w", "FLAIR"]
+ARGS = {
+    "spatial_dims": 3,
+    "in_channels": 2,
+    "out_channels": 3,
+    "init_features": 8,
+    "growth_rate": 8,
+    "block_config": [2, 2],
+}
+
+
+def _inputs(out, subjects):
+    spec = {
+        "space": "MNI152NLin2009aSym",
+        "resolution": RES,
+        "contrasts": CHANNELS,
+        "crop": [[0, n] for n in load_template(RES).shape],
+    }
+    return torch.from_numpy(np.stack([load_inputs(out, s, None, spec) for s in subjects]))
+
+
+@pytest.fixture(scope="module")
+def trained(pipeline, cohort, tmp_path_factory):
+    """The DenseNet trained for a few steps, saved four ways, with its card."""
+    folder = tmp_path_factory.mktemp("external")
+    participants = pd.read_csv(cohort / "participants.tsv", sep="\t")
+    subjects = [s.removeprefix("sub-") for s in participants.participant_id]
+    classes = sorted(participants.group.unique())
+    x = _inputs(pipeline["out"], subjects)
+    y = torch.tensor([classes.index(g) for g in participants.group])
+    torch.manual_seed(0)
+    net = DenseNet(**{**ARGS, "block_config": tuple(ARGS["block_config"])})
+    optimiser = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(4):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        optimiser.step()
+    net.eval()
+    save_file(net.state_dict(), str(folder / "net.safetensors"))
+    torch.save(net.state_dict(), folder / "net.pt")
+    torch.jit.script(net).save(str(folder / "net.ts"))
+    torch.export.save(torch.export.export(net, (x[:1],)), str(folder / "net.pt2"))
+    card = card_template() | {
+        "name": "densenet",
+        "space": "MNI152NLin2009aSym",
+        "resolution": RES,
+        "channels": CHANNELS,
+        "classes": classes,
+        "trained_on": ["sub-01"],
+    }
+    (folder / "card.json").write_text(json.dumps(card))
+    return {"folder": folder, "net": net, "x": x, "subjects": subjects, "classes": classes}
+
+
+def _import(trained, bundle, *source):
+    card = str(trained["folder"] / "card.json")
+    return import_model([str(bundle), "--card", card, *map(str, source)])
+
+
+@pytest.fixture(scope="module")
+def bundles(trained, tmp_path_factory):
+    folder, root = trained["folder"], tmp_path_factory.mktemp("bundles")
+    sources = {
+        "monai": [
+            "--monai",
+            "DenseNet",
+            "--args",
+            json.dumps(ARGS),
+            "--weights",
+            folder / "net.pt",
+        ],
+        "torchscript": ["--torchscript", folder / "net.ts"],
+        "export": ["--export", folder / "net.pt2"],
+    }
+    for name, source in sources.items():
+        assert _import(trained, root / name, *source) == 0
+    return {name: BundleModels(root / name, torch.device("cpu")) for name in sources}
+
+
+def test_three_ways_in_give_one_model(trained, bundles):
+    x = trained["x"][:2]
+    with torch.no_grad():
+        expected = torch.softmax(trained["net"](x), 1)
+    results = {}
+    for name, models in bundles.items():
+        model = models.get("external")
+        with torch.no_grad():
+            assert torch.allclose(torch.softmax(model(x), 1), expected, atol=1e-5), name
+        results[name] = explain_many(model, x, ["saliency"], targets="all")["saliency"]
+    assert torch.allclose(results["torchscript"], results["monai"], atol=1e-5)
+    assert torch.allclose(results["export"], results["monai"], atol=1e-5)
+    layers = {name: m.meta["explain_layer"] for name, m in bundles.items()}
+    assert layers == {
+        "monai": "network.class_layers.relu",
+        "torchscript": None,  # a script module cannot be hooked
+        "export": "network.class_layers.relu",
+    }
+    cams = {
+        name: explain_many(
+            bundles[name].get("external"), x, ["gradcam"], layer=layers[name], targets="all"
+        )["gradcam"]
+        for name in ("monai", "export")
+    }
+    assert torch.allclose(cams["export"], cams["monai"], atol=1e-5)
+    assert [m.meta["lrp"] is None for m in bundles.values()] == [True, False, False]
+
+
+def test_gradcam_of_an_imported_network_is_captums(trained, bundles):
+    x, net = trained["x"][:2], trained["net"]
+    model = bundles["monai"].get("external")
+    ours = explain_many(
+        model, x, ["gradcam"], layer="network.class_layers.relu", targets=1, upsample=False
+    )["gradcam"][:, 0]
+    theirs = LayerGradCam(net, net.class_layers.relu).attribute(x, target=1, relu_attributions=True)
+    assert torch.allclose(ours, theirs[:, 0], atol=1e-6 * float(theirs.abs().max()) + 1e-9)
+
+
+def test_integrated_gradients_of_an_imported_network_keep_completeness(trained, bundles):
+    model = bundles["monai"].get("external")
+    result = explain_many(model, trained["x"][:1], ["ig"], targets="all", steps=64)
+    logits = result["logits"].abs().max()
+    assert float(result["ig_completeness_error"].max()) < 0.02 * float(logits) + 1e-4
+
+
+def test_a_plain_module_comes_in_through_an_entry_point(trained, tmp_path):
+    from networks import gap_net
+
+    net = gap_net(3)
+    save_file(net.state_dict(), str(tmp_path / "gap.safetensors"))
+    args = ["--entry-point", "networks:gap_net", "--args", '{"dims": 3}']
+    assert _import(trained, tmp_path / "b", *args, "--weights", tmp_path / "gap.safetensors") == 0
+    model = BundleModels(tmp_path / "b", torch.device("cpu")).get("external")
+    x = trained["x"][:1]
+    with torch.no_grad():
+        assert torch.equal(model(x), net(x))
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    assert meta["explain_layer"] == "network.3" and meta["lrp"] is None
+
+
+def test_participant_level_explains_with_an_imported_model(
+    pipeline, cohort, trained, bundles, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out, ignore=shutil.ignore_patterns("group"))
+    for name in ("monai", "torchscript"):
+        shutil.copytree(bundles[name].folder, out / "models" / f"dn_{name}")
+    argv = ["--skip-bids-validation", "--resolution", RES, "--participant-label", "01", "02"]
+    argv += ["--methods", "gradcam,saliency,lrp", "--nprocs", 1]
+    assert run_cli(cohort, out, "participant", "--model", "dn_monai", *argv) == 0
+    sidecar = (
+        out
+        / "sub-01"
+        / "anat"
+        / (f"sub-01_space-MNI152NLin2009aSym_res-{RES:g}_method-lrp_target-HC_heatmap.json")
+    )
+    record = json.loads(sidecar.read_text())
+    assert record["Model"] == "dn_monai" and record["SplitAssignment"] == "in-sample"
+    second = out / "sub-02" / "anat" / sidecar.name.replace("sub-01", "sub-02")
+    assert json.loads(second.read_text())["SplitAssignment"] == "external"
+    capsys.readouterr()
+    start = {p: p.stat().st_mtime_ns for p in out.rglob("*method-lrp*_heatmap.nii.gz")}
+    assert run_cli(cohort, out, "participant", "--model", "dn_torchscript", *argv) == 0
+    err = messages(capsys.readouterr().err)
+    assert any("gradcam need a layer" in line for line in err)
+    assert any("LRP cannot run: a TorchScript module" in line for line in err)
+    saliency_name = second.name.replace("method-lrp", "method-saliency").replace(".json", ".nii.gz")
+    saliency = nib.load(second.with_name(saliency_name)).get_fdata()
+    assert np.isfinite(saliency).all() and saliency.any()
+    assert {p: p.stat().st_mtime_ns for p in start} == start  # LRP was not rewritten
+    report = (out / "sub-01.html").read_text()
+    assert "dn_torchscript" in report
+
+
+def _error(capsys):
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_bad_imports_are_one_line_and_write_nothing(trained, tmp_path, capsys):
+    folder, bundle = trained["folder"], tmp_path / "bundle"
+    torch.save(trained["net"], tmp_path / "whole.pt")  # a pickled module, not a state dict
+    monai = ["--monai", "DenseNet", "--args", json.dumps(ARGS), "--weights"]
+    assert _import(trained, bundle, *monai, tmp_path / "whole.pt") == 66
+    assert "refused, it cannot be read as weights alone" in _error(capsys)
+    state = trained["net"].state_dict()
+    state["extra.weight"] = state.pop("class_layers.out.weight")
+    save_file(state, str(tmp_path / "renamed.safetensors"))
+    assert _import(trained, bundle, *monai, tmp_path / "renamed.safetensors") == 66
+    assert "'class_layers.out.weight'" in _error(capsys)
+    wrong = json.loads((folder / "card.json").read_text()) | {"channels": ["T1w"]}
+    (tmp_path / "card.json").write_text(json.dumps(wrong))
+    code = import_model(
+        [
+            str(bundle),
+            "--card",
+            str(tmp_path / "card.json"),
+            *map(str, monai),
+            str(folder / "net.pt"),
+        ]
+    )
+    assert code == 64 and "cannot read the card's input of shape [1, 33, 39, 33]" in _error(capsys)
+    assert _import(trained, bundle, "--monai", "DensNet", "--weights", folder / "net.pt") == 64
+    assert "near names: DenseNet" in _error(capsys)
+    del wrong["output"]
+    (tmp_path / "card.json").write_text(json.dumps(wrong))
+    assert (
+        import_model(
+            [
+                str(bundle),
+                "--card",
+                str(tmp_path / "card.json"),
+                "--torchscript",
+                str(folder / "net.ts"),
+            ]
+        )
+        == 64
+    )
+    assert "field 'output' is missing" in _error(capsys)
+    assert not bundle.exists() or not (bundle / "model.json").exists()
+
+
+def test_a_changed_file_in_an_imported_bundle_is_refused(trained, bundles, tmp_path):
+    folder = tmp_path / "b"
+    shutil.copytree(bundles["torchscript"].folder, folder)
+    with open(folder / "net.ts", "ab") as fh:
+        fh.write(b"\0")
+    from bidsxai.errors import NoInputError
+
+    with pytest.raises(NoInputError, match="sha256 does not match"):
+        BundleModels(folder, torch.device("cpu")).get("external")
+
+
+def test_the_card_template_is_a_valid_card_and_every_field_is_checked(tmp_path, capsys):
+    assert import_model(["--init-card", str(tmp_path / "card.json")]) == 0
+    card = ModelCard.from_json(json.loads((tmp_path / "card.json").read_text()))
+    assert card.output == "logits" and card.channels == ["T1w"]
+    for change, message in [
+        ({"normalisation": "minmax"}, "bidsxai's preprocessing writes percentile or zscore"),
+        ({"channels": ["T1"]}, "each is one of"),
+        ({"classes": ["AD"]}, "at least two class names"),
+        ({"output": "sigmoid", "classes": ["A", "B", "C"]}, "'sigmoid' is for two classes"),
+        ({"space": "T1w"}, "is not a TemplateFlow template"),
+        ({"colour": "red"}, "unknown field 'colour'"),
+    ]:
+        with pytest.raises(Exception, match=message) as caught:
+            ModelCard.from_json(card_template() | change, "card.json")
+        assert getattr(caught.value, "exit_code", None) == 64
