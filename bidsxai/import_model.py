@@ -4,6 +4,7 @@
   bidsxai-import-model --init-card card.json
   bidsxai-import-model OUT/models/mine --card card.json --monai DenseNet121 \\
       --args '{"spatial_dims": 3, "in_channels": 1, "out_channels": 2}' --weights model.pt
+  bidsxai-import-model OUT/models/mine --card card.json --monai-bundle my_bundle/
   bidsxai-import-model OUT/models/mine --card card.json --torchscript model.ts
   bidsxai-import-model OUT/models/mine --card card.json --export model.pt2
   bidsxai-import-model OUT/models/mine --card card.json --entry-point mypkg.nets:build \\
@@ -49,6 +50,12 @@ def _parser():
         metavar="MODULE:FACTORY",
         help="a Python factory returning the network (runs that code)",
     )
+    source.add_argument(
+        "--monai-bundle",
+        type=Path,
+        metavar="FOLDER",
+        help="a MONAI bundle folder (configs/metadata.json, configs/inference.json, models/)",
+    )
     source.add_argument("--torchscript", type=Path, metavar="FILE", help="a TorchScript file")
     source.add_argument("--export", type=Path, metavar="FILE", help="a torch.export program (.pt2)")
     p.add_argument("--args", default="{}", help="JSON keyword arguments of --monai/--entry-point")
@@ -64,26 +71,36 @@ def _parser():
 
 
 def _source(args):
-    """(format, the network's name or None, the file to copy, keyword arguments)."""
+    """(format, the network's name or None, the file to copy, keyword arguments, the MONAI
+    bundle's record or None)."""
     try:
         kwargs = json.loads(args.args)
     except ValueError as exc:
         raise UsageError(f"--args: not JSON ({exc})") from None
     if not isinstance(kwargs, dict):
         raise UsageError("--args: a JSON object of keyword arguments")
+    if args.monai_bundle:
+        from bidsxai.models.monai_bundle import read_monai_bundle
+
+        if args.weights is not None or args.args != "{}":
+            raise UsageError("--monai-bundle reads its network and weights from the folder")
+        bundle = read_monai_bundle(args.monai_bundle)
+        return "monai", bundle["network"], bundle["weights"], bundle["args"], bundle
     if args.monai or args.entry_point:
         flag = "--monai" if args.monai else "--entry-point"
         if args.weights is None:
             raise UsageError(f"{flag} needs --weights (the network's state dict)")
         kind = "monai" if args.monai else "entry_point"
-        return kind, args.monai or args.entry_point, args.weights, kwargs
+        return kind, args.monai or args.entry_point, args.weights, kwargs, None
     if args.weights is not None:
         raise UsageError("--weights goes with --monai or --entry-point")
     if args.torchscript:
-        return "torchscript", None, args.torchscript, {}
+        return "torchscript", None, args.torchscript, {}, None
     if args.export:
-        return "export", None, args.export, {}
-    raise UsageError("give the network: --monai, --entry-point, --torchscript or --export")
+        return "export", None, args.export, {}, None
+    raise UsageError(
+        "give the network: --monai, --monai-bundle, --entry-point, --torchscript or --export"
+    )
 
 
 def import_model(args):
@@ -104,13 +121,19 @@ def import_model(args):
 
     if args.bundle is None or args.card is None:
         raise UsageError("give the bundle folder and --card (or --init-card FILE)")
-    kind, network_name, source, kwargs = _source(args)
+    kind, network_name, source, kwargs, monai_bundle = _source(args)
     card = read_card(args.card)
+    if monai_bundle is not None:
+        from bidsxai.models.monai_bundle import check_against_card
+
+        check_against_card(monai_bundle["format"], card, args.monai_bundle.name)
     if not source.is_file():
         raise NoInputError(f"{source}: no such file")
     template_files(card.space)
     template = load_template(card.resolution, card.space)
     record = {"format": kind, "file": source.name, "network": network_name, "args": kwargs}
+    if monai_bundle is not None:
+        record["monai_bundle"] = monai_bundle["metadata"]
     model = ExternalModel(load_network(record, source.parent), card.output, kind == "export")
     model.eval()
     shape = card.input_shape(template.shape)

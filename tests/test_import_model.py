@@ -162,6 +162,45 @@ def test_a_plain_module_comes_in_through_an_entry_point(trained, tmp_path):
     assert meta["explain_layer"] == "network.3" and meta["lrp"] is None
 
 
+def _monai_bundle(trained, folder, network_def):
+    (folder / "configs").mkdir(parents=True)
+    (folder / "models").mkdir()
+    torch.save(trained["net"].state_dict(), folder / "models" / "model.pt")
+    declared = {"num_channels": 2, "spatial_shape": list(trained["x"].shape[2:])}
+    metadata = {
+        "name": "densenet",
+        "version": "0.1.0",
+        "network_data_format": {
+            "inputs": {"image": {"type": "image", **declared}},
+            "outputs": {"pred": {"type": "probabilities", "num_channels": 3}},
+        },
+    }
+    (folder / "configs" / "metadata.json").write_text(json.dumps(metadata))
+    config = {"features": 8, "network_def": network_def}
+    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_monai_bundle_folder_imports_as_its_network(trained, tmp_path, capsys):
+    definition = (
+        {"_target_": "monai.networks.nets.DenseNet"} | ARGS | {"init_features": "@features"}
+    )
+    source = _monai_bundle(trained, tmp_path / "mb", definition)
+    assert _import(trained, tmp_path / "b", "--monai-bundle", source) == 0
+    model = BundleModels(tmp_path / "b", torch.device("cpu")).get("external")
+    x = trained["x"][:1]
+    with torch.no_grad():
+        assert torch.allclose(model(x), trained["net"](x), atol=1e-6)
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    assert meta["external"]["monai_bundle"] == {"name": "densenet", "version": "0.1.0"}
+    assert meta["explain_layer"] == "network.class_layers.relu"
+    capsys.readouterr()
+    code = _monai_bundle(trained, tmp_path / "code", definition | {"growth_rate": "$8 * 1"})
+    assert _import(trained, tmp_path / "c", "--monai-bundle", code) == 64
+    assert "is a Python expression, which bidsxai does not evaluate" in _error(capsys)
+    assert not (tmp_path / "c").exists()
+
+
 def test_participant_level_explains_with_an_imported_model(
     pipeline, cohort, trained, bundles, tmp_path, capsys
 ):
