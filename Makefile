@@ -1,6 +1,8 @@
 # Two commands: `make demo` (the whole product on a synthetic cohort) and `make test`.
 # Both create .venv on first use. torch is installed first, pinned to a CPU build where the
-# package index has one; elsewhere any torch>=2.2 comes from PyPI.
+# package index has one; elsewhere any torch>=2.2 comes from PyPI. torchvision (which zennit, a
+# test dependency, needs) is pinned with it: its newest release wants a newer torch, and pip would
+# otherwise replace the CPU build with a CUDA one.
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
@@ -8,7 +10,8 @@ BIN = $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0 || $(BIN)/python -m pip install -q "torch>=2.2"
+	$(BIN)/python -m pip install -q torch==2.13.0 torchvision==0.28.0 || \
+		$(BIN)/python -m pip install -q "torch>=2.2"
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 

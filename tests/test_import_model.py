@@ -232,7 +232,15 @@ def test_participant_level_explains_with_an_imported_model(
     assert np.isfinite(saliency).all() and saliency.any()
     assert {p: p.stat().st_mtime_ns for p in start} == start  # LRP was not rewritten
     report = (out / "sub-01.html").read_text()
-    assert "dn_torchscript" in report
+    assert "dn_torchscript (external model, imported with bidsxai-import-model)" in report
+    assert "Model card of densenet" in report and "<td>TorchScript program</td>" in report
+    assert "<th>Subjects it trained on</th><td>sub-01</td>" in report
+    group = ["--skip-bids-validation", "--methods", "saliency", "--n-perm", 50, "--nprocs", 1]
+    capsys.readouterr()
+    assert run_cli(cohort, out, "group", *group) == 64  # maps of three models: which?
+    assert "made by several models: cnn3d_group (" in capsys.readouterr().err
+    assert run_cli(cohort, out, "group", "--model", "dn_torchscript", *group) == 0
+    assert "dn_torchscript" in (out / "group.html").read_text()
 
 
 def _error(capsys):

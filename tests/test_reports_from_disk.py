@@ -124,3 +124,12 @@ def test_reports_only_describes_the_newest_run_that_finished(pipeline, cohort, t
     )
     assert code == 0, capsys.readouterr().err
     assert (out / "models" / "cnn3d_group" / "report.html").is_file()
+
+
+def test_long_layer_names_wrap_at_dots_and_keep_every_character():
+    from bidsxai.reports.figures import wrap_dotted
+
+    name = "network.features.denseblock1.denselayer1.layers.conv2"
+    lines = wrap_dotted(name).split("\n")
+    assert "".join(lines) == name and len(lines) == 3
+    assert max(map(len, lines)) <= 24 and wrap_dotted("block3.conv") == "block3.conv"

@@ -31,8 +31,22 @@ def layer_strip(background, maps, mask, names):
         ax.imshow(background[:, :, z].T, origin="lower", cmap="gray")
         shown = np.ma.masked_where(~mask[:, :, z] | (layer <= 0), layer / peak)
         ax.imshow(shown.T, origin="lower", cmap=fading_inferno(), vmin=0, vmax=1)
-        ax.set_title(name, color="white", fontsize=8)
+        ax.set_title(wrap_dotted(name), color="white", fontsize=8)
     return data_uri(fig)
+
+
+def wrap_dotted(name, width=24):
+    """A dotted module name broken after dots into lines of about ``width`` characters, so that
+    the long names of imported networks (``network.features.denseblock1.denselayer1.layers.conv2``)
+    do not run into their neighbours' titles."""
+    lines, line = [], ""
+    for part in name.split("."):
+        piece = f"{line}.{part}" if line else part
+        if line and len(piece) > width:
+            lines.append(line + ".")
+            piece = part
+        line = piece
+    return "\n".join([*lines, line])
 
 
 # Okabe and Ito's colours, told apart with the common colour-vision deficiencies.

@@ -2,12 +2,15 @@
 its t and corrected-p maps. Nothing is recomputed, so ``group --reports-only`` rewrites
 ``group.html`` from disk and the report always shows what the files hold."""
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from bidsxai.evaluate.evaluations import column_notes
 from bidsxai.outputs import (
+    bundle_meta_path,
     group_figure_path,
     group_report_path,
     group_statmap_path,
@@ -74,10 +77,11 @@ def _select(table, **key):
     return table[keep]
 
 
-def write_group_report(out_dir, settings, template, comparison=None, reuse_figures=False):
-    """``group.html`` from the group tables and maps in ``out_dir``; ``comparison`` is the
-    method comparison (``workflows.method_comparison``), recomputed cheaply from the subjects'
-    evaluations by the caller. A group run draws the stat maps' views and keeps them;
+def write_group_report(out_dir, settings, template, model, comparison=None, reuse_figures=False):
+    """``group.html`` from the group tables and maps in ``out_dir``; ``model`` names the bundle
+    that made the heatmaps; ``comparison`` is the method comparison
+    (``workflows.method_comparison``), recomputed cheaply from the subjects' evaluations by the
+    caller. A group run draws the stat maps' views and keeps them;
     ``reuse_figures`` (``--reports-only``) reads them back (``reports.kept_figures``)."""
     tables = GroupTables(out_dir)
     measures = tables["measures"]
@@ -100,7 +104,15 @@ def write_group_report(out_dir, settings, template, comparison=None, reuse_figur
         group_column=settings.target,
         settings=settings,
         atlas=settings.atlas,
+        model=model,
+        external=_is_external(out_dir, model),
     )
+
+
+def _is_external(out_dir, model):
+    """Whether the bundle named ``model`` under OUTPUT_DIR/models was imported."""
+    path = bundle_meta_path(out_dir, model) if model else None
+    return bool(path and path.is_file() and "external" in json.loads(path.read_text()))
 
 
 def _comparison(context):

@@ -292,7 +292,9 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
         "settings_toml": settings.to_toml(),
         "methods": methods_views(methods),
     }
-    warning = _model_warning(settings, model_meta, sessions)
+    model_meta = _model_meta(settings, model_meta, sessions)
+    context["external"] = external_model_view(model_meta)
+    warning = model_meta and model_meta.get("warning")
     render_report(
         path,
         SECTIONS,
@@ -324,6 +326,7 @@ def _provenance(context):
         "command": context["command"],
         "settings_toml": context["settings_toml"],
         "model": classified[0] if classified else None,
+        "external": context["external"],
     }
 
 
@@ -376,8 +379,8 @@ def _evaluation(out, session, prediction):
     }
 
 
-def _model_warning(settings, model_meta, sessions):
-    """The warning of the bundle that explained these sessions, also in a report rewritten
+def _model_meta(settings, model_meta, sessions):
+    """The record of the bundle that explained these sessions, also in a report rewritten
     without --model: its name is in the heatmaps' sidecars."""
     if model_meta is None:
         names = [s["prediction"]["model"] for s in sessions if s["prediction"]]
@@ -385,4 +388,51 @@ def _model_warning(settings, model_meta, sessions):
         if meta_file is None or not meta_file.is_file():
             return None
         model_meta = json.loads(meta_file.read_text())
-    return model_meta.get("warning")
+    return model_meta
+
+
+FORMATS = {
+    "monai": "MONAI network {network} with its weights",
+    "entry_point": "network built by its authors' code ({network}) with its weights",
+    "torchscript": "TorchScript program",
+    "export": "torch.export program",
+}
+
+
+def external_model_view(model_meta):
+    """What the report shows of an imported model: how it came in and its card, so a reader sees
+    whose model made the decisions and what it claims to be for; None for bidsxai's own."""
+    if not model_meta or "external" not in model_meta:
+        return None
+    card, record = model_meta["card"], model_meta["external"]
+    training = card.get("training_data") or {}
+    rows = [
+        ("Format", FORMATS[record["format"]].format(network=record.get("network"))),
+        ("Intended use", card.get("intended_use") or "not stated"),
+        (
+            "Input",
+            f"{', '.join(card['channels'])} on {card['space']} at {card['resolution']:g} mm"
+            f", {card['normalisation']} normalisation",
+        ),
+        ("Output", f"{card['output']} for {card['target']}: {', '.join(card['classes'])}"),
+        (
+            "Training data",
+            " ".join(
+                v
+                for v in (training.get("name"), training.get("doi") and f"(doi:{training['doi']})")
+                if v
+            )
+            or "not stated",
+        ),
+        (
+            "Subjects it trained on",
+            ", ".join(f"sub-{s}" for s in card.get("trained_on", [])) or "none named",
+        ),
+        ("Licence", card.get("licence") or "not stated"),
+        ("Authors", ", ".join(card.get("authors", [])) or "not stated"),
+        ("References", "; ".join(card.get("references", [])) or "none"),
+    ]
+    if record.get("monai_bundle"):
+        bundle = record["monai_bundle"]
+        rows.insert(1, ("MONAI bundle", f"{bundle.get('name', '')} {bundle.get('version', '')}"))
+    return {"name": card["name"], "rows": rows}

@@ -26,7 +26,7 @@ import pandas as pd
 
 from bidsxai.atomic import atomic_path
 from bidsxai.bids import read_participants
-from bidsxai.derivatives import MeasuresRow
+from bidsxai.derivatives import MeasuresRow, read_json
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.explain.quantify import max_normalise
 from bidsxai.group.atlas import (
@@ -42,7 +42,13 @@ from bidsxai.group.threshold import parse_threshold
 from bidsxai.logs import event
 from bidsxai.models.bundle import read_meta, resolve_bundle
 from bidsxai.outputs import find_heatmaps as heatmap_files
-from bidsxai.outputs import group_table_path, measures_path, preproc_path, resolution_label
+from bidsxai.outputs import (
+    group_table_path,
+    measures_path,
+    preproc_path,
+    resolution_label,
+    sidecar_path,
+)
 from bidsxai.reports.group import write_group_report
 from bidsxai.template import load_template
 from bidsxai.training.targets import known_classes
@@ -132,8 +138,8 @@ class MethodTargetAnalysis:
 
 def find_heatmaps(out_dir, template, subjects=None, sessions=None):
     """DataFrame of the heatmap files on ``template``'s grid (subject, session, method, target,
-    path, first), where ``first`` marks each subject's first session; ``subjects`` and
-    ``sessions`` (labels) select."""
+    path, the model that made it, first), where ``first`` marks each subject's first session;
+    ``subjects`` and ``sessions`` (labels) select."""
     found = heatmap_files(out_dir)
     res = resolution_label(template.resolution)
     rows = [
@@ -143,6 +149,7 @@ def find_heatmaps(out_dir, template, subjects=None, sessions=None):
             "method": e["method"],
             "target": e["target"],
             "path": path,
+            "model": read_json(sidecar_path(path)).get("Model"),
         }
         for path, e in found
         if (not subjects or e["subject"] in subjects)
@@ -160,6 +167,31 @@ def find_heatmaps(out_dir, template, subjects=None, sessions=None):
     table = pd.DataFrame(rows).sort_values(["subject", "session"]).reset_index(drop=True)
     table["first"] = table["session"] == table.groupby("subject")["session"].transform("min")
     return table
+
+
+def of_one_model(heatmaps, model, out_dir):
+    """The heatmaps that one model made: ``model`` (--model, a bundle name or path) where given,
+    else the only model that made any. Maps of two models never meet in one analysis: a session
+    explained again by another model overwrites its own files, and the rest keep the first's."""
+    made_by = heatmaps["model"].fillna("(unknown)")
+    if model:
+        name = resolve_bundle(model, out_dir).name
+        kept = heatmaps[made_by == name]
+        if kept.empty:
+            raise NoInputError(
+                f"--model {model}: none of the heatmaps in {out_dir} was made by {name} (they "
+                f"were made by {', '.join(sorted(made_by.unique()))}); run the participant level "
+                f"with --model {model} first"
+            )
+        return kept.reset_index(drop=True)
+    counts = made_by.value_counts()
+    if len(counts) > 1:
+        listed = ", ".join(f"{name} ({n} maps)" for name, n in sorted(counts.items()))
+        raise UsageError(
+            f"the heatmaps in {out_dir} were made by several models: {listed}; give --model to "
+            "choose one"
+        )
+    return heatmaps
 
 
 def group_pairs(groups, wanted):
@@ -285,7 +317,7 @@ def run_group(settings, subjects=None, sessions=None):
                 f"{flag} {column}: no such column in participants.tsv (its columns: {columns})"
             )
     template = load_template(settings.resolution, settings.output_space)
-    heatmaps = find_heatmaps(out, template, subjects, sessions)
+    heatmaps = of_one_model(find_heatmaps(out, template, subjects, sessions), settings.model, out)
     heatmaps["group"] = heatmaps["subject"].map(_subject_groups(settings, participants))
     heatmaps = heatmaps.dropna(subset=["group"])
     participants = with_lesion_load(participants, out, heatmaps)
@@ -307,7 +339,7 @@ def run_group(settings, subjects=None, sessions=None):
         _write_tsv(group_table_path(out, "method_comparison"), comparison[0].to_dict("records"))
         if comparison[4] is not None:
             _write_tsv(group_table_path(out, "method_pairs"), comparison[4].to_dict("records"))
-    write_group_report(out, settings, template, comparison)
+    write_group_report(out, settings, template, heatmaps["model"].iloc[0], comparison)
     return analyses
 
 
@@ -334,11 +366,13 @@ def report_group(settings):
     settings = described_settings(settings)
     participants = read_participants(settings.bids_dir)
     template = load_template(settings.resolution, settings.output_space)
-    heatmaps = find_heatmaps(out, template)
+    heatmaps = of_one_model(find_heatmaps(out, template), settings.model, out)
     atlas = atlas_option(settings.atlas, template)
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)
     comparison = _method_comparison(out, heatmaps, participants, settings, template)
-    write_group_report(out, settings, template, comparison, reuse_figures=True)
+    write_group_report(
+        out, settings, template, heatmaps["model"].iloc[0], comparison, reuse_figures=True
+    )
 
 
 def analyse(rows, method, target, job):
