@@ -555,6 +555,15 @@ class Settings:
         type=float,
         help="share of each class held out as the test set (0: none)",
     )
+    validation: str = option(
+        "fold",
+        section="training",
+        choices=("fold", "inner"),
+        help="what stops each fold model early and chooses its epoch: the fold it then predicts "
+        "and explains (fold), or an inner split of its training folds (inner: the nested "
+        "protocol, so out-of-fold metrics and explanations never took part in choosing the "
+        "model; each model trains on a fold's share fewer subjects)",
+    )
     select_by: str = option(
         "loss",
         section="training",

@@ -75,6 +75,17 @@ LOCATION_PATTERNS = (("occipital",), ("frontal",), ("parietal",), ("temporal", "
 # the temporal boxes, -60 < y < 0 the frontal and occipital ones, z < 22 the parietal one).
 DISTRACTOR_REGION = ((-28, 28), (-60, 0), (-10, 22))
 DISTRACTOR_COUNT = (3, 6)  # distractor lesions per subject, inclusive
+# Both medial temporal lobes (hippocampus, amygdala, parahippocampal and entorhinal cortex) as
+# boxes in MNI mm, where Alzheimer-like atrophy takes grey matter (the task of Thibeau-Sutre et
+# al. 2020).
+MEDIAL_TEMPORAL = (((-40, -15), (-45, 0), (-35, -5)), ((15, 40), (-45, 0), (-35, -5)))
+# The rungs of the difficulty ladder that the cohort options above do not make (the lesion site is
+# --lesion-only, the distractor --distractor): what tells a patient from a control.
+RUNGS = {
+    "presence": "1 to 3 white-matter lesions of 4 to 9 mm radius anywhere in deep white matter",
+    "atrophy": "20 to 40 % of the grey matter lost in both medial temporal lobes",
+    "ventricles": "ventricles enlarged by 1.5 to 3.3 mm, nothing else",
+}
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,9 @@ class CohortSpec:
     # Every subject also has lesions at the distractor site (module docstring); no ventricle
     # growth, so that the signal lesions are all that tells the classes apart in the image.
     distractor: bool = False
+    # A rung of the difficulty ladder (RUNGS): the first group are controls with nothing, the
+    # others patients with only that change; every group has the same ages.
+    rung: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,9 @@ def plan_subjects(spec):
         gi = i % len(spec.groups)
         if spec.lesion_only:  # nothing but the lesions' location tells the groups apart
             severity, age = float(rng.uniform(0.3, 0.65)), float(np.round(rng.uniform(25, 50), 1))
+        elif spec.rung:  # nothing but the rung's change, scaled by severity, tells them apart
+            severity = 0.0 if gi == 0 else float(rng.uniform(0.3, 0.65))
+            age = float(np.round(rng.uniform(25, 50), 1))
         else:
             severity = (
                 0.0 if gi == 0 else float(np.clip(rng.uniform(0.3, 0.65) + 0.3 * (gi - 1), 0, 1))
@@ -160,9 +177,11 @@ class Anatomy:
         """Soft lesion probability (0..1) in template space; empty for controls (unless the
         cohort is lesion-only)."""
         lesions = np.zeros(self.template.shape, np.float32)
+        if spec.rung == "presence" and subject.group_index:
+            return self._few_lesions(rng) if session_index == 0 else lesions
         if spec.lesion_only:
             pattern = LOCATION_PATTERNS[subject.group_index % len(LOCATION_PATTERNS)]
-        elif subject.group_index == 0:
+        elif subject.group_index == 0 or spec.rung:
             return lesions
         else:
             pattern = PATIENT_PATTERNS[(subject.group_index - 1) % len(PATIENT_PATTERNS)]
@@ -179,6 +198,16 @@ class Anatomy:
             else:
                 radius_mm = rng.uniform(3.0, 7.0) * (0.7 + 0.6 * sev)
             _add_blob(lesions, centre, radius_mm / res)
+        return np.clip(lesions, 0, 1) * (self.template.wm > 0.3)
+
+    def _few_lesions(self, rng):
+        """The presence rung's lesions: 1 to 3 of 4 to 9 mm radius anywhere in deep white
+        matter, drawn once per subject (a later session adds none)."""
+        lesions = np.zeros(self.template.shape, np.float32)
+        candidates = np.flatnonzero(self.wm_core)
+        for flat in rng.choice(candidates, size=rng.integers(1, 3, endpoint=True)):
+            centre = np.array(np.unravel_index(flat, lesions.shape))
+            _add_blob(lesions, centre, rng.uniform(4.0, 9.0) / self.template.resolution)
         return np.clip(lesions, 0, 1) * (self.template.wm > 0.3)
 
     def distractor_map(self, rng, spec):
@@ -203,15 +232,29 @@ class Anatomy:
             inside |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1)
         return inside
 
-    def tissues(self, severity):
-        """GM/WM/CSF probabilities with ventricles enlarged by up to 5 mm with severity."""
+    def tissues(self, severity, atrophy=0.0):
+        """GM/WM/CSF probabilities with ventricles enlarged by up to 5 mm with severity, and the
+        share ``atrophy`` of the medial temporal grey matter turned into CSF."""
         t = self.template
         gm, wm, csf = t.gm.copy(), t.wm.copy(), t.csf.copy()
         if severity > 0:
-            dist = self.ventricle_distance
-            grown = (dist > 0) & (dist <= 5.0 * severity) & t.brain_mask
+            grown = self.grown_ventricles(severity)
             gm[grown], wm[grown], csf[grown] = 0, 0, 1
+        if atrophy > 0:
+            region = self.medial_temporal
+            csf[region] += atrophy * gm[region]
+            gm[region] *= 1 - atrophy
         return gm, wm, csf
+
+    def grown_ventricles(self, severity):
+        """The voxels that ventricles enlarged by 5 mm x severity take."""
+        dist = self.ventricle_distance
+        return (dist > 0) & (dist <= 5.0 * severity) & self.template.brain_mask
+
+    @property
+    def medial_temporal(self):
+        """Brain voxels of both medial temporal lobes."""
+        return self._in_boxes(MEDIAL_TEMPORAL) & self.template.brain_mask
 
     def contrast(self, name, tissues, lesions):
         gm, wm, csf = tissues
@@ -345,9 +388,15 @@ def synthesise_subject(out_dir, spec, subject):
         if spec.distractor and distractors is None:  # planted once, the same in every session
             distractors = anatomy.distractor_map(distractor_rng, spec)
         visible = lesions if distractors is None else np.maximum(lesions, distractors)
-        # ventricles: not in lesion-only or distractor cohorts
+        # ventricles: not in lesion-only or distractor cohorts, nor on rungs other than theirs
         grows = subject.group_index and not (spec.lesion_only or spec.distractor)
-        tissues = anatomy.tissues(min(1.0, subject.severity + 0.1 * si) if grows else 0)
+        grows = grows and spec.rung in (None, "ventricles")
+        severity = min(1.0, subject.severity + 0.1 * si)
+        # atrophy: 20 % of the medial temporal grey matter at severity 0.3, 40 % at 0.65
+        atrophy = 0.0
+        if spec.rung == "atrophy" and subject.group_index:
+            atrophy = float(np.clip(0.2 + 0.2 * (severity - 0.3) / 0.35, 0.2, 0.4))
+        tissues = anatomy.tissues(severity if grows else 0, atrophy)
         gt = out_dir / "derivatives" / "groundtruth"
         voxel_t1 = spec.resolution * rng.uniform(0.9, 1.1, 3)
         acquisitions, grids = {}, {}
@@ -381,6 +430,10 @@ def synthesise_subject(out_dir, spec, subject):
         truth = {"lesion": lesions}
         if distractors is not None:  # a voxel of both kinds counts as signal
             truth["distractor"] = distractors * (lesions <= 0.5)
+        if spec.rung == "atrophy":  # the grey matter that lost a share: empty for controls
+            truth = {"atrophy": (anatomy.medial_temporal & (src.gm > 0.3)) * float(atrophy > 0)}
+        elif spec.rung == "ventricles":
+            truth = {"ventricles": anatomy.grown_ventricles(severity if grows else 0) * 1.0}
         for name, planted in truth.items():
             _write_truth(out_dir, gt, subject.label, ses, name, planted, src, grids, "T1w", extra)
             if "FLAIR" in grids:  # lesions are often drawn on the FLAIR: the truth on its grid too
@@ -395,7 +448,7 @@ def synthesise_subject(out_dir, spec, subject):
             write_json(
                 sidecar_path(template_path),
                 {
-                    "Type": "Lesion",
+                    "Type": TRUTH_TYPE.get(name, "Enlargement"),
                     "SpatialReference": DEFAULT_SPACE,
                     "Resolution": f"{spec.resolution:g} mm isotropic",
                     "Description": f"{TRUTH[name]} in template space (ground truth).",
@@ -407,7 +460,10 @@ def synthesise_subject(out_dir, spec, subject):
 TRUTH = {
     "lesion": "Planted white-matter lesions",
     "distractor": "Planted distractor lesions, in every subject and class",
+    "atrophy": "Medial temporal grey matter that lost a share to atrophy",
+    "ventricles": "Tissue taken by the enlarged ventricles",
 }
+TRUTH_TYPE = {"lesion": "Lesion", "distractor": "Lesion", "atrophy": "Atrophy"}
 
 
 def _write_truth(out_dir, gt, subject, session, name, lesions, src, grids, contrast, extra=None):
@@ -421,7 +477,7 @@ def _write_truth(out_dir, gt, subject, session, name, lesions, src, grids, contr
     save_nifti(_mask_image(mask, grid, code=1), path)
     raw = bids_path(out_dir, subject, session, contrast, ".nii.gz")
     sidecar = {
-        "Type": "Lesion",
+        "Type": TRUTH_TYPE.get(name, "Enlargement"),
         "Sources": [f"bids:raw:{raw.relative_to(out_dir).as_posix()}"],
         "Description": f"{TRUTH[name]} on the {contrast}'s grid.",
     }
@@ -581,6 +637,14 @@ def build_parser():
         "the patient groups have lesions at their signal sites (label-lesion); no ventricle growth",
     )
     p.add_argument(
+        "--rung",
+        choices=("presence", "site", "distractor", "atrophy", "ventricles"),
+        help="a rung of the difficulty ladder, two groups (--groups HC,PAT by default; "
+        "occipital,frontal for site) that differ only by: "
+        + "; ".join(f"{name}: {what}" for name, what in RUNGS.items())
+        + "; site: as --lesion-only; distractor: as --distractor",
+    )
+    p.add_argument(
         "--lesion-radius",
         type=float,
         metavar="MM",
@@ -592,6 +656,14 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     contrasts = tuple(c.strip() for c in args.contrasts.split(",") if c.strip())
+    if args.rung and args.groups == build_parser().get_default("groups"):
+        args.groups = "occipital,frontal" if args.rung == "site" else "HC,PAT"
+    if args.rung and (args.lesion_only or args.distractor):
+        print(
+            "bidsxai-synth: --rung makes its own cohort; leave out --lesion-only and --distractor",
+            file=sys.stderr,
+        )
+        return 64
     groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
     problems = [c for c in contrasts if c not in CONTRASTS]
     if problems or "T1w" not in contrasts:
@@ -622,11 +694,12 @@ def main(argv=None):
         args.resolution,
         args.sessions,
         args.seed,
-        args.lesion_only,
+        args.lesion_only or args.rung == "site",
         args.lesion_count,
         args.lesion_radius,
         args.scanner_like,
-        args.distractor,
+        args.distractor or args.rung == "distractor",
+        args.rung if args.rung in RUNGS else None,
     )
     synthesise(args.out_dir, spec, args.nprocs)
     print(f"bidsxai-synth: wrote {args.n_subjects} subjects to {args.out_dir}")

@@ -137,6 +137,15 @@ def test_cli_choices_and_methods_text_derive_from_the_method_table():
     )  # the architecture's citation from its registry entry
 
 
+def test_the_methods_text_says_which_subjects_stopped_each_fold_model():
+    settings = _settings("participant")
+    assert "were the fold each model then predicted and explained" in methods_text(settings, MODEL)
+    nested = MODEL | {"training": MODEL["training"] | {"validation": "inner"}}
+    text = methods_text(settings, nested)
+    assert "an inner stratified split of each model's training folds (one of\n5)" in text
+    assert "(nested\ncross-validation)" in text
+
+
 def test_config_file_gives_the_saved_settings_and_the_command_line_overrides_it(tmp_path):
     import dataclasses
 

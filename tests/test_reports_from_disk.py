@@ -126,6 +126,17 @@ def test_reports_only_describes_the_newest_run_that_finished(pipeline, cohort, t
     assert (out / "models" / "cnn3d_group" / "report.html").is_file()
 
 
+def test_a_nested_split_without_a_class_is_refused_before_any_model_trains(
+    pipeline, cohort, tmp_path, capsys
+):
+    out = _copy(pipeline, tmp_path)
+    argv = ["train", "--model", "nested", "--validation", "inner", "--cv-folds", 2]
+    assert run_cli(cohort, out, *argv, "--skip-bids-validation", "--resolution", RES) == 64
+    (line,) = messages(capsys.readouterr().err)
+    assert "--validation inner: repeat-1_fold-1's inner" in line and "has no subject" in line
+    assert not (out / "models" / "nested").exists()
+
+
 def test_long_layer_names_wrap_at_dots_and_keep_every_character():
     from bidsxai.reports.figures import wrap_dotted
 

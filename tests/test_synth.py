@@ -156,3 +156,52 @@ def test_a_distractor_cohort_has_the_distractors_in_every_subject_and_apart_in_t
 
 def test_a_cohort_without_distractors_writes_none(cohort):
     assert not list((cohort / "derivatives" / "groundtruth").rglob("*label-distractor*"))
+
+
+def test_the_presence_rung_plants_one_to_three_lesions_in_patients_once():
+    anatomy = Anatomy(4.0)
+    spec = CohortSpec(n_subjects=8, groups=("HC", "PAT"), resolution=4.0, rung="presence")
+    rng = np.random.default_rng(0)
+    for subject in plan_subjects(spec):
+        lesions = anatomy.lesion_map(subject, rng, 0, spec)
+        if subject.group == "HC":
+            assert lesions.sum() == 0
+            continue
+        # At most three ellipsoids of radii 9, 9 and 14.4 mm, each grown by a 4 mm voxel.
+        volume = (lesions > 0.5).sum() * 4.0**3
+        assert 0 < volume <= 3 * 4 / 3 * np.pi * 13.0**2 * 18.4
+        assert anatomy.template.wm[lesions > 0].min() > 0.3
+        assert anatomy.lesion_map(subject, rng, 1, spec).sum() == 0  # a later session adds none
+    assert all(25 <= s.age <= 50 for s in plan_subjects(spec))  # one age range for every group
+
+
+def test_atrophy_takes_its_share_of_medial_temporal_grey_matter_and_nothing_else():
+    anatomy = Anatomy(4.0)
+    gm0, wm0, csf0 = anatomy.tissues(0)
+    gm, wm, csf = anatomy.tissues(0, atrophy=0.3)
+    region = anatomy.medial_temporal
+    assert region.sum() > 20 and gm0[region].sum() > 0
+    assert np.allclose(gm[region], 0.7 * gm0[region]) and np.allclose(gm[~region], gm0[~region])
+    assert np.allclose(gm + csf, gm0 + csf0) and np.array_equal(wm, wm0)
+    x = anatomy.world[0][region]
+    assert (x < 0).any() and (x > 0).any()  # both hemispheres
+
+
+def test_ladder_rungs_write_their_own_truth(tmp_path):
+    """--rung atrophy and --rung ventricles: two groups, the change in patients only, and the
+    changed tissue as the ground truth (empty for controls)."""
+    from bidsxai.synth import main
+
+    for rung, label in (("atrophy", "atrophy"), ("ventricles", "ventricles")):
+        out = tmp_path / rung
+        argv = [str(out), "--n-subjects", "4", "--resolution", "6", "--contrasts", "T1w"]
+        assert main([*argv, "--rung", rung, "--seed", "3"]) == 0
+        table = pd.read_csv(out / "participants.tsv", sep="\t")
+        assert sorted(set(table["group"])) == ["HC", "PAT"]
+        gt = out / "derivatives" / "groundtruth"
+        for sub, group in zip(table["participant_id"], table["group"]):
+            name = f"{sub}_space-{SPACE}_res-6_label-{label}_mask.nii.gz"
+            mask = np.asarray(nib.load(gt / sub / "anat" / name).dataobj) > 0
+            assert mask.any() == (group == "PAT"), (rung, sub)
+            assert not (gt / sub / "anat" / name.replace(label, "lesion")).exists()
+    assert main([str(tmp_path / "x"), "--rung", "site", "--lesion-only"]) == 64

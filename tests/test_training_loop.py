@@ -2,6 +2,7 @@
 bookkeeping."""
 
 import numpy as np
+import pytest
 import torch
 
 from bidsxai.training.crossval import cross_validate, out_of_fold, summarise
@@ -152,3 +153,59 @@ def test_a_loss_that_stays_at_chance_in_the_first_third_is_flagged_and_noise_is_
     assert set(found) == {"a"} and "first 2 of 6 epochs" in found["a"]
     rising = [{"train_loss": v} for v in (0.8, 0.5, 0.6, 1.2, 1.9, 2.4)]
     assert "diverged" in optimisation_failures({"d": rising}, 2, 6)["d"]
+
+
+def test_the_nested_protocol_never_stops_a_model_on_the_fold_it_predicts():
+    """Under --validation inner, the samples a fold model trains on and those that stop it are
+    subject-level, stratified and disjoint, and neither holds a sample of the fold it predicts
+    or of the test set."""
+    from bidsxai.training.folds import inner_split
+
+    subjects = [f"s{i // 2}" for i in range(24)]  # two sessions per subject
+    y = np.array([(i // 2) % 2 for i in range(24)])
+    x = np.random.default_rng(2).normal(size=(24, 1, 2, 2, 2)).astype(np.float32)
+    fold_of = {f"s{s}": 1 + s % 3 for s in range(10)} | {"s10": "test", "s11": "test"}
+    parts = [np.array([fold_of[s] for s in subjects], dtype=object)]
+    fitted = []
+
+    def make_dataset(indices, train):
+        fitted.append((train, set(indices.tolist())))
+        return VolumeDataset(x[indices], y[indices])
+
+    def inner(train, seed, name):
+        return inner_split(subjects, y, train, 3, seed, name)
+
+    members = cross_validate(
+        parts,
+        make_dataset,
+        lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 2)),
+        n_folds=3,
+        options=TrainOptions(epochs=1, patience=1, batch_size=4),
+        device=torch.device("cpu"),
+        seed=0,
+        inner=inner,
+    )
+    test = {i for i, s in enumerate(subjects) if fold_of[s] == "test"}
+    for member in members:
+        outer = set(member.validation.tolist())
+        trained, stopping = inner(member.trained_on, member.fold, member.name)  # seed 0 + fold
+        trained, stopping = set(trained.tolist()), set(stopping.tolist())
+        assert trained and stopping and not trained & stopping
+        assert trained | stopping == set(member.trained_on.tolist())
+        assert not (trained | stopping) & (outer | test)
+        assert {subjects[i] for i in trained}.isdisjoint({subjects[i] for i in stopping})
+        assert {y[i] for i in trained} == {y[i] for i in stopping} == {0, 1}
+        assert (True, trained) in fitted and (False, stopping) in fitted
+    oof = out_of_fold(members, 1, 24, 2)
+    assert np.isfinite(oof[sorted(set(range(24)) - test)]).all()
+
+
+def test_an_inner_split_without_a_class_is_refused_before_training():
+    from bidsxai.errors import UsageError
+    from bidsxai.training.folds import inner_split
+
+    subjects, y = ["a", "b", "c", "d"], np.array([0, 0, 0, 1])
+    with pytest.raises(
+        UsageError, match="repeat-1_fold-2's inner .* split has no subject of class"
+    ):
+        inner_split(subjects, y, np.arange(4), 2, 0, "repeat-1_fold-2")

@@ -1,8 +1,10 @@
 """Repeated subject-level k-fold cross-validation with a held-out test set.
 
-Fold k's model trains on the other folds, stops early and is selected on fold k, and predicts
-fold k (out of fold) and the test set. Every fold model is kept: at the participant level a
-cohort subject is explained by the one model that never trained on it.
+Fold k's model trains on the other folds, stops early and is selected on fold k (``--validation
+fold``) or on an inner split of the other folds (``--validation inner``, the nested protocol), and
+predicts fold k (out of fold) and the test set. Every fold model is kept: at the participant level
+a cohort subject is explained by the one model that never trained on it; under the nested protocol
+that model's early stopping never looked at the subject either.
 """
 
 import itertools
@@ -57,13 +59,21 @@ def cross_validate(
     ranks=distributed.SINGLE_PROCESS,
     progress=False,
     checkpoints=None,
+    inner=None,
 ):
     """Train every (repeat, fold) model, ``runs`` times with different seeds. ``parts[r]`` gives
     each sample's fold number or 'test' in repeat r + 1; ``make_dataset(indices, train)`` builds a
-    dataset of those samples. With ``checkpoints`` (``training/checkpoint.py``), each finished
+    dataset of those samples. ``inner(train, seed, name)`` -> (training, validation) splits a fold
+    model's training samples for its early stopping (the nested protocol); without it the fold it
+    predicts stops it. With ``checkpoints`` (``training/checkpoint.py``), each finished
     member is kept at once and taken back instead of trained again, and the member in progress
     continues from its last epoch."""
     members = []
+    if inner is not None:  # every inner split is checked before any model trains
+        for r, part in enumerate(parts):
+            for fold in range(1, n_folds + 1):
+                train = np.flatnonzero((part != fold) & (part != "test"))
+                inner(train, seed + 1000 * r + fold, member_name(r + 1, fold, 1))
     for r, part in enumerate(parts):
         test = np.flatnonzero(part == "test")
         test_set = make_dataset(test, train=False)
@@ -81,10 +91,14 @@ def cross_validate(
                     event("training_member_restored", model=name)
                 continue
             val_set = make_dataset(validation, train=False)
+            fit_train, stopping = train, val_set
+            if inner is not None:
+                fit_train, inner_validation = inner(train, seed + 1000 * r + fold, name)
+                stopping = make_dataset(inner_validation, train=False)
             history, best_epoch = fit(
                 model,
-                make_dataset(train, train=True),
-                val_set,
+                make_dataset(fit_train, train=True),
+                stopping,
                 device=device,
                 options=options,
                 seed=member_seed,

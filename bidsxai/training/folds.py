@@ -2,10 +2,14 @@
 
 A subject is one unit: all its sessions (and all their slices) land in the same fold, so no model
 is validated or tested on a subject it trained on. The test subjects are drawn once from
-``seed`` and stay the same across repeats; each repeat re-deals the rest into folds.
+``seed`` and stay the same across repeats; each repeat re-deals the rest into folds. With
+``--validation inner``, each fold model's training subjects are dealt once more, and one of those
+inner folds decides its early stopping, so the outer fold it predicts took no part in choosing it.
 """
 
 import numpy as np
+
+from bidsxai.errors import UsageError
 
 
 def _by_class(subject_labels):
@@ -45,3 +49,23 @@ def assign(subject_labels, n_folds, test_fraction, seed, repeat):
     rest = {s: label for s, label in subject_labels.items() if s not in test}
     folds = stratified_folds(rest, n_folds, seed + repeat - 1)
     return {s: "test" if s in test else folds[s] for s in sorted(subject_labels)}
+
+
+def inner_split(subjects, labels, indices, n_folds, seed, name):
+    """(training, validation) sample indices: the subjects of the samples ``indices`` dealt into
+    ``n_folds`` stratified folds, the first of which validates. ``subjects`` and ``labels`` are
+    per sample; ``name`` (the fold model's) goes into the error when a class would be missing
+    from either side."""
+    subject_labels = {str(subjects[i]): labels[i] for i in indices}
+    folds = stratified_folds(subject_labels, n_folds, seed)
+    validating = np.array([folds[str(subjects[i])] == 1 for i in indices], dtype=bool)
+    training, validation = np.asarray(indices)[~validating], np.asarray(indices)[validating]
+    for side, chosen in (("training", training), ("validation", validation)):
+        missing = sorted(set(subject_labels.values()) - {labels[i] for i in chosen}, key=str)
+        if missing:
+            raise UsageError(
+                f"--validation inner: {name}'s inner {side} split has no subject of class "
+                f"{missing[0]} ({len(subject_labels)} training subjects dealt into {n_folds}); "
+                "use more subjects, fewer --cv-folds, or --validation fold"
+            )
+    return training, validation

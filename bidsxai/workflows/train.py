@@ -45,7 +45,7 @@ from bidsxai.training.cache import MappedArrays, cache_inputs
 from bidsxai.training.checkpoint import Checkpoints, run_key
 from bidsxai.training.crossval import cross_validate, out_of_fold, slice_metrics, summarise
 from bidsxai.training.dataset import VolumeDataset, brain_crop, crop
-from bidsxai.training.folds import assign
+from bidsxai.training.folds import assign, inner_split
 from bidsxai.training.loop import TrainOptions
 from bidsxai.training.metrics import (
     chance_warning,
@@ -338,6 +338,7 @@ def _train(settings, sessions, ranks):
         ranks=ranks,
         progress=sys.stderr.isatty() and ranks.main,
         checkpoints=checkpoints,
+        inner=inner_splitter(cohort, settings) if settings.validation == "inner" else None,
     )
     if not ranks.main:
         return None, None
@@ -531,6 +532,16 @@ def architecture_args(settings, arch, spec, n_classes):
     return args
 
 
+def inner_splitter(cohort, settings):
+    """The nested protocol's split of a fold model's training samples: their subjects dealt into
+    ``--cv-folds`` stratified inner folds, the first validating."""
+
+    def split(train, seed, name):
+        return inner_split(cohort.subjects, cohort.y, train, settings.cv_folds, seed, name)
+
+    return split
+
+
 def training_record(settings, options, scheme, processes, members, subjects):
     """The bundle's record of how its members were trained: the run's training options as they
     were given (``settings``, every option of the stage) and as they were resolved (the
@@ -543,6 +554,7 @@ def training_record(settings, options, scheme, processes, members, subjects):
         "test_fraction": given.test_fraction,
         "seed": given.seed,
         "select_by": options.select_by,
+        "validation": given.validation,
         "optimiser": options.optimiser,
         "learning_rate": options.learning_rate,
         "weight_decay": options.weight_decay,
