@@ -1,8 +1,9 @@
 # Two commands: `make demo` (the whole product on a synthetic cohort) and `make test`.
 # Both create .venv on first use. torch is installed first, pinned to a CPU build where the
-# package index has one; elsewhere any torch>=2.2 comes from PyPI. torchvision (which zennit, a
-# test dependency, needs) is pinned with it: its newest release wants a newer torch, and pip would
-# otherwise replace the CPU build with a CUDA one.
+# package index has one; elsewhere any torch>=2.2 comes from PyPI. The test extra's zennit needs
+# torchvision, whose PyPI wheels are linked against CUDA torch: installing it replaces the CPU
+# build with the CUDA torch its newest release wants (a torchvision pinned beside the CPU torch
+# fails to load its operators), so the test environment runs a CUDA build on the CPU.
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
@@ -10,8 +11,7 @@ BIN = $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0 torchvision==0.28.0 || \
-		$(BIN)/python -m pip install -q "torch>=2.2"
+	$(BIN)/python -m pip install -q torch==2.13.0 || $(BIN)/python -m pip install -q "torch>=2.2"
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 

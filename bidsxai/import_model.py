@@ -134,7 +134,8 @@ def import_model(args):
     record = {"format": kind, "file": source.name, "network": network_name, "args": kwargs}
     if monai_bundle is not None:
         record["monai_bundle"] = monai_bundle["metadata"]
-    model = ExternalModel(load_network(record, source.parent), card.output, kind == "export")
+    network = load_network(record, source.parent)
+    model = ExternalModel(network, card.output, kind == "export", len(card.covariates))
     model.eval()
     shape = card.input_shape(template.shape)
     x = torch.zeros((1, *shape))
@@ -145,7 +146,9 @@ def import_model(args):
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise UsageError(
             f"the network cannot read the card's input of shape {list(shape)} "
-            f"(channels {', '.join(card.channels)}): {reason}"
+            f"(channels {', '.join(card.channels)}"
+            + (f"; covariates {', '.join(card.covariates)}" if card.covariates else "")
+            + f"): {reason}"
         ) from None
     expected = 1 if card.output == "sigmoid" else len(card.classes)
     given = scores.shape[1] // 2 if card.output == "sigmoid" else scores.shape[1]
@@ -175,7 +178,7 @@ def import_model(args):
         "classes": card.classes,
         "target": card.target,
         "target_threshold": None,
-        "covariates": [],
+        "covariates": card.covariates,
         "input": {
             "space": card.space,
             "resolution": card.resolution,

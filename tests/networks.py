@@ -54,3 +54,21 @@ def maxpool_net(dims):
         nn.ReLU(),
         nn.Linear(5, 3),
     ).eval()
+
+
+class CovariateNet(nn.Module):
+    """gap_net's pooled features and covariates (age / 100) into one linear layer, as networks
+    that take age beside the image do; called as ``net(x, covariates)``."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.features = gap_net(dims)[:-1]
+        self.classifier = nn.Linear(7, 3)
+
+    def forward(self, x, covariates):
+        return self.classifier(torch.cat([self.features(x), covariates / 100], 1))
+
+
+def covariate_net(dims):
+    torch.manual_seed(2)
+    return CovariateNet(dims).eval()

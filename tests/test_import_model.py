@@ -162,6 +162,47 @@ def test_a_plain_module_comes_in_through_an_entry_point(trained, tmp_path):
     assert meta["explain_layer"] == "network.3" and meta["lrp"] is None
 
 
+def test_covariates_named_in_the_card_reach_the_network(
+    pipeline, cohort, trained, tmp_path, capsys
+):
+    """A network that takes age beside the image: the participant level gives it each subject's
+    age from participants.tsv."""
+    from networks import covariate_net
+
+    from bidsxai.models.covariates import binding
+
+    net = covariate_net(3)
+    save_file(net.state_dict(), str(tmp_path / "cov.safetensors"))
+    card = json.loads((trained["folder"] / "card.json").read_text()) | {"covariates": ["age"]}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out, ignore=shutil.ignore_patterns("group", "models"))
+    source = ["--entry-point", "networks:covariate_net", "--args", '{"dims": 3}', "--weights"]
+    argv = [str(out / "models" / "aged"), "--card", str(tmp_path / "card.json"), *source]
+    assert import_model([*argv, str(tmp_path / "cov.safetensors")]) == 0
+    model = BundleModels(out / "models" / "aged", torch.device("cpu")).get("external")
+    x, age = trained["x"][:1], torch.tensor([61.0])
+    with torch.no_grad(), binding(model, age):
+        assert torch.equal(model(x), net(x, age[None]))
+    participants = pd.read_csv(cohort / "participants.tsv", sep="\t", index_col=0)
+    run = ["--skip-bids-validation", "--resolution", RES, "--methods", "saliency", "--nprocs", 1]
+    assert (
+        run_cli(cohort, out, "participant", "--model", "aged", *run, "--participant-label", "02")
+        == 0
+    )
+    sidecar = next((out / "sub-02" / "anat").glob("*method-saliency_target-*_heatmap.json"))
+    given = json.loads(sidecar.read_text())["PredictedProbabilities"]
+    with torch.no_grad():
+        expected = torch.softmax(
+            net(
+                trained["x"][1:2],
+                torch.tensor([[float(participants.age["sub-02"])]], dtype=torch.float32),
+            ),
+            1,
+        )
+    assert np.allclose(list(given.values()), expected[0].numpy(), atol=1e-5)
+
+
 def _monai_bundle(trained, folder, network_def):
     (folder / "configs").mkdir(parents=True)
     (folder / "models").mkdir()
@@ -318,3 +359,13 @@ def test_the_card_template_is_a_valid_card_and_every_field_is_checked(tmp_path, 
         with pytest.raises(Exception, match=message) as caught:
             ModelCard.from_json(card_template() | change, "card.json")
         assert getattr(caught.value, "exit_code", None) == 64
+
+
+def test_a_subject_without_a_covariate_value_is_its_own_error():
+    from bidsxai.errors import NoInputError
+    from bidsxai.models.covariates import subject_covariates
+
+    participants = pd.DataFrame({"age": [40.0, float("nan")]}, index=["01", "02"])
+    assert subject_covariates(["age"], participants, "01", "cpu").tolist() == [40.0]
+    with pytest.raises(NoInputError, match="sub-02: the model needs age from participants.tsv"):
+        subject_covariates(["age"], participants, "02", "cpu")

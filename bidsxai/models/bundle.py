@@ -130,7 +130,8 @@ def load_member(folder, meta, member=None, device="cpu"):
 
         network = load_network(meta["external"], folder)
         one = meta["external"]["format"] == "export"
-        return ExternalModel(network, meta["card"]["output"], one).to(device).eval()
+        covariates = len(meta["card"].get("covariates", []))
+        return ExternalModel(network, meta["card"]["output"], one, covariates).to(device).eval()
     from safetensors import SafetensorError
 
     try:

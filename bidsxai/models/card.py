@@ -40,6 +40,8 @@ class ModelCard:
     crop: list | None = None  # [[x0, x1], [y0, y1], [z0, z1]] on the grid; None: the whole grid
     orientation: str = "RAS"
     target: str = "group"  # the participants.tsv column whose values are the classes
+    # participants.tsv columns (numeric) the network takes as its second argument, (N, columns)
+    covariates: list = field(default_factory=list)
     intended_use: str = ""
     training_data: dict = field(default_factory=dict)  # {"name": ..., "doi": ...}
     trained_on: list = field(default_factory=list)  # subject labels the model saw in training
@@ -113,6 +115,12 @@ class ModelCard:
             )
         ):
             bad("crop", "must be [[x0, x1], [y0, y1], [z0, z1]] in voxels of the grid")
+        if not isinstance(self.covariates, list) or not all(
+            isinstance(c, str) and c for c in self.covariates
+        ):
+            bad("covariates", 'must list participants.tsv columns, e.g. ["age"], or be []')
+        if len(set(self.covariates)) != len(self.covariates):
+            bad("covariates", "has a column twice")
         self.trained_on = [str(s).removeprefix("sub-") for s in self.trained_on]
 
     def input_shape(self, grid_shape):
@@ -155,6 +163,7 @@ def card_template():
         "classes": ["CN", "AD"],
         "output": "logits",
         "target": "group",
+        "covariates": [],
         "intended_use": "research only: which disease the model was trained to detect, on whom",
         "training_data": {"name": "", "doi": ""},
         "trained_on": [],

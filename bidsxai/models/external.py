@@ -16,7 +16,8 @@ perturbation masks run.
 ``ExternalModel`` wraps the network so that every bidsxai method sees one score per class whose
 softmax is the model's probabilities: logits as they are, the log of probabilities, and for a
 sigmoid output z the pair (-z/2, z/2) (its softmax is (1 - sigmoid z, sigmoid z), and each class's
-score is the other's negative).
+score is the other's negative). A network whose card names covariates (participants.tsv columns)
+is called as ``network(x, covariates)``, with an (N, covariates) tensor in the card's order.
 """
 
 import difflib
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from bidsxai.errors import NoInputError, UsageError
+from bidsxai.models.covariates import bound_covariates
 
 FORMATS = ("monai", "entry_point", "torchscript", "export")
 HOOKABLE = ("monai", "entry_point", "export")
@@ -35,19 +37,36 @@ HOOKABLE = ("monai", "entry_point", "export")
 class ExternalModel(nn.Module):
     """A network trained elsewhere, its outputs as class scores (see the module docstring)."""
 
-    def __init__(self, network, output, one_at_a_time=False):
+    def __init__(self, network, output, one_at_a_time=False, covariates=0):
         super().__init__()
         self.network, self.output, self.one_at_a_time = network, output, one_at_a_time
+        self.covariates = covariates  # how many values the network takes as its second argument
 
     def forward(self, x):
+        extra = self._covariates(x)
         if self.one_at_a_time:  # an export program traced for one sample (a static batch)
-            z = torch.cat([self._scores(x[i : i + 1]) for i in range(len(x))])
+            z = torch.cat(
+                [
+                    self._scores(x[i : i + 1], None if extra is None else extra[i : i + 1])
+                    for i in range(len(x))
+                ]
+            )
         else:
-            z = self._scores(x)
+            z = self._scores(x, extra)
         return self._as_class_scores(z)
 
-    def _scores(self, x):
-        z = self.network(x)
+    def _covariates(self, x):
+        """(N, covariates) for a network that takes them: the subject's values that the
+        participant level binds (``models.covariates``), zeros while none are bound (the shape
+        checks of the import and of the first session)."""
+        if not self.covariates:
+            return None
+        bound = bound_covariates(self)
+        values = torch.zeros(self.covariates) if bound is None else bound
+        return values.to(x).reshape(1, -1).expand(len(x), -1)
+
+    def _scores(self, x, covariates):
+        z = self.network(x) if covariates is None else self.network(x, covariates)
         return z[0] if isinstance(z, (tuple, list)) else z
 
     def _as_class_scores(self, z):
