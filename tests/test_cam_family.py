@@ -132,3 +132,47 @@ def test_cam_matches_torchcam_and_is_grad_cam_without_relu_on_gap_models(dims):
 def test_cam_refuses_models_without_gap():
     with pytest.raises(ValueError, match="GAP model"):
         explain(maxpool_net(2), torch.randn(1, 2, 4, 4), "cam", layer="1")
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_layercam_matches_torchcam_unnormalised_for_every_class_in_a_batch(dims):
+    from torchcam.methods import LayerCAM
+
+    net = tiny_net(dims)
+    x = torch.randn(3, 2, *([7] * dims))
+    ours = explain_many(net, x, ["layercam"], layer="3", targets="all", upsample=False)
+    extractor = LayerCAM(net, target_layer="3")
+    for n in range(len(x)):
+        for c in range(3):
+            scores = net(x[n : n + 1])
+            ref = extractor(class_idx=c, scores=scores, normalized=False, retain_graph=True)[0][0]
+            torch.testing.assert_close(ours["layercam"][n, c], ref, rtol=1e-5, atol=1e-6)
+    extractor.remove_hooks()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_hirescam_is_cam_over_the_positions_on_gap_models(dims):
+    """Draelos & Carin (2020): HiResCAM generalises CAM; after global average pooling and one
+    linear layer the gradient at every position is the class weight over the number of positions."""
+    net = gap_net(dims)
+    x = torch.randn(2, 2, *([6] * dims))
+    maps = explain_many(net, x, ["cam", "hirescam"], layer="3", fc="6", upsample=False)
+    positions = 6**dims
+    torch.testing.assert_close(maps["hirescam"], maps["cam"] / positions, rtol=1e-5, atol=1e-7)
+    assert (maps["hirescam"] < 0).any()  # signed, as CAM is
+
+
+def test_hirescam_positions_sum_to_the_score_less_the_bias_after_flattening():
+    """For a layer followed by flattening and one linear layer, HiResCAM splits each class score
+    (less its bias) exactly over the positions: no position it did not use is lit."""
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(2, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 5**3, 3),
+    ).eval()
+    x = torch.randn(2, 2, 5, 5, 5)
+    maps = explain_many(net, x, ["hirescam"], layer="1", upsample=False)
+    expected = maps["logits"] - net[3].bias
+    torch.testing.assert_close(maps["hirescam"].sum((2, 3, 4)), expected, rtol=1e-5, atol=1e-5)

@@ -1,12 +1,12 @@
 """Public explanation API: ``explain`` and ``explain_many`` (the CLI uses them too).
 
 Maps are raw (not rescaled), shaped like the input's spatial axes (CAM family upsampled
-linearly) or like the layer's with ``upsample=False``. The CAM family (cam, gradcam, gradcampp)
-shares one forward pass and one gradient per target. The model is left as it was: no hook, same
-training flags, no parameter gradients touched. Keyword parameters go to the methods that take
-them (e.g. ``steps``, ``baseline``, ``quadrature`` for ig; ``mode`` for saliency/smoothgrad;
-``composite``, ``start``, ``gate``, ``bounds``, ``channels`` for lrp; ``fc`` for cam); a parameter
-that no requested method takes is an error.
+linearly) or like the layer's with ``upsample=False``. The CAM family (cam, gradcam, gradcampp,
+hirescam, layercam) shares one forward pass and one gradient per target. The model is left as it
+was: no hook, same training flags, no parameter gradients touched. Keyword parameters go to the
+methods that take them (e.g. ``steps``, ``baseline``, ``quadrature`` for ig; ``mode`` for
+saliency/smoothgrad; ``composite``, ``start``, ``gate``, ``bounds``, ``channels`` for lrp; ``fc``
+for cam); a parameter that no requested method takes is an error.
 """
 
 from collections.abc import Sequence

@@ -14,6 +14,8 @@ from bidsxai.explain.cam import cam_from
 from bidsxai.explain.gradcam import gradcam_from
 from bidsxai.explain.gradcampp import gradcampp_from
 from bidsxai.explain.gradients import integrated_gradients, saliency, smoothgrad
+from bidsxai.explain.hirescam import hirescam_from
+from bidsxai.explain.layercam import layercam_from
 from bidsxai.explain.lrp import lrp
 from bidsxai.explain.perturbation import fit_mask, perturbation
 
@@ -110,6 +112,23 @@ METHODS = {
             gradcampp_from,
             "Grad-CAM++ (eq. 19) without the voxel-independent factor exp(logit)",
             "chattopadhyay2018",
+        ),
+        Method(
+            "hirescam",
+            "HiResCAM",
+            "cam",
+            hirescam_from,
+            "HiResCAM: sum over channels of gradient times activation at each position (signed)",
+            "draelos2020",
+        ),
+        Method(
+            "layercam",
+            "LayerCAM",
+            "cam",
+            layercam_from,
+            "LayerCAM: ReLU of the feature maps weighted by their positive gradients at each "
+            "position",
+            "jiang2021",
         ),
         Method(
             "saliency",
