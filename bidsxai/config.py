@@ -258,6 +258,16 @@ class Settings:
         metavar="LABEL",
         help="sessions to process ('ses-' prefix optional)",
     )
+    exclude_file: list = option(
+        section="data",
+        factory=list,
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="train, group: leave out the sessions whose latest rating in these qc-ratings.tsv "
+        "files (downloaded from the subject reports) is fail, naming them in model.json and the "
+        "reports",
+    )
     bids_filter_file: Path | None = option(
         section="data",
         type=Path,

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,8 +67,9 @@ class _Session:
         raise TimeoutError(f"no {method} within {timeout} s")
 
 
-def view(report, width=1300):
-    """Load ``report`` (an HTML file) in a fresh headless Chromium and return a ``PageView``."""
+@contextmanager
+def _browser():
+    """A fresh headless Chromium: (its DevTools port, its profile folder)."""
     profile = tempfile.mkdtemp(prefix="bidsxai-chromium-")
     process = subprocess.Popen(
         [
@@ -90,10 +92,44 @@ def view(report, width=1300):
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("Chromium did not start")
             time.sleep(0.1)
-        port = port_file.read_text().split()[0]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as response:
-            page = next(t for t in json.load(response) if t["type"] == "page")
-        session = _Session(page["webSocketDebuggerUrl"])
+        yield port_file.read_text().split()[0], profile
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _page_session(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as response:
+        page = next(t for t in json.load(response) if t["type"] == "page")
+    return _Session(page["webSocketDebuggerUrl"])
+
+
+def download_after(report, script, folder, timeout=30):
+    """Load ``report``, run ``script`` (JavaScript that makes the page download a file) and return
+    the path of the file the browser saved in ``folder``."""
+    with _browser() as (port, _profile):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/version") as response:
+            browser = _Session(json.load(response)["webSocketDebuggerUrl"])
+        browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(folder))
+        session = _page_session(port)
+        session.call("Page.enable")
+        session.call("Page.navigate", url=Path(report).resolve().as_uri())
+        session.wait_for("Page.loadEventFired")
+        session.call("Runtime.evaluate", expression=script)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = [p for p in Path(folder).iterdir() if not p.name.endswith(".crdownload")]
+            if done:
+                return done[0]
+            time.sleep(0.1)
+        raise TimeoutError(f"no download in {folder} within {timeout} s")
+
+
+def view(report, width=1300):
+    """Load ``report`` (an HTML file) in a fresh headless Chromium and return a ``PageView``."""
+    with _browser() as (port, _profile):
+        session = _page_session(port)
         for domain in ("Page", "Runtime", "Log", "Network"):
             session.call(f"{domain}.enable")
         session.call(
@@ -135,7 +171,3 @@ def view(report, width=1300):
                     result.requests.append(url)
         session.ws.close()
         return result
-    finally:
-        process.kill()
-        process.wait()
-        shutil.rmtree(profile, ignore_errors=True)

@@ -106,6 +106,7 @@ def write_group_report(out_dir, settings, template, model, comparison=None, reus
         atlas=settings.atlas,
         model=model,
         external=_is_external(out_dir, model),
+        qc_excluded=_records(tables["qc_excluded"]),
     )
 
 

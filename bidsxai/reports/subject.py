@@ -28,6 +28,7 @@ from bidsxai.outputs import (
     slices_path,
     subject_report_path,
 )
+from bidsxai.qc_ratings import COLUMNS, RATINGS
 from bidsxai.reports import brain_figures, figures
 from bidsxai.reports.render import methods_text, methods_views, render_report
 from bidsxai.reports.sections import METHODS, Section
@@ -49,6 +50,8 @@ def session_view(settings, session, chosen, error=None):
     mask = template.brain_mask
     view = {
         "key": session.key,
+        "subject": session.subject,
+        "session": session.session,
         "error": error,
         "crash_log": _crash_log(settings, session, error),
         "inputs": _geometry(session),
@@ -330,7 +333,19 @@ def _provenance(context):
     }
 
 
-# The subject report, in order: the change over sessions, each session, errors, provenance.
+def _qc_rating(context):
+    """The rating form: one row per session, the columns of ``qc_ratings``."""
+    views = context["sessions"]
+    return {
+        "participant": f"sub-{views[0]['subject']}",
+        "sessions": [(v["key"], f"ses-{v['session']}" if v["session"] else "n/a") for v in views],
+        "ratings": RATINGS,
+        "columns": list(COLUMNS),
+    }
+
+
+# The subject report, in order: the change over sessions, each session, errors, the QC rating,
+# provenance.
 SECTIONS = (
     Section(
         "across-sessions",
@@ -351,6 +366,7 @@ SECTIONS = (
         lambda context: {"failed": [s for s in context["sessions"] if s["error"]]},
         "subject/errors.html.j2",
     ),
+    Section("qc-rating", "QC rating", _qc_rating, "subject/qc_rating.html.j2"),
     Section("provenance", "Provenance", _provenance, "subject/provenance.html.j2"),
     METHODS,
 )

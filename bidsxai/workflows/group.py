@@ -16,6 +16,7 @@ Each analysis returns rows and arrays (``MethodTargetAnalysis``); the TSVs are w
 
 import dataclasses
 import itertools
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +48,10 @@ from bidsxai.outputs import (
     measures_path,
     preproc_path,
     resolution_label,
+    session_key,
     sidecar_path,
 )
+from bidsxai.qc_ratings import failed_sessions
 from bidsxai.reports.group import write_group_report
 from bidsxai.template import load_template
 from bidsxai.training.targets import known_classes
@@ -194,6 +197,32 @@ def of_one_model(heatmaps, model, out_dir):
     return heatmaps
 
 
+def _failed_keys(heatmaps, failed):
+    """Each heatmap row's session key, and whether its latest QC rating is fail."""
+    keys = [session_key(s, ses or None) for s, ses in zip(heatmaps["subject"], heatmaps["session"])]
+    return keys, [key in failed for key in keys]
+
+
+def without_failed_ratings(heatmaps, files, out_dir):
+    """The heatmaps of the sessions whose latest QC rating (--exclude-file) is not fail; those
+    left out go to ``group/qc_excluded.tsv`` with their reasons, for the report (a run without
+    ratings removes an earlier run's table)."""
+    path = group_table_path(out_dir, "qc_excluded")
+    if not files:
+        path.unlink(missing_ok=True)
+        return heatmaps
+    failed = failed_sessions(files)
+    keys, rated_fail = _failed_keys(heatmaps, failed)
+    kept = heatmaps[[not f for f in rated_fail]].reset_index(drop=True)
+    if kept.empty:
+        raise NoInputError("--exclude-file: every session with heatmaps is rated fail")
+    left_out = sorted({key for key, f in zip(keys, rated_fail) if f})
+    for key in left_out:
+        print(f"bidsxai: group: left out {key}: {failed[key]}", file=sys.stderr)
+    _write_tsv(path, [{"session": key, "reason": failed[key]} for key in left_out])
+    return kept
+
+
 def group_pairs(groups, wanted):
     if wanted:
         missing = [g for g in wanted if g not in groups]
@@ -318,6 +347,7 @@ def run_group(settings, subjects=None, sessions=None):
             )
     template = load_template(settings.resolution, settings.output_space)
     heatmaps = of_one_model(find_heatmaps(out, template, subjects, sessions), settings.model, out)
+    heatmaps = without_failed_ratings(heatmaps, settings.exclude_file, out)
     heatmaps["group"] = heatmaps["subject"].map(_subject_groups(settings, participants))
     heatmaps = heatmaps.dropna(subset=["group"])
     participants = with_lesion_load(participants, out, heatmaps)
@@ -367,6 +397,9 @@ def report_group(settings):
     participants = read_participants(settings.bids_dir)
     template = load_template(settings.resolution, settings.output_space)
     heatmaps = of_one_model(find_heatmaps(out, template), settings.model, out)
+    if settings.exclude_file:  # as the group run left them out (its qc_excluded.tsv is kept)
+        _, rated_fail = _failed_keys(heatmaps, failed_sessions(settings.exclude_file))
+        heatmaps = heatmaps[[not f for f in rated_fail]].reset_index(drop=True)
     atlas = atlas_option(settings.atlas, template)
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)
     comparison = _method_comparison(out, heatmaps, participants, settings, template)

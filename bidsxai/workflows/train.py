@@ -30,6 +30,7 @@ from bidsxai.outputs import (
     preproc_path,
     training_checkpoint_dir,
 )
+from bidsxai.qc_ratings import failed_sessions
 from bidsxai.reports.training import write_training_report
 from bidsxai.template import load_template
 from bidsxai.training import distributed
@@ -444,10 +445,23 @@ def cohort_attention(members, cohort, spec, paths, assignment, final_member):
     )
 
 
+def without_failed_ratings(settings, sessions):
+    """(the sessions kept, a row per session left out) after the --exclude-file QC ratings."""
+    if not settings.exclude_file:
+        return sessions, []
+    failed = failed_sessions(settings.exclude_file)
+    excluded = [{"session": s.key, "reason": failed[s.key]} for s in sessions if s.key in failed]
+    for row in excluded:
+        print(f"bidsxai: train: left out {row['session']}: {row['reason']}", file=sys.stderr)
+    return [s for s in sessions if s.key not in failed], excluded
+
+
 def build_cohort(settings, sessions, arch):
     """The labelled sessions with their classes, loss weights, covariates and fold assignments."""
     participants = read_participants(settings.bids_dir)
     sessions, excluded = preprocessed_sessions(settings, sessions)
+    sessions, rated = without_failed_ratings(settings, sessions)
+    excluded += rated
     sessions, names, classes, values, unlabelled = labelled_sessions(
         settings, sessions, participants
     )
