@@ -126,6 +126,17 @@ def download_after(report, script, folder, timeout=30):
         raise TimeoutError(f"no download in {folder} within {timeout} s")
 
 
+def evaluate(report, expression):
+    """Load ``report`` and return the value of the JavaScript ``expression`` evaluated in it."""
+    with _browser() as (port, _profile):
+        session = _page_session(port)
+        session.call("Page.enable")
+        session.call("Page.navigate", url=Path(report).resolve().as_uri())
+        session.wait_for("Page.loadEventFired")
+        result = session.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+
 def view(report, width=1300):
     """Load ``report`` (an HTML file) in a fresh headless Chromium and return a ``PageView``."""
     with _browser() as (port, _profile):

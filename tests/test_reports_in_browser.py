@@ -6,7 +6,7 @@ import gzip
 import os
 from pathlib import Path
 
-from browser import view
+from browser import evaluate, view
 from conftest import RES, run_cli
 
 MAX_SUBJECT_REPORT = 3 * 1024 * 1024
@@ -68,3 +68,44 @@ def test_every_figure_in_the_templates_has_alt_text():
         t for p in folder.rglob("*.html.j2") for t in re.findall(r"<img\b[^>]*>", p.read_text())
     ]
     assert tags and all(re.search(r'alt="[^"]+"', t) for t in tags)
+
+
+def test_the_group_mosaic_shows_every_subject_and_links_to_the_strip_plots(pipeline):
+    """One thumbnail per subject for each method and class, each opening its report, red where the
+    model misclassified the subject; hovering a thumbnail highlights that subject's strip-plot
+    points, and the reverse."""
+    import json
+
+    import pandas as pd
+
+    out = pipeline["out"]
+    measures = pd.read_csv(out / "group" / "measures.tsv", sep="\t")
+    facts = evaluate(
+        out / "group.html",
+        """(function () {
+          var thumbs = Array.from(document.querySelectorAll('a.thumb'));
+          var first = thumbs[0], subject = first.dataset.subject;
+          first.dispatchEvent(new MouseEvent('mouseenter'));
+          var lit = Array.from(document.querySelectorAll('.linked'));
+          var fromThumb = lit.filter(e => e.dataset.subject === subject && e.closest('svg')).length;
+          first.dispatchEvent(new MouseEvent('mouseleave'));
+          var point = document.querySelector('svg a[data-subject]');
+          point.dispatchEvent(new MouseEvent('mouseenter'));
+          var fromPoint = document.querySelectorAll(
+            'a.thumb.linked[data-subject="' + point.dataset.subject + '"]').length;
+          return {n: thumbs.length, hrefs: thumbs.map(t => t.getAttribute('href')),
+                  wrong: thumbs.filter(t => t.classList.contains('wrong'))
+                               .map(t => t.dataset.subject),
+                  fromThumb: fromThumb, fromPoint: fromPoint, stillLit: lit.length};
+        })()""",
+    )
+    keys = measures[["method", "target"]].drop_duplicates()
+    assert facts["n"] == len(measures) == len(keys) * measures["subject"].nunique()
+    assert all((out / href).is_file() for href in facts["hrefs"])
+    assert facts["fromThumb"] >= 2 and facts["fromPoint"] == len(keys)  # every section's thumb
+    wrong = set()
+    for subject, group in zip(measures["subject"], measures["group"]):
+        sidecar = next((out / subject / "anat").glob(f"*_res-{RES:g}_method-*_heatmap.json"))
+        if json.loads(sidecar.read_text())["PredictedClass"] != group:
+            wrong.add(subject)
+    assert set(facts["wrong"]) == wrong

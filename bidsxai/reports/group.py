@@ -18,6 +18,7 @@ from bidsxai.outputs import (
 )
 from bidsxai.reports import brain_figures, figures, svg
 from bidsxai.reports.kept_figures import kept_views
+from bidsxai.reports.mosaic import axial_slice, cohort_mosaic
 from bidsxai.reports.render import methods_text, methods_views, render_report
 from bidsxai.reports.sections import METHODS, Section
 
@@ -77,9 +78,12 @@ def _select(table, **key):
     return table[keep]
 
 
-def write_group_report(out_dir, settings, template, model, comparison=None, reuse_figures=False):
+def write_group_report(
+    out_dir, settings, template, model, heatmaps, comparison=None, reuse_figures=False
+):
     """``group.html`` from the group tables and maps in ``out_dir``; ``model`` names the bundle
-    that made the heatmaps; ``comparison`` is the method comparison
+    that made the heatmaps, ``heatmaps`` lists the files analysed (``workflows.group``'s table)
+    for the mosaic of every subject; ``comparison`` is the method comparison
     (``workflows.method_comparison``), recomputed cheaply from the subjects' evaluations by the
     caller. A group run draws the stat maps' views and keeps them;
     ``reuse_figures`` (``--reports-only``) reads them back (``reports.kept_figures``)."""
@@ -90,6 +94,7 @@ def write_group_report(out_dir, settings, template, model, comparison=None, reus
         "tables": tables,
         "template": template,
         "comparison": comparison,
+        "heatmaps": heatmaps,
         "reuse_figures": reuse_figures,
         "methods": methods_views(methods_text(settings)),
     }
@@ -179,6 +184,7 @@ def _analysis(context, method, target):
     return dict(
         key,
         measures=_measure_figures(tables, key),
+        mosaic=_mosaic(context, key),
         voxelwise=[
             _voxelwise(context, key, row, (row["group_a"], row["group_b"]), "two-sample")
             for row in _records(two_sample)
@@ -253,6 +259,23 @@ def _measure_figures(tables, key):
         rows = [t for t in tests if t["measure"] == name]
         shown.append({"name": name, "rows": rows, "figure": plot})
     return shown
+
+
+def _mosaic(context, key):
+    """Every subject's first-session map of this method and class, by the group it was analysed
+    in (``reports.mosaic``)."""
+    heatmaps, measures = context["heatmaps"], _select(context["tables"]["measures"], **key)
+    chosen = heatmaps[
+        (heatmaps["method"] == key["method"])
+        & (heatmaps["target"] == key["target"])
+        & heatmaps["first"]
+    ]
+    groups = dict(zip(measures["subject"], measures["group"]))
+    rows = [(f"sub-{s}", p) for s, p in zip(chosen["subject"], chosen["path"])]
+    return {
+        "z_mm": axial_slice(context["template"])[1],
+        "groups": cohort_mosaic(rows, groups, context["template"]),
+    }
 
 
 def _lobe_table(table):

@@ -1,5 +1,6 @@
-"""Small inline SVG charts whose marks are links: each point names its subject (a tooltip) and
-opens that subject's report. Inline, so the report stays one offline file with no script."""
+"""Small inline SVG charts whose marks are links: each point names its subject (a tooltip and a
+``data-subject`` attribute that the group report's mosaic highlights with) and opens that
+subject's report. Inline, so the report stays one offline file."""
 
 from markupsafe import Markup, escape
 
@@ -63,7 +64,8 @@ def strip_plot(points_by_group, label, link):
                 continue
             offset = ((j * 7) % 11 - 5) / 5 * column * 0.2  # a fixed jitter, same every time
             parts.append(
-                f'<a href="{escape(link(subject))}"><circle cx="{centre + offset:.1f}" '
+                f'<a href="{escape(link(subject))}" data-subject="{escape(subject)}">'
+                f'<circle cx="{centre + offset:.1f}" '
                 f'cy="{y(value):.1f}" r="4.5" fill="{POINT}" fill-opacity="0.8">'
                 f"<title>{escape(subject)}: {value:.4g}</title></circle></a>"
             )

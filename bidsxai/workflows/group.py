@@ -369,7 +369,7 @@ def run_group(settings, subjects=None, sessions=None):
         _write_tsv(group_table_path(out, "method_comparison"), comparison[0].to_dict("records"))
         if comparison[4] is not None:
             _write_tsv(group_table_path(out, "method_pairs"), comparison[4].to_dict("records"))
-    write_group_report(out, settings, template, heatmaps["model"].iloc[0], comparison)
+    write_group_report(out, settings, template, heatmaps["model"].iloc[0], heatmaps, comparison)
     return analyses
 
 
@@ -404,7 +404,13 @@ def report_group(settings):
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)
     comparison = _method_comparison(out, heatmaps, participants, settings, template)
     write_group_report(
-        out, settings, template, heatmaps["model"].iloc[0], comparison, reuse_figures=True
+        out,
+        settings,
+        template,
+        heatmaps["model"].iloc[0],
+        heatmaps,
+        comparison,
+        reuse_figures=True,
     )
 
 
