@@ -235,6 +235,13 @@ def test_a_monai_bundle_folder_imports_as_its_network(trained, tmp_path, capsys)
     meta = json.loads((tmp_path / "b" / "model.json").read_text())
     assert meta["external"]["monai_bundle"] == {"name": "densenet", "version": "0.1.0"}
     assert meta["explain_layer"] == "network.class_layers.relu"
+    ours = explain_many(
+        model, x, ["gradcam"], layer=meta["explain_layer"], targets=1, upsample=False
+    )
+    net = trained["net"]
+    theirs = LayerGradCam(net, net.class_layers.relu).attribute(x, target=1, relu_attributions=True)
+    tolerance = 1e-6 * float(theirs.abs().max()) + 1e-9
+    assert torch.allclose(ours["gradcam"][:, 0], theirs[:, 0], atol=tolerance)
     capsys.readouterr()
     code = _monai_bundle(trained, tmp_path / "code", definition | {"growth_rate": "$8 * 1"})
     assert _import(trained, tmp_path / "c", "--monai-bundle", code) == 64

@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 from matplotlib import pyplot as plt
 
-from bidsxai.derivatives import read_json
+from bidsxai.derivatives import HeatmapSidecar
 from bidsxai.explain.quantify import max_normalise
 from bidsxai.outputs import sidecar_path
 from bidsxai.reports.brain_figures import fading_inferno
@@ -46,7 +46,7 @@ def cohort_mosaic(rows, groups, template):
     """[{group, thumbnails: [{subject, uri, predicted, misclassified}]}] for the heatmap files
     ``rows`` (subject, path) of one method and class, with each subject's group from ``groups``
     ({subject: group}); a subject is misclassified where its sidecar's predicted class is another
-    of the groups."""
+    of the groups (a map without a sidecar has no prediction)."""
     z, _ = axial_slice(template)
     names = set(groups.values())
     by_group = {}
@@ -54,7 +54,8 @@ def cohort_mosaic(rows, groups, template):
         if subject not in groups:
             continue
         values = max_normalise(np.asarray(nib.load(str(path)).dataobj, float), template.brain_mask)
-        predicted = read_json(sidecar_path(path)).get("PredictedClass")
+        sidecar = sidecar_path(path)
+        predicted = HeatmapSidecar.from_json(sidecar).predicted_class if sidecar.is_file() else None
         by_group.setdefault(groups[subject], []).append(
             {
                 "subject": subject,

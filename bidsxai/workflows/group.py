@@ -27,7 +27,7 @@ import pandas as pd
 
 from bidsxai.atomic import atomic_path
 from bidsxai.bids import read_participants
-from bidsxai.derivatives import MeasuresRow, read_json
+from bidsxai.derivatives import HeatmapSidecar, MeasuresRow
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.explain.quantify import max_normalise
 from bidsxai.group.atlas import (
@@ -152,7 +152,7 @@ def find_heatmaps(out_dir, template, subjects=None, sessions=None):
             "method": e["method"],
             "target": e["target"],
             "path": path,
-            "model": read_json(sidecar_path(path)).get("Model"),
+            "model": _made_by(path),
         }
         for path, e in found
         if (not subjects or e["subject"] in subjects)
@@ -170,6 +170,12 @@ def find_heatmaps(out_dir, template, subjects=None, sessions=None):
     table = pd.DataFrame(rows).sort_values(["subject", "session"]).reset_index(drop=True)
     table["first"] = table["session"] == table.groupby("subject")["session"].transform("min")
     return table
+
+
+def _made_by(path):
+    """The model a heatmap's sidecar names; None for a map without a sidecar (made elsewhere)."""
+    sidecar = sidecar_path(path)
+    return HeatmapSidecar.from_json(sidecar).provenance.bundle if sidecar.is_file() else None
 
 
 def of_one_model(heatmaps, model, out_dir):
