@@ -97,7 +97,7 @@ def test_method_defaults_come_from_the_functions_signatures():
         "baseline": "zero",
         "quadrature": "gausslegendre",
     }
-    assert set(CAM_FAMILY) == {"cam", "gradcam", "gradcampp"}
+    assert set(CAM_FAMILY) == {"cam", "gradcam", "gradcampp", "hirescam", "layercam"}
 
 
 MODEL = {
