@@ -18,7 +18,7 @@ from bidsxai.outputs import (
 )
 from bidsxai.reports import brain_figures, figures, svg
 from bidsxai.reports.kept_figures import kept_views
-from bidsxai.reports.mosaic import axial_slice, cohort_mosaic
+from bidsxai.reports.mosaic import cohort_mosaic
 from bidsxai.reports.render import methods_text, methods_views, render_report
 from bidsxai.reports.sections import METHODS, Section
 
@@ -272,10 +272,7 @@ def _mosaic(context, key):
     ]
     groups = dict(zip(measures["subject"], measures["group"]))
     rows = [(f"sub-{s}", p) for s, p in zip(chosen["subject"], chosen["path"])]
-    return {
-        "z_mm": axial_slice(context["template"])[1],
-        "groups": cohort_mosaic(rows, groups, context["template"]),
-    }
+    return cohort_mosaic(rows, groups, context["template"])
 
 
 def _lobe_table(table):

@@ -27,11 +27,10 @@ def axial_slice(template):
     return z, float((template.affine @ [0, 0, z, 1])[2])
 
 
-def thumbnail(values, template, z):
-    """A PNG data URI of one axial slice: the template's T1w in grey, the map clipped to [0, 1]
-    in the reports' fading inferno over it; anterior up, the subject's left on the left, as in the
-    other figures."""
-    grey = np.repeat(template.t1w[:, :, z, None].clip(0, 1), 3, axis=-1)
+def thumbnail(values, grey, z):
+    """A PNG data URI of one axial slice: the map clipped to [0, 1] in the reports' fading inferno
+    over ``grey`` (the template's T1w slice as RGB); anterior up, the subject's left on the left,
+    as in the other figures."""
     colours = fading_inferno()(values[:, :, z].clip(0, 1))
     alpha = colours[..., 3:4]
     rgb = (1 - alpha) * grey + alpha * colours[..., :3]
@@ -43,11 +42,13 @@ def thumbnail(values, template, z):
 
 
 def cohort_mosaic(rows, groups, template):
-    """[{group, thumbnails: [{subject, uri, predicted, misclassified}]}] for the heatmap files
+    """{"z_mm": the slice's height, "groups": [{group, thumbnails: [{subject, uri, predicted,
+    misclassified}]}]} for the heatmap files
     ``rows`` (subject, path) of one method and class, with each subject's group from ``groups``
     ({subject: group}); a subject is misclassified where its sidecar's predicted class is another
     of the groups (a map without a sidecar has no prediction)."""
-    z, _ = axial_slice(template)
+    z, z_mm = axial_slice(template)
+    grey = np.repeat(template.t1w[:, :, z, None].clip(0, 1), 3, axis=-1)
     names = set(groups.values())
     by_group = {}
     for subject, path in sorted(rows):
@@ -59,9 +60,10 @@ def cohort_mosaic(rows, groups, template):
         by_group.setdefault(groups[subject], []).append(
             {
                 "subject": subject,
-                "uri": thumbnail(values, template, z),
+                "uri": thumbnail(values, grey, z),
                 "predicted": predicted,
                 "misclassified": predicted in names and predicted != groups[subject],
             }
         )
-    return [{"group": group, "thumbnails": by_group[group]} for group in sorted(by_group, key=str)]
+    ordered = sorted(by_group, key=str)
+    return {"z_mm": z_mm, "groups": [{"group": g, "thumbnails": by_group[g]} for g in ordered]}

@@ -203,10 +203,13 @@ def of_one_model(heatmaps, model, out_dir):
     return heatmaps
 
 
-def _failed_keys(heatmaps, failed):
-    """Each heatmap row's session key, and whether its latest QC rating is fail."""
+def _rated(heatmaps, files):
+    """(the heatmaps of the sessions whose latest QC rating in ``files`` is not fail, {session
+    key: reason} of those left out)."""
+    failed = failed_sessions(files) if files else {}
     keys = [session_key(s, ses or None) for s, ses in zip(heatmaps["subject"], heatmaps["session"])]
-    return keys, [key in failed for key in keys]
+    kept = heatmaps[[key not in failed for key in keys]].reset_index(drop=True)
+    return kept, {key: failed[key] for key in sorted(set(keys)) if key in failed}
 
 
 def without_failed_ratings(heatmaps, files, out_dir):
@@ -217,15 +220,12 @@ def without_failed_ratings(heatmaps, files, out_dir):
     if not files:
         path.unlink(missing_ok=True)
         return heatmaps
-    failed = failed_sessions(files)
-    keys, rated_fail = _failed_keys(heatmaps, failed)
-    kept = heatmaps[[not f for f in rated_fail]].reset_index(drop=True)
+    kept, left_out = _rated(heatmaps, files)
     if kept.empty:
         raise NoInputError("--exclude-file: every session with heatmaps is rated fail")
-    left_out = sorted({key for key, f in zip(keys, rated_fail) if f})
-    for key in left_out:
-        print(f"bidsxai: group: left out {key}: {failed[key]}", file=sys.stderr)
-    _write_tsv(path, [{"session": key, "reason": failed[key]} for key in left_out])
+    for key, reason in left_out.items():
+        print(f"bidsxai: group: left out {key}: {reason}", file=sys.stderr)
+    _write_tsv(path, [{"session": key, "reason": reason} for key, reason in left_out.items()])
     return kept
 
 
@@ -403,9 +403,7 @@ def report_group(settings):
     participants = read_participants(settings.bids_dir)
     template = load_template(settings.resolution, settings.output_space)
     heatmaps = of_one_model(find_heatmaps(out, template), settings.model, out)
-    if settings.exclude_file:  # as the group run left them out (its qc_excluded.tsv is kept)
-        _, rated_fail = _failed_keys(heatmaps, failed_sessions(settings.exclude_file))
-        heatmaps = heatmaps[[not f for f in rated_fail]].reset_index(drop=True)
+    heatmaps, _ = _rated(heatmaps, settings.exclude_file)  # as the group run left them out
     atlas = atlas_option(settings.atlas, template)
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)
     comparison = _method_comparison(out, heatmaps, participants, settings, template)
