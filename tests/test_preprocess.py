@@ -63,6 +63,16 @@ def test_bad_images_give_a_one_line_error(tmp_path, damage):
     assert "\n" not in str(err.value) and str(path) in str(err.value)
 
 
+def test_an_image_too_thin_for_a_head_is_one_line(tmp_path):
+    """A field of view under 8 mm along an axis (found by the input fuzz: N4's 4 mm head mask of
+    it had no voxel, and the session ended in an internal error)."""
+    path = tmp_path / "thin.nii.gz"
+    data = np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 0.5, 1.0])), path)
+    with pytest.raises(NoInputError, match="field of view is 1.5 mm along one axis"):
+        load_volume(path)
+
+
 def test_registration_recovers_the_true_head_pose(pipeline, cohort):
     """At 6 mm every subject is within one voxel of the truth (at 2 mm: 0.13-0.17 mm, see docs)."""
     template = load_template(RES)

@@ -5,6 +5,9 @@ import numpy as np
 
 from bidsxai.errors import NoInputError
 
+# N4 finds its head mask on a 4 mm copy (preprocess/bias.py), which needs two voxels per axis.
+MIN_EXTENT_MM = 8.0
+
 
 def load_volume(path):
     """A float32 RAS-oriented 3D image; one-line ``NoInputError`` for corrupt, truncated or 4D
@@ -32,6 +35,12 @@ def load_volume(path):
         raise NoInputError(
             f"{path}: its affine is degenerate (zero or non-finite voxel sizes), so "
             "the image has no place in space"
+        )
+    extent = np.array(data.shape) * np.linalg.norm(linear, axis=0)
+    if extent.min() < MIN_EXTENT_MM:
+        raise NoInputError(
+            f"{path}: its field of view is {extent.min():.3g} mm along one axis, too small for a "
+            f"head (at least {MIN_EXTENT_MM:g} mm)"
         )
     img = nib.Nifti1Image(data, img.affine)
     img.header.set_xyzt_units("mm", "sec")
