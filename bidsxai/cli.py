@@ -272,8 +272,13 @@ def run(settings, given=frozenset()):
         check_space(meta, load_template(settings.resolution, settings.output_space))
         check_class_labels(meta)
     settings = replace(settings, target=settings.target or (meta or {}).get("target") or "group")
-    layout = open_layout(bids, database=settings.bids_database_dir)
-    sessions = select_inputs(layout, settings.participant_label, settings.session_label, filters)
+    if settings.reports_only and settings.level != "participant":
+        layout, sessions = None, []  # rebuilt from OUTPUT_DIR alone: no BIDS query to wait for
+    else:
+        layout = open_layout(bids, database=settings.bids_database_dir)
+        sessions = select_inputs(
+            layout, settings.participant_label, settings.session_label, filters
+        )
     make_output_dir(out)
     if settings.boilerplate_only:
         return _boilerplate(settings, {c for s in sessions for c in s.files})

@@ -21,6 +21,7 @@ from bidsxai.atomic import write_text
 from bidsxai.errors import UsageError
 from bidsxai.memory import SESSION_MEMORY_GB, slurm_memory_gb
 from bidsxai.outputs import crash_dir, settings_log_path
+from bidsxai.preprocess.normalise import METHODS as NORMALISATIONS
 from bidsxai.template_files import DEFAULT_SPACE, check_space_name
 
 # The stages whose options travel together (``Settings.stage``): each is a section of options.
@@ -383,8 +384,9 @@ class Settings:
     normalisation: str = option(
         "percentile",
         section="preprocessing",
-        choices=("percentile", "zscore"),
-        help="intensity normalisation within the brain",
+        choices=NORMALISATIONS,
+        help="intensity normalisation within the brain: percentile (1st-99th percentile to "
+        "[0, 1]), zscore, minmax (minimum-maximum to [0, 1]) or none",
     )
     nonlinear: bool = option(
         False, section="preprocessing", help="SyN instead of affine to the template"

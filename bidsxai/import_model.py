@@ -185,6 +185,7 @@ def import_model(args):
             "grid": grid_of(template),
             "contrasts": card.channels,
             "normalisation": card.normalisation,
+            "intensity_range": card.intensity_range,
             "crop": card.crop_box(template.shape),
         },
         "explain_layer": layer,

@@ -426,6 +426,13 @@ def group_figure_path(statmap_path):
     return statmap_path.parent / "figures" / name
 
 
+def group_mosaic_path(group_dir, method, target, space):
+    """Where a group run keeps the cohort mosaic of one method and class (``reports.mosaic``)
+    for ``--reports-only`` to reuse, beside the stat maps' views."""
+    entities = {"space": space, "method": method, "target": label(target)}
+    return Path(group_dir) / "figures" / entity_name(entities, "mosaic", ".json", GROUP_ORDER)
+
+
 def group_table_path(out_dir, name):
     return Path(out_dir) / "group" / f"{name}.tsv"
 

@@ -374,6 +374,11 @@ def test_each_method_record_holds_its_options_extras_and_sentence():
         settings, {"normalisation": "zscore"}, torch.tensor([-2.0, 3.0])
     )
     assert zscored["bounds"] == [-2.0, 3.0]
+    card_range = {"normalisation": "minmax", "intensity_range": [-1.0, 1.0]}
+    assert METHODS["lrp"].parameters(settings, card_range, torch.tensor([-0.5]))["bounds"] == [
+        -1.0,
+        1.0,
+    ]
     result = {"ig_completeness_error": torch.tensor([[0.5, 0.25]])}
     assert METHODS["ig"].map_extras(result, 1) == {"completeness_error": 0.25}
     assert METHODS["gradcam"].map_extras(result, 0) == {}

@@ -20,6 +20,7 @@ from bidsxai.explain import explain_many
 from bidsxai.import_model import main as import_model
 from bidsxai.models.bundle import BundleModels
 from bidsxai.models.card import ModelCard, card_template
+from bidsxai.outputs import model_input_path, sidecar_path
 from bidsxai.template import load_template
 from bidsxai.training.dataset import load_inputs
 
@@ -203,6 +204,40 @@ def test_covariates_named_in_the_card_reach_the_network(
     assert np.allclose(list(given.values()), expected[0].numpy(), atol=1e-5)
 
 
+def test_a_min_max_card_gets_min_max_images_in_its_range(
+    pipeline, cohort, trained, tmp_path, capsys
+):
+    """A card that asks for min-max normalisation to [-1, 1] (MONAI's ScaleIntensity(-1, 1)): the
+    participant level takes the normalisation from the bundle, writes min-max images, and the
+    network reads them taken to [-1, 1]."""
+    card = json.loads((trained["folder"] / "card.json").read_text())
+    card |= {"normalisation": "minmax", "intensity_range": [-1, 1]}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out, ignore=shutil.ignore_patterns("group", "models"))
+    source = ["--monai", "DenseNet", "--args", json.dumps(ARGS), "--weights"]
+    argv = [str(out / "models" / "mm"), "--card", str(tmp_path / "card.json"), *source]
+    assert import_model([*argv, str(trained["folder"] / "net.pt")]) == 0
+    run = ["--skip-bids-validation", "--methods", "saliency", "--nprocs", 1]
+    run += ["--participant-label", "02"]
+    refused = ["--model", "mm", "--normalisation", "zscore", *run]
+    assert run_cli(cohort, out, "participant", *refused) == 64
+    assert "--normalisation zscore contradicts --model mm" in capsys.readouterr().err
+    assert run_cli(cohort, out, "participant", "--model", "mm", *run) == 0
+    written = []
+    for contrast in CHANNELS:
+        path = model_input_path(out, "02", None, contrast, RES, "MNI152NLin2009aSym")
+        assert json.loads(sidecar_path(path).read_text())["IntensityNormalisation"] == "minmax"
+        written.append(np.asarray(nib.load(str(path)).dataobj, np.float32))
+    written = torch.from_numpy(np.stack(written))[None]
+    assert float(written.min()) == 0.0 and float(written.max()) == 1.0
+    with torch.no_grad():
+        expected = torch.softmax(trained["net"](-1 + 2 * written), 1)[0].numpy()
+    sidecar = next((out / "sub-02" / "anat").glob("*method-saliency_target-*_heatmap.json"))
+    given = json.loads(sidecar.read_text())["PredictedProbabilities"]
+    assert np.allclose(list(given.values()), expected, atol=1e-5)
+
+
 def _monai_bundle(trained, folder, network_def):
     (folder / "configs").mkdir(parents=True)
     (folder / "models").mkdir()
@@ -355,8 +390,12 @@ def test_the_card_template_is_a_valid_card_and_every_field_is_checked(tmp_path, 
     assert import_model(["--init-card", str(tmp_path / "card.json")]) == 0
     card = ModelCard.from_json(json.loads((tmp_path / "card.json").read_text()))
     assert card.output == "logits" and card.channels == ["T1w"]
+    minmax = card_template() | {"normalisation": "minmax", "intensity_range": [-1, 1]}
+    assert ModelCard.from_json(minmax).intensity_range == [-1.0, 1.0]
     for change, message in [
-        ({"normalisation": "minmax"}, "bidsxai's preprocessing writes percentile or zscore"),
+        ({"normalisation": "robust"}, "preprocessing writes percentile, zscore, minmax, none"),
+        ({"intensity_range": [0, 1]}, "'intensity_range' is for min-max normalisation only"),
+        ({"normalisation": "minmax", "intensity_range": [1, -1]}, "with low < high"),
         ({"channels": ["T1"]}, "each is one of"),
         ({"classes": ["AD"]}, "at least two class names"),
         ({"output": "sigmoid", "classes": ["A", "B", "C"]}, "'sigmoid' is for two classes"),

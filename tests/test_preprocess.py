@@ -9,7 +9,7 @@ from bidsxai.errors import NoInputError
 from bidsxai.evaluate.registration import registration_error_mm
 from bidsxai.outputs import preproc_path
 from bidsxai.preprocess.conform import load_volume
-from bidsxai.preprocess.normalise import normalise
+from bidsxai.preprocess.normalise import input_bounds, inverting_centre, normalise, scaled_input
 from bidsxai.template import load_template
 from bidsxai.template_files import DEFAULT_SPACE as SPACE
 
@@ -32,6 +32,37 @@ def test_zscore_normalisation():
     mask = data > 1
     out = normalise(data, mask, "zscore")
     assert abs(out[mask].mean()) < 1e-5 and abs(out[mask].std() - 1) < 1e-4
+
+
+def test_minmax_and_no_normalisation():
+    rng = np.random.default_rng(2)
+    data = rng.gamma(2, 30, (8, 8, 8)).astype(np.float32)
+    mask = data > 20
+    minmax = normalise(data, mask, "minmax")
+    inside = data[mask]
+    expected = (data - inside.min()) / (inside.max() - inside.min())
+    np.testing.assert_allclose(minmax[mask], expected[mask], rtol=1e-6)
+    assert minmax[mask].min() == 0 and minmax[mask].max() == 1 and minmax[~mask].max() == 0
+    raw = normalise(data, mask, "none")
+    assert np.array_equal(raw[mask], data[mask]) and raw[~mask].max() == 0
+
+
+def test_each_normalisation_gives_its_model_input_range_and_inverting_centre():
+    x = np.array([-3.0, 0.5, 7.0], np.float32)
+    cases = {
+        "percentile": ((0.0, 1.0), 0.5),
+        "minmax": ((0.0, 1.0), 0.5),
+        "zscore": ((-3.0, 7.0), 0.0),  # reflected about the brain's mean
+        "none": ((-3.0, 7.0), 2.0),
+    }
+    for method, (bounds, centre) in cases.items():
+        spec = {"normalisation": method}
+        assert input_bounds(spec, x) == bounds and inverting_centre(spec, x) == centre, method
+        assert scaled_input(x, spec) is x
+    card_range = {"normalisation": "minmax", "intensity_range": [-1.0, 1.0]}
+    assert input_bounds(card_range, x) == (-1.0, 1.0) and inverting_centre(card_range, x) == 0.0
+    written = np.array([0.0, 0.25, 1.0], np.float32)  # background, brain, brain maximum
+    assert scaled_input(written, card_range).tolist() == [-1.0, -0.5, 1.0]
 
 
 def test_load_volume_reorients_to_ras_without_moving_the_world(tmp_path):

@@ -32,6 +32,10 @@ def test_group_reports_only_rewrites_the_report_and_no_statistic(
     pipeline, cohort, tmp_path, monkeypatch, capsys
 ):
     out = _copy(pipeline, tmp_path)
+    # The run's record names the atlas that --atlas auto meant, so a report rewritten after AAL was
+    # installed or removed still describes the tables on disk.
+    (record,) = [p.read_text() for p in (out / "logs").glob("group-*.toml")]
+    assert 'atlas = "aal"' in record
     statistics = {**_files(out / "group"), **_files(out / "group" / "figures")}
     before = (out / "group.html").read_text()
     (out / "group.html").unlink()
@@ -41,8 +45,10 @@ def test_group_reports_only_rewrites_the_report_and_no_statistic(
 
     for name in ("analyse", "two_sample", "coverage", "paired"):
         monkeypatch.setattr(f"bidsxai.workflows.group.{name}", recomputed)
-    # ...nor draws a stat map again: the group run kept their views (reports.kept_figures).
+    # ...nor draws a stat map or reads every subject's map again: the group run kept the views
+    # and the cohort mosaic (reports.kept_figures).
     monkeypatch.setattr("bidsxai.reports.brain_figures.statistic_views", recomputed)
+    monkeypatch.setattr("bidsxai.reports.group.cohort_mosaic", recomputed)
     # No --resolution: the outputs hold one grid (6 mm), and the report is drawn on it.
     code = run_cli(cohort, out, "group", "--reports-only", "--skip-bids-validation")
     assert code == 0, capsys.readouterr().err

@@ -23,6 +23,7 @@ from bidsxai.evaluate.localisation import on_footing, template_localisation_row
 from bidsxai.evaluate.randomisation import DEAD_FRACTION, SANITY_THRESHOLD, curve, verdict
 from bidsxai.explain import CAM_FAMILY, explain
 from bidsxai.group.atlas import atlas_option
+from bidsxai.preprocess.normalise import inverting_centre
 from bidsxai.template import load_template
 from bidsxai.training.dataset import crop, uncrop
 
@@ -116,7 +117,7 @@ def _faithfulness(context, item):
         region=context.region,
         baseline=context.options.faithfulness_baseline,
         seed=context.options.seed,
-        centre=0.0 if context.spec.get("normalisation") == "zscore" else 0.5,
+        centre=inverting_centre(context.spec, context.x),
     )
     context.curves[f"{item.method}/{item.target}"] = {
         k: np.asarray(result[k]).tolist()

@@ -18,6 +18,7 @@ from bidsxai.explain.hirescam import hirescam_from
 from bidsxai.explain.layercam import layercam_from
 from bidsxai.explain.lrp import lrp
 from bidsxai.explain.perturbation import fit_mask, perturbation
+from bidsxai.preprocess.normalise import input_bounds
 
 # The arguments every input method receives positionally, not parameters a user sets.
 _CALL_ARGUMENTS = {"model", "x", "targets", "activation", "gradient", "class_weights"}
@@ -79,11 +80,12 @@ class Method:
 
 
 def _lrp_bounds(params, spec, x):
-    """z-beta's bounds are the input's range: [0, 1] after percentile normalisation, the input's
-    own minimum and maximum after z-scoring."""
-    if spec.get("normalisation") == "zscore":
-        return dict(params, bounds=[float(x.min()), float(x.max())])
-    return params
+    """z-beta's bounds are the range the input can take (``preprocess.normalise.input_bounds``):
+    [0, 1] after percentile normalisation, the card's range after min-max, the input's own
+    minimum and maximum after z-scoring or none."""
+    if spec.get("normalisation") in (None, "percentile"):
+        return params  # z-beta's own default bounds are [0, 1]
+    return dict(params, bounds=list(input_bounds(spec, x)))
 
 
 METHODS = {

@@ -3,12 +3,14 @@ reader needs to judge it (Mitchell et al. 2019; the fields MONAI's bundle metada
 
 bidsxai feeds a model exactly what its card says: the preprocessed contrasts (and tissue maps) in
 the card's order, on the card's template grid, cut to its crop, with the normalisation the
-participant level wrote. Every field is checked when the card is read; a missing or wrong one is
-one line naming it (exit 64), so a model is never fed the wrong image in silence.
+participant level wrote (percentile, z-score, min-max, taken to the card's ``intensity_range``
+where it gives one, or none; ``preprocess.normalise``). Every field is checked when the card is
+read; a missing or wrong one is one line naming it (exit 64), so a model is never fed the wrong
+image in silence.
 
-Native T1w space (a fixed-shape input in each subject's own space) and min-max or no
-normalisation are not supported yet: bidsxai's preprocessing writes template-space images with
-percentile or z-score normalisation, and a card asking for anything else is refused.
+Native T1w space (a fixed-shape input in each subject's own space) is not supported yet:
+bidsxai's preprocessing writes template-space images, and a card asking for another space than a
+TemplateFlow template is refused.
 """
 
 import json
@@ -18,13 +20,13 @@ from dataclasses import asdict, dataclass, field
 from bidsxai.bids import CONTRAST_KEYS
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.outputs import TISSUE_INPUTS
+from bidsxai.preprocess.normalise import METHODS as NORMALISATIONS
 
 OUTPUT_KINDS = {
     "logits": "one unnormalised score per class (softmax gives the probabilities)",
     "probabilities": "one probability per class (they sum to one)",
     "sigmoid": "one score for two classes: sigmoid(score) is the second class's probability",
 }
-NORMALISATIONS = ("percentile", "zscore")  # what the participant level writes
 CHANNELS = (*CONTRAST_KEYS.values(), *TISSUE_INPUTS)
 
 
@@ -39,6 +41,7 @@ class ModelCard:
     output: str
     crop: list | None = None  # [[x0, x1], [y0, y1], [z0, z1]] on the grid; None: the whole grid
     orientation: str = "RAS"
+    intensity_range: list | None = None  # min-max only: [a, b] the brain's range goes to
     target: str = "group"  # the participants.tsv column whose values are the classes
     # participants.tsv columns (numeric) the network takes as its second argument, (N, columns)
     covariates: list = field(default_factory=list)
@@ -93,8 +96,20 @@ class ModelCard:
             bad(
                 "normalisation",
                 f"is {self.normalisation!r}; bidsxai's preprocessing writes "
-                f"{' or '.join(NORMALISATIONS)}",
+                f"{', '.join(NORMALISATIONS)}",
             )
+        if self.intensity_range is not None:
+            if self.normalisation != "minmax":
+                bad("intensity_range", "is for min-max normalisation only")
+            good = (
+                isinstance(self.intensity_range, list)
+                and len(self.intensity_range) == 2
+                and all(isinstance(v, (int, float)) for v in self.intensity_range)
+                and self.intensity_range[0] < self.intensity_range[1]
+            )
+            if not good:
+                bad("intensity_range", "must be [low, high] with low < high, e.g. [0, 1]")
+            self.intensity_range = [float(v) for v in self.intensity_range]
         if not isinstance(self.classes, list) or len(self.classes) < 2:
             bad("classes", "must list at least two class names, in the order of the outputs")
         if len({str(c) for c in self.classes}) != len(self.classes):

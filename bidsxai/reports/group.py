@@ -12,6 +12,7 @@ from bidsxai.evaluate.evaluations import column_notes
 from bidsxai.outputs import (
     bundle_meta_path,
     group_figure_path,
+    group_mosaic_path,
     group_report_path,
     group_statmap_path,
     group_table_path,
@@ -272,7 +273,9 @@ def _mosaic(context, key):
     ]
     groups = dict(zip(measures["subject"], measures["group"]))
     rows = [(f"sub-{s}", p) for s, p in zip(chosen["subject"], chosen["path"])]
-    return cohort_mosaic(rows, groups, context["template"])
+    template = context["template"]
+    path = group_mosaic_path(context["out_dir"] / "group", **key, space=template.space)
+    return kept_views(path, lambda: cohort_mosaic(rows, groups, template), context["reuse_figures"])
 
 
 def _lobe_table(table):

@@ -1,11 +1,12 @@
 """Figures a group run draws once and ``--reports-only`` reads back.
 
-Drawing the stat maps' views (nilearn's glass brain and orthogonal cuts) is most of the group
-report's cost, so the group run keeps each map's views beside it (``outputs.group_figure_path``:
-one JSON of the figures' PNG data URIs and sizes, the peak and whether voxels survive), and a
-``--reports-only`` run embeds them as they are instead of drawing them again. A map whose views
-were never kept (outputs from an older release) is drawn, and not kept: ``--reports-only``
-writes nothing but the report.
+Drawing the stat maps' views (nilearn's glass brain and orthogonal cuts) and reading every
+subject's map for the cohort mosaic are most of the group report's cost, so the group run keeps
+them in ``group/figures/`` (``outputs.group_figure_path``: one JSON per stat map of the figures'
+PNG data URIs and sizes, the peak and whether voxels survive; ``outputs.group_mosaic_path``: the
+mosaic's thumbnails), and a ``--reports-only`` run embeds them as they are instead of drawing them
+again. A figure that was never kept (outputs from an older release) is drawn, and not kept:
+``--reports-only`` writes nothing but the report.
 """
 
 import dataclasses
@@ -16,8 +17,8 @@ from bidsxai.reports.brain_figures import Figure
 
 
 def kept_views(path, draw, reuse):
-    """The views dict of one stat map: read from ``path`` when ``reuse`` and it is there, else
-    ``draw()`` and, when not ``reuse`` (a group run), kept at ``path``."""
+    """The figures dict of one stat map or mosaic: read from ``path`` when ``reuse`` and it is
+    there, else ``draw()`` and, when not ``reuse`` (a group run), kept at ``path``."""
     if reuse and path.is_file():
         return {
             k: Figure(**v) if isinstance(v, dict) else v

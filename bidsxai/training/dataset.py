@@ -6,6 +6,7 @@ import torch
 
 from bidsxai.errors import NoInputError
 from bidsxai.outputs import TISSUE_INPUTS, model_input_path, session_key
+from bidsxai.preprocess.normalise import scaled_input
 
 
 def brain_crop(mask, margin=2):
@@ -30,7 +31,8 @@ def uncrop(volume, box, shape):
 
 
 def load_inputs(out_dir, subject, session, spec):
-    """(C, X, Y, Z) float32 array for one session, as the model's input spec describes."""
+    """(C, X, Y, Z) float32 array for one session, as the model's input spec describes (an
+    imported min-max model's images taken to its card's range)."""
     channels = []
     for contrast in spec["contrasts"]:
         path = model_input_path(
@@ -43,7 +45,7 @@ def load_inputs(out_dir, subject, session, spec):
                 f"level{flag} first"
             )
         channels.append(crop(np.asarray(nib.load(str(path)).dataobj, np.float32), spec["crop"]))
-    return np.stack(channels)
+    return scaled_input(np.stack(channels), spec)
 
 
 class VolumeDataset(torch.utils.data.Dataset):

@@ -12,6 +12,7 @@ import torch
 from bidsxai.errors import UsageError
 from bidsxai.explain import CAM_FAMILY
 from bidsxai.outputs import model_input_path, sidecar_path
+from bidsxai.preprocess.normalise import input_bounds
 from bidsxai.training.dataset import load_inputs
 
 
@@ -63,11 +64,15 @@ def check_first_input(model, meta, out_dir, session, device):
             f"with --normalisation {card['normalisation']}"
         )
     low, high = float(np.min(x)), float(np.max(x))
-    if card["normalisation"] == "percentile" and (low < -0.5 or high > 1.5):
-        raise UsageError(
-            f"--model {meta['name']}: {session.key}'s input ranges over [{low:.3g}, {high:.3g}], "
-            "not the [0, 1] of percentile normalisation"
-        )
+    if card["normalisation"] in ("percentile", "minmax"):
+        expected = input_bounds(spec, x)
+        slack = 0.5 * (expected[1] - expected[0])
+        if low < expected[0] - slack or high > expected[1] + slack:
+            raise UsageError(
+                f"--model {meta['name']}: {session.key}'s input ranges over "
+                f"[{low:.3g}, {high:.3g}], not the [{expected[0]:g}, {expected[1]:g}] of its "
+                f"card's {card['normalisation']} normalisation"
+            )
     with torch.no_grad():
         scores = model(torch.from_numpy(x)[None].to(device))
     if scores.shape[1] != len(meta["classes"]) or not torch.isfinite(scores).all():

@@ -1,7 +1,7 @@
 """The template grid (space and resolution) of a run that reads what earlier runs made.
 
-A bundle records the space and resolution its model was trained on, so ``--model`` sets them; a
-run without a bundle that only reads outputs (``group``, ``--reports-only``) takes them from
+A bundle records the space, resolution and intensity normalisation its model reads, so
+``--model`` sets them; a run without a bundle that only reads outputs (``group``, ``--reports-only``) takes them from
 OUTPUT_DIR where it holds one grid only. An option given on the command line (or in
 ``--config-file``) that says otherwise is refused, naming both, rather than silently replaced.
 """
@@ -19,7 +19,14 @@ def run_grid(settings, given, meta=None):
     ``--model``), or of the outputs; ``given`` names the Settings fields the user set."""
     if meta is not None and settings.level != "train":
         grid = (meta["input"]["space"], float(meta["input"]["resolution"]))
-        source = f"--model {meta['name']}, trained on"
+        source = f"--model {settings.model}, trained on"
+        normalisation = meta["input"].get("normalisation", settings.normalisation)
+        if "normalisation" in given and settings.normalisation != normalisation:
+            raise UsageError(
+                f"--normalisation {settings.normalisation} contradicts --model {settings.model}, "
+                f"which reads {normalisation} images"
+            )
+        settings = dataclasses.replace(settings, normalisation=normalisation)
     elif settings.level == "group" or settings.reports_only:
         grids = output_grids(settings.output_dir)
         if len(grids) != 1:

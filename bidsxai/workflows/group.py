@@ -360,6 +360,8 @@ def run_group(settings, subjects=None, sessions=None):
     pairs = group_pairs(sorted(heatmaps["group"].unique()), settings.groups)
     _check_inputs(settings, participants, heatmaps)
     atlas = atlas_option(settings.atlas, template)
+    if settings.atlas == "auto":  # the run's record says what auto meant, for --reports-only
+        dataclasses.replace(settings, atlas="aal" if atlas else "none").save()
     settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)  # as used
     job = GroupJob(
         settings, participants, pairs, template, atlas, parse_threshold(settings.threshold)
