@@ -127,13 +127,16 @@ def download_after(report, script, folder, timeout=30):
 
 
 def evaluate(report, expression):
-    """Load ``report`` and return the value of the JavaScript ``expression`` evaluated in it."""
+    """Load ``report`` and return the value of the JavaScript ``expression`` evaluated in it (the
+    value it resolves to, where it is a promise)."""
     with _browser() as (port, _profile):
         session = _page_session(port)
         session.call("Page.enable")
         session.call("Page.navigate", url=Path(report).resolve().as_uri())
         session.wait_for("Page.loadEventFired")
-        result = session.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        result = session.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         return result["result"].get("value")
 
 

@@ -183,6 +183,7 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
     pipeline, cohort, tmp_path, capsys
 ):
     import json
+    import re
     import shutil
 
     import pandas as pd
@@ -238,6 +239,8 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
     assert table["auroc_lesion"].between(0, 1).all()
     assert table["sanity_passed"].notna().sum() == 1  # the predicted class's map
     assert {"sanity_abs_spearman", "sanity_hog", "sanity_evaluable"} <= set(table.columns)
+    viewer = re.search(r'class="v-data">(.*?)</script>', (out / "sub-02.html").read_text())
+    assert "lesion" in json.loads(viewer.group(1))["masks"]  # its outline in the report's viewer
     sidecar = json.loads((out / "sub-02" / "anat" / "sub-02_evaluation.json").read_text())
     (randomised,) = sidecar["Randomisation"].values()  # the predicted class's curves
     steps = len(randomised["Cascade"]["RandomisedLayers"])

@@ -13,6 +13,7 @@ from bidsxai.config import described_settings
 from bidsxai.derivatives import HeatmapSidecar, LayerIterationSidecar, MeasuresRow, QualityGate
 from bidsxai.evaluate.evaluations import column_notes
 from bidsxai.evaluate.similarity import normalised_mutual_information
+from bidsxai.group.atlas import atlas_option
 from bidsxai.outputs import (
     MASK_DATASET,
     brain_mask_path,
@@ -32,6 +33,7 @@ from bidsxai.qc_ratings import COLUMNS, RATINGS
 from bidsxai.reports import brain_figures, figures
 from bidsxai.reports.render import methods_text, methods_views, render_report
 from bidsxai.reports.sections import METHODS, Section
+from bidsxai.reports.viewer import VIEWER_SCRIPT, viewer_data
 from bidsxai.template import load_template
 from bidsxai.template_files import templateflow_home
 from bidsxai.training.targets import known_classes
@@ -65,6 +67,7 @@ def session_view(settings, session, chosen, error=None):
         "slices": None,
         "evaluation": None,
         "tissue": None,
+        "viewer": None,
     }
     t1_path = preproc_path(out, session.subject, session.session, "T1w", *grid)
     if not t1_path.is_file():
@@ -74,10 +77,11 @@ def session_view(settings, session, chosen, error=None):
     gate = QualityGate.in_sidecar(t1_sidecar) if t1_sidecar.is_file() else None
     view["gate"] = gate and gate.to_json()
     own_mask, view["own_mask"] = _own_brain_mask(out, session, grid)
+    images = {}
     for contrast in session.files:
         path = preproc_path(out, session.subject, session.session, contrast, *grid)
         if path.is_file():
-            image = t1 if contrast == "T1w" else _load(path)
+            image = images[contrast] = t1 if contrast == "T1w" else _load(path)
             figure = brain_figures.with_contours(image, template, chosen, own_mask)
             nmi = normalised_mutual_information(image, template.t1w, mask)
             view["registration"][contrast] = {"figure": figure, "nmi": nmi}
@@ -86,16 +90,20 @@ def session_view(settings, session, chosen, error=None):
     # preprocessed images would be shown as if they were this one's.
     gated = gate is not None and not gate.passed and not settings.qc_override
     measures = measures_path(out, session.subject, session.session)
+    atlas = _atlas(settings.atlas, template)
+    images = dict(sorted(images.items(), key=lambda item: item[0] != "T1w"))  # T1w first
+    view["viewer"] = viewer_data(images, {}, {}, template, atlas)
     if not measures.is_file() or gated:
         return view
     references = _reference_masks(settings, session, template)
+    maps = {}
     heatmaps, prediction = view["heatmaps"], None
     for row in MeasuresRow.read_tsv(measures):
         path = heatmap_path(out, session.subject, session.session, row.method, row.target, *grid)
         if not path.is_file():
             continue
         sidecar = HeatmapSidecar.from_json(sidecar_path(path))
-        values = _load(path)
+        values = maps[f"{row.method}, class {row.target}"] = _load(path)
         peak = float(values[mask].max()) if mask.any() else 0.0
         heatmaps.append(
             {
@@ -127,6 +135,7 @@ def session_view(settings, session, chosen, error=None):
         }
     view["prediction"] = prediction
     view["references"] = sorted(references)
+    view["viewer"] = viewer_data(images, maps, references, template, atlas)
     if prediction:
         path = heatmap_path(
             out,
@@ -194,6 +203,17 @@ def _crash_log(settings, session, error):
     """The crash log this run wrote for the session, if any."""
     log = Path(settings.crash_dir) / f"{session.key}.txt"
     return str(log) if error and log.is_file() else None
+
+
+_ATLASES = {}
+
+
+def _atlas(spec, template):
+    """The atlas of ``--atlas`` on the template grid (``group.atlas``), read once per grid."""
+    key = (spec, template.space, template.resolution)
+    if key not in _ATLASES:
+        _ATLASES[key] = atlas_option(spec, template)
+    return _ATLASES[key]
 
 
 def _reference_masks(settings, session, template):
@@ -318,6 +338,7 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
         reference_colour=brain_figures.REFERENCE_COLOUR,
         display_threshold=brain_figures.DISPLAY_THRESHOLD,
         low_margin=LOW_MARGIN,
+        script=VIEWER_SCRIPT,
     )
     return path
 

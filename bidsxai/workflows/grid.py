@@ -1,9 +1,10 @@
 """The template grid (space and resolution) of a run that reads what earlier runs made.
 
 A bundle records the space, resolution and intensity normalisation its model reads, so
-``--model`` sets them; a run without a bundle that only reads outputs (``group``, ``--reports-only``) takes them from
-OUTPUT_DIR where it holds one grid only. An option given on the command line (or in
-``--config-file``) that says otherwise is refused, naming both, rather than silently replaced.
+``--model`` sets them; a run without a bundle that only reads outputs (``group``,
+``--reports-only``) takes the grid from OUTPUT_DIR where it holds one grid only. An option
+given on the command line (or in ``--config-file``) that says otherwise is refused, naming both,
+rather than silently replaced.
 """
 
 import dataclasses
