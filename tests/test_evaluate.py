@@ -241,6 +241,10 @@ def test_participant_level_evaluates_every_heatmap_against_the_ground_truth(
     assert {"sanity_abs_spearman", "sanity_hog", "sanity_evaluable"} <= set(table.columns)
     viewer = re.search(r'class="v-data">(.*?)</script>', (out / "sub-02.html").read_text())
     assert "lesion" in json.loads(viewer.group(1))["masks"]  # its outline in the report's viewer
+    assert (
+        'aria-label="AUROC against lesion of each method beside the baselines'
+        in (out / "sub-02.html").read_text()
+    )
     sidecar = json.loads((out / "sub-02" / "anat" / "sub-02_evaluation.json").read_text())
     (randomised,) = sidecar["Randomisation"].values()  # the predicted class's curves
     steps = len(randomised["Cascade"]["RandomisedLayers"])
@@ -461,6 +465,7 @@ def test_group_level_compares_the_methods_from_the_subjects_evaluations(pipeline
     assert (table[table["method"].isin(group)]["n"] == 3).all()
     report = (out / "group.html").read_text()
     assert "Which method can be trusted most?" in report and "voxel-inverting curves" in report
+    assert "AUROC against lesion of each method beside the baselines and controls" in report
 
 
 def test_no_evaluation_file_when_nothing_could_be_evaluated(pipeline):

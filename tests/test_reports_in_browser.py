@@ -6,6 +6,7 @@ import gzip
 import os
 from pathlib import Path
 
+import pytest
 from browser import evaluate, view
 from conftest import RES, run_cli
 
@@ -109,3 +110,30 @@ def test_the_group_mosaic_shows_every_subject_and_links_to_the_strip_plots(pipel
         if json.loads(sidecar.read_text())["PredictedClass"] != group:
             wrong.add(subject)
     assert set(facts["wrong"]) == wrong
+
+
+def test_a_method_is_drawn_beside_the_baselines_and_controls():
+    """The trust charts: methods first, then baselines, then controls, each in its colour, with
+    the dashed line at the best model-free baseline (0.9 here, not the control's 0.95)."""
+    import re
+
+    from bidsxai.reports.svg import KINDS, localisation_label, score_dots
+
+    rows = [
+        ("control-otherclass-gradcam", 0.95, None, None),
+        ("baseline-FLAIR", 0.9, 0.8, 1.0),
+        ("gradcam", 0.6, 0.5, 0.7),
+        ("baseline-random", 0.5, None, None),
+        ("saliency", float("nan"), None, None),  # not measured: left out
+    ]
+    chart = str(score_dots(rows, "AUROC against lesion"))
+    names = re.findall(r'<text x="202" y="[\d.]+" text-anchor="end" [^>]*>([^<]+)<', chart)
+    assert names == ["gradcam", "baseline-FLAIR", "baseline-random", "control-otherclass-gradcam"]
+    left, right = 210, 560 - 16
+    dashed = float(re.search(r'<line x1="([\d.]+)"[^>]*stroke-dasharray', chart).group(1))
+    assert dashed == pytest.approx(left + 0.9 * (right - left), abs=0.1)
+    assert chart.count(f'fill="{KINDS["baseline"][0]}"') == 4  # two names, two dots
+    assert localisation_label("auroc_lesion") == "AUROC against lesion"
+    assert localisation_label("pointing_distractor") == "pointing game against distractor"
+    assert localisation_label("auroc_margin_lesion") is None
+    assert localisation_label("mass_inside_lesion") is None

@@ -158,6 +158,21 @@ def _comparison(context):
         "statements": statements,
         "pairs": pairs,
         "figure": figures.inverting_curves(curves) if curves else None,
+        "beside": [
+            {
+                "label": label,
+                "figure": svg.score_dots(
+                    [
+                        (r["method"], r[m], r[f"{m}_low"], r[f"{m}_high"])
+                        for r in table.to_dict("records")
+                    ],
+                    label,
+                ),
+            }
+            for m in measures
+            for label in [svg.localisation_label(m)]
+            if label
+        ],
     }
 
 

@@ -1,6 +1,7 @@
-"""The whole cohort at a glance in the group report: for one method and class, one axial thumbnail
-per subject (its first session's max-normalised map over the template), ordered by group, with
-the subjects the model misclassified marked; each thumbnail opens its subject's report.
+"""The whole cohort at a glance in the group report: for one method and class, one thumbnail per
+subject (its first session's max-normalised map over the template in the sagittal, coronal and
+axial planes through the brain's centre), ordered by group, with the subjects the model
+misclassified marked; each thumbnail opens its subject's report.
 
 Thumbnails are coloured with numpy and written as small PNGs, not drawn as figures, so a cohort
 of hundreds costs seconds; like every part of the group report they are made from files on disk.
@@ -21,34 +22,47 @@ from bidsxai.reports.brain_figures import fading_inferno
 SCALE = 3  # pixels per voxel: a 6 mm map stays legible, a 2 mm one stays small
 
 
-def axial_slice(template):
-    """The axial slice through the brain's centre, as (index, its z in mm)."""
-    z = int(np.round(np.nonzero(template.brain_mask)[2].mean()))
-    return z, float((template.affine @ [0, 0, z, 1])[2])
+def brain_centre(template):
+    """The voxel at the brain's centre, and its coordinates in mm."""
+    centre = np.round(np.argwhere(template.brain_mask).mean(0)).astype(int)
+    return tuple(int(i) for i in centre), [float(v) for v in (template.affine @ [*centre, 1])[:3]]
 
 
-def thumbnail(values, grey, z):
-    """A PNG data URI of one axial slice: the map clipped to [0, 1] in the reports' fading inferno
-    over ``grey`` (the template's T1w slice as RGB); anterior up, the subject's left on the left,
+def _planes(volume, centre):
+    """The sagittal, coronal and axial slices of ``volume`` through ``centre``, each turned so that
+    rows run from superior (or anterior) down and columns from the subject's left (or posterior),
     as in the other figures."""
-    colours = fading_inferno()(values[:, :, z].clip(0, 1))
-    alpha = colours[..., 3:4]
-    rgb = (1 - alpha) * grey + alpha * colours[..., :3]
-    rgb = np.rot90(rgb)  # x, y -> rows top to bottom = anterior to posterior
-    rgb = np.kron(rgb, np.ones((SCALE, SCALE, 1)))
+    x, y, z = centre
+    return [np.rot90(volume[x]), np.rot90(volume[:, y]), np.rot90(volume[:, :, z])]
+
+
+def thumbnail(values, template, centre):
+    """A PNG data URI of the three planes side by side: the map clipped to [0, 1] in the reports'
+    fading inferno over the template's T1w."""
+    tiles = []
+    for grey, heat in zip(_planes(template.t1w, centre), _planes(values, centre)):
+        colours = fading_inferno()(heat.clip(0, 1))
+        alpha = colours[..., 3:4]
+        tiles.append((1 - alpha) * grey.clip(0, 1)[..., None] + alpha * colours[..., :3])
+    height = max(t.shape[0] for t in tiles)
+    gap = np.zeros((height, 1, 3))
+    row = []
+    for tile in tiles:
+        pad = np.zeros((height - tile.shape[0], tile.shape[1], 3))
+        row += [np.concatenate([pad, tile]), gap]
+    rgb = np.kron(np.concatenate(row[:-1], axis=1), np.ones((SCALE, SCALE, 1)))
     buffer = io.BytesIO()
     plt.imsave(buffer, rgb.clip(0, 1), format="png")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def cohort_mosaic(rows, groups, template):
-    """{"z_mm": the slice's height, "groups": [{group, thumbnails: [{subject, uri, predicted,
-    misclassified}]}]} for the heatmap files
+    """{"centre_mm": the planes' crossing point, "groups": [{group, thumbnails: [{subject, uri,
+    predicted, misclassified}]}]} for the heatmap files
     ``rows`` (subject, path) of one method and class, with each subject's group from ``groups``
     ({subject: group}); a subject is misclassified where its sidecar's predicted class is another
     of the groups (a map without a sidecar has no prediction)."""
-    z, z_mm = axial_slice(template)
-    grey = np.repeat(template.t1w[:, :, z, None].clip(0, 1), 3, axis=-1)
+    centre, centre_mm = brain_centre(template)
     names = set(groups.values())
     by_group = {}
     for subject, path in sorted(rows):
@@ -60,10 +74,13 @@ def cohort_mosaic(rows, groups, template):
         by_group.setdefault(groups[subject], []).append(
             {
                 "subject": subject,
-                "uri": thumbnail(values, grey, z),
+                "uri": thumbnail(values, template, centre),
                 "predicted": predicted,
                 "misclassified": predicted in names and predicted != groups[subject],
             }
         )
     ordered = sorted(by_group, key=str)
-    return {"z_mm": z_mm, "groups": [{"group": g, "thumbnails": by_group[g]} for g in ordered]}
+    return {
+        "centre_mm": centre_mm,
+        "groups": [{"group": g, "thumbnails": by_group[g]} for g in ordered],
+    }

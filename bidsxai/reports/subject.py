@@ -30,7 +30,7 @@ from bidsxai.outputs import (
     subject_report_path,
 )
 from bidsxai.qc_ratings import COLUMNS, RATINGS
-from bidsxai.reports import brain_figures, figures
+from bidsxai.reports import brain_figures, figures, svg
 from bidsxai.reports.render import methods_text, methods_views, render_report
 from bidsxai.reports.sections import METHODS, Section
 from bidsxai.reports.viewer import VIEWER_SCRIPT, viewer_data
@@ -413,7 +413,23 @@ def _evaluation(out, session, prediction):
         "notes": column_notes(list(table.columns)),
         "rows": table.round(3).astype(object).where(table.notna(), "").values.tolist(),
         "figures": figures_by_method,
+        "beside": _beside_baselines(table, prediction["predicted"]),
     }
+
+
+def _beside_baselines(table, target):
+    """For each localisation AUROC and pointing game of the class ``target``: every method, every
+    model-free baseline and every control on one axis (``svg.score_dots``)."""
+    rows = table[table["target"].astype(str) == str(target)]
+    charts = []
+    for column in table.columns:
+        label = svg.localisation_label(column)
+        if label is None:
+            continue
+        points = [(m, float(v), None, None) for m, v in zip(rows["method"], rows[column])]
+        if any(v == v for _, v, _, _ in points):
+            charts.append({"label": label, "figure": svg.score_dots(points, label)})
+    return charts
 
 
 def _model_meta(settings, model_meta, sessions):
