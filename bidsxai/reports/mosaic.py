@@ -19,7 +19,7 @@ from bidsxai.explain.quantify import max_normalise
 from bidsxai.outputs import sidecar_path
 from bidsxai.reports.brain_figures import fading_inferno
 
-SCALE = 3  # pixels per voxel: a 6 mm map stays legible, a 2 mm one stays small
+SHOWN_PX = 96  # a thumbnail's height on screen (style.css); drawn at twice that, for sharpness
 
 
 def brain_centre(template):
@@ -28,19 +28,23 @@ def brain_centre(template):
     return tuple(int(i) for i in centre), [float(v) for v in (template.affine @ [*centre, 1])[:3]]
 
 
-def _planes(volume, centre):
-    """The sagittal, coronal and axial slices of ``volume`` through ``centre``, each turned so that
-    rows run from superior (or anterior) down and columns from the subject's left (or posterior),
-    as in the other figures."""
+def _planes(volume, centre, box):
+    """The sagittal, coronal and axial slices of ``volume`` through ``centre``, cut to the brain's
+    bounding ``box`` and turned so that rows run from superior (or anterior) down and columns from
+    the subject's left (or posterior), as in the other figures."""
     x, y, z = centre
-    return [np.rot90(volume[x]), np.rot90(volume[:, y]), np.rot90(volume[:, :, z])]
+    inside = volume[box]
+    x, y, z = x - box[0].start, y - box[1].start, z - box[2].start
+    return [np.rot90(inside[x]), np.rot90(inside[:, y]), np.rot90(inside[:, :, z])]
 
 
 def thumbnail(values, template, centre):
     """A PNG data URI of the three planes side by side: the map clipped to [0, 1] in the reports'
     fading inferno over the template's T1w."""
+    corners = np.argwhere(template.brain_mask)
+    box = tuple(slice(a, b + 1) for a, b in zip(corners.min(0), corners.max(0)))
     tiles = []
-    for grey, heat in zip(_planes(template.t1w, centre), _planes(values, centre)):
+    for grey, heat in zip(_planes(template.t1w, centre, box), _planes(values, centre, box)):
         colours = fading_inferno()(heat.clip(0, 1))
         alpha = colours[..., 3:4]
         tiles.append((1 - alpha) * grey.clip(0, 1)[..., None] + alpha * colours[..., :3])
@@ -50,7 +54,8 @@ def thumbnail(values, template, centre):
     for tile in tiles:
         pad = np.zeros((height - tile.shape[0], tile.shape[1], 3))
         row += [np.concatenate([pad, tile]), gap]
-    rgb = np.kron(np.concatenate(row[:-1], axis=1), np.ones((SCALE, SCALE, 1)))
+    scale = max(1, round(2 * SHOWN_PX / height))  # pixels per voxel
+    rgb = np.kron(np.concatenate(row[:-1], axis=1), np.ones((scale, scale, 1)))
     buffer = io.BytesIO()
     plt.imsave(buffer, rgb.clip(0, 1), format="png")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
