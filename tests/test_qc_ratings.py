@@ -87,3 +87,27 @@ def test_a_rating_made_in_the_report_leaves_the_session_out(pipeline, cohort, tm
     assert "sub-01" not in meta["assignments"][0]
     assert run_cli(cohort, out, "group", "--skip-bids-validation", "--n-perm", 20) == 0
     assert not (out / "group" / "qc_excluded.tsv").exists()  # a run without ratings keeps none
+
+
+def test_a_rating_made_under_a_mosaic_thumbnail_is_the_tsv_group_reads(pipeline, tmp_path):
+    """In the group report a subject is rated under any of its thumbnails; its thumbnails in the
+    other sections follow, and the download is the qc-ratings.tsv that --exclude-file reads."""
+    (tmp_path / "downloads").mkdir()
+    script = """
+      var boxes = document.querySelectorAll('.thumb-box[data-qc-participant="sub-02"]');
+      boxes[0].querySelector('select').value = 'fail';
+      boxes[0].querySelector('select').dispatchEvent(new Event('change', {bubbles: true}));
+      boxes[0].querySelector('input').value = 'ghosting';
+      boxes[0].querySelector('input').dispatchEvent(new Event('input', {bubbles: true}));
+      var last = boxes[boxes.length - 1];
+      document.getElementById('qc-rater').value = last.querySelector('select').value + '-' +
+        last.querySelector('input').value + '-' + boxes.length;
+      document.getElementById('qc-download').click();
+    """
+    ratings = download_after(pipeline["out"] / "group.html", script, tmp_path / "downloads")
+    assert ratings.name == "qc-ratings.tsv"
+    header, row = (line.split("\t") for line in ratings.read_text().splitlines())
+    assert header == list(COLUMNS)
+    assert row[:4] == ["sub-02", "n/a", "fail", "ghosting"]
+    assert row[4] == "fail-ghosting-3"  # the same subject's other two thumbnails followed
+    assert list(failed_sessions([ratings])) == ["sub-02"]

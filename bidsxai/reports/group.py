@@ -17,10 +17,11 @@ from bidsxai.outputs import (
     group_statmap_path,
     group_table_path,
 )
+from bidsxai.qc_ratings import COLUMNS, RATINGS
 from bidsxai.reports import brain_figures, figures, svg
 from bidsxai.reports.kept_figures import kept_views
 from bidsxai.reports.mosaic import cohort_mosaic
-from bidsxai.reports.render import methods_text, methods_views, render_report
+from bidsxai.reports.render import methods_text, methods_views, page_script, render_report
 from bidsxai.reports.sections import METHODS, Section
 
 REPORTED_MEASURES = ("p95", "mass_above_half")  # the rest are in group/measures.tsv
@@ -113,6 +114,9 @@ def write_group_report(
         model=model,
         external=_is_external(out_dir, model),
         qc_excluded=_records(tables["qc_excluded"]),
+        qc_columns=list(COLUMNS),
+        ratings=RATINGS,
+        scripts=[page_script("qc_ratings.js")],
     )
 
 
@@ -287,7 +291,10 @@ def _mosaic(context, key):
         & heatmaps["first"]
     ]
     groups = dict(zip(measures["subject"], measures["group"]))
-    rows = [(f"sub-{s}", p) for s, p in zip(chosen["subject"], chosen["path"])]
+    rows = [
+        (f"sub-{s}", f"ses-{ses}" if isinstance(ses, str) and ses else "n/a", p)
+        for s, ses, p in zip(chosen["subject"], chosen["session"], chosen["path"])
+    ]
     template = context["template"]
     path = group_mosaic_path(context["out_dir"] / "group", **key, space=template.space)
     return kept_views(path, lambda: cohort_mosaic(rows, groups, template), context["reuse_figures"])

@@ -62,15 +62,15 @@ def thumbnail(values, template, centre):
 
 
 def cohort_mosaic(rows, groups, template):
-    """{"centre_mm": the planes' crossing point, "groups": [{group, thumbnails: [{subject, uri,
-    predicted, misclassified}]}]} for the heatmap files
-    ``rows`` (subject, path) of one method and class, with each subject's group from ``groups``
-    ({subject: group}); a subject is misclassified where its sidecar's predicted class is another
-    of the groups (a map without a sidecar has no prediction)."""
+    """{"centre_mm": the planes' crossing point, "groups": [{group, thumbnails: [{subject, session,
+    uri, predicted, misclassified}]}]} for the heatmap files ``rows`` (subject, session label or
+    "n/a", path) of one method and class, with each subject's group from ``groups`` ({subject:
+    group}); a subject is misclassified where its sidecar's predicted class is another of the
+    groups (a map without a sidecar has no prediction)."""
     centre, centre_mm = brain_centre(template)
     names = set(groups.values())
     by_group = {}
-    for subject, path in sorted(rows):
+    for subject, session, path in sorted(rows):
         if subject not in groups:
             continue
         values = max_normalise(np.asarray(nib.load(str(path)).dataobj, float), template.brain_mask)
@@ -79,6 +79,7 @@ def cohort_mosaic(rows, groups, template):
         by_group.setdefault(groups[subject], []).append(
             {
                 "subject": subject,
+                "session": session,
                 "uri": thumbnail(values, template, centre),
                 "predicted": predicted,
                 "misclassified": predicted in names and predicted != groups[subject],

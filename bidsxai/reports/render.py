@@ -68,11 +68,18 @@ def references_bib():
     )
 
 
-def render_report(path, sections, context, *, title, heading, header, warning=None, **variables):
-    """Write one self-contained HTML report (CSS inlined, figures as data URIs): the page
-    template draws ``sections`` (``reports.sections``) in order, each built from ``context``;
-    ``header`` is the template part of the header line (or None), ``warning`` a (label, text) shown
-    above every section; ``variables`` are seen by every part."""
+def page_script(name):
+    """The text of a script in ``resources/reports`` (e.g. ``qc_ratings.js``), for ``scripts``."""
+    return resources.files("bidsxai.resources.reports").joinpath(name).read_text("utf-8")
+
+
+def render_report(
+    path, sections, context, *, title, heading, header, warning=None, scripts=(), **variables
+):
+    """Write one self-contained HTML report (CSS and ``scripts`` inlined, figures as data URIs):
+    the page template draws ``sections`` (``reports.sections``) in order, each built from
+    ``context``; ``header`` is the template part of the header line (or None), ``warning`` a
+    (label, text) shown above every section; ``variables`` are seen by every part."""
     from bidsxai.reports.sections import assemble
 
     env = _environment("bidsxai.resources.reports")
@@ -86,6 +93,7 @@ def render_report(path, sections, context, *, title, heading, header, warning=No
         header=header,
         warning=warning,
         sections=assemble(sections, context),
+        scripts=list(scripts),
         **variables,
     )
     write_text(path, html)

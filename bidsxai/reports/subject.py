@@ -31,9 +31,9 @@ from bidsxai.outputs import (
 )
 from bidsxai.qc_ratings import COLUMNS, RATINGS
 from bidsxai.reports import brain_figures, figures, svg
-from bidsxai.reports.render import methods_text, methods_views, render_report
+from bidsxai.reports.render import methods_text, methods_views, page_script, render_report
 from bidsxai.reports.sections import METHODS, Section
-from bidsxai.reports.viewer import VIEWER_SCRIPT, viewer_data
+from bidsxai.reports.viewer import viewer_data
 from bidsxai.template import load_template
 from bidsxai.template_files import templateflow_home
 from bidsxai.training.targets import known_classes
@@ -338,7 +338,7 @@ def write_subject_report(item, settings, participants, model_meta, errors=None):
         reference_colour=brain_figures.REFERENCE_COLOUR,
         display_threshold=brain_figures.DISPLAY_THRESHOLD,
         low_margin=LOW_MARGIN,
-        script=VIEWER_SCRIPT,
+        scripts=[page_script("subject/viewer.js"), page_script("qc_ratings.js")],
     )
     return path
 

@@ -11,16 +11,12 @@ base64; the browser inflates it with ``DecompressionStream``. At 2 mm a contrast
 
 import base64
 import zlib
-from importlib import resources
 
 import numpy as np
 
 from bidsxai.reports.brain_figures import fading_inferno
 
 SCREEN_PX = 240  # the longest side of each plane on screen
-VIEWER_SCRIPT = (
-    resources.files("bidsxai.resources.reports").joinpath("subject", "viewer.js").read_text("utf-8")
-)
 
 
 def _packed(volume, dtype=np.uint8):
