@@ -20,8 +20,8 @@ from bidsxai import __version__
 from bidsxai.atomic import write_text
 from bidsxai.errors import UsageError
 from bidsxai.memory import SESSION_MEMORY_GB, slurm_memory_gb
+from bidsxai.normalisations import METHODS as NORMALISATIONS
 from bidsxai.outputs import crash_dir, settings_log_path
-from bidsxai.preprocess.normalise import METHODS as NORMALISATIONS
 from bidsxai.template_files import DEFAULT_SPACE, check_space_name
 
 # The stages whose options travel together (``Settings.stage``): each is a section of options.

@@ -92,6 +92,18 @@ def _views(path, tmp_path):
     return views
 
 
+def _mosaic(path, tmp_path):
+    """A kept cohort mosaic: read back as the report reads it, a PNG per subject."""
+    from bidsxai.reports.kept_figures import kept_views
+
+    mosaic = kept_views(path, lambda: pytest.fail(f"{path} was not read"), reuse=True)
+    thumbnails = [t for g in mosaic["groups"] for t in g["thumbnails"]]
+    assert len(mosaic["centre_mm"]) == 3 and thumbnails, path
+    assert all(t["uri"].startswith("data:image/png;base64,") for t in thumbnails), path
+    assert all(t["subject"].startswith("sub-") and t["session"] for t in thumbnails), path
+    return mosaic
+
+
 # filename pattern (relative to OUTPUT_DIR) -> its reader; the first match owns the file.
 READERS = {
     r"dataset_description\.json": _keys("Name", "BIDSVersion", "DatasetType", "GeneratedBy"),
@@ -99,6 +111,7 @@ READERS = {
     r"group/[a-z_]+\.tsv": _group_table,
     r"group/[^/]+_statmap\.json": _keys("Test", "Statistic", "Correction", "SpatialReference"),
     r"group/figures/[^/]+_views\.json": _views,
+    r"group/figures/[^/]+_mosaic\.json": _mosaic,
     rf"{SESSION}_desc-layers_[^/]*_heatmap\.json": _exact_json(LayerIterationSidecar),
     rf"{SESSION}_heatmap\.json": _exact_json(HeatmapSidecar),
     rf"{SESSION}_measures\.tsv": _measures,

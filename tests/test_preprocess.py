@@ -7,9 +7,10 @@ from conftest import RES
 
 from bidsxai.errors import NoInputError
 from bidsxai.evaluate.registration import registration_error_mm
+from bidsxai.normalisations import input_bounds, inverting_centre, scaled_input
 from bidsxai.outputs import preproc_path
 from bidsxai.preprocess.conform import load_volume
-from bidsxai.preprocess.normalise import input_bounds, inverting_centre, normalise, scaled_input
+from bidsxai.preprocess.normalise import normalise
 from bidsxai.template import load_template
 from bidsxai.template_files import DEFAULT_SPACE as SPACE
 

@@ -23,7 +23,7 @@ from bidsxai.evaluate.localisation import on_footing, template_localisation_row
 from bidsxai.evaluate.randomisation import DEAD_FRACTION, SANITY_THRESHOLD, curve, verdict
 from bidsxai.explain import CAM_FAMILY, explain
 from bidsxai.group.atlas import atlas_option
-from bidsxai.preprocess.normalise import inverting_centre
+from bidsxai.normalisations import inverting_centre
 from bidsxai.template import load_template
 from bidsxai.training.dataset import crop, uncrop
 

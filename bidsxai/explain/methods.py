@@ -18,7 +18,7 @@ from bidsxai.explain.hirescam import hirescam_from
 from bidsxai.explain.layercam import layercam_from
 from bidsxai.explain.lrp import lrp
 from bidsxai.explain.perturbation import fit_mask, perturbation
-from bidsxai.preprocess.normalise import input_bounds
+from bidsxai.normalisations import input_bounds
 
 # The arguments every input method receives positionally, not parameters a user sets.
 _CALL_ARGUMENTS = {"model", "x", "targets", "activation", "gradient", "class_weights"}

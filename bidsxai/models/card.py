@@ -4,7 +4,7 @@ reader needs to judge it (Mitchell et al. 2019; the fields MONAI's bundle metada
 bidsxai feeds a model exactly what its card says: the preprocessed contrasts (and tissue maps) in
 the card's order, on the card's template grid, cut to its crop, with the normalisation the
 participant level wrote (percentile, z-score, min-max, taken to the card's ``intensity_range``
-where it gives one, or none; ``preprocess.normalise``). Every field is checked when the card is
+where it gives one, or none; ``bidsxai.normalisations``). Every field is checked when the card is
 read; a missing or wrong one is one line naming it (exit 64), so a model is never fed the wrong
 image in silence.
 
@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 from bidsxai.bids import CONTRAST_KEYS
 from bidsxai.errors import NoInputError, UsageError
+from bidsxai.normalisations import METHODS as NORMALISATIONS
 from bidsxai.outputs import TISSUE_INPUTS
-from bidsxai.preprocess.normalise import METHODS as NORMALISATIONS
 
 OUTPUT_KINDS = {
     "logits": "one unnormalised score per class (softmax gives the probabilities)",

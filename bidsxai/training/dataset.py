@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from bidsxai.errors import NoInputError
+from bidsxai.normalisations import scaled_input
 from bidsxai.outputs import TISSUE_INPUTS, model_input_path, session_key
-from bidsxai.preprocess.normalise import scaled_input
 
 
 def brain_crop(mask, margin=2):

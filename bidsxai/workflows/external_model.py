@@ -11,8 +11,8 @@ import torch
 
 from bidsxai.errors import UsageError
 from bidsxai.explain import CAM_FAMILY
+from bidsxai.normalisations import input_bounds
 from bidsxai.outputs import model_input_path, sidecar_path
-from bidsxai.preprocess.normalise import input_bounds
 from bidsxai.training.dataset import load_inputs
 
 
