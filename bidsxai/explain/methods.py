@@ -80,7 +80,7 @@ class Method:
 
 
 def _lrp_bounds(params, spec, x):
-    """z-beta's bounds are the range the input can take (``preprocess.normalise.input_bounds``):
+    """z-beta's bounds are the range the input can take (``normalisations.input_bounds``):
     [0, 1] after percentile normalisation, the card's range after min-max, the input's own
     minimum and maximum after z-scoring or none."""
     if spec.get("normalisation") in (None, "percentile"):

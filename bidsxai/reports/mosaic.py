@@ -22,10 +22,13 @@ from bidsxai.reports.brain_figures import fading_inferno
 SHOWN_PX = 96  # a thumbnail's height on screen (style.css); drawn at twice that, for sharpness
 
 
-def brain_centre(template):
-    """The voxel at the brain's centre, and its coordinates in mm."""
-    centre = np.round(np.argwhere(template.brain_mask).mean(0)).astype(int)
-    return tuple(int(i) for i in centre), [float(v) for v in (template.affine @ [*centre, 1])[:3]]
+def brain_frame(template):
+    """The voxel at the brain's centre, its coordinates in mm, and the brain's bounding box."""
+    voxels = np.argwhere(template.brain_mask)
+    centre = np.round(voxels.mean(0)).astype(int)
+    box = tuple(slice(a, b + 1) for a, b in zip(voxels.min(0), voxels.max(0)))
+    mm = [float(v) for v in (template.affine @ [*centre, 1])[:3]]
+    return tuple(int(i) for i in centre), mm, box
 
 
 def _planes(volume, centre, box):
@@ -38,14 +41,13 @@ def _planes(volume, centre, box):
     return [np.rot90(inside[x]), np.rot90(inside[:, y]), np.rot90(inside[:, :, z])]
 
 
-def thumbnail(values, template, centre):
-    """A PNG data URI of the three planes side by side: the map clipped to [0, 1] in the reports'
-    fading inferno over the template's T1w."""
-    corners = np.argwhere(template.brain_mask)
-    box = tuple(slice(a, b + 1) for a, b in zip(corners.min(0), corners.max(0)))
+def thumbnail(values, template, centre, box):
+    """A PNG data URI of the three planes through ``centre`` within ``box`` side by side: the map
+    clipped to [0, 1] in the reports' fading inferno over the template's T1w."""
+    colourmap = fading_inferno()
     tiles = []
     for grey, heat in zip(_planes(template.t1w, centre, box), _planes(values, centre, box)):
-        colours = fading_inferno()(heat.clip(0, 1))
+        colours = colourmap(heat.clip(0, 1))
         alpha = colours[..., 3:4]
         tiles.append((1 - alpha) * grey.clip(0, 1)[..., None] + alpha * colours[..., :3])
     height = max(t.shape[0] for t in tiles)
@@ -67,7 +69,7 @@ def cohort_mosaic(rows, groups, template):
     "n/a", path) of one method and class, with each subject's group from ``groups`` ({subject:
     group}); a subject is misclassified where its sidecar's predicted class is another of the
     groups (a map without a sidecar has no prediction)."""
-    centre, centre_mm = brain_centre(template)
+    centre, centre_mm, box = brain_frame(template)
     names = set(groups.values())
     by_group = {}
     for subject, session, path in sorted(rows):
@@ -80,7 +82,7 @@ def cohort_mosaic(rows, groups, template):
             {
                 "subject": subject,
                 "session": session,
-                "uri": thumbnail(values, template, centre),
+                "uri": thumbnail(values, template, centre, box),
                 "predicted": predicted,
                 "misclassified": predicted in names and predicted != groups[subject],
             }

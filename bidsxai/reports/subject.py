@@ -92,8 +92,8 @@ def session_view(settings, session, chosen, error=None):
     measures = measures_path(out, session.subject, session.session)
     atlas = _atlas(settings.atlas, template)
     images = dict(sorted(images.items(), key=lambda item: item[0] != "T1w"))  # T1w first
-    view["viewer"] = viewer_data(images, {}, {}, template, atlas)
     if not measures.is_file() or gated:
+        view["viewer"] = viewer_data(images, {}, {}, template, atlas)
         return view
     references = _reference_masks(settings, session, template)
     maps = {}

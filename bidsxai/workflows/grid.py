@@ -12,22 +12,23 @@ import dataclasses
 from bidsxai.errors import UsageError
 from bidsxai.outputs import output_grids
 
-GRID_OPTIONS = (("output_space", "--output-spaces"), ("resolution", "--resolution"))
+# What a bundle or the outputs fix, in the order of a grid tuple (the outputs give the first two).
+GRID_OPTIONS = (
+    ("output_space", "--output-spaces"),
+    ("resolution", "--resolution"),
+    ("normalisation", "--normalisation"),
+)
 
 
 def run_grid(settings, given, meta=None):
     """``settings`` on the grid of the bundle ``meta`` (read by the caller; None without
     ``--model``), or of the outputs; ``given`` names the Settings fields the user set."""
     if meta is not None and settings.level != "train":
-        grid = (meta["input"]["space"], float(meta["input"]["resolution"]))
-        source = f"--model {settings.model}, trained on"
-        normalisation = meta["input"].get("normalisation", settings.normalisation)
-        if "normalisation" in given and settings.normalisation != normalisation:
-            raise UsageError(
-                f"--normalisation {settings.normalisation} contradicts --model {settings.model}, "
-                f"which reads {normalisation} images"
-            )
-        settings = dataclasses.replace(settings, normalisation=normalisation)
+        spec = meta["input"]
+        grid = (spec["space"], float(spec["resolution"]))
+        source = f"--model {settings.model}, which reads"
+        if "normalisation" in spec:
+            grid += (spec["normalisation"],)
     elif settings.level == "group" or settings.reports_only:
         grids = output_grids(settings.output_dir)
         if len(grids) != 1:
@@ -36,10 +37,10 @@ def run_grid(settings, given, meta=None):
         source = f"the outputs in {settings.output_dir}, which are on"
     else:
         return settings
-    found = dict(zip(("output_space", "resolution"), grid))
+    found = dict(zip((field for field, _ in GRID_OPTIONS), grid))
     for field, flag in GRID_OPTIONS:
         value = getattr(settings, field)
-        if field in given and value != found[field]:
+        if field in found and field in given and value != found[field]:
             raise UsageError(
                 f"{flag} {value:g} contradicts {source} {found[field]:g} mm"
                 if field == "resolution"
