@@ -3,6 +3,7 @@
 import json
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
@@ -90,7 +91,7 @@ def session_view(settings, session, chosen, error=None):
     # preprocessed images would be shown as if they were this one's.
     gated = gate is not None and not gate.passed and not settings.qc_override
     measures = measures_path(out, session.subject, session.session)
-    atlas = _atlas(settings.atlas, template)
+    atlas = _atlas(settings.atlas, template.space, template.resolution)
     images = dict(sorted(images.items(), key=lambda item: item[0] != "T1w"))  # T1w first
     if not measures.is_file() or gated:
         view["viewer"] = viewer_data(images, {}, {}, template, atlas)
@@ -205,15 +206,10 @@ def _crash_log(settings, session, error):
     return str(log) if error and log.is_file() else None
 
 
-_ATLASES = {}
-
-
-def _atlas(spec, template):
+@lru_cache(maxsize=2)
+def _atlas(spec, space, resolution):
     """The atlas of ``--atlas`` on the template grid (``group.atlas``), read once per grid."""
-    key = (spec, template.space, template.resolution)
-    if key not in _ATLASES:
-        _ATLASES[key] = atlas_option(spec, template)
-    return _ATLASES[key]
+    return atlas_option(spec, load_template(resolution, space))
 
 
 def _reference_masks(settings, session, template):
