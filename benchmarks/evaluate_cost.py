@@ -31,7 +31,7 @@ def timed(fn, repeats):
 def localisation_side_by_side(n_maps, repeats):
     import quantus
 
-    from bidsxai.evaluate import localisation
+    from bidsxai.evaluate.localisation import localisation
 
     rng = np.random.default_rng(0)
     a = rng.random((n_maps, 1, 224, 224)).astype(np.float32)
@@ -75,11 +75,13 @@ def imputation_side_by_side(repeats):
 
 
 def volume_costs(repeats):
-    from bidsxai.evaluate import faithfulness, localisation, randomisation
+    from bidsxai.evaluate.faithfulness import faithfulness
+    from bidsxai.evaluate.localisation import localisation
+    from bidsxai.evaluate.randomisation import randomisation
     from bidsxai.explain import explain
     from bidsxai.models.registry import get_architecture
     from bidsxai.template import load_template
-    from bidsxai.training.dataset import brain_crop, crop
+    from bidsxai.training.crop_box import brain_crop, crop
 
     template = load_template(2.0)
     box = brain_crop(template.brain_mask)

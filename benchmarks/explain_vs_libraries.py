@@ -31,7 +31,7 @@ def build(name, device, batch):
         from monai.networks.nets import DenseNet
 
         from bidsxai.template import load_template
-        from bidsxai.training.dataset import brain_crop
+        from bidsxai.training.crop_box import brain_crop
 
         shape = [hi - lo for lo, hi in brain_crop(load_template(2.0).brain_mask)]
         model = DenseNet(

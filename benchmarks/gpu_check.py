@@ -168,7 +168,7 @@ def check_max_t(voxels, subjects, perms, device):
 
 
 def check_tfce(resolution, subjects, perms, device):
-    from bidsxai.group import ttest
+    from bidsxai.group.ttest import ttest
     from bidsxai.template import load_template
 
     mask = load_template(resolution).brain_mask

@@ -137,7 +137,7 @@ def main():
     from monai.networks.nets import DenseNet121
 
     from bidsxai.template import load_template
-    from bidsxai.training.dataset import brain_crop
+    from bidsxai.training.crop_box import brain_crop
 
     global CROP
     CROP = [list(map(int, r)) for r in brain_crop(load_template(2.0).brain_mask)]

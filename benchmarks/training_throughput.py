@@ -23,7 +23,8 @@ from bidsxai.models.registry import get_architecture
 from bidsxai.template import load_template
 from bidsxai.training.augment import augmenter
 from bidsxai.training.cache import MappedArrays
-from bidsxai.training.dataset import VolumeDataset, brain_crop
+from bidsxai.training.crop_box import brain_crop
+from bidsxai.training.dataset import VolumeDataset
 from bidsxai.training.loop import TrainOptions, call, make_optimiser
 from bidsxai.training.slices import SliceDataset
 

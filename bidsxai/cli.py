@@ -30,10 +30,48 @@ from bidsxai.errors import (
 
 
 class _Parser(argparse.ArgumentParser):
+    """The generated parser. An option left unset is absent from the parsed namespace, so
+    ``Settings`` gives it its field's default; the options' help texts and shown defaults are
+    filled in only for ``--help`` (``complete``). Some are written from records that import
+    torch (the method table, the LRP defaults, the augmentation schemes), which a run that never
+    prints its help, such as ``group --reports-only``, should not wait for."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._deferred = []  # (action, field): the options whose help ``complete`` fills in
+
+    def complete(self):
+        """Fill in every deferred help text and default; returns the parser."""
+        from bidsxai.config import default_of, help_of
+
+        for action, f in self._deferred:
+            action.default = default_of(f)
+            action.help = _with_default(help_of(f), action.default)
+        self._deferred = []
+        return self
+
+    def format_help(self):
+        self.complete()
+        return super().format_help()
+
     def error(self, message):
         if message.startswith("argument analysis_level:"):  # the BIDS-Apps code for it
             raise UnknownLevelError(f"{message} (see bidsxai --help)")
         raise UsageError(f"{message} (see bidsxai --help)")
+
+
+class _ChoicesOf:
+    """An option's choices read from a record when first checked or shown, not when the parser
+    is built (argparse only tests membership and iterates)."""
+
+    def __init__(self, read):
+        self._read = read
+
+    def __contains__(self, value):
+        return value in self._read()
+
+    def __iter__(self):
+        return iter(self._read())
 
 
 class _ListArchitectures(argparse.Action):
@@ -67,7 +105,7 @@ def _with_default(text, default):
 def build_parser():
     """The parser generated from ``Settings``: every option's flags, type, default and help text
     come from its field."""
-    from bidsxai.config import SECTIONS, Settings, default_of, help_of
+    from bidsxai.config import SECTIONS, Settings
 
     p = _Parser(
         prog="bidsxai", description="Explain deep networks trained on brain MRI (BIDS-App)."
@@ -76,25 +114,23 @@ def build_parser():
     for f in fields(Settings):
         if f.metadata["section"] == "run":
             continue
-        meta, default = f.metadata, default_of(f)
+        meta = f.metadata
         kwargs = dict(meta["parser"])
-        if callable(kwargs.get("choices")):
-            kwargs["choices"] = kwargs["choices"]()
+        choices = kwargs.pop("choices", None)
         if meta["section"] == "positional":
-            p.add_argument(f.name, help=help_of(f), **kwargs)
+            p.add_argument(f.name, help=meta["help"], choices=choices, **kwargs)
             continue
         flags = meta["flags"] or ("--" + f.name.replace("_", "-"),)
         if f.name == "derivatives":
             kwargs["action"] = _KeyValues
-        elif default is False:
+        elif f.default is False:
             kwargs["action"] = "store_true"
-        groups[meta["section"]].add_argument(
-            *flags,
-            dest=f.name,
-            default=default,
-            help=_with_default(help_of(f), default),
-            **kwargs,
+        action = groups[meta["section"]].add_argument(
+            *flags, dest=f.name, default=argparse.SUPPRESS, **kwargs
         )
+        # Set after add_argument, which would otherwise read them to check the metavar.
+        action.choices = _ChoicesOf(choices) if callable(choices) else choices
+        p._deferred.append((action, f))
     p.add_argument(
         "--config-file",
         type=Path,
@@ -202,6 +238,8 @@ def check_options(settings):
             parse_threshold(spec)
         except ValueError as error:
             raise UsageError(f"{flag}: {error}") from None
+    if settings.reports_only:  # no model is built; the registry's modules import torch
+        return
     from bidsxai.models.registry import list_architectures
 
     known = [a.name for a in list_architectures()]
@@ -238,12 +276,14 @@ def run(settings, given=frozenset()):
     from bidsxai.config import available_cpus
     from bidsxai.outputs import run_log_path
     from bidsxai.threads import limit_threads
-    from bidsxai.workflows.device import pick_device
 
     settings = check_paths(settings)
     check_options(settings)
-    limit_threads(settings.omp_nthreads or available_cpus())
-    pick_device(settings.device)  # refuse a bad --device before any work
+    limit_threads(settings.omp_nthreads or available_cpus(), torch_pools=not settings.reports_only)
+    if not settings.reports_only:  # a report is written without torch, on no device
+        from bidsxai.workflows.device import pick_device
+
+        pick_device(settings.device)  # refuse a bad --device before any work
     from bidsxai.template_files import template_files
 
     template_files(settings.output_space)  # the space is there (seeded, fetched) or one line
@@ -352,7 +392,7 @@ def _run_level(settings, layout, sessions, filters):
             )
         return 0
     if settings.reports_only:
-        from bidsxai.workflows.group import report_group
+        from bidsxai.workflows.group_report import report_group
 
         report_group(settings)
         _say(settings, f"group report rewritten: {out / 'group.html'}")

@@ -222,10 +222,15 @@ def _augment_choices():
     return ("auto", *SCHEMES)
 
 
-def _lrp_default(name):
-    from bidsxai.explain.methods import METHODS
+def _lrp_help(text, parameter):
+    """An LRP option's help: unset, it is the ``lrp`` function's own default, shown here."""
 
-    return METHODS["lrp"].defaults[name]
+    def write():
+        from bidsxai.explain.methods import METHODS
+
+        return f"{text} (default {METHODS['lrp'].defaults[parameter]})"
+
+    return write
 
 
 @dataclass
@@ -441,28 +446,35 @@ class Settings:
         section="explanation",
         help="classes to explain: predicted, all, or comma-separated class names",
     )
-    lrp_composite: str = option(
+    # The LRP options left unset (None) take the lrp function's defaults (Method.parameters).
+    lrp_composite: str | None = option(
         section="explanation",
-        factory=lambda: _lrp_default("composite"),
         type=_lrp_composite,
         choices=_lrp_choices,
-        help="LRP rules by layer: zbeta-alphabeta-epsilon (z-beta on input layers, alpha1-beta0 on "
-        "convolutions, epsilon on dense layers; Lu et al. 2023), or one rule everywhere "
-        "(epsilon, alpha1beta0, alpha2beta1; gamma with epsilon on dense layers)",
+        help=_lrp_help(
+            "LRP rules by layer: zbeta-alphabeta-epsilon (z-beta on input layers, alpha1-beta0 "
+            "on convolutions, epsilon on dense layers; Lu et al. 2023), or one rule everywhere "
+            "(epsilon, alpha1beta0, alpha2beta1; gamma with epsilon on dense layers)",
+            "composite",
+        ),
     )
-    lrp_start: str = option(
+    lrp_start: str | None = option(
         section="explanation",
-        factory=lambda: _lrp_default("start"),
         choices=("logit", "attention"),
-        help="start LRP from the class logit or, for gated-attention models, from the attention "
-        "weights (Lu et al. 2023)",
+        help=_lrp_help(
+            "start LRP from the class logit or, for gated-attention models, from the attention "
+            "weights (Lu et al. 2023)",
+            "start",
+        ),
     )
-    lrp_map: str = option(
+    lrp_map: str | None = option(
         section="explanation",
-        factory=lambda: _lrp_default("channels"),
         choices=("sum", "combined"),
-        help="LRP map: relevance summed over contrasts, or the combined map, the sum of "
-        "relevance x image (Lu et al. 2023, eq. 8)",
+        help=_lrp_help(
+            "LRP map: relevance summed over contrasts, or the combined map, the sum of "
+            "relevance x image (Lu et al. 2023, eq. 8)",
+            "channels",
+        ),
     )
     evaluate: list = option(
         section="explanation",

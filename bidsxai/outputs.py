@@ -393,6 +393,12 @@ def templateflow_path(home, space, res, kind):
     return templateflow_folder(home, space) / f"tpl-{space}_res-{res}_{kind}.nii.gz"
 
 
+def template_cache_path(cache_dir, space, resolution, digest):
+    """A template resampled to ``resolution``, kept in ``cache_dir`` under the ``digest`` of
+    what it was computed from (``template``)."""
+    return Path(cache_dir) / f"tpl-{space}_res-{resolution_label(resolution)}_{digest}.npz"
+
+
 # Group level.
 
 

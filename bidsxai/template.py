@@ -4,16 +4,28 @@ The files come from the TemplateFlow home (``bidsxai.template_files``); the defa
 ``MNI152NLin2009aSym``, seeded from nilearn's copy, which equals its own left-right mirror image
 voxel for voxel about x = 0 (a test mirrors it), so it is the symmetric 2009a release.
 Images are resampled from the template's finest resolution to the requested isotropic one with
-the origin kept, so every ``res-<r>`` grid shares world coordinates with the finest one.
+the origin kept, so every ``res-<r>`` grid shares world coordinates with the finest one. The
+resampled grids are kept in ``$XDG_CACHE_HOME/bidsxai/templates`` (default ``~/.cache``), named
+by what they were computed from: the source files (path, size, time) and this module's code. The
+resampling takes a second or two at 2 mm, which every run would otherwise pay before its work,
+a report's rewrite included. Where that folder cannot be written, the grid is computed each time.
 """
 
+import hashlib
+import os
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from bidsxai.atomic import atomic_path
+from bidsxai.outputs import template_cache_path
 from bidsxai.template_files import DEFAULT_SPACE, template_files, templateflow_home
+
+_ARRAYS = ("t1w", "gm", "wm", "csf", "brain_mask")
 
 
 @dataclass(frozen=True)
@@ -70,14 +82,62 @@ def load_template(resolution=2.0, space=DEFAULT_SPACE):
     return _load_template(float(resolution), space, str(templateflow_home()))
 
 
+def template_cache_dir():
+    """Where resampled template grids are kept: ``$XDG_CACHE_HOME/bidsxai/templates``."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "bidsxai" / "templates"
+
+
+def _cache_path(resolution, space):
+    """The cache file of a grid, named by the space, the resolution and a digest of the source
+    files' paths, sizes and times and of this module's code: a changed source or a changed
+    resampling is a new file, never a stale one."""
+    files = template_files(space)
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for path in (files.t1w, files.gm, files.wm, files.brain_mask):
+        found = Path(path).resolve().stat()
+        digest.update(f"{Path(path).resolve()}|{found.st_size}|{found.st_mtime_ns}".encode())
+    return template_cache_path(template_cache_dir(), space, resolution, digest.hexdigest()[:16])
+
+
+def _cached(resolution, space, path):
+    try:
+        with np.load(path) as saved:
+            return Template(space, resolution, saved["affine"], *(saved[k] for k in _ARRAYS))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _keep(template, path):
+    try:
+        with atomic_path(path) as tmp:
+            arrays = {k: getattr(template, k) for k in _ARRAYS}
+            np.savez(tmp, affine=template.affine, **arrays)
+    except OSError:
+        pass  # an unwritable cache: the grid is computed again next time
+
+
 @lru_cache(maxsize=4)
 def _load_template(resolution, space, home):
-    res = resolution
-    if not res > 0:
+    if not resolution > 0:
         raise ValueError(f"resolution must be positive, got {resolution}")
+    path = _cache_path(resolution, space)
+    template = _cached(resolution, space, path) if path.is_file() else None
+    if template is None:
+        template = _resampled(resolution, space, home)
+        if resolution != _voxel_size(_template_finest(space, home)[0]):  # not a copy of a file
+            _keep(template, path)
+    return template
+
+
+def _voxel_size(affine):
+    return float(np.sqrt((affine[:3, :3] ** 2).sum(axis=0))[0])
+
+
+def _resampled(resolution, space, home):
+    res = resolution
     affine_fine, (t1, gm, wm, mask) = _template_finest(space, home)
-    zoom = float(np.sqrt((affine_fine[:3, :3] ** 2).sum(axis=0))[0])
-    factor = res / zoom
+    factor = res / _voxel_size(affine_fine)
     shape = tuple(int(np.ceil(n / factor)) for n in t1.shape)
     affine = affine_fine.copy()
     affine[:3, :3] = affine_fine[:3, :3] * factor

@@ -19,18 +19,22 @@ VARIABLES = (
 )
 
 
-def limit_threads(n):
-    """Cap this process, and the processes it starts, at ``n`` threads per pool."""
-    import torch
+def limit_threads(n, torch_pools=True):
+    """Cap this process, and the processes it starts, at ``n`` threads per pool. With
+    ``torch_pools=False`` torch is not imported to cap its pools (a run that never uses it, such
+    as a report's rewrite, does not wait for it); if it is loaded already, they are capped."""
     from threadpoolctl import threadpool_limits
 
     n = max(1, int(n))
     for name in VARIABLES:
         os.environ[name] = str(n)
     threadpool_limits(n)
-    torch.set_num_threads(n)
-    with contextlib.suppress(RuntimeError):  # settable once per process, before inter-op work
-        torch.set_num_interop_threads(n)
+    if torch_pools or "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(n)
+        with contextlib.suppress(RuntimeError):  # settable once per process, before inter-op work
+            torch.set_num_interop_threads(n)
     if "numba" in sys.modules:  # loaded already: at most the pool it started with
         numba = sys.modules["numba"]
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))

@@ -72,7 +72,7 @@ def _input(action):
 
 
 def descriptor():
-    parser = build_parser()
+    parser = build_parser().complete()
     actions = [
         a
         for a in parser._actions

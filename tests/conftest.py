@@ -38,9 +38,11 @@ def snapshot(folder):
 
 @pytest.fixture(scope="session", autouse=True)
 def templateflow_home(tmp_path_factory):
-    """An empty TemplateFlow home of the test session (the run seeds it), never the user's."""
+    """An empty TemplateFlow home of the test session (the run seeds it), never the user's; the
+    resampled templates are kept in the session's cache folder, not the user's either."""
     home = tmp_path_factory.mktemp("templateflow")
     os.environ["TEMPLATEFLOW_HOME"] = str(home)
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
     return home
 
 

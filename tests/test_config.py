@@ -24,7 +24,7 @@ def _settings(*argv):
 
 
 def test_every_setting_is_an_option_with_its_default():
-    parser = build_parser()
+    parser = build_parser().complete()
     by_dest = {a.dest: a for a in parser._actions}
     for f in fields(Settings):
         if f.metadata["section"] == "run":  # the run's id, not an option
@@ -87,7 +87,12 @@ def test_method_defaults_come_from_the_functions_signatures():
         METHODS["lrp"].defaults["composite"]
         == inspect.signature(lrp).parameters["composite"].default
     )
-    assert Settings.__dataclass_fields__["lrp_composite"].default_factory() == COMPOSITES[0]
+    # An LRP option left unset takes the function's default, and the help shows it.
+    unset = Settings(bids_dir=Path("b"), output_dir=Path("o"), level="participant")
+    assert unset.lrp_composite is None
+    assert METHODS["lrp"].parameters(unset)["composite"] == COMPOSITES[0]
+    option = next(a for a in build_parser().complete()._actions if a.dest == "lrp_composite")
+    assert option.help.endswith(f"(default {COMPOSITES[0]})")
     assert (
         "threshold" in METHODS["perturbation"].defaults
         and "group" in METHODS["perturbation"].defaults
@@ -361,7 +366,7 @@ def test_each_method_record_holds_its_options_extras_and_sentence():
 
     names = {f.name for f in fields(Settings)}
     settings = _settings("participant", "--lrp-composite", "epsilon", "--lrp-start", "attention")
-    option = next(a for a in build_parser()._actions if a.dest == "methods")
+    option = next(a for a in build_parser().complete()._actions if a.dest == "methods")
     for method in METHODS.values():
         assert f"{method.name} ({method.label})" in option.help
         assert all(field in names for field, _ in method.options), method.name

@@ -11,7 +11,10 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from bidsxai.evaluate import faithfulness, localisation, randomisation, robustness
+from bidsxai.evaluate.faithfulness import faithfulness
+from bidsxai.evaluate.localisation import localisation
+from bidsxai.evaluate.randomisation import randomisation
+from bidsxai.evaluate.robustness import robustness
 from bidsxai.group.atlas import Atlas
 
 SHAPE = (12, 14, 10)
@@ -392,7 +395,7 @@ def test_the_evaluation_records_drive_the_cli_and_the_sidecar():
     from bidsxai.reports.render import references_bib
     from bidsxai.workflows.evaluate_session import description
 
-    option = next(a for a in build_parser()._actions if a.dest == "evaluate")
+    option = next(a for a in build_parser().complete()._actions if a.dest == "evaluate")
     keys = parse_bibtex(references_bib())
     for name, evaluation in EVALUATIONS.items():
         assert name in option.help and evaluation.description in option.help

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bidsxai.group import spearman_permutation, ttest
-from bidsxai.group.permutation import permutation_fwe
+from bidsxai.group.permutation import permutation_fwe, spearman_permutation
+from bidsxai.group.ttest import ttest
 
 
 @pytest.fixture

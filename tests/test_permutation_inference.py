@@ -9,7 +9,7 @@ import statsmodels.api as sm
 from nilearn.mass_univariate._utils import calculate_cluster_measures, calculate_tfce
 from scipy import ndimage, stats
 
-from bidsxai.group import ttest
+from bidsxai.group.ttest import ttest
 
 FACES = ndimage.generate_binary_structure(3, 1)
 

@@ -13,18 +13,15 @@ from scipy import ndimage
 from torch import nn
 
 from bidsxai.evaluate.randomisation import (
-    DEAD_FRACTION,
-    SANITY_THRESHOLD,
     SIMILARITIES,
     _seed,
     cascade_order,
-    curve,
     distances,
     randomisation,
     randomise,
     reinitialise,
-    verdict,
 )
+from bidsxai.evaluate.sanity_verdict import DEAD_FRACTION, SANITY_THRESHOLD, curve, verdict
 from bidsxai.evaluate.similarity import hog_descriptor, hog_similarity
 from bidsxai.models.registry import get_architecture
 

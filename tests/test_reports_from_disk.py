@@ -4,6 +4,8 @@ reads a bundle or earlier outputs takes its grid from them."""
 
 import re
 import shutil
+import subprocess
+import sys
 from importlib import resources
 
 import pytest
@@ -62,6 +64,20 @@ def test_group_reports_only_rewrites_the_report_and_no_statistic(
     after = (out / "group.html").read_text()
     assert _undated(after) == _undated(before)
     assert "Voxel-wise two-sample tests" in after and "Coverage within groups" in after
+
+
+def test_group_reports_only_waits_for_no_model_library(pipeline, cohort, tmp_path):
+    """The rewrite imports neither torch nor nilearn (seconds each before any work; a rewrite
+    takes a few): a separate process, as a user runs it."""
+    out = _copy(pipeline, tmp_path)
+    script = (
+        "import sys; from bidsxai.cli import main; "
+        f"code = main([{str(cohort)!r}, {str(out)!r}, 'group', '--reports-only', "
+        "'--skip-bids-validation', '-q']); "
+        "print(code, *[m for m in ('torch', 'nilearn') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.split() == ["0"], done.stdout + done.stderr
 
 
 def test_train_reports_only_rewrites_the_training_report(pipeline, cohort, tmp_path, capsys):

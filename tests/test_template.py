@@ -2,6 +2,7 @@
 it seeds a TemplateFlow home, from which any template is read."""
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 from nilearn import datasets
 
+from bidsxai import template as template_module
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.outputs import templateflow_path
-from bidsxai.template import load_template
+from bidsxai.template import load_template, template_cache_dir
 from bidsxai.template_files import DEFAULT_SPACE as SPACE
 from bidsxai.template_files import check_space_name, seed_default_space, template_files
 
@@ -97,6 +99,38 @@ def test_any_template_in_the_templateflow_home_is_loaded_at_its_finest_complete_
     native = load_template(2.0, "Toy")
     assert native.t1w[~native.brain_mask].max() == 0  # the whole-head T1w was masked
     assert template.image(template.t1w).header["sform_code"] == 5  # not an MNI152 template
+
+
+def test_a_resampled_grid_is_kept_and_read_back_as_it_was_computed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _write_template(tmp_path / "home", "Toy")
+    computed = load_template(4.0, "Toy")
+    assert len(list(template_cache_dir().glob("tpl-Toy_res-4_*.npz"))) == 1
+    assert not list(template_cache_dir().glob("tpl-Toy_res-2_*"))  # the source's own grid
+    template_module._load_template.cache_clear()
+
+    def resampled(*args):
+        raise AssertionError("the kept grid was computed again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(template_module, "_resampled", resampled)
+        read = load_template(4.0, "Toy")
+    assert read is not computed
+    for name in ("affine", "t1w", "gm", "wm", "csf", "brain_mask"):
+        kept, made = getattr(read, name), getattr(computed, name)
+        assert kept.dtype == made.dtype and np.array_equal(kept, made), name
+    # A changed source file is a new cache file, never the stale one.
+    source = template_files("Toy").gm
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
+    template_module._load_template.cache_clear()
+    load_template(4.0, "Toy")
+    assert len(list(template_cache_dir().glob("tpl-Toy_res-4_*.npz"))) == 2
+    # A cache folder that cannot be written: the grid is computed, nothing fails.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    (tmp_path / "not-a-folder").write_text("")
+    template_module._load_template.cache_clear()
+    assert np.array_equal(load_template(4.0, "Toy").t1w, computed.t1w)
 
 
 def test_a_space_the_home_lacks_and_cannot_fetch_is_missing_input(tmp_path, monkeypatch):

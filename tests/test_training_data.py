@@ -11,7 +11,7 @@ import torch
 from bidsxai.errors import UsageError
 from bidsxai.training import augment
 from bidsxai.training.cache import MappedArrays
-from bidsxai.training.dataset import brain_crop, crop, uncrop
+from bidsxai.training.crop_box import brain_crop, crop, uncrop
 from bidsxai.training.distributed import BalancedSampler, Ranks
 from bidsxai.training.folds import assign
 from bidsxai.training.targets import closeness_weights, parse_bins, subject_targets

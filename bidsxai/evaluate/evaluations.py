@@ -17,15 +17,15 @@ import pandas as pd
 
 from bidsxai.atomic import atomic_path
 from bidsxai.errors import NoInputError
-from bidsxai.evaluate import faithfulness, randomisation, robustness
 from bidsxai.evaluate.baselines import MARGINS, chance_scores, model_free_maps, with_margins
 from bidsxai.evaluate.localisation import on_footing, template_localisation_row
-from bidsxai.evaluate.randomisation import DEAD_FRACTION, SANITY_THRESHOLD, curve, verdict
-from bidsxai.explain import CAM_FAMILY, explain
+from bidsxai.evaluate.robustness import robustness
+from bidsxai.evaluate.sanity_verdict import DEAD_FRACTION, SANITY_THRESHOLD, curve, verdict
+from bidsxai.explain.methods import CAM_FAMILY
 from bidsxai.group.atlas import atlas_option
 from bidsxai.normalisations import inverting_centre
 from bidsxai.template import load_template
-from bidsxai.training.dataset import crop, uncrop
+from bidsxai.training.crop_box import crop, uncrop
 
 # What the sanity check computes its maps with, where a method's own parameters would cost a
 # map per step that the check cannot afford (the trained model's map is recomputed with them too).
@@ -109,6 +109,8 @@ def _footing(context, heatmap):
 
 
 def _faithfulness(context, item):
+    from bidsxai.evaluate.faithfulness import faithfulness  # torch: imported where a model runs
+
     result = faithfulness(
         context.model,
         context.x,
@@ -179,6 +181,8 @@ def _localisation_controls(context, rows):
 def _sanity(context, item):
     """Model-parameter randomisation of one map (``evaluate.randomisation``), cascading and
     layer by layer: the columns are the full cascade's; both curves go to the sidecar."""
+    from bidsxai.evaluate.randomisation import randomisation  # torch, as above
+
     params = dict(context.parameters(item.method), **SANITY_PARAMETERS.get(item.method, {}))
     results = {}
     for mode in ("cascade", "independent"):  # the trained model's map is computed once
@@ -220,6 +224,8 @@ def _sanity(context, item):
 def _robustness(context, item):
     """Agreement of the map with the same session's maps from every fold model of repeat 1, and
     from every training run of the explaining fold (``train --seeds``)."""
+    from bidsxai.explain.api import explain  # torch, as above
+
     compared = {kind: group for kind, group in context.members.items() if len(group) > 1}
     atlas = _cropped_atlas(context) if compared else None
     row = {}

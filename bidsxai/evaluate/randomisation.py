@@ -36,8 +36,8 @@ similarity (``similarity.hog_similarity``), and the output sensitivity relative 
 network's (``output_sensitivity``). A step is not evaluable when either map is constant within
 the region (including all zero), has a non-finite value, or when the randomised network is dead
 (relative output sensitivity below ``DEAD_FRACTION``); its similarities are then NaN. The check
-passes (``verdict``) when the full cascade is evaluable and the |Spearman of the absolute maps| is
-below ``SANITY_THRESHOLD``; it is never passed when not evaluable.
+passes (``sanity_verdict.verdict``) when the full cascade is evaluable and the |Spearman of the
+absolute maps| is below ``SANITY_THRESHOLD``; it is never passed when not evaluable.
 """
 
 import collections
@@ -48,18 +48,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from bidsxai.evaluate.sanity_verdict import DEAD_FRACTION
 from bidsxai.evaluate.similarity import hog_similarity, spearman, ssim
 from bidsxai.explain import explain
 from bidsxai.explain.layers import eval_mode
 
-# |Spearman of the absolute maps| after the full cascade below this passes. Adebayo et al. (2018)
-# compare absolute maps: randomising the output layer alone can flip a map's signs and drive the
-# signed rank correlation to 0 while the magnitudes, what a reader sees, stay as they were.
-SANITY_THRESHOLD = 0.2
-# A randomised network whose output sensitivity is below this fraction of the trained network's
-# ignores its input, and its maps say nothing about what randomisation does to a working network:
-# N(0, SD) draws gave 0 and statistics reset 0.001; kept 0.026, recomputed 2.7 (see above).
-DEAD_FRACTION = 1e-2
 # Relative variation within the region at or below which a map is constant (float32 round-off).
 CONSTANT_TOLERANCE = 1e-6
 
@@ -340,27 +333,3 @@ def _given_steps(model, layers):
             ]
         steps.append(found)
     return steps
-
-
-def verdict(result, threshold=SANITY_THRESHOLD):
-    """(evaluable, passed) of a cascade's last step: passed only when evaluable and |Spearman of
-    the absolute maps| < ``threshold``; never True when not evaluable."""
-    ok = bool(result["evaluable"][-1]) and bool(np.isfinite(result["abs_spearman"][-1]))
-    return ok, ok and bool(abs(result["abs_spearman"][-1]) < threshold)
-
-
-def curve(result):
-    """The curve as the evaluation sidecar stores it (JSON: NaN as null)."""
-
-    def number(v):
-        return float(v) if np.isfinite(v) else None
-
-    return {
-        "RandomisedLayers": [list(step) for step in result["layers"]],
-        "Spearman": [number(v) for v in result["spearman"]],
-        "AbsSpearman": [number(v) for v in result["abs_spearman"]],
-        "SSIM": [number(v) for v in result["ssim"]],
-        "HOG": [number(v) for v in result["hog"]],
-        "OutputSensitivity": [number(v) for v in result["sensitivity"]],
-        "Evaluable": [bool(v) for v in result["evaluable"]],
-    }

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 import torch
 from torch import nn
 
-from bidsxai.explain import _targets, explain_many
+from bidsxai.explain.api import _targets, explain_many
 from bidsxai.explain.gradcam import gradcam_from
 from bidsxai.explain.layers import capture_output, eval_mode, get_layer
 from bidsxai.explain.upsample import upsample_linear

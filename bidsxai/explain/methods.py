@@ -9,15 +9,8 @@ heatmap sidecar, and the method's sentence in the methods text with its citation
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 
-from bidsxai.explain.cam import cam_from
-from bidsxai.explain.gradcam import gradcam_from
-from bidsxai.explain.gradcampp import gradcampp_from
-from bidsxai.explain.gradients import integrated_gradients, saliency, smoothgrad
-from bidsxai.explain.hirescam import hirescam_from
-from bidsxai.explain.layercam import layercam_from
-from bidsxai.explain.lrp import lrp
-from bidsxai.explain.perturbation import fit_mask, perturbation
 from bidsxai.normalisations import input_bounds
 
 # The arguments every input method receives positionally, not parameters a user sets.
@@ -29,10 +22,12 @@ class Method:
     name: str  # as typed in --methods and written in file names (method-<name>)
     label: str  # as the literature names it
     family: str  # "cam" (activation, gradient) -> map; "input": (model, x, targets) -> maps, extras
-    function: Callable
+    # Its function as "module:name" in bidsxai.explain, imported on first use (``function``), so
+    # that the table is read without torch: the --help text, a report's methods text.
+    where: str
     values: str  # what a map's values are, for sidecars
     citation: str  # key in bidsxai/resources/boilerplate/references.bib
-    # The functions whose keyword defaults the method takes (default: its function).
+    # The functions ("module:name") whose keyword defaults the method takes (default: its own).
     parameter_sources: tuple = ()
     # Parameters left out of the sidecars' record: those that change speed or memory but not the
     # map, and those that only apply to an option the CLI does not offer.
@@ -48,11 +43,15 @@ class Method:
     details: str = ""
 
     @property
+    def function(self) -> Callable:
+        return _imported(self.where)
+
+    @property
     def defaults(self) -> dict:
         """The method's keyword parameters and their defaults, from its functions' signatures."""
         found = {}
-        for fn in self.parameter_sources or (self.function,):
-            for name, p in inspect.signature(fn).parameters.items():
+        for where in self.parameter_sources or (self.where,):
+            for name, p in inspect.signature(_imported(where)).parameters.items():
                 if name not in _CALL_ARGUMENTS and p.default is not inspect.Parameter.empty:
                     found[name] = p.default
         return found
@@ -62,10 +61,12 @@ class Method:
         return {k: v for k, v in params.items() if k not in self.unrecorded}
 
     def parameters(self, settings, spec=None, x=None) -> dict:
-        """Its parameters in a run: the defaults, the run's options over them, then what the
-        model's input implies (``spec``: the bundle's input spec; ``x``: the input)."""
+        """Its parameters in a run: the defaults, the run's options over them (those it set; an
+        unset one is None), then what the model's input implies (``spec``: the bundle's input
+        spec; ``x``: the input)."""
         params = dict(self.defaults)
-        params.update({name: getattr(settings, field) for field, name in self.options})
+        given = {name: getattr(settings, field) for field, name in self.options}
+        params.update({name: value for name, value in given.items() if value is not None})
         if self.adapt is not None and spec is not None:
             params = self.adapt(params, spec, x)
         return params
@@ -75,8 +76,13 @@ class Method:
 
     def sentence(self, settings) -> str:
         """Its words in the methods text: name, citation and what the run's options chose."""
-        details = self.details.format(**self.parameters(settings))
+        details = self.details.format(**self.parameters(settings)) if self.details else ""
         return f"{self.label} [@{self.citation}]{details}"
+
+
+def _imported(where):
+    module, name = where.split(":")
+    return getattr(import_module(f"bidsxai.explain.{module}"), name)
 
 
 def _lrp_bounds(params, spec, x):
@@ -95,7 +101,7 @@ METHODS = {
             "cam",
             "CAM",
             "cam",
-            cam_from,
+            "cam:cam_from",
             "CAM: class-weighted sum of the layer's feature maps (no ReLU)",
             "zhou2016",
         ),
@@ -103,7 +109,7 @@ METHODS = {
             "gradcam",
             "Grad-CAM",
             "cam",
-            gradcam_from,
+            "gradcam:gradcam_from",
             "Grad-CAM: ReLU of the gradient-weighted feature maps",
             "selvaraju2017",
         ),
@@ -111,7 +117,7 @@ METHODS = {
             "gradcampp",
             "Grad-CAM++",
             "cam",
-            gradcampp_from,
+            "gradcampp:gradcampp_from",
             "Grad-CAM++ (eq. 19) without the voxel-independent factor exp(logit)",
             "chattopadhyay2018",
         ),
@@ -119,7 +125,7 @@ METHODS = {
             "hirescam",
             "HiResCAM",
             "cam",
-            hirescam_from,
+            "hirescam:hirescam_from",
             "HiResCAM: sum over channels of gradient times activation at each position (signed)",
             "draelos2020",
         ),
@@ -127,7 +133,7 @@ METHODS = {
             "layercam",
             "LayerCAM",
             "cam",
-            layercam_from,
+            "layercam:layercam_from",
             "LayerCAM: ReLU of the feature maps weighted by their positive gradients at each "
             "position",
             "jiang2021",
@@ -136,7 +142,7 @@ METHODS = {
             "saliency",
             "saliency maps",
             "input",
-            saliency,
+            "gradients:saliency",
             "maximum over channels of |d logit / d input|",
             "simonyan2014",
         ),
@@ -144,7 +150,7 @@ METHODS = {
             "smoothgrad",
             "SmoothGrad",
             "input",
-            smoothgrad,
+            "gradients:smoothgrad",
             "saliency averaged over noisy copies of the input",
             "smilkov2017",
         ),
@@ -152,7 +158,7 @@ METHODS = {
             "ig",
             "integrated gradients",
             "input",
-            integrated_gradients,
+            "gradients:integrated_gradients",
             "integrated gradients summed over channels",
             "sundararajan2017",
             unrecorded=("internal_batch_size", "blur_sigma"),
@@ -164,7 +170,7 @@ METHODS = {
             "lrp",
             "layer-wise relevance propagation",
             "input",
-            lrp,
+            "lrp:lrp",
             "layer-wise relevance propagation (bias-free rules; see the composite)",
             "bach2015",
             options=(
@@ -179,11 +185,11 @@ METHODS = {
             "perturbation",
             "meaningful-perturbation masks",
             "input",
-            perturbation,
+            "perturbation:perturbation",
             "1 - the meaningful-perturbation mask (Thibeau-Sutre et al. 2020, eq. 2) fitted to "
             "this session",
             "thibeausutre2020",
-            parameter_sources=(perturbation, fit_mask),
+            parameter_sources=("perturbation:perturbation", "perturbation:fit_mask"),
             extras=lambda result, t: {
                 "probability_before_mask": float(result["perturbation_probability_before"][0, t]),
                 "probability_after_mask": float(result["perturbation_probability_after"][0, t]),

@@ -1,8 +1,5 @@
-"""Group statistics on plain arrays: ``ttest`` (voxel-wise, with Bonferroni, FDR and permutation
-max-T FWE), ``tfce`` and ``spearman_permutation``."""
+"""Group statistics on plain arrays: ``ttest.ttest`` (voxel-wise, with Bonferroni, FDR and
+permutation max-T FWE), ``tfce.tfce`` and ``permutation.spearman_permutation``.
 
-from bidsxai.group.permutation import spearman_permutation
-from bidsxai.group.tfce import tfce
-from bidsxai.group.ttest import ttest
-
-__all__ = ["spearman_permutation", "tfce", "ttest"]
+The package imports none of its modules: those that run permutations import torch, which a
+report rewritten from disk (``group --reports-only``) does not wait for."""

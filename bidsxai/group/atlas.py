@@ -6,7 +6,6 @@ names TSV beside it (columns ``index`` and ``name``, optional ``lobe``), and Tem
 already in the user's TemplateFlow home (``templateflow:NAME``).
 """
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +13,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from nilearn.image import resample_to_img
 
 from bidsxai.errors import NoInputError
+from bidsxai.template_files import templateflow_home
 
 AAL = Path("/usr/share/mricron/templates/aal.nii.gz")
 LOBES = (
@@ -91,7 +90,7 @@ def _names_beside(image_path):
 
 def _templateflow_atlas(name):
     """An atlas image and its names TSV already in the TemplateFlow home (finest resolution)."""
-    home = Path(os.environ.get("TEMPLATEFLOW_HOME", Path.home() / ".cache" / "templateflow"))
+    home = templateflow_home()
     found = sorted(home.glob(f"tpl-*/tpl-*atlas-{name}_*dseg.nii.gz"))
     if not found:
         raise NoInputError(
@@ -104,15 +103,29 @@ def _templateflow_atlas(name):
     return found[0], names
 
 
-def atlas_option(value, template):
-    """The atlas of ``--atlas``: ``auto`` is AAL where it is installed, else none; ``none`` none."""
+def atlas_spec(value):
+    """What ``--atlas`` means: ``auto`` is ``aal`` where AAL is installed, else None; ``none``
+    None; any other value itself."""
     if value == "auto":
-        return load_atlas("aal", template) if AAL.is_file() else None
-    return None if value in (None, "none") else load_atlas(value, template)
+        return "aal" if AAL.is_file() else None
+    return None if value in (None, "none") else value
+
+
+def atlas_name(spec):
+    """The name the tables and reports give the atlas ``spec``."""
+    return "AAL" if spec == "aal" else Path(str(spec)).name
+
+
+def atlas_option(value, template):
+    """The atlas of ``--atlas`` on the template grid (``atlas_spec``; None for none)."""
+    spec = atlas_spec(value)
+    return None if spec is None else load_atlas(spec, template)
 
 
 def load_atlas(spec, template):
     """The atlas ``spec`` (``aal``, ``templateflow:NAME`` or a NIfTI path) on the template grid."""
+    from nilearn.image import resample_to_img  # nilearn takes seconds to import; only here
+
     if spec == "aal":
         if not AAL.is_file():
             raise NoInputError(
@@ -138,7 +151,7 @@ def load_atlas(spec, template):
     labels = np.rint(np.asarray(resampled.dataobj)).astype(np.int32)
     labels[~template.brain_mask] = 0
     return Atlas(
-        Path(str(spec)).name if spec != "aal" else "AAL",
+        atlas_name(spec),
         labels,
         {i: n for i, (n, _) in table.items()},
         {i: lobe for i, (_, lobe) in table.items()},

@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from bidsxai.training.dataset import crop
+from bidsxai.training.crop_box import crop
 from bidsxai.training.metrics import classification_metrics
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99, 99.9)

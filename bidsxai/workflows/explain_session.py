@@ -11,7 +11,7 @@ from bidsxai.explain import CAM_FAMILY, METHODS, explain_many
 from bidsxai.explain.diagnostics import layer_iteration, mirroring
 from bidsxai.models.gated_attention import attention_module, attention_weights
 from bidsxai.models.mc_dropout import has_mc_dropout, mc_predict
-from bidsxai.training.dataset import uncrop
+from bidsxai.training.crop_box import uncrop
 from bidsxai.training.slices import to_slices
 from bidsxai.workflows.slice_explain import explain_slices
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from bidsxai.atomic import atomic_path
 from bidsxai.bids import read_participants
-from bidsxai.derivatives import HeatmapSidecar, MeasuresRow
+from bidsxai.derivatives import MeasuresRow
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.explain.quantify import max_normalise
 from bidsxai.group.atlas import (
@@ -42,21 +42,17 @@ from bidsxai.group.permutation import spearman_permutation
 from bidsxai.group.threshold import parse_threshold
 from bidsxai.logs import event
 from bidsxai.models.bundle import read_meta, resolve_bundle
-from bidsxai.outputs import find_heatmaps as heatmap_files
 from bidsxai.outputs import (
     group_table_path,
     measures_path,
     preproc_path,
-    resolution_label,
-    session_key,
-    sidecar_path,
 )
-from bidsxai.qc_ratings import failed_sessions
 from bidsxai.reports.group import write_group_report
 from bidsxai.template import load_template
 from bidsxai.training.targets import known_classes
+from bidsxai.workflows.group_inputs import find_heatmaps, of_one_model, rated
 from bidsxai.workflows.group_maps import coverage, paired, two_sample
-from bidsxai.workflows.method_comparison import method_comparison
+from bidsxai.workflows.method_comparison import first_sessions_comparison
 
 TABLES = (
     "measures",
@@ -139,79 +135,6 @@ class MethodTargetAnalysis:
         }
 
 
-def find_heatmaps(out_dir, template, subjects=None, sessions=None):
-    """DataFrame of the heatmap files on ``template``'s grid (subject, session, method, target,
-    path, the model that made it, first), where ``first`` marks each subject's first session;
-    ``subjects`` and ``sessions`` (labels) select."""
-    found = heatmap_files(out_dir)
-    res = resolution_label(template.resolution)
-    rows = [
-        {
-            "subject": e["subject"],
-            "session": e["session"],
-            "method": e["method"],
-            "target": e["target"],
-            "path": path,
-            "model": _made_by(path),
-        }
-        for path, e in found
-        if (not subjects or e["subject"] in subjects)
-        and (not sessions or e["session"] in sessions)
-        and (e["space"], e["res"]) == (template.space, res)
-    ]
-    if not rows:
-        grids = sorted({f"{e['space']} at res {e['res']}" for _, e in found})
-        elsewhere = f" (there are heatmaps in {', '.join(grids)})" if grids else ""
-        raise NoInputError(
-            f"no heatmaps in {out_dir} in {template.space} at res {res}{elsewhere}; run the "
-            "participant level with --model first, or give the --output-spaces and --resolution "
-            "it ran with"
-        )
-    table = pd.DataFrame(rows).sort_values(["subject", "session"]).reset_index(drop=True)
-    table["first"] = table["session"] == table.groupby("subject")["session"].transform("min")
-    return table
-
-
-def _made_by(path):
-    """The model a heatmap's sidecar names; None for a map without a sidecar (made elsewhere)."""
-    sidecar = sidecar_path(path)
-    return HeatmapSidecar.from_json(sidecar).provenance.bundle if sidecar.is_file() else None
-
-
-def of_one_model(heatmaps, model, out_dir):
-    """The heatmaps that one model made: ``model`` (--model, a bundle name or path) where given,
-    else the only model that made any. Maps of two models never meet in one analysis: a session
-    explained again by another model overwrites its own files, and the rest keep the first's."""
-    made_by = heatmaps["model"].fillna("(unknown)")
-    if model:
-        name = resolve_bundle(model, out_dir).name
-        kept = heatmaps[made_by == name]
-        if kept.empty:
-            raise NoInputError(
-                f"--model {model}: none of the heatmaps in {out_dir} was made by {name} (they "
-                f"were made by {', '.join(sorted(made_by.unique()))}); run the participant level "
-                f"with --model {model} first"
-            )
-        return kept.reset_index(drop=True)
-    counts = made_by.value_counts()
-    if len(counts) > 1:
-        listed = ", ".join(f"{name} ({n} maps)" for name, n in sorted(counts.items()))
-        raise UsageError(
-            f"the heatmaps in {out_dir} were made by several models: {listed}; give --model to "
-            "choose one"
-        )
-    return heatmaps
-
-
-def _rated(heatmaps, files):
-    """(the heatmaps of the sessions whose latest QC rating in ``files`` is not fail, {session
-    key: reason} of those left out)."""
-    failed = failed_sessions(files) if files else {}
-    keys = [session_key(s, ses or None) for s, ses in zip(heatmaps["subject"], heatmaps["session"])]
-    kept = heatmaps[[key not in failed for key in keys]].reset_index(drop=True)
-    return kept, {key: failed[key] for key in sorted(set(keys)) if key in failed}
-
-
 def without_failed_ratings(heatmaps, files, out_dir):
     """The heatmaps of the sessions whose latest QC rating (--exclude-file) is not fail; those
     left out go to ``group/qc_excluded.tsv`` with their reasons, for the report (a run without
@@ -220,7 +143,7 @@ def without_failed_ratings(heatmaps, files, out_dir):
     if not files:
         path.unlink(missing_ok=True)
         return heatmaps
-    kept, left_out = _rated(heatmaps, files)
+    kept, left_out = rated(heatmaps, files)
     if kept.empty:
         raise NoInputError("--exclude-file: every session with heatmaps is rated fail")
     for key, reason in left_out.items():
@@ -372,52 +295,13 @@ def run_group(settings, subjects=None, sessions=None):
     ]
     for name in TABLES:
         _write_tsv(group_table_path(out, name), [r for a in analyses for r in a.tables()[name]])
-    comparison = _method_comparison(out, heatmaps, participants, settings, template)
+    comparison = first_sessions_comparison(out, heatmaps, participants, settings, template)
     if comparison is not None:
         _write_tsv(group_table_path(out, "method_comparison"), comparison[0].to_dict("records"))
         if comparison[4] is not None:
             _write_tsv(group_table_path(out, "method_pairs"), comparison[4].to_dict("records"))
     write_group_report(out, settings, template, heatmaps["model"].iloc[0], heatmaps, comparison)
     return analyses
-
-
-def _method_comparison(out, heatmaps, participants, settings, template):
-    """The method comparison of the subjects' first sessions (None without evaluations)."""
-    first = heatmaps[heatmaps["first"]][["subject", "session"]].drop_duplicates()
-    return method_comparison(
-        out,
-        first.itertuples(index=False),
-        participants[settings.target].dropna().to_dict(),
-        settings.seed,
-        template,
-    )
-
-
-def report_group(settings):
-    """``group --reports-only``: rewrite group.html from the tables and maps a group run wrote,
-    with the settings of that run; every statistic stays as it is on disk."""
-    from bidsxai.config import described_settings
-
-    out = Path(settings.output_dir)
-    if not group_table_path(out, "measures").is_file():
-        raise NoInputError(f"--reports-only: no group results in {out}; run the group level first")
-    settings = described_settings(settings)
-    participants = read_participants(settings.bids_dir)
-    template = load_template(settings.resolution, settings.output_space)
-    heatmaps = of_one_model(find_heatmaps(out, template), settings.model, out)
-    heatmaps, _ = _rated(heatmaps, settings.exclude_file)  # as the group run left them out
-    atlas = atlas_option(settings.atlas, template)
-    settings = dataclasses.replace(settings, atlas=atlas.name if atlas else None)
-    comparison = _method_comparison(out, heatmaps, participants, settings, template)
-    write_group_report(
-        out,
-        settings,
-        template,
-        heatmaps["model"].iloc[0],
-        heatmaps,
-        comparison,
-        reuse_figures=True,
-    )
 
 
 def analyse(rows, method, target, job):

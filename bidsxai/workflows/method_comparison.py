@@ -61,6 +61,19 @@ def method_comparison(out_dir, first_sessions, known, seed=0, template=None):
     return comparison, primary, statements, mean_curves, tests
 
 
+def first_sessions_comparison(out_dir, heatmaps, participants, settings, template):
+    """``method_comparison`` of the subjects' first sessions among the group's ``heatmaps``
+    (``workflows.group_inputs``), by the classes of ``--target`` in ``participants``."""
+    first = heatmaps[heatmaps["first"]][["subject", "session"]].drop_duplicates()
+    return method_comparison(
+        out_dir,
+        first.itertuples(index=False),
+        participants[settings.target].dropna().to_dict(),
+        settings.seed,
+        template,
+    )
+
+
 def summarise(table, seed=0):
     """(comparison table, primary measure or None, ranking statements, paired tests) of a table
     with one row per subject and method. Every column an evaluation writes is summarised (a signed

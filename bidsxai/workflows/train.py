@@ -44,8 +44,9 @@ from bidsxai.training.baseline import (
 )
 from bidsxai.training.cache import MappedArrays, cache_inputs
 from bidsxai.training.checkpoint import Checkpoints, run_key
+from bidsxai.training.crop_box import brain_crop, crop
 from bidsxai.training.crossval import cross_validate, out_of_fold, slice_metrics, summarise
-from bidsxai.training.dataset import VolumeDataset, brain_crop, crop
+from bidsxai.training.dataset import VolumeDataset
 from bidsxai.training.folds import assign, inner_split
 from bidsxai.training.loop import TrainOptions
 from bidsxai.training.metrics import (
