@@ -8,6 +8,8 @@
 3. On the 2 mm brain crop of the 3D CNN: Grad-CAM of one session against faithfulness (voxel
    inverting, its random baseline, deletion and insertion: 4 x 20 perturbed volumes, batched; with
    the blurred and with the ROAD baseline) and one step of cascading randomisation.
+4. One session's localisation at 2 mm with its baselines and controls, against the methods' maps
+   alone as they were scored before there were baselines.
 
 Usage: python benchmarks/evaluate_cost.py [--maps 32] [--repeats 3]
 """
@@ -119,6 +121,75 @@ def volume_costs(repeats):
         print(f"  {name}: {seconds:.3f} s ({seconds / base:.1f}x Grad-CAM)")
 
 
+def _methods_alone(context):
+    """The methods' maps scored one transform each, as before the baselines (but with today's
+    AUROC, so the ratio below is if anything too high)."""
+    from bidsxai.evaluate import localisation as module
+    from bidsxai.evaluate.localisation import template_localisation_row
+
+    for item in context.explanation.maps:
+        module._distance.cache_clear()
+        template_localisation_row(item.heatmap, context.masks, context.template, 6.0)
+
+
+def _with_baselines(context):
+    """The localisation evaluation as a session runs it: every map, then the baselines, the
+    chance rate and the controls. Each call is a new session, whose mask (moved by a voxel) has
+    no transform kept; the template's depth map is kept from the first, as in a run."""
+    from bidsxai.evaluate.evaluations import _localisation, _localisation_controls
+
+    context.masks = {"lesion": np.roll(context.masks["lesion"], 1, axis=0)}
+    maps = context.explanation.maps
+    rows = [dict(method=i.method, target=i.target, **_localisation(context, i)) for i in maps]
+    return _localisation_controls(context, rows)
+
+
+def session_localisation(repeats):
+    """One session's localisation at 2 mm against one lesion mask, as the participant level runs
+    it (``evaluate.evaluations``): the methods' maps alone with one distance transform per map, as
+    it was before the baselines and controls, against the methods' maps with the model-free
+    baselines, the chance rate and the other-class controls, the transform computed once per
+    mask."""
+    from types import SimpleNamespace
+
+    from scipy import ndimage
+
+    from bidsxai.template import load_template
+    from bidsxai.training.crop_box import brain_crop, crop
+    from bidsxai.workflows.explain_session import TargetMap
+
+    template = load_template(2.0)
+    box = brain_crop(template.brain_mask)
+    rng = np.random.default_rng(0)
+    mask = np.zeros(template.shape, bool)
+    mask[30:36, 50:56, 40:46] = True
+    contrasts = np.stack([template.t1w, template.wm]) + rng.normal(0, 0.02, (2, *template.shape))
+    options = SimpleNamespace(tolerance_mm=6.0, evaluate_sign="absolute")
+    print(f"one session's localisation at 2 mm, one mask, {os.cpu_count()} cores:")
+    for methods, classes in ((1, 3), (5, 2)):
+        maps = [
+            TargetMap(f"m{m}", f"c{c}", c, ndimage.gaussian_filter(rng.random(template.shape), 3))
+            for m in range(methods)
+            for c in range(classes)
+        ]
+        context = SimpleNamespace(
+            masks={"lesion": mask},
+            template=template,
+            options=options,
+            spec={"contrasts": ["T1w", "FLAIR"], "crop": box},
+            x=torch.from_numpy(crop(contrasts, box)[None].astype(np.float32)),
+            explanation=SimpleNamespace(maps=maps),
+        )
+
+        old = timed(lambda c=context: _methods_alone(c), repeats)
+        new = timed(lambda c=context: _with_baselines(c), repeats)
+        rows = len(_with_baselines(context))
+        print(
+            f"  {methods} method(s) x {classes} classes: methods alone {old:.2f} s; with "
+            f"baselines and controls ({rows} rows) {new:.2f} s ({new / old:.2f}x)"
+        )
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--maps", type=int, default=32)
@@ -128,6 +199,7 @@ def main():
     localisation_side_by_side(args.maps, args.repeats)
     imputation_side_by_side(args.repeats)
     volume_costs(args.repeats)
+    session_localisation(args.repeats)
 
 
 if __name__ == "__main__":

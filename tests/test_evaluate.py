@@ -72,6 +72,29 @@ def test_pointing_game_tolerance_is_in_millimetres():
     )
 
 
+def test_one_distance_transform_per_mask_serves_every_map_scored_against_it():
+    from scipy import ndimage
+
+    from bidsxai.evaluate import localisation as module
+
+    rng = np.random.default_rng(3)
+    brain = np.ones((12, 14, 10), bool)
+    mask = np.zeros_like(brain)
+    mask[3:6, 4:8, 2:5] = True
+    module._distance.cache_clear()
+    first = localisation(rng.random((4, *brain.shape)), mask, brain=brain, voxel_size=(2, 2, 3))
+    fresh = ndimage.distance_transform_edt(~mask, sampling=(2, 2, 3))
+    kept = module.distance_to(mask, (2, 2, 3))
+    assert np.array_equal(kept, fresh) and not kept.flags.writeable
+    assert module._distance.cache_info().misses == 1  # four maps and the lookup above: one
+    again = localisation(rng.random(brain.shape), mask, brain=brain, voxel_size=(2.0, 2.0, 3.0))
+    assert module._distance.cache_info().misses == 1 and np.isfinite(again["pointing"])
+    other = mask.copy()
+    other[0, 0, 0] = True  # another mask is another transform
+    localisation(rng.random(brain.shape), other, brain=brain, voxel_size=(2, 2, 3))
+    assert module._distance.cache_info().misses == 2 and len(first["pointing"]) == 4
+
+
 def test_localisation_equals_quantus_on_2d_maps():
     rng = np.random.default_rng(3)
     a = rng.random((4, 1, 16, 16)).astype(np.float32)

@@ -265,6 +265,32 @@ def test_cascading_and_independent_randomisation_change_the_layers_they_say():
     assert all(torch.equal(v, trained[k]) for k, v in net.state_dict().items())  # left as it was
 
 
+def test_curves_of_one_model_share_each_networks_output_sensitivity(monkeypatch):
+    """The network a step makes is the same whatever the method or the class: a second curve
+    reads the first's sensitivities, and gets the values a curve computed alone gets."""
+    from bidsxai.evaluate import randomisation as module
+
+    net, x = tiny_net(3), torch.randn(1, 2, 10, 12, 8)
+    alone = {
+        (method, cascade): randomisation(net, x, method, target=1, cascade=cascade)
+        for method in ("saliency", "ig")
+        for cascade in (True, False)
+    }
+    computed = []
+    measure = module.output_sensitivity
+    monkeypatch.setattr(
+        module, "output_sensitivity", lambda *a, **k: computed.append(1) or measure(*a, **k)
+    )
+    shared = {}
+    for (method, cascade), expected in alone.items():
+        found = randomisation(net, x, method, target=1, cascade=cascade, sensitivities=shared)
+        assert np.array_equal(found["sensitivity"], expected["sensitivity"])
+        assert found["reference_sensitivity"] == expected["reference_sensitivity"]
+    # The trained network, each of the 4 cascade steps and the 3 single-layer steps that are not
+    # the cascade's first: 8 networks measured for 4 curves instead of 20.
+    assert len(computed) == 8 == len(shared)
+
+
 def test_hog_is_scikit_images_and_the_similarity_is_a_correlation():
     from skimage import feature
 

@@ -13,6 +13,10 @@ def test_auc_equals_mann_whitney():
     pos, neg = rng.normal(1, 1, 13), rng.normal(0, 1, 17)
     u = stats.mannwhitneyu(pos, neg).statistic
     assert binary_auc(pos, neg) == pytest.approx(u / (13 * 17))
+    tied_pos, tied_neg = rng.integers(0, 4, 40).astype(float), rng.integers(0, 3, 300).astype(float)
+    u = stats.mannwhitneyu(tied_pos, tied_neg).statistic  # ties count half
+    assert binary_auc(tied_pos, tied_neg) == pytest.approx(u / (40 * 300), abs=1e-12)
+    assert np.isnan(binary_auc([], neg)) and np.isnan(binary_auc([np.nan, 1.0], neg))
 
 
 def test_classification_metrics_by_hand():

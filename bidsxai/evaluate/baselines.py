@@ -17,7 +17,8 @@ the methods' maps: no localisation number stands alone.
 """
 
 import numpy as np
-from scipy import ndimage
+
+from bidsxai.evaluate.localisation import distance_to
 
 # The localisation measures that get a margin (each higher is better).
 MARGINS = ("auroc", "pointing", "mass_inside", "rank_accuracy", "separation")
@@ -34,9 +35,7 @@ def model_free_maps(contrasts, template):
         maps[f"baseline-{name}inverted"] = np.where(brain, image[brain].max() - image, 0.0)
     for tissue in ("gm", "wm", "csf"):
         maps[f"baseline-prior{tissue.upper()}"] = np.where(brain, getattr(template, tissue), 0.0)
-    maps["baseline-depth"] = ndimage.distance_transform_edt(
-        brain, sampling=(template.resolution,) * 3
-    )
+    maps["baseline-depth"] = distance_to(~brain, (template.resolution,) * 3)  # to its edge
     return maps
 
 
@@ -47,7 +46,7 @@ def chance_scores(mask, brain, *, tolerance_mm, voxel_size):
     if not inside.any():
         names = ("auroc", "pointing", "peak_distance_mm", "mass_inside", "rank_accuracy")
         return dict.fromkeys(names, np.nan)
-    distance = ndimage.distance_transform_edt(~inside, sampling=voxel_size)[brain]
+    distance = distance_to(inside, voxel_size)[brain]
     return {
         "auroc": 0.5,
         "pointing": float(np.mean(distance <= tolerance_mm)),

@@ -71,6 +71,7 @@ class EvaluationContext:
     members: dict  # "fold" / "run" -> {member name: model}, for robustness
     curves: dict = field(default_factory=dict)  # "<method>/<target>" -> faithfulness curves
     randomisation: dict = field(default_factory=dict)  # "<method>/<target>" -> sanity curves
+    sensitivities: dict = field(default_factory=dict)  # the sanity check's, shared by its curves
     _maps: dict = field(default_factory=dict)  # (method, member) -> map, shared by robustness
 
     @functools.cached_property
@@ -167,11 +168,13 @@ def _localisation_controls(context, rows):
     added = []
     for target in dict.fromkeys(item.target for item in maps):
         added += [dict(method=name, target=target, **row) for name, row in scored.items()]
+    # The other classes' maps were scored in their own rows: the control averages those scores.
+    columns = list(scored[next(iter(baselines))])
+    scores = {(r["method"], r["target"]): {c: r[c] for c in columns} for r in rows}
     for item in maps:
         others = [o for o in maps if o.method == item.method and o.target != item.target]
         if others:
-            scores = [_localise(context, _footing(context, o.heatmap)) for o in others]
-            found = pd.DataFrame(scores).mean()
+            found = pd.DataFrame([scores[o.method, o.target] for o in others]).mean()
             added.append(
                 dict(method=f"control-otherclass-{item.method}", target=item.target, **found)
             )
@@ -195,6 +198,7 @@ def _sanity(context, item):
             init_seed=context.options.seed,
             cascade=mode == "cascade",
             reference_map=results["cascade"]["reference_map"] if results else None,
+            sensitivities=context.sensitivities,
             **params,
         )
     cascade = results["cascade"]
