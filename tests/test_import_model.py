@@ -304,6 +304,8 @@ def test_participant_level_explains_with_an_imported_model(
     assert record["Model"] == "dn_monai" and record["SplitAssignment"] == "in-sample"
     second = out / "sub-02" / "anat" / sidecar.name.replace("sub-01", "sub-02")
     assert json.loads(second.read_text())["SplitAssignment"] == "external"
+    strip = "Grad-CAM at every convolutional layer"
+    assert strip in (out / "sub-01.html").read_text()
     capsys.readouterr()
     start = {p: p.stat().st_mtime_ns for p in out.rglob("*method-lrp*_heatmap.nii.gz")}
     assert run_cli(cohort, out, "participant", "--model", "dn_torchscript", *argv) == 0
@@ -318,6 +320,7 @@ def test_participant_level_explains_with_an_imported_model(
     assert "dn_torchscript (external model, imported with bidsxai-import-model)" in report
     assert "Model card of densenet" in report and "<td>TorchScript program</td>" in report
     assert "<th>Subjects it trained on</th><td>sub-01</td>" in report
+    assert strip not in report  # the same network's strip, but from the MONAI bundle's run
     group = ["--skip-bids-validation", "--methods", "saliency", "--n-perm", 50, "--nprocs", 1]
     capsys.readouterr()
     assert run_cli(cohort, out, "group", *group) == 64  # maps of three models: which?

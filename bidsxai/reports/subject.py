@@ -147,9 +147,11 @@ def session_view(settings, session, chosen, error=None):
             *grid,
             desc="layers",
         )
-        if path.is_file():
-            names = LayerIterationSidecar.from_json(sidecar_path(path)).layers
-            view["layers"] = figures.layer_strip(t1, _load(path), mask, names)
+        made_by = LayerIterationSidecar.from_json(sidecar_path(path)) if path.is_file() else None
+        # Only the strip of the model that made this session's maps: a model that cannot be
+        # hooked layer by layer (TorchScript) writes none and leaves an earlier model's in place.
+        if made_by and made_by.provenance.sha256 == prediction["sha256"]:
+            view["layers"] = figures.layer_strip(t1, _load(path), mask, made_by.layers)
         view["evaluation"] = _evaluation(out, session, prediction)
     slices_table = slices_path(out, session.subject, session.session)
     if slices_table.is_file():
