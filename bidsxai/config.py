@@ -588,6 +588,14 @@ class Settings:
         "protocol, so out-of-fold metrics and explanations never took part in choosing the "
         "model; each model trains on a fold's share fewer subjects)",
     )
+    final_model: str = option(
+        "ensemble",
+        section="training",
+        choices=("ensemble", "best-fold"),
+        help="the model that classifies and explains the test set and new subjects: the fold "
+        "models' ensemble, which averages their class probabilities and maps, or the one fold "
+        "model with the best --select-by score on its validation fold",
+    )
     select_by: str = option(
         "loss",
         section="training",

@@ -461,6 +461,16 @@ def member_name(repeat, fold, run=1):
 _MEMBER = re.compile(r"repeat-(?P<repeat>\d+)_fold-(?P<fold>\d+)(_run-(?P<run>\d+))?$")
 
 
+ENSEMBLE = "ensemble"  # the final member's name when the fold models are averaged (models.ensemble)
+
+
+def ensemble_members(names):
+    """The members the fold models' ensemble averages, in fold order: the fold models of repeat 1
+    and run 1 (those the out-of-fold metrics come from)."""
+    chosen = [n for n in names if (parse_member(n) or (0, 0, 0))[::2] == (1, 1)]
+    return sorted(chosen, key=lambda n: parse_member(n)[1])
+
+
 def parse_member(name):
     """(repeat, fold, run) of a member name from ``member_name``; None for any other name."""
     match = _MEMBER.match(str(name))

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from conftest import RES, run_cli
 
+from bidsxai.models.bundle import ensemble_sha256
 from bidsxai.template import load_template
 from bidsxai.template_files import DEFAULT_SPACE as SPACE
 from bidsxai.validator import validator_errors
@@ -55,9 +56,11 @@ def test_model_bundle_records_folds_metrics_and_hashes(pipeline):
     assert meta["classes"] == ["HC", "RRMS", "SPMS"]
     assert set(meta["assignments"][0].values()) == {1, 2, "test"}
     assert set(meta["members"]) == {"repeat-1_fold-1", "repeat-1_fold-2"}
-    assert (
-        meta["final_member"] in meta["members"]
-        and meta["sha256"] == meta["members"][meta["final_member"]]["sha256"]
+    # The default final model: the fold models' ensemble, named by a digest of its members'.
+    assert meta["final_member"] == "ensemble" and "weights" not in meta
+    assert meta["ensemble"] == ["repeat-1_fold-1", "repeat-1_fold-2"]
+    assert meta["sha256"] == ensemble_sha256(
+        meta["members"][name]["sha256"] for name in meta["ensemble"]
     )
     cv, test = meta["metrics"]["cross_validation"], meta["metrics"]["test"]
     assert cv["n"] == 6 and test["n"] == 3 and len(cv["accuracy_ci"]) == 2 and "loss" in cv
@@ -346,3 +349,46 @@ def test_a_score_in_ordered_bins_is_trained_explained_and_grouped(pipeline, coho
     expected = "age0to45" if age <= 45 else "age45.1to120"
     assert f"known age: <b>{expected}</b>" in (out / "sub-02.html").read_text()
     assert run_cli(cohort_copy, out, "train", "--target", "age", *common) == 64  # needs bins
+
+
+def test_the_ensemble_explains_the_test_set_with_its_members_mean(pipeline):
+    """A test subject's probabilities are the fold models' mean and its Grad-CAM maps the mean of
+    theirs for each class, computed here from the members directly."""
+    import torch
+
+    from bidsxai.explain import explain_many
+    from bidsxai.models.bundle import BundleModels
+    from bidsxai.training.crop_box import uncrop
+    from bidsxai.training.dataset import load_inputs
+
+    out = pipeline["out"]
+    models = BundleModels(out / "models" / "cnn3d_group", "cpu")
+    meta, spec = models.meta, models.meta["input"]
+    subject = next(s for s, place in meta["assignments"][0].items() if place == "test")
+    x = torch.from_numpy(load_inputs(out, subject, None, spec))[None]
+    members = [models.get(name) for name in meta["ensemble"]]
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(m(x), 1)[0] for m in members]).mean(0).numpy()
+    anat = out / f"sub-{subject}" / "anat"
+    template = load_template(RES)
+    for index, target in enumerate(meta["classes"]):
+        path = (
+            anat
+            / f"sub-{subject}_space-{SPACE}_res-6_method-gradcam_target-{target}_heatmap.nii.gz"
+        )
+        sidecar = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        assert sidecar["ModelMember"] == "ensemble" and sidecar["SplitAssignment"] == "test"
+        assert sidecar["ModelSha256"] == meta["sha256"]
+        written = [sidecar["PredictedProbabilities"][c] for c in meta["classes"]]
+        assert np.allclose(written, mean, atol=1e-5)
+        maps = [
+            explain_many(m, x, ["gradcam"], layer=meta["explain_layer"], targets=[[index]])[
+                "gradcam"
+            ][0, 0]
+            .detach()
+            .numpy()
+            for m in members
+        ]
+        expected = uncrop(np.mean(maps, 0).astype(np.float32), spec["crop"], template.shape)
+        heatmap = np.asarray(nib.load(path).dataobj)
+        assert np.allclose(heatmap, expected, atol=1e-5 * max(1.0, np.abs(expected).max()))

@@ -25,7 +25,9 @@ def preprocessed(pipeline, tmp_path_factory):
 
 
 def _trained_on(meta, member):
-    return set(meta["training"]["members"][member]["trained_on"])
+    """The subjects ``member`` (or every member of the ensemble) trained on."""
+    names = meta["ensemble"] if member == "ensemble" else [member]
+    return set().union(*(meta["training"]["members"][n]["trained_on"] for n in names))
 
 
 @pytest.mark.parametrize("arch", [a.name for a in list_architectures() if a.dims == 2])
@@ -81,8 +83,9 @@ def test_2d_architecture_trains_and_is_explained(arch, preprocessed, cohort):
 
 
 def test_no_subject_is_explained_by_a_model_that_trained_on_it(pipeline):
-    """Every heatmap of the shared pipeline run names its fold model; that model's recorded
-    training subjects never include the subject, and its weights are the ones the bundle lists."""
+    """Every heatmap of the shared pipeline run names its fold model (or the fold models'
+    ensemble); that model's recorded training subjects never include the subject, and its weights
+    are the ones the bundle lists."""
     out = pipeline["out"]
     meta = json.loads((out / "models" / "cnn3d_group" / "model.json").read_text())
     sidecars = [p for p in out.glob("sub-*/anat/*_heatmap.json") if "desc-layers" not in p.name]
@@ -94,10 +97,12 @@ def test_no_subject_is_explained_by_a_model_that_trained_on_it(pipeline):
         member = sidecar["ModelMember"]
         used.add(member)
         assert subject not in _trained_on(meta, member), (subject, member)
-        assert sidecar["ModelSha256"] == meta["members"][member]["sha256"]
+        digest = meta["sha256"] if member == "ensemble" else meta["members"][member]["sha256"]
+        assert sidecar["ModelSha256"] == digest
         place = meta["assignments"][0][subject]
         assert sidecar["SplitAssignment"] == ("test" if place == "test" else f"fold-{place}")
-    assert used == {"repeat-1_fold-1", "repeat-1_fold-2"}  # both fold models explained someone
+    # Both fold models explained cohort subjects, the ensemble the test set.
+    assert used == {"repeat-1_fold-1", "repeat-1_fold-2", "ensemble"}
     measures = pd.read_csv(out / "sub-01" / "anat" / "sub-01_measures.tsv", sep="\t")
     assert measures["model"].str.startswith("repeat-1_fold-").all()
 

@@ -6,11 +6,15 @@ import torch
 
 from bidsxai.errors import NoInputError
 from bidsxai.models.bundle import (
+    BundleModels,
+    ensemble_sha256,
     load_member,
     member_for,
     read_meta,
     save_bundle,
 )
+from bidsxai.models.covariates import binding
+from bidsxai.models.ensemble import FoldEnsemble
 from bidsxai.models.mc_dropout import MCDropout, has_mc_dropout, mc_predict, sampling
 from bidsxai.models.registry import get_architecture
 
@@ -50,6 +54,43 @@ def test_each_subject_is_explained_by_the_fold_model_that_held_it_out():
     assert member_for(meta, "02")[:2] == ("repeat-1_fold-2", "fold-2")
     assert member_for(meta, "03")[:2] == ("repeat-1_fold-2", "test")
     assert member_for(meta, "99")[:2] == ("repeat-1_fold-2", "not-in-training")
+
+
+def test_the_ensemble_averages_its_members_probabilities_and_is_saved_as_their_digest(tmp_path):
+    arch = get_architecture("cnn3d")
+    args = {"in_channels": 2, "n_classes": 3, "input_shape": [16, 16, 16]}
+    torch.manual_seed(0)
+    models = {f"repeat-1_fold-{k}": arch.build(**args).eval() for k in (1, 2, 3)}
+    models["repeat-1_fold-1_run-2"] = arch.build(**args).eval()  # another run: not a member
+    meta = save_bundle(
+        tmp_path / "m", models, {"architecture": "cnn3d", "architecture_args": args}, "ensemble"
+    )
+    chosen = ["repeat-1_fold-1", "repeat-1_fold-2", "repeat-1_fold-3"]
+    assert meta["ensemble"] == chosen and "weights" not in meta
+    assert meta["sha256"] == ensemble_sha256(meta["members"][n]["sha256"] for n in chosen)
+    x = torch.randn(4, 2, 16, 16, 16)
+    ensemble = BundleModels(tmp_path / "m", "cpu").get("ensemble")
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(models[n](x), 1) for n in chosen]).mean(0)
+        torch.testing.assert_close(torch.softmax(ensemble(x), 1), mean)
+    assert list(ensemble.members) == chosen
+    meta = {
+        "assignments": [{"01": 1, "03": "test"}],
+        "final_member": "ensemble",
+        "ensemble": chosen,
+    }
+    member, split, why = member_for(meta, "03")
+    assert (member, split) == ("ensemble", "test") and "ensemble of the 3 fold models" in why
+    assert member_for(meta, "01")[:2] == ("repeat-1_fold-1", "fold-1")
+
+
+def test_covariates_bound_to_an_ensemble_reach_its_members():
+    members = {"repeat-1_fold-1": torch.nn.Linear(2, 2), "repeat-1_fold-2": torch.nn.Linear(2, 2)}
+    ensemble = FoldEnsemble(members)
+    age = torch.tensor([61.0])
+    with binding(ensemble, age):
+        assert all(m._bound_covariates is age for m in members.values())
+    assert all(m._bound_covariates is None for m in members.values())
 
 
 def test_mc_dropout_is_off_for_explanations_and_samples_when_asked():

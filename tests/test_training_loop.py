@@ -10,6 +10,7 @@ import torch
 from bidsxai.training.crossval import cross_validate, out_of_fold, summarise
 from bidsxai.training.dataset import VolumeDataset
 from bidsxai.training.loop import TrainOptions, recalibrate_batchnorm
+from bidsxai.training.metrics import classification_metrics
 
 
 def test_batchnorm_recalibration_gives_exact_training_statistics():
@@ -63,6 +64,20 @@ def test_cross_validation_predicts_every_cohort_sample_out_of_fold():
     assert np.isfinite(oof[:10]).all() and np.isnan(oof[10:]).all()
     metrics = summarise(members, y, parts, "loss")
     assert metrics["cross_validation"]["n"] == 10 and metrics["test"]["n"] == 2
+    # The final model: the fold models' ensemble (their mean test probabilities) by default, or
+    # the fold model with the best validation score.
+    mean = np.mean([m.test_probabilities for m in members], 0)
+    assert metrics["final_member"] == "ensemble"
+    keys = ("loss", "balanced_accuracy", "auc")
+
+    def same(found, probabilities):
+        expected = classification_metrics(y[10:], probabilities)
+        return all(found[k] == pytest.approx(expected[k], nan_ok=True) for k in keys)
+
+    assert same(metrics["test"], mean)
+    best = summarise(members, y, parts, "loss", final_model="best-fold")
+    chosen = next(m for m in members if m.name == best["final_member"])
+    assert same(best["test"], chosen.test_probabilities)
 
 
 def test_training_runs_share_their_folds_and_differ_in_their_seeds():

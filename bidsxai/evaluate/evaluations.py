@@ -95,6 +95,9 @@ class Evaluation:
     citation: str | None = None  # key in bidsxai/resources/boilerplate/references.bib
     predicted_only: bool = False  # evaluates the predicted class's map only (else every map)
     applies: Callable = lambda spec: True  # whether it applies to a model with this input spec
+    # Re-initialises one network's layers: not run for a session that the fold models' ensemble
+    # (models.ensemble) explains, which has several.
+    single_network: bool = False
     options: tuple = ()  # (Settings field, sidecar key): the options it reads, as recorded
     # (context, rows) -> the session's rows with what the evaluation adds once per session (its
     # baselines and controls) and what it derives from all rows (margins).
@@ -447,6 +450,7 @@ EVALUATIONS = {
             citation="adebayo2018",
             predicted_only=True,
             applies=lambda spec: not spec.get("slices"),
+            single_network=True,
         ),
         Evaluation(
             "robustness",

@@ -4,7 +4,9 @@ loading never unpickles anything.
 model.json records the architecture and its arguments, the classes, the input specification
 (space, resolution, contrasts, normalisation, crop box), the fold assignment, the metrics and, for
 every member, its weights file and sha256, which is checked before the weights are read. The
-top-level ``weights``/``sha256`` name the final model (used for subjects outside the cohort).
+top-level ``weights``/``sha256`` name the final model (used for subjects outside the cohort); when
+the final model is the fold models' ensemble (``models.ensemble``), ``ensemble`` lists its members
+and the top-level ``sha256`` is the ensemble's digest of theirs, with no weights file of its own.
 """
 
 import hashlib
@@ -17,7 +19,14 @@ import numpy as np
 from bidsxai.atomic import atomic_path, write_json
 from bidsxai.errors import NoInputError, UsageError
 from bidsxai.models.registry import get_architecture
-from bidsxai.outputs import bundle_dir, describe_collision, label_collisions, member_name
+from bidsxai.outputs import (
+    ENSEMBLE,
+    bundle_dir,
+    describe_collision,
+    ensemble_members,
+    label_collisions,
+    member_name,
+)
 
 
 def sha256_of(path):
@@ -28,8 +37,15 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
+def ensemble_sha256(digests):
+    """The fold models' ensemble's identity in sidecars and reports: the sha256 of its members'
+    weight digests, in member order, joined by newlines."""
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
 def save_bundle(folder, models, meta, final):
-    """Write every member's weights ({name: model}), then model.json; returns the final meta."""
+    """Write every member's weights ({name: model}), then model.json; returns the final meta.
+    ``final``: a member's name, or ``ENSEMBLE`` for the ensemble of the fold models."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -41,7 +57,15 @@ def save_bundle(folder, models, meta, final):
                 {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp)
             )
         members[name] = {"weights": path.name, "sha256": sha256_of(path)}
-    meta = dict(meta, members=members, final_member=final, **members[final])
+    if final == ENSEMBLE:
+        chosen = ensemble_members(members)
+        identity = {
+            "ensemble": chosen,
+            "sha256": ensemble_sha256(members[n]["sha256"] for n in chosen),
+        }
+    else:
+        identity = members[final]
+    meta = dict(meta, members=members, final_member=final, **identity)
     write_json(folder / "model.json", meta)
     return meta
 
@@ -170,16 +194,24 @@ def member_for(meta, subject):
             f"cross-validation fold {place} (repeat 1): explained by that fold's model, which "
             "never trained on this subject",
         )
+    if final == ENSEMBLE:
+        described = (
+            f"the ensemble of the {len(meta['ensemble'])} fold models, whose probabilities and "
+            "maps are averaged"
+        )
+    else:
+        described = final
     if place == "test":
         return (
             final,
             "test",
-            f"held-out test set: explained by the final model ({final}), which never trained on it",
+            f"held-out test set: explained by the final model ({described}), which never trained "
+            "on it",
         )
     return (
         final,
         "not-in-training",
-        f"not in the training cohort: explained by the final model ({final})",
+        f"not in the training cohort: explained by the final model ({described})",
     )
 
 
@@ -192,6 +224,10 @@ class BundleModels:
         self._models = {}
 
     def get(self, member):
+        if member == ENSEMBLE:
+            from bidsxai.models.ensemble import FoldEnsemble
+
+            return FoldEnsemble({n: self.get(n) for n in self.meta["ensemble"]}).eval()
         if member not in self._models:
             self._models[member] = load_member(self.folder, self.meta, member, self.device)
         return self._models[member]
@@ -199,3 +235,8 @@ class BundleModels:
     def sha256(self, member):
         members = self.meta.get("members", {})
         return members[member]["sha256"] if member in members else self.meta["sha256"]
+
+    def representative(self):
+        """A single network of the bundle, for what needs one (a layer's name, a dry run): the final
+        model, or the ensemble's first member."""
+        return self.get((self.meta.get("ensemble") or [self.meta.get("final_member")])[0])

@@ -10,17 +10,21 @@ import numpy as np
 import torch
 
 from bidsxai.errors import NoInputError
+from bidsxai.models.ensemble import FoldEnsemble
 
 
 @contextmanager
 def binding(model, values):
     """Within the block, ``bound_covariates(model)`` is ``values`` (a 1D tensor, one per
-    covariate)."""
-    model._bound_covariates = values
+    covariate), and so is every ensemble member's (``models.ensemble``)."""
+    modules = [model, *(model.members.values() if isinstance(model, FoldEnsemble) else ())]
+    for module in modules:
+        module._bound_covariates = values
     try:
         yield model
     finally:
-        model._bound_covariates = None
+        for module in modules:
+            module._bound_covariates = None
 
 
 def bound_covariates(model):

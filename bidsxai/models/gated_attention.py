@@ -8,6 +8,8 @@ them their own rules (the gate rule of eqs. 6-7, pass-through for the activation
 import torch
 import torch.nn as nn
 
+from bidsxai.models.ensemble import FoldEnsemble
+
 
 class GateProduct(nn.Module):
     """h = signal * gate, element-wise (broadcasting)."""
@@ -44,7 +46,10 @@ def attention_module(model):
 
 @torch.no_grad()
 def attention_weights(model, *inputs):
-    """The attention weights (N, L) of a gated-attention model for one forward pass."""
+    """The attention weights (N, L) of a gated-attention model for one forward pass; of an
+    ensemble (``models.ensemble``), its members' mean."""
+    if isinstance(model, FoldEnsemble):
+        return torch.stack([attention_weights(m, *inputs) for m in model.members.values()]).mean(0)
     store = {}
     handle = attention_module(model).register_forward_hook(
         lambda module, args, output: store.update(weights=output[1])

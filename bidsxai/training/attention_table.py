@@ -5,15 +5,19 @@ classified subjects."""
 import numpy as np
 import torch
 
+from bidsxai.models.ensemble import FoldEnsemble
 from bidsxai.models.gated_attention import attention_module, attention_weights
-from bidsxai.outputs import member_name
+from bidsxai.outputs import ENSEMBLE, ensemble_members, member_name
 
 
 def attention_table(members, sessions, y, classes, contrasts, sample, part, final_name):
-    """None for models without gated attention. ``sample(i)`` gives session i's (x, covariates)."""
+    """None for models without gated attention. ``sample(i)`` gives session i's (x, covariates).
+    The fold models' ensemble's weights are its members' mean."""
     by_name = {m.name: m.model for m in members}
-    if attention_module(by_name[final_name]) is None:
+    if attention_module(members[0].model) is None:
         return None
+    if final_name == ENSEMBLE:
+        by_name[ENSEMBLE] = FoldEnsemble({n: by_name[n] for n in ensemble_members(by_name)})
     rows = []
     for i, session in enumerate(sessions):
         name = final_name if part[i] == "test" else member_name(1, part[i])

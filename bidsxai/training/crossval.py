@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from bidsxai.logs import event
-from bidsxai.outputs import member_name
+from bidsxai.outputs import ENSEMBLE, ensemble_members, member_name
 from bidsxai.training import distributed
 from bidsxai.training.checkpoint import as_arrays, as_tensors
 from bidsxai.training.loop import fit, predict
@@ -170,8 +170,8 @@ def out_of_fold(members, repeat, n_samples, n_classes, run=1):
 
 
 def chosen_member(members, select_by):
-    """The final model for subjects outside the cohort: the fold model of repeat 1 and run 1 with
-    the best selection score on its own validation fold."""
+    """The fold model of repeat 1 and run 1 with the best selection score on its own validation
+    fold (``train --final-model best-fold``)."""
 
     def score(m):
         best = m.history[m.best_epoch - 1]
@@ -184,13 +184,28 @@ def chosen_member(members, select_by):
     return max((m for m in members if m.repeat == 1 and m.run == 1), key=score)
 
 
-def summarise(members, y, parts, select_by):
+def final_probabilities(members, final_name, per_sample=False):
+    """The final model's test-set probabilities (``per_sample``: a 2D model's per slice): its
+    member's, or the mean of the ensemble's members' (``models.ensemble``)."""
+    names = ensemble_members([m.name for m in members]) if final_name == ENSEMBLE else [final_name]
+    return np.mean(
+        [
+            m.sample_probabilities["test"] if per_sample else m.test_probabilities
+            for m in members
+            if m.name in names
+        ],
+        0,
+    )
+
+
+def summarise(members, y, parts, select_by, final_model="ensemble"):
     """Metrics: per member (its validation fold and the test set), pooled out-of-fold per repeat
     (run 1), the final model on the test set, and each metric's mean and SD across repeats and
-    across training runs (repeat 1)."""
+    across training runs (repeat 1). ``final_model``: "ensemble" (the fold models' ensemble) or
+    "best-fold" (``chosen_member``)."""
     n_classes = members[0].validation_probabilities.shape[1]
     test = np.flatnonzero(parts[0] == "test")
-    final = chosen_member(members, select_by)
+    final = ENSEMBLE if final_model == "ensemble" else chosen_member(members, select_by).name
     per_member = {
         m.name: {
             "validation": classification_metrics(y[m.validation], m.validation_probabilities),
@@ -205,7 +220,7 @@ def summarise(members, y, parts, select_by):
         cohort = np.flatnonzero(parts[r - 1] != "test")
         pooled = out_of_fold(members, r, len(y), n_classes)[cohort]
         repeats.append(classification_metrics(y[cohort], pooled))
-    metrics = {"cross_validation": repeats[0], "members": per_member, "final_member": final.name}
+    metrics = {"cross_validation": repeats[0], "members": per_member, "final_member": final}
     cohort = np.flatnonzero(parts[0] != "test")
     metrics["roc"] = {
         "cross_validation": roc_points(
@@ -213,8 +228,9 @@ def summarise(members, y, parts, select_by):
         )
     }
     if len(test):
-        metrics["test"] = per_member[final.name]["test"]
-        metrics["roc"]["test"] = roc_points(y[test], final.test_probabilities)
+        probabilities = final_probabilities(members, final)
+        metrics["test"] = classification_metrics(y[test], probabilities)
+        metrics["roc"]["test"] = roc_points(y[test], probabilities)
     if len(repeats) > 1:
         metrics["cross_validation_repeats"] = _spread(repeats)
     runs = max(m.run for m in members)
@@ -254,10 +270,9 @@ def slice_metrics(members, y, parts, n_slices, final_name):
             pooled_y, np.concatenate([m.sample_probabilities["validation"] for m in validation])
         )
     }
-    final = next(m for m in members if m.name == final_name)
     test = np.flatnonzero(parts[0] == "test")
     if len(test):
         metrics["test"] = classification_metrics(
-            np.repeat(y[test], n_slices), final.sample_probabilities["test"]
+            np.repeat(y[test], n_slices), final_probabilities(members, final_name, per_sample=True)
         )
     return metrics

@@ -13,11 +13,13 @@ from bidsxai.errors import UsageError
 from bidsxai.explain import CAM_FAMILY, explain_many
 from bidsxai.models.bundle import BundleModels, member_for, resolve_bundle
 from bidsxai.models.covariates import binding, subject_covariates
+from bidsxai.models.ensemble import FoldEnsemble
 from bidsxai.models.registry import get_architecture
 from bidsxai.outputs import parse_member
 from bidsxai.template import load_template
 from bidsxai.training.dataset import load_inputs
 from bidsxai.workflows.device import pick_device
+from bidsxai.workflows.ensemble_explain import explain_ensemble
 from bidsxai.workflows.evaluate_session import (
     evaluate_session,
     write_evaluation,
@@ -86,18 +88,18 @@ def classify_sessions(settings, sessions, pending=None):
     device = pick_device(settings.device)
     models = BundleModels(folder, device)
     meta = models.meta
-    final = models.get(meta.get("final_member"))
+    network = models.representative()
     external = "external" in meta
     layer = (
         settings.explain_layer
         or meta.get("explain_layer")
-        or (None if external else get_architecture(meta["architecture"]).default_layer(final))
+        or (None if external else get_architecture(meta["architecture"]).default_layer(network))
     )
     targets = target_indices(settings.targets, meta["classes"])
     if external:
         settings = with_methods(settings, runnable_methods(meta, settings.methods, layer))
-        check_first_input(final, meta, settings.output_dir, sessions[0], device)
-    check_methods(final, meta, settings.methods, layer, device)
+        check_first_input(network, meta, settings.output_dir, sessions[0], device)
+    check_methods(network, meta, settings.methods, layer, device)
     participants = read_participants(settings.bids_dir) if meta.get("covariates") else None
     job = ExplainJob(
         settings,
@@ -136,8 +138,9 @@ def classify_one(session, job):
     x = torch.from_numpy(load_inputs(out, session.subject, session.session, spec))[None].to(
         job.device
     )
+    explain = explain_ensemble if isinstance(model, FoldEnsemble) else explain_session
     with binding(model, covariates):
-        explanation = explain_session(
+        explanation = explain(
             model, x, spec, meta["classes"], job.options, job.layer, job.targets, template
         )
     provenance = Provenance(job.bundle, member, job.models.sha256(member), split, why)

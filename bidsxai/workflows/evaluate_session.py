@@ -4,7 +4,9 @@ Each map is evaluated by every requested evaluation of ``evaluate.evaluations`` 
 the model (faithfulness, localisation against every reference mask the session has in a
 ``--derivatives masks=PATH`` dataset, sanity, robustness); the records say which maps and which
 columns. Rows go to ``*_evaluation.tsv``, curves to its sidecar (faithfulness under "Curves", the
-sanity check's randomisation curves under "Randomisation"), read by the subject report.
+sanity check's randomisation curves under "Randomisation"), read by the subject report. The sanity
+check needs one network: a session that the fold models' ensemble explains has none of its
+columns.
 """
 
 import numpy as np
@@ -17,6 +19,7 @@ from bidsxai.evaluate.evaluations import (
     column_descriptions,
     write_table,
 )
+from bidsxai.models.ensemble import FoldEnsemble
 from bidsxai.outputs import evaluation_path, label_mask_path, sidecar_path
 
 
@@ -29,7 +32,8 @@ def evaluate_session(model, x, spec, explanation, options, layer, template, mask
         model, x, spec, explanation, options, layer, template, masks, members
     )
     chosen = [EVALUATIONS[name] for name in EVALUATIONS if name in options.evaluate]
-    chosen = [e for e in chosen if e.applies(spec)]
+    several = isinstance(model, FoldEnsemble)
+    chosen = [e for e in chosen if e.applies(spec) and not (e.single_network and several)]
     if "robustness" not in options.evaluate:
         context.members = {}
     rows = []

@@ -63,9 +63,11 @@ def mc_summary(model, spec, x, samples, seed):
     return draws.mean(0).cpu().numpy(), draws.std(0, unbiased=samples > 1).cpu().numpy()
 
 
-def explain_session(model, x, spec, classes, options, layer, targets, template):
+def explain_session(model, x, spec, classes, options, layer, targets, template, predicted=None):
     """The ``SessionExplanation`` of input ``x`` (1, C, *crop) under ``model``, with the run's
-    explanation stage ``options`` (``Settings.stage("explanation")``)."""
+    explanation stage ``options`` (``Settings.stage("explanation")``). ``predicted``: the class
+    index the diagnostics (mirroring, the layer strip) explain, the model's prediction by default
+    (an ensemble member is given the ensemble's)."""
     params = method_parameters(options, spec, x)
     flat = {k: v for method_params in params.values() for k, v in method_params.items()}
     if spec.get("slices"):
@@ -101,12 +103,15 @@ def explain_session(model, x, spec, classes, options, layer, targets, template):
             "probabilities": result["slice_probabilities"].cpu().numpy(),
         }
         return explanation
+    predicted_index = classes.index(explanation.predicted) if predicted is None else predicted
     cam_methods = [m for m in options.methods if m in CAM_FAMILY]
     if cam_methods:
         explanation.mirror = {
-            m: float(r[0][0]) for m, r in mirroring(model, x, cam_methods, layer=layer).items()
+            m: float(r[0][0])
+            for m, r in mirroring(
+                model, x, cam_methods, layer=layer, target=predicted_index
+            ).items()
         }
-    predicted_index = classes.index(explanation.predicted)
     explanation.layers = {
         name: uncrop(m[0].detach().cpu().numpy().astype(np.float32), spec["crop"], template.shape)
         for name, m in layer_iteration(model, x, target=predicted_index).items()

@@ -344,7 +344,7 @@ def _train(settings, sessions, ranks):
     )
     if not ranks.main:
         return None, None
-    metrics = summarise(members, cohort.y, parts, settings.select_by)
+    metrics = summarise(members, cohort.y, parts, settings.select_by, settings.final_model)
     if arch.dims == 2:
         metrics["slices"] = slice_metrics(
             members, cohort.y, parts, len(spec["slices"]["kept"]), metrics["final_member"]

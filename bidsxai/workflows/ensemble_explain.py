@@ -1,0 +1,99 @@
+"""Classify and explain one session with the fold models' ensemble (``models.ensemble``).
+
+The ensemble's probabilities are its members' mean. Every member explains the classes the
+ensemble's prediction names ("predicted" means the ensemble's class, not each member's), and the
+session's maps are the members' maps averaged voxel by voxel. For the gradient methods this is the
+map of the members' mean score for the class (a gradient, and integrated gradients along the same
+path, are linear in the function explained); for the CAM family, LRP and perturbation masks it is
+the mean of the members' maps. The diagnostics (mirroring, the layer strip, attention weights) are
+averaged the same way; MC dropout samples the ensemble as a whole.
+"""
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from bidsxai.models.mc_dropout import has_mc_dropout
+from bidsxai.training.slices import to_slices
+from bidsxai.workflows.explain_session import (
+    SessionExplanation,
+    TargetMap,
+    explain_session,
+    mc_summary,
+)
+
+
+@torch.no_grad()
+def subject_probabilities(model, x, spec, chunk=16):
+    """The subject's class probabilities (classes,) under ``model``; a 2D model's are the mean of
+    its slice probabilities."""
+    if spec.get("slices"):
+        inputs = to_slices(x[0].cpu().numpy(), spec["slices"]["kept"], spec["slices"]["size"])
+        inputs = inputs.to(x.device)
+    else:
+        inputs = x
+    probabilities = torch.cat(
+        [torch.softmax(model(inputs[i : i + chunk]), 1) for i in range(0, len(inputs), chunk)]
+    )
+    return probabilities.mean(0).cpu().numpy()
+
+
+def explain_ensemble(ensemble, x, spec, classes, options, layer, targets, template):
+    """``explain_session``'s result for the ensemble: its members' explanations of the ensemble's
+    classes, averaged (``mean_explanation``)."""
+    probabilities = subject_probabilities(ensemble, x, spec)
+    predicted = int(probabilities.argmax())
+    if targets == "predicted":
+        targets = [[predicted]]
+    each = dataclasses.replace(options, mc_samples=0)
+    parts = [
+        explain_session(member, x, spec, classes, each, layer, targets, template, predicted)
+        for member in ensemble.members.values()
+    ]
+    explanation = mean_explanation(parts, probabilities)
+    if options.mc_samples and has_mc_dropout(ensemble):
+        explanation.mc = mc_summary(ensemble, spec, x, options.mc_samples, options.seed)
+    return explanation
+
+
+def mean_explanation(parts, probabilities):
+    """One ``SessionExplanation`` from the members' (``parts``, the same maps in the same order):
+    maps, per-map numbers and diagnostics averaged, with the ensemble's ``probabilities`` and
+    their log as the logits (the ensemble's output)."""
+    first = parts[0]
+    maps = []
+    for items in zip(*(p.maps for p in parts)):
+        maps.append(
+            TargetMap(
+                items[0].method,
+                items[0].target,
+                items[0].index,
+                np.mean([i.heatmap for i in items], 0).astype(np.float32),
+                {k: float(np.mean([i.extras[k] for i in items])) for k in items[0].extras},
+            )
+        )
+    return SessionExplanation(
+        first.classes,
+        probabilities,
+        np.log(probabilities),
+        first.parameters,
+        maps,
+        attention=_mean_of_dicts([p.attention for p in parts]),
+        mirror=_mean_of_dicts([p.mirror for p in parts]) or {},
+        layers=_mean_of_dicts([p.layers for p in parts]),
+        slices=first.slices
+        and {
+            "kept": first.slices["kept"],
+            "probabilities": np.mean([p.slices["probabilities"] for p in parts], 0),
+        },
+    )
+
+
+def _mean_of_dicts(dicts):
+    """{key: mean over the dicts} of dicts with the same keys: floats, or float32 maps (None
+    stays None)."""
+    if dicts[0] is None:
+        return None
+    means = {k: np.mean([d[k] for d in dicts], 0) for k in dicts[0]}
+    return {k: v.astype(np.float32) if np.ndim(v) else float(v) for k, v in means.items()}
