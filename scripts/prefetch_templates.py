@@ -3,8 +3,14 @@
 MNI152NLin2009cAsym (fMRIPrep's default output space): T1w, brain mask and GM/WM/CSF
 probabilities at 1 and 2 mm. MNI152NLin2009aSym, bidsxai's default, is seeded from nilearn's copy
 (no download). Run with TEMPLATEFLOW_HOME set to the image's home.
+
+    python scripts/prefetch_templates.py [--templateflow 0|1]
+
+``--templateflow 0`` seeds the default space only, for builds that cannot reach TemplateFlow's
+storage.
 """
 
+import argparse
 import sys
 
 PREFETCH = {
@@ -30,16 +36,21 @@ def queries():
     ]
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--templateflow", type=int, choices=(0, 1), default=1)
+    fetch = parser.parse_args(argv).templateflow
+
     from templateflow import api
 
     from bidsxai.template import load_template
     from bidsxai.template_files import DEFAULT_SPACE
 
-    for template, query in queries():
-        print(api.get(template, **query), file=sys.stderr)
+    if fetch:
+        for template, query in queries():
+            print(api.get(template, **query), file=sys.stderr)
     load_template(1.0, DEFAULT_SPACE)  # seeds the home from nilearn
-    for template in PREFETCH:
+    for template in PREFETCH if fetch else ():
         load_template(2.0, template)
 
 
