@@ -35,7 +35,8 @@ printf '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n' > "$CO
 
 if ! podman image exists "$BASE"; then
     rm -rf "$WORK/rootfs"
-    debootstrap --variant=minbase bookworm "$WORK/rootfs" http://deb.debian.org/debian >/dev/null
+    debootstrap --variant=minbase bookworm "$WORK/rootfs" http://deb.debian.org/debian \
+        > "$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log"; exit 1; }
     tar -C "$WORK/rootfs" -c . | podman import - "$BASE" >/dev/null
     rm -rf "$WORK/rootfs"
 fi
