@@ -2,11 +2,14 @@
 
 The ensemble's probabilities are its members' mean. Every member explains the classes the
 ensemble's prediction names ("predicted" means the ensemble's class, not each member's), and the
-session's maps are the members' maps averaged voxel by voxel. For the gradient methods this is the
-map of the members' mean score for the class (a gradient, and integrated gradients along the same
-path, are linear in the function explained); for the CAM family, LRP and perturbation masks it is
-the mean of the members' maps. The diagnostics (mirroring, the layer strip, attention weights) are
-averaged the same way; MC dropout samples the ensemble as a whole.
+session's maps are the members' maps averaged voxel by voxel. For integrated gradients (signed,
+summed over channels, the same baseline and path for every member) this is exactly the map of the
+members' mean score for the class, since it is linear in the function explained; for every other
+method (saliency and SmoothGrad take absolute values) it is the mean of the members' maps. Per-map
+numbers are the members' mean: integrated gradients' completeness error is then the mean of the
+members' absolute errors, an upper bound on the averaged map's. The diagnostics (mirroring, the
+layer strip, attention weights) are averaged the same way; MC dropout samples the ensemble as a
+whole.
 """
 
 import dataclasses

@@ -313,7 +313,12 @@ def _train(settings, sessions, ranks):
     name = settings.model or f"{settings.arch}_{settings.target}"
     key = run_key(
         {
-            "training": dataclasses.asdict(settings.stage("training")),
+            # The final model is chosen after training: changing it reuses the checkpoints.
+            "training": {
+                k: v
+                for k, v in dataclasses.asdict(settings.stage("training")).items()
+                if k != "final_model"
+            },
             "options": dataclasses.asdict(options),
             "architecture": [settings.arch, arch_args, pretrained],
             "cohort": [
