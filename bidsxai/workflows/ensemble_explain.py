@@ -15,7 +15,6 @@ whole.
 import dataclasses
 
 import numpy as np
-import torch
 
 from bidsxai.models.mc_dropout import has_mc_dropout
 from bidsxai.training.slices import to_slices
@@ -25,10 +24,10 @@ from bidsxai.workflows.explain_session import (
     explain_session,
     mc_summary,
 )
+from bidsxai.workflows.slice_explain import chunked_probabilities
 
 
-@torch.no_grad()
-def subject_probabilities(model, x, spec, chunk=16):
+def subject_probabilities(model, x, spec):
     """The subject's class probabilities (classes,) under ``model``; a 2D model's are the mean of
     its slice probabilities."""
     if spec.get("slices"):
@@ -36,10 +35,7 @@ def subject_probabilities(model, x, spec, chunk=16):
         inputs = inputs.to(x.device)
     else:
         inputs = x
-    probabilities = torch.cat(
-        [torch.softmax(model(inputs[i : i + chunk]), 1) for i in range(0, len(inputs), chunk)]
-    )
-    return probabilities.mean(0).cpu().numpy()
+    return chunked_probabilities(model, inputs).mean(0).cpu().numpy()
 
 
 def explain_ensemble(ensemble, x, spec, classes, options, layer, targets, template):

@@ -18,6 +18,15 @@ def _subject_targets(targets, probabilities):
     return torch.as_tensor(targets, device=probabilities.device)
 
 
+def chunked_probabilities(model, inputs, chunk=16):
+    """The softmax of ``model`` over ``inputs`` (N, classes) in eval mode, ``chunk`` rows at a
+    time."""
+    with eval_mode(model), torch.no_grad():
+        return torch.cat(
+            [torch.softmax(model(inputs[i : i + chunk]), 1) for i in range(0, len(inputs), chunk)]
+        )
+
+
 def explain_slices(model, spec, x, methods, *, layer, targets, chunk=16, **params):
     """explain_many's result for x (1, C, X, Y, Z), plus 'slice_probabilities' (slices, classes)
     and 'kept' (their axial indices). 'logits' are the log of the mean slice probabilities, so their
@@ -25,10 +34,7 @@ def explain_slices(model, spec, x, methods, *, layer, targets, chunk=16, **param
     averaged over the slices."""
     kept, size = spec["slices"]["kept"], spec["slices"]["size"]
     slices = to_slices(x[0].cpu().numpy(), kept, size).to(x.device)
-    with eval_mode(model), torch.no_grad():
-        slice_probabilities = torch.cat(
-            [torch.softmax(model(slices[i : i + chunk]), 1) for i in range(0, len(slices), chunk)]
-        )
+    slice_probabilities = chunked_probabilities(model, slices, chunk)
     probabilities = slice_probabilities.mean(0, keepdim=True)
     subject_targets = _subject_targets(targets, probabilities)
     parts = []
