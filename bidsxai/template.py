@@ -82,10 +82,16 @@ def load_template(resolution=2.0, space=DEFAULT_SPACE):
     return _load_template(float(resolution), space, str(templateflow_home()))
 
 
-def template_cache_dir():
-    """Where resampled template grids are kept: ``$XDG_CACHE_HOME/bidsxai/templates``."""
+def user_cache_dir(name):
+    """``$XDG_CACHE_HOME/bidsxai/<name>`` (default ``~/.cache``): what bidsxai keeps between runs
+    (resampled templates, report figures)."""
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "bidsxai" / "templates"
+    return Path(root) / "bidsxai" / name
+
+
+def template_cache_dir():
+    """Where resampled template grids are kept."""
+    return user_cache_dir("templates")
 
 
 def _cache_path(resolution, space):

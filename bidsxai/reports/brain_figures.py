@@ -21,6 +21,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bidsxai.reports.figure_cache import cached_figure  # noqa: E402
+
 TISSUE_COLOURS = {"grey matter": "#E69F00", "white matter": "#56B4E9", "brain mask": "#009E73"}
 OWN_MASK_COLOUR = "#CC79A7"  # the subject's own brain mask (deepbet), where there is one
 REFERENCE_COLOUR = "#56B4E9"
@@ -46,13 +48,14 @@ class Figure:
 
 
 def _figure(draw, size, background="black"):
-    """Draw into a new figure of ``size`` inches, then encode it."""
-    fig = plt.figure(figsize=size, facecolor=background)
+    """Draw into a new figure of ``size`` inches, then encode it: the canvas's pixels are
+    quantised to a palette directly (no intermediate PNG to write and read back)."""
+    fig = plt.figure(figsize=size, dpi=80 * SCALE, facecolor=background)
     draw(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80 * SCALE, facecolor=background)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     plt.close(fig)
-    image = Image.open(buffer).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
+    image = Image.fromarray(pixels).quantize(256, method=Image.Quantize.FASTOCTREE)
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     src = "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
@@ -82,6 +85,7 @@ def _contours(display, template):
         )
 
 
+@cached_figure
 def with_contours(volume, template, chosen, own_mask=None):
     """An image on the template grid with the template's grey-matter, white-matter and
     brain-mask boundaries, on the report's cuts (the subject's, and the template's own for the
@@ -122,6 +126,7 @@ def fading_inferno(threshold=DISPLAY_THRESHOLD, fade=FADE):
     return ListedColormap(colours, name="inferno_fading")
 
 
+@cached_figure
 def heatmap(background, values, template, chosen, references=()):
     """A map scaled to [0, 1] over the subject's image, with a colour bar, the reference masks'
     outlines where given, on the report's shared cuts."""
