@@ -19,7 +19,7 @@ import tomli_w
 from bidsxai import __version__
 from bidsxai.atomic import write_text
 from bidsxai.errors import UsageError
-from bidsxai.memory import SESSION_MEMORY_GB, slurm_memory_gb
+from bidsxai.memory import MAX_BATCH_SESSIONS, SESSION_MEMORY_GB, slurm_memory_gb
 from bidsxai.normalisations import METHODS as NORMALISATIONS
 from bidsxai.outputs import crash_dir, settings_log_path
 from bidsxai.template_files import DEFAULT_SPACE, check_space_name
@@ -350,6 +350,14 @@ class Settings:
         help="memory for the run, e.g. 16G or 16000 (MB without a unit): no more sessions run "
         f"at once than fit at {SESSION_MEMORY_GB:g} GB each (default: SLURM_MEM_PER_NODE where "
         "set, else no limit beyond --nprocs)",
+    )
+    batch_sessions: int | None = option(
+        section="execution",
+        type=_at_least(1),
+        metavar="N",
+        help="participant --model: sessions classified and explained together in one pass of "
+        "the model (default: as many as half the memory available holds, at most "
+        f"{MAX_BATCH_SESSIONS})",
     )
     stop_on_first_crash: bool = option(
         False,

@@ -203,6 +203,40 @@ def test_mem_defaults_to_slurms_allocation_and_limits_the_sessions_at_once(monke
     assert parallel_sessions(2, 100 * SESSION_MEMORY_GB) == 2
 
 
+def test_the_default_batch_of_sessions_fills_half_the_memory_available():
+    import os
+
+    import torch
+
+    from bidsxai.cli import parse_settings
+    from bidsxai.memory import (
+        EXPLANATION_BYTES_PER_VOXEL,
+        MAX_BATCH_SESSIONS,
+        available_memory_gb,
+        explanation_batch,
+    )
+    from bidsxai.workflows.session_batches import batch_size
+
+    voxels = 2**20
+    per_session_gb = voxels * EXPLANATION_BYTES_PER_VOXEL / 2**30
+    assert explanation_batch(voxels, 2 * 3.5 * per_session_gb) == 3  # half of it: 3.5 sessions
+    assert explanation_batch(voxels, per_session_gb) == 1  # one, even if it may not fit
+    assert explanation_batch(voxels, 1e6) == MAX_BATCH_SESSIONS
+    cpu = torch.device("cpu")
+    assert available_memory_gb(cpu, 12.0) == 12.0  # --mem
+    total_gb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    assert 0 < available_memory_gb(cpu) <= total_gb  # the kernel's MemAvailable
+    box = {"crop": [[0, 128], [0, 128], [0, 64]], "contrasts": ["T1w"]}  # 2**20 voxels
+    settings = parse_settings(
+        ["bids", "out", "participant", "--mem", str(2 * 2 * per_session_gb) + "G"]
+    )
+    assert batch_size(settings, {"input": box}, cpu) == 2
+    given = parse_settings(["bids", "out", "participant", "--batch-sessions", "5"])
+    assert batch_size(given, {"input": box}, cpu) == 5
+    slices = dict(box, slices={"kept": [1, 2], "size": 64})
+    assert batch_size(given, {"input": slices}, cpu) == 1  # a 2D model's batch is its slices
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -385,8 +419,8 @@ def test_each_method_record_holds_its_options_extras_and_sentence():
         1.0,
     ]
     result = {"ig_completeness_error": torch.tensor([[0.5, 0.25]])}
-    assert METHODS["ig"].map_extras(result, 1) == {"completeness_error": 0.25}
-    assert METHODS["gradcam"].map_extras(result, 0) == {}
+    assert METHODS["ig"].map_extras(result, 0, 1) == {"completeness_error": 0.25}
+    assert METHODS["gradcam"].map_extras(result, 0, 0) == {}
 
 
 def test_the_given_options_include_counting_flags_and_only_what_was_given():

@@ -278,5 +278,5 @@ def test_the_numbers_a_method_reports_besides_its_map_are_heatmap_sidecar_fields
     }
     names = {f.name for f in fields(HeatmapSidecar)}
     for method in [m for m, record in METHODS.items() if record.extras]:
-        extras = METHODS[method].map_extras(result, 0)
+        extras = METHODS[method].map_extras(result, 0, 0)
         assert extras and set(extras) <= names, method

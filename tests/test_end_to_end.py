@@ -6,6 +6,7 @@ import re
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import RES, run_cli
 
 from bidsxai.models.bundle import ensemble_sha256
@@ -392,3 +393,52 @@ def test_the_ensemble_explains_the_test_set_with_its_members_mean(pipeline):
         expected = uncrop(np.mean(maps, 0).astype(np.float32), spec["crop"], template.shape)
         heatmap = np.asarray(nib.load(path).dataobj)
         assert np.allclose(heatmap, expected, atol=1e-5 * max(1.0, np.abs(expected).max()))
+
+
+def test_sessions_explained_together_get_what_they_get_alone(pipeline, cohort, tmp_path, capsys):
+    """The pipeline explains its sessions in batches (by default as many as half the memory
+    holds); one at a time (``--batch-sessions 1``), every heatmap and probability is the same
+    to float rounding. A session whose input cannot be read stays out of its batch and fails
+    alone, with its own message."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(pipeline["out"], out)
+    common = ["--model", "cnn3d_group", "--resolution", RES, "--skip-bids-validation"]
+    assert run_cli(cohort, out, "participant", "--batch-sessions", 1, *common) == 0
+    heatmaps = sorted(pipeline["out"].glob("sub-*/anat/*_heatmap.nii.gz"))
+    assert len(heatmaps) >= 9 * 2
+    for batched in heatmaps:
+        alone = out / batched.relative_to(pipeline["out"])
+        assert alone.stat().st_mtime_ns != batched.stat().st_mtime_ns  # written again
+        a, b = (np.asarray(nib.load(p).dataobj) for p in (alone, batched))
+        assert np.allclose(a, b, atol=1e-5 * max(1.0, np.abs(b).max())), batched.name
+        sidecars = [
+            json.loads(p.with_name(p.name[:-7] + ".json").read_text()) for p in (alone, batched)
+        ]
+        probabilities = [list(s.get("PredictedProbabilities", {}).values()) for s in sidecars]
+        assert np.allclose(*probabilities, atol=1e-6)
+        assert sidecars[0].get("Logit") == pytest.approx(sidecars[1].get("Logit"), abs=1e-5)
+    for batched in sorted(pipeline["out"].glob("sub-*/anat/*_measures.tsv")):  # mirroring r, p95
+        tables = [
+            pd.read_csv(p, sep="\t") for p in (out / batched.relative_to(pipeline["out"]), batched)
+        ]
+        pd.testing.assert_frame_equal(*tables, atol=1e-5)
+    # Read only when the session is explained: sub-03 is prepared for the first batch (fold 1's
+    # sub-01, -02, -03), fails, and is left out of it.
+    damaged = out / "sub-03" / "anat" / f"sub-03_space-{SPACE}_res-6_desc-preproc_FLAIR.nii.gz"
+    damaged.write_bytes(b"not an image")
+    batch = [out / f"sub-{s}" / "anat" for s in ("01", "02")]
+    before = {p: p.stat().st_mtime_ns for folder in batch for p in folder.glob("*_heatmap.nii.gz")}
+    capsys.readouterr()
+    code = run_cli(cohort, out, "participant", "--batch-sessions", 3, *common)
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("bidsxai:")]
+    assert code == 66 and [line for line in errors if "sub-03" in line] == [
+        f"bidsxai: sub-03: {damaged}: not a readable NIfTI image (ImageFileError: "
+        f"File {damaged} is not a gzip file)"
+    ], errors
+    assert not [line for line in errors if any(f"sub-{s}" in line for s in ("01", "02"))]
+    assert before and all(p.stat().st_mtime_ns != mtime for p, mtime in before.items())
+    log = max((out / "logs").glob("participant-*.log"), key=lambda p: p.stat().st_mtime)
+    together = "event=sessions_explained_together member=repeat-1_fold-1 sessions=sub-01,sub-02"
+    assert together in log.read_text()

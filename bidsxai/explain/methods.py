@@ -36,8 +36,8 @@ class Method:
     options: tuple = ()
     # adapt(params, spec, x) -> params: parameters that follow from the model's input.
     adapt: Callable | None = None
-    # extras(result, t) -> {HeatmapSidecar field: number}: what it reports per map besides the map,
-    # from explain_many's result for target column t.
+    # extras(result, n, t) -> {HeatmapSidecar field: number}: what it reports per map besides the
+    # map, from explain_many's result for sample n and target column t.
     extras: Callable | None = None
     # What the methods text adds after its name and citation, formatted with its parameters.
     details: str = ""
@@ -71,8 +71,8 @@ class Method:
             params = self.adapt(params, spec, x)
         return params
 
-    def map_extras(self, result, t) -> dict:
-        return self.extras(result, t) if self.extras else {}
+    def map_extras(self, result, n, t) -> dict:
+        return self.extras(result, n, t) if self.extras else {}
 
     def sentence(self, settings) -> str:
         """Its words in the methods text: name, citation and what the run's options chose."""
@@ -162,8 +162,8 @@ METHODS = {
             "integrated gradients summed over channels",
             "sundararajan2017",
             unrecorded=("internal_batch_size", "blur_sigma"),
-            extras=lambda result, t: {
-                "completeness_error": float(result["ig_completeness_error"][0, t])
+            extras=lambda result, n, t: {
+                "completeness_error": float(result["ig_completeness_error"][n, t])
             },
         ),
         Method(
@@ -190,9 +190,9 @@ METHODS = {
             "this session",
             "thibeausutre2020",
             parameter_sources=("perturbation:perturbation", "perturbation:fit_mask"),
-            extras=lambda result, t: {
-                "probability_before_mask": float(result["perturbation_probability_before"][0, t]),
-                "probability_after_mask": float(result["perturbation_probability_after"][0, t]),
+            extras=lambda result, n, t: {
+                "probability_before_mask": float(result["perturbation_probability_before"][n, t]),
+                "probability_after_mask": float(result["perturbation_probability_after"][n, t]),
             },
         ),
     )

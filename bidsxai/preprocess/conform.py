@@ -4,6 +4,7 @@ import nibabel as nib
 import numpy as np
 
 from bidsxai.errors import NoInputError
+from bidsxai.nifti import read_image
 
 # N4 finds its head mask on a 4 mm copy (preprocess/bias.py), which needs two voxels per axis.
 MIN_EXTENT_MM = 8.0
@@ -16,14 +17,7 @@ def load_volume(path):
     Reorientation changes only the voxel order, never world coordinates, so transforms estimated
     on the conformed image apply to the original file too.
     """
-    try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj, dtype=np.float32)  # reads every byte: finds truncation
-    except Exception as exc:  # nibabel raises many types for damaged files
-        raise NoInputError(
-            f"{path}: not a readable NIfTI image ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'})"
-        ) from None
+    img, data = read_image(path)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:

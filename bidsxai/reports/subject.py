@@ -12,9 +12,11 @@ import pandas as pd
 
 from bidsxai.config import described_settings
 from bidsxai.derivatives import HeatmapSidecar, LayerIterationSidecar, MeasuresRow, QualityGate
+from bidsxai.errors import NoInputError
 from bidsxai.evaluate.evaluations import column_notes
 from bidsxai.evaluate.similarity import normalised_mutual_information
 from bidsxai.group.atlas import atlas_option
+from bidsxai.nifti import read_image
 from bidsxai.outputs import (
     MASK_DATASET,
     brain_mask_path,
@@ -41,12 +43,20 @@ from bidsxai.training.targets import known_classes
 
 
 def _load(path):
-    return np.asarray(nib.load(str(path)).dataobj, np.float32)
+    return read_image(path)[1]
 
 
 def session_view(settings, session, chosen, error=None):
     """Everything the report shows of one session, read from its files, drawn on the report's
-    ``chosen`` cuts; ``error`` is the one-line reason the session failed in this run."""
+    ``chosen`` cuts; ``error`` is the one-line reason the session failed in this run. A session
+    whose outputs cannot be read (damaged since they were written) is shown with that reason."""
+    try:
+        return _session_view(settings, session, chosen, error)
+    except NoInputError as exc:
+        return _session_view(settings, session, chosen, error or str(exc), read_outputs=False)
+
+
+def _session_view(settings, session, chosen, error, read_outputs=True):
     out = Path(settings.output_dir)
     grid = (settings.resolution, settings.output_space)
     template = load_template(*grid)
@@ -71,7 +81,7 @@ def session_view(settings, session, chosen, error=None):
         "viewer": None,
     }
     t1_path = preproc_path(out, session.subject, session.session, "T1w", *grid)
-    if not t1_path.is_file():
+    if not read_outputs or not t1_path.is_file():
         return view
     t1 = _load(t1_path)
     t1_sidecar = sidecar_path(t1_path)

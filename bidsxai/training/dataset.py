@@ -1,10 +1,10 @@
 """Model inputs: preprocessed contrasts stacked as channels, cropped to the template's brain box."""
 
-import nibabel as nib
 import numpy as np
 import torch
 
 from bidsxai.errors import NoInputError
+from bidsxai.nifti import read_image
 from bidsxai.normalisations import scaled_input
 from bidsxai.outputs import TISSUE_INPUTS, model_input_path, session_key
 from bidsxai.training.crop_box import crop
@@ -24,7 +24,7 @@ def load_inputs(out_dir, subject, session, spec):
                 f"{session_key(subject, session)}: no {contrast} at {path}; run the participant "
                 f"level{flag} first"
             )
-        channels.append(crop(np.asarray(nib.load(str(path)).dataobj, np.float32), spec["crop"]))
+        channels.append(crop(read_image(path)[1], spec["crop"]))
     return scaled_input(np.stack(channels), spec)
 
 

@@ -1,6 +1,6 @@
 """participant --model: classify and explain each session with the bundle member that never
-trained on its subject, then write the results (``explain_session`` computes,
-``explanation_outputs`` writes)."""
+trained on its subject, then write the results (``session_batches`` and ``explain_session``
+compute, ``explanation_outputs`` writes)."""
 
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -11,25 +11,21 @@ from bidsxai.bids import read_participants
 from bidsxai.derivatives import Provenance
 from bidsxai.errors import UsageError
 from bidsxai.explain import CAM_FAMILY, explain_many
-from bidsxai.models.bundle import BundleModels, member_for, resolve_bundle
-from bidsxai.models.covariates import binding, subject_covariates
-from bidsxai.models.ensemble import FoldEnsemble
+from bidsxai.models.bundle import BundleModels, resolve_bundle
+from bidsxai.models.covariates import binding
 from bidsxai.models.registry import get_architecture
 from bidsxai.outputs import parse_member
 from bidsxai.template import load_template
-from bidsxai.training.dataset import load_inputs
 from bidsxai.workflows.device import pick_device
-from bidsxai.workflows.ensemble_explain import explain_ensemble
 from bidsxai.workflows.evaluate_session import (
     evaluate_session,
     write_evaluation,
     write_reference_masks,
 )
-from bidsxai.workflows.explain_session import explain_session
 from bidsxai.workflows.explanation_outputs import write_explanation
 from bidsxai.workflows.external_model import check_first_input, runnable_methods, with_methods
 from bidsxai.workflows.lesion_load import mask_loads
-from bidsxai.workflows.reference_masks import reference_masks
+from bidsxai.workflows.session_batches import SessionBatches, batch_size
 from bidsxai.workflows.sessions import run_sessions
 
 
@@ -111,10 +107,11 @@ def classify_sessions(settings, sessions, pending=None):
         device,
         folder.name,
     )
+    batches = SessionBatches(job, sessions, batch_size(settings, meta, device))
     return run_sessions(
         classify_one,
         sessions,
-        (job,),
+        (job, batches),
         settings.crash_dir,
         nprocs=1,
         desc="explaining",
@@ -123,27 +120,22 @@ def classify_sessions(settings, sessions, pending=None):
     )
 
 
-def classify_one(session, job):
-    """Explain one session with its out-of-fold member and write the results."""
-    meta, spec = job.models.meta, job.models.meta["input"]
-    member, split, why = member_for(meta, session.subject)
+def classify_one(session, job, batches):
+    """Explain one session with its out-of-fold member (in a batch of sessions, ``batches``)
+    and write the results."""
+    try:
+        return _write_session(session, job, batches.prepare(session), batches.explanation(session))
+    finally:
+        batches.forget(session)
+
+
+def _write_session(session, job, prepared, explanation):
+    spec = job.models.meta["input"]
+    member, split = prepared.member, prepared.split
     model = job.models.get(member)
-    covariates = subject_covariates(
-        meta.get("covariates") or [], job.participants, session.subject, job.device
-    )
     template = load_template(spec["resolution"], spec["space"])
     out = job.settings.output_dir
-    # The masks first: one that cannot be placed fails the session before its explanations.
-    masks = reference_masks(job.settings, session, template) if job.options.evaluate else {}
-    x = torch.from_numpy(load_inputs(out, session.subject, session.session, spec))[None].to(
-        job.device
-    )
-    explain = explain_ensemble if isinstance(model, FoldEnsemble) else explain_session
-    with binding(model, covariates):
-        explanation = explain(
-            model, x, spec, meta["classes"], job.options, job.layer, job.targets, template
-        )
-    provenance = Provenance(job.bundle, member, job.models.sha256(member), split, why)
+    provenance = Provenance(job.bundle, member, job.models.sha256(member), split, prepared.why)
     predicted = write_explanation(
         out,
         session,
@@ -156,22 +148,22 @@ def classify_one(session, job):
         mask_loads(job.settings, session, template),
     )
     if job.options.evaluate:
-        write_reference_masks(out, session, masks, template)
+        write_reference_masks(out, session, prepared.masks, template)
         others = (
             _robustness_members(job, member, split) if "robustness" in job.options.evaluate else {}
         )
         with ExitStack() as bound:
             for m in [model, *[m for group in others.values() for m in group.values()]]:
-                bound.enter_context(binding(m, covariates))
+                bound.enter_context(binding(m, prepared.covariates))
             rows, curves, randomisation = evaluate_session(
                 model,
-                x,
+                prepared.x,
                 spec,
                 explanation,
                 job.options,
                 job.layer,
                 template,
-                {name: placed.array for name, placed in masks.items()},
+                {name: placed.array for name, placed in prepared.masks.items()},
                 others,
             )
         write_evaluation(out, session, rows, curves, job.settings, randomisation)

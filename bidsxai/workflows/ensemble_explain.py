@@ -1,4 +1,4 @@
-"""Classify and explain one session with the fold models' ensemble (``models.ensemble``).
+"""Classify and explain sessions with the fold models' ensemble (``models.ensemble``).
 
 The ensemble's probabilities are its members' mean. Every member explains the classes the
 ensemble's prediction names ("predicted" means the ensemble's class, not each member's), and the
@@ -21,39 +21,43 @@ from bidsxai.training.slices import to_slices
 from bidsxai.workflows.explain_session import (
     SessionExplanation,
     TargetMap,
-    explain_session,
+    explain_sessions,
     mc_summary,
 )
 from bidsxai.workflows.slice_explain import chunked_probabilities
 
 
 def subject_probabilities(model, x, spec):
-    """The subject's class probabilities (classes,) under ``model``; a 2D model's are the mean of
-    its slice probabilities."""
-    if spec.get("slices"):
-        inputs = to_slices(x[0].cpu().numpy(), spec["slices"]["kept"], spec["slices"]["size"])
-        inputs = inputs.to(x.device)
-    else:
-        inputs = x
-    return chunked_probabilities(model, inputs).mean(0).cpu().numpy()
+    """Each subject's class probabilities (N, classes) under ``model``; a 2D model's are the mean
+    of its slice probabilities."""
+    if not spec.get("slices"):
+        return chunked_probabilities(model, x).cpu().numpy()
+    kept, size = spec["slices"]["kept"], spec["slices"]["size"]
+    slices = [to_slices(volume.cpu().numpy(), kept, size).to(x.device) for volume in x]
+    return np.stack([chunked_probabilities(model, s).mean(0).cpu().numpy() for s in slices])
 
 
 def explain_ensemble(ensemble, x, spec, classes, options, layer, targets, template):
-    """``explain_session``'s result for the ensemble: its members' explanations of the ensemble's
-    classes, averaged (``mean_explanation``)."""
+    """``explain_sessions``'s result for the ensemble, one per input of the batch ``x``: its
+    members' explanations of the ensemble's classes, averaged (``mean_explanation``)."""
     probabilities = subject_probabilities(ensemble, x, spec)
-    predicted = int(probabilities.argmax())
+    predicted = [int(p.argmax()) for p in probabilities]
     if targets == "predicted":
-        targets = [[predicted]]
+        targets = [[p] for p in predicted]
     each = dataclasses.replace(options, mc_samples=0)
     parts = [
-        explain_session(member, x, spec, classes, each, layer, targets, template, predicted)
+        explain_sessions(member, x, spec, classes, each, layer, targets, template, predicted)
         for member in ensemble.members.values()
     ]
-    explanation = mean_explanation(parts, probabilities)
+    explanations = [
+        mean_explanation([part[n] for part in parts], probabilities[n]) for n in range(len(x))
+    ]
     if options.mc_samples and has_mc_dropout(ensemble):
-        explanation.mc = mc_summary(ensemble, spec, x, options.mc_samples, options.seed)
-    return explanation
+        for n, explanation in enumerate(explanations):
+            explanation.mc = mc_summary(
+                ensemble, spec, x[n : n + 1], options.mc_samples, options.seed
+            )
+    return explanations
 
 
 def mean_explanation(parts, probabilities):

@@ -1,4 +1,4 @@
-"""Classify one session with one model and explain the decision: every method for every target
+"""Classify sessions with one model and explain the decisions: every method for every target
 class, MC dropout, attention weights and the diagnostics. Computes only; ``explanation_outputs``
 writes the result."""
 
@@ -63,12 +63,30 @@ def mc_summary(model, spec, x, samples, seed):
     return draws.mean(0).cpu().numpy(), draws.std(0, unbiased=samples > 1).cpu().numpy()
 
 
-def explain_session(model, x, spec, classes, options, layer, targets, template, predicted=None):
-    """The ``SessionExplanation`` of input ``x`` (1, C, *crop) under ``model``, with the run's
-    explanation stage ``options`` (``Settings.stage("explanation")``). ``predicted``: the class
-    index the diagnostics (mirroring, the layer strip) explain, the model's prediction by default
-    (an ensemble member is given the ensemble's)."""
-    params = method_parameters(options, spec, x)
+def per_sample_targets(targets, n):
+    """``targets`` ("predicted", "all" or one row of class indices per sample) for a batch of
+    ``n``: a single row is every sample's."""
+    if isinstance(targets, str) or len(targets) != 1:
+        return targets
+    return list(targets) * n
+
+
+def explain_sessions(model, x, spec, classes, options, layer, targets, template, predicted=None):
+    """The ``SessionExplanation`` of each of the N inputs ``x`` (N, C, *crop) under ``model``,
+    with the run's explanation stage ``options`` (``Settings.stage("explanation")``), computed
+    together: explain_many, mirroring and the layer strip take the whole batch (each sample's
+    gradient is its own in eval mode, so a batch gives each session what it would get alone, to
+    float rounding); MC dropout runs session by session, and a 2D model takes one session. Every
+    session's method parameters must be the batch's (``method_parameters``: z-beta's bounds
+    follow a z-scored input's own range). ``predicted``: per session, the class index the
+    diagnostics (mirroring, the layer strip) explain, the model's prediction by default (an
+    ensemble member is given the ensemble's)."""
+    targets = per_sample_targets(targets, len(x))
+    if spec.get("slices") and len(x) > 1:
+        raise ValueError("a 2D model explains one session at a time (its batch is the slices)")
+    params = method_parameters(options, spec, x[:1])
+    if any(method_parameters(options, spec, x[i : i + 1]) != params for i in range(1, len(x))):
+        raise ValueError("the sessions of a batch must share their method parameters")
     flat = {k: v for method_params in params.values() for k, v in method_params.items()}
     if spec.get("slices"):
         result = explain_slices(
@@ -76,44 +94,45 @@ def explain_session(model, x, spec, classes, options, layer, targets, template, 
         )
     else:
         result = explain_many(model, x, options.methods, layer=layer, targets=targets, **flat)
-    logits = result["logits"][0].detach().cpu().numpy()
-    explanation = SessionExplanation(
-        classes, torch.softmax(result["logits"], 1)[0].cpu().numpy(), logits, params, maps=[]
-    )
-    for method in options.methods:
-        maps = result[method][0].detach().cpu().numpy()
-        for t, index in enumerate(result["targets"][0].tolist()):
-            heatmap = uncrop(maps[t].astype(np.float32), spec["crop"], template.shape)
-            explanation.maps.append(
-                TargetMap(
-                    method, classes[index], index, heatmap, METHODS[method].map_extras(result, t)
-                )
-            )
-    if options.mc_samples and has_mc_dropout(model):
-        explanation.mc = mc_summary(model, spec, x, options.mc_samples, options.seed)
+    logits = result["logits"].detach()
+    probabilities = torch.softmax(logits, 1).cpu().numpy()
+    explanations = [
+        SessionExplanation(classes, probabilities[n], logits[n].cpu().numpy(), params, maps=[])
+        for n in range(len(x))
+    ]
+    for n, explanation in enumerate(explanations):
+        for method in options.methods:
+            maps = result[method][n].detach().cpu().numpy()
+            for t, index in enumerate(result["targets"][n].tolist()):
+                heatmap = uncrop(maps[t].astype(np.float32), spec["crop"], template.shape)
+                extras = METHODS[method].map_extras(result, n, t)
+                explanation.maps.append(TargetMap(method, classes[index], index, heatmap, extras))
+        if options.mc_samples and has_mc_dropout(model):
+            explanation.mc = mc_summary(model, spec, x[n : n + 1], options.mc_samples, options.seed)
     if attention_module(model) is not None:
-        explanation.attention = dict(
-            zip(spec["contrasts"], attention_weights(model, x)[0].tolist())
-        )
-    if spec.get(
-        "slices"
-    ):  # the diagnostics run on whole volumes; a slice model gets its slice table
-        explanation.slices = {
+        weights = attention_weights(model, x)
+        for n, explanation in enumerate(explanations):
+            explanation.attention = dict(zip(spec["contrasts"], weights[n].tolist()))
+    if spec.get("slices"):  # the diagnostics run on whole volumes; a 2D model gets its slices
+        explanations[0].slices = {
             "kept": list(result["kept"]),
             "probabilities": result["slice_probabilities"].cpu().numpy(),
         }
-        return explanation
-    predicted_index = classes.index(explanation.predicted) if predicted is None else predicted
+        return explanations
+    if predicted is None:
+        predicted = [classes.index(e.predicted) for e in explanations]
+    predicted = torch.as_tensor(predicted, dtype=torch.long, device=x.device)
     cam_methods = [m for m in options.methods if m in CAM_FAMILY]
     if cam_methods:
-        explanation.mirror = {
-            m: float(r[0][0])
-            for m, r in mirroring(
-                model, x, cam_methods, layer=layer, target=predicted_index
-            ).items()
+        mirrored = mirroring(model, x, cam_methods, layer=layer, target=predicted)
+        for n, explanation in enumerate(explanations):
+            explanation.mirror = {m: float(r[0][n]) for m, r in mirrored.items()}
+    layers = layer_iteration(model, x, target=predicted)
+    for n, explanation in enumerate(explanations):
+        explanation.layers = {
+            name: uncrop(
+                m[n].detach().cpu().numpy().astype(np.float32), spec["crop"], template.shape
+            )
+            for name, m in layers.items()
         }
-    explanation.layers = {
-        name: uncrop(m[0].detach().cpu().numpy().astype(np.float32), spec["crop"], template.shape)
-        for name, m in layer_iteration(model, x, target=predicted_index).items()
-    }
-    return explanation
+    return explanations

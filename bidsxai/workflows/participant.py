@@ -5,15 +5,13 @@ import shutil
 import sys
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-
 from bidsxai.atomic import atomic_path
 from bidsxai.bids import init_derivatives, read_participants
 from bidsxai.errors import EXIT_NO_INPUT, NoInputError
 from bidsxai.logs import event
 from bidsxai.memory import parallel_sessions
 from bidsxai.models.bundle import read_meta, resolve_bundle
+from bidsxai.nifti import read_image
 from bidsxai.outputs import ANATOMY_DATASETS, MASK_DATASET, preproc_path, sidecar_path
 from bidsxai.preprocess.pipeline import preprocess_session
 from bidsxai.preprocess.quality import quality_gate
@@ -37,8 +35,9 @@ def _preprocess(inputs, settings):
         settings.resolution,
         settings.output_space,
     )
-    image = np.asarray(nib.load(str(t1w)).dataobj, np.float32)
-    gate = quality_gate(image, load_template(settings.resolution, settings.output_space))
+    gate = quality_gate(
+        read_image(t1w)[1], load_template(settings.resolution, settings.output_space)
+    )
     gate.record_in(sidecar_path(t1w))
     return gate
 
