@@ -24,6 +24,8 @@ def work_folder(key, work_dir=None):
 
 
 def _owner_gone(name, prefix):
+    """Whether the process named in ``name`` has ended: it no longer exists, or it is a zombie
+    (a killed run's worker that its new parent has not reaped yet: it can write nothing more)."""
     pid = name[len(prefix) :].split("-", 1)[0]
     if not pid.isdigit():
         return False
@@ -33,7 +35,11 @@ def _owner_gone(name, prefix):
         return True
     except PermissionError:  # alive, another user's
         return False
-    return False
+    try:  # Linux: the state follows the parenthesised command name in /proc/PID/stat
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
 
 
 def remove_leftovers(out_dir, work_dir=None):

@@ -105,6 +105,23 @@ def _dead_pid():
     return int(done.stdout)
 
 
+def test_what_a_zombie_left_is_removed(tmp_path):
+    """A killed run's worker may stay a zombie until its new parent reaps it: it can write
+    nothing more, so its files count as left behind."""
+    from bidsxai.scratch import remove_leftovers
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for: a zombie
+    deadline = time.time() + 30
+    while _alive(child.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert Path(f"/proc/{child.pid}").exists()  # still in the process table
+    (tmp_path / "out" / "sub-01").mkdir(parents=True)
+    (tmp_path / "out" / "sub-01" / f"{TEMP_FILE_PREFIX}{child.pid}-x.nii.gz").write_bytes(b"")
+    (tmp_path / "work" / f"{WORK_PREFIX}{child.pid}-sub-01-abc").mkdir(parents=True)
+    assert remove_leftovers(tmp_path / "out", tmp_path / "work") == 2
+    child.wait()
+
+
 def test_killed_main_process_takes_its_workers_and_the_rerun_cleans_up(small_cohort, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     work.mkdir()
