@@ -50,6 +50,10 @@ class NoInputError(BidsxaiError):
     exit_code = EXIT_NO_INPUT
 
 
+class UnreadableImageError(NoInputError):
+    """A NIfTI file that cannot be read (``nifti.read_image``)."""
+
+
 class InvalidBidsError(BidsxaiError):
     exit_code = EXIT_INVALID_BIDS
 

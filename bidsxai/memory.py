@@ -4,7 +4,7 @@ sessions ``--batch-sessions`` explains together by default.
 The first estimate is the measured peak resident memory of one session's worker (preprocessing
 of one subject's T1w, T2w and FLAIR, or writing its report), rounded up; the second, the measured
 growth of the peak per session added to a batch of explanations, per voxel of the model's input;
-docs/usage.md gives the measurements.
+docs/hpc.md and docs/benchmarks.md give the measurements.
 """
 
 import math

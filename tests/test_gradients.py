@@ -33,6 +33,9 @@ def test_smoothgrad_without_noise_is_saliency_and_is_seeded():
     a = explain(net, x, "smoothgrad", target=1, samples=4, seed=3)
     assert torch.equal(a, explain(net, x, "smoothgrad", target=1, samples=4, seed=3))
     assert not torch.equal(a, explain(net, x, "smoothgrad", target=1, samples=4, seed=4))
+    # Each sample's noise is its own: in a batch it gets the map it gets alone.
+    alone = [explain(net, x[i : i + 1], "smoothgrad", target=1, samples=4, seed=3) for i in (0, 1)]
+    torch.testing.assert_close(a, torch.cat(alone))
 
 
 @pytest.mark.parametrize("quad", ["gausslegendre", "riemann_trapezoid", "riemann_middle"])

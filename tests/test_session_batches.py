@@ -14,7 +14,6 @@ def _batches(monkeypatch, n_sessions, size, explain, member=lambda subject: "fol
     monkeypatch.setattr(
         session_batches, "member_for", lambda meta, subject: (member(subject), "fold", "")
     )
-    monkeypatch.setattr(session_batches, "method_parameters", lambda options, spec, x: {})
     sessions = [SimpleNamespace(key=f"sub-{i}", subject=str(i)) for i in range(n_sessions)]
     meta = {"input": {"resolution": 6, "space": None}, "classes": []}
     models = SimpleNamespace(meta=meta, get=lambda m: torch.nn.Identity())
@@ -25,17 +24,22 @@ def _batches(monkeypatch, n_sessions, size, explain, member=lambda subject: "fol
         if session.subject == "2":
             raise ValueError("unreadable input")
         x = torch.full((1, 1, 1), float(session.subject))
-        return session_batches.PreparedSession(member(session.subject), "", "", None, {}, x)
+        parameters = {"lrp": {"bounds": [0.0, 1.0 + (session.subject == "5")]}}
+        return session_batches.PreparedSession(
+            member(session.subject), "", "", None, {}, x, parameters
+        )
 
     monkeypatch.setattr(batches, "_prepared", prepared)
     return sessions, batches
 
 
-def _recorder(calls, fits=None):
+def _recorder(calls, fits=None, breaks=None):
     def explain(model, x, *args):
         calls.append([int(v) for v in x[:, 0, 0]])
         if fits is not None and len(x) > fits:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        if len(x) > 1 and breaks in calls[-1]:
+            raise RuntimeError("a session breaks its batch")
         return [f"explanation of {int(v)}" for v in x[:, 0, 0]]
 
     return explain
@@ -54,7 +58,8 @@ def test_sessions_of_one_member_are_explained_together_and_a_failing_one_alone(m
     assert got == {s.key: f"explanation of {s.subject}" for s in sessions} | {
         "sub-2": "unreadable input"
     }
-    assert calls == [[0, 4, 6], [1, 3, 5]]
+    # sub-5's method parameters differ from sub-1's (z-beta's bounds): it waits for its turn.
+    assert calls == [[0, 4, 6], [1, 3], [5]]
 
 
 def test_a_batch_out_of_device_memory_is_halved_for_the_rest_of_the_run(monkeypatch):
@@ -64,3 +69,12 @@ def test_a_batch_out_of_device_memory_is_halved_for_the_rest_of_the_run(monkeypa
         if session.subject != "2":
             assert batches.explanation(session) == f"explanation of {session.subject}"
     assert calls == [[0, 1, 3, 4], [0, 1], [3, 4], [5]]
+
+
+def test_a_batch_that_fails_is_given_up_for_its_sessions_alone(monkeypatch):
+    calls = []
+    sessions, batches = _batches(monkeypatch, 6, 3, _recorder(calls, breaks=3))
+    for session in sessions:
+        if session.subject != "2":
+            assert batches.explanation(session) == f"explanation of {session.subject}"
+    assert calls == [[0, 1, 3], [0], [1, 3, 4], [1], [3, 4], [3], [4], [5]]

@@ -41,14 +41,18 @@ def saliency(model, x, targets, mode="abs"):
 
 
 def smoothgrad(model, x, targets, mode="abs", samples=25, noise=0.15, seed=0):
-    """Mean saliency over noisy copies; noise SD = ``noise`` x (max - min) of each sample."""
-    generator = torch.Generator(device=x.device).manual_seed(seed)
+    """Mean saliency over noisy copies; noise SD = ``noise`` x (max - min) of each sample. Each
+    sample draws its noise from its own generator seeded with ``seed``, so its map is the one it
+    gets alone, whatever else is in the batch."""
+    generators = [torch.Generator(device=x.device).manual_seed(seed) for _ in range(len(x))]
     spread = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).reshape(-1, *([1] * (x.dim() - 1)))
     total = 0
     for _ in range(samples):
-        noisy = x + noise * spread * torch.randn(
-            x.shape, generator=generator, device=x.device, dtype=x.dtype
-        )
+        draws = [
+            torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype)
+            for g in generators
+        ]
+        noisy = x + noise * spread * torch.stack(draws)
         grads, _ = _input_gradients(model, noisy, targets)
         total = total + _reduce(grads, mode)
     with torch.no_grad():

@@ -23,11 +23,19 @@ import numpy as np
 from bidsxai.atomic import write_text
 from bidsxai.template import user_cache_dir
 
-# The code that draws, the libraries it draws with: a new version is a new figure.
+# The code that draws (the figures, and the template's images they are drawn from), the libraries
+# it draws with: a new version is a new figure.
 _DRAWING = "|".join(
-    [hashlib.sha256(Path(__file__).with_name("brain_figures.py").read_bytes()).hexdigest()]
-    + [f"{name} {version(name)}" for name in ("nilearn", "matplotlib", "pillow")]
+    [
+        hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in (
+            Path(__file__).with_name("brain_figures.py"),
+            Path(__file__).parents[1] / "template.py",
+        )
+    ]
+    + [f"{n} {version(n)}" for n in ("nilearn", "matplotlib", "pillow", "nibabel", "numpy")]
 )
+_TEMPLATE_DIGESTS = {}  # id -> (template, digest): a template's arrays are hashed once per process
 
 
 def _update(digest, value):
@@ -35,9 +43,13 @@ def _update(digest, value):
         digest.update(f"array {value.shape} {value.dtype}".encode())
         digest.update(np.ascontiguousarray(value).tobytes())
     elif dataclasses.is_dataclass(value):  # the template
-        digest.update(type(value).__name__.encode())
-        for field in dataclasses.fields(value):
-            _update(digest, getattr(value, field.name))
+        known = _TEMPLATE_DIGESTS.get(id(value))
+        if known is None or known[0] is not value:
+            own = hashlib.sha256(type(value).__name__.encode())
+            for field in dataclasses.fields(value):
+                _update(own, getattr(value, field.name))
+            known = _TEMPLATE_DIGESTS[id(value)] = (value, own.hexdigest())
+        digest.update(known[1].encode())
     elif isinstance(value, (list, tuple, type({}.values()))):
         digest.update(f"sequence {len(value)}".encode())
         for item in value:

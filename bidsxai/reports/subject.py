@@ -12,7 +12,7 @@ import pandas as pd
 
 from bidsxai.config import described_settings
 from bidsxai.derivatives import HeatmapSidecar, LayerIterationSidecar, MeasuresRow, QualityGate
-from bidsxai.errors import NoInputError
+from bidsxai.errors import UnreadableImageError
 from bidsxai.evaluate.evaluations import column_notes
 from bidsxai.evaluate.similarity import normalised_mutual_information
 from bidsxai.group.atlas import atlas_option
@@ -52,8 +52,11 @@ def session_view(settings, session, chosen, error=None):
     whose outputs cannot be read (damaged since they were written) is shown with that reason."""
     try:
         return _session_view(settings, session, chosen, error)
-    except NoInputError as exc:
-        return _session_view(settings, session, chosen, error or str(exc), read_outputs=False)
+    except UnreadableImageError as exc:
+        reason = (
+            error if error and str(exc) in error else "; ".join(filter(None, [error, str(exc)]))
+        )
+        return _session_view(settings, session, chosen, reason, read_outputs=False)
 
 
 def _session_view(settings, session, chosen, error, read_outputs=True):

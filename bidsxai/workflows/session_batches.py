@@ -9,7 +9,9 @@ batch size: their inputs are stacked and classified and explained together
 A session is prepared (its explaining member, covariates, reference masks and input) before it
 joins a batch, so one that cannot be (a mask that cannot be placed, a missing covariate, an
 unreadable input) stays out and fails at its own turn with its own error, before any explanation
-work, as it would alone. A model that takes covariates (bound to one subject at a time) and a 2D
+work, as it would alone. A batch whose explanation fails is given up for its first session alone
+(the others are explained at their turn), and one out of device memory is halved for the rest of
+the run. A model that takes covariates (bound to one subject at a time) and a 2D
 model (whose batch is already one session's slices) explain one session at a time.
 """
 
@@ -53,6 +55,7 @@ class PreparedSession:
     covariates: object  # a 1D tensor, or None
     masks: dict  # {label: PlacedMask}, empty without --evaluate
     x: torch.Tensor  # (1, C, *crop)
+    parameters: dict  # every method's parameters for this input (``method_parameters``)
 
 
 class SessionBatches:
@@ -67,17 +70,11 @@ class SessionBatches:
         self.explained = {}
 
     def prepare(self, session):
-        """The session's ``PreparedSession``; raises its error (once prepared ahead of its turn,
-        the same error again)."""
+        """The session's ``PreparedSession``; raises its error (a session that could not be
+        prepared ahead of its turn is prepared again at its turn)."""
         if session.key not in self.prepared:
-            try:
-                self.prepared[session.key] = self._prepared(session)
-            except Exception as exc:
-                self.prepared[session.key] = exc
-        found = self.prepared[session.key]
-        if isinstance(found, Exception):
-            raise found
-        return found
+            self.prepared[session.key] = self._prepared(session)
+        return self.prepared[session.key]
 
     def _prepared(self, session):
         job, meta = self.job, self.job.models.meta
@@ -91,7 +88,8 @@ class SessionBatches:
         masks = reference_masks(job.settings, session, template) if job.options.evaluate else {}
         inputs = load_inputs(job.settings.output_dir, session.subject, session.session, spec)
         x = torch.from_numpy(inputs)[None].to(job.device)
-        return PreparedSession(member, split, why, covariates, masks, x)
+        parameters = method_parameters(job.options, spec, x)
+        return PreparedSession(member, split, why, covariates, masks, x, parameters)
 
     def explanation(self, session):
         """The session's ``SessionExplanation``, computed now with the sessions that can join
@@ -110,6 +108,13 @@ class SessionBatches:
                 self.size = len(batch) // 2  # and for the rest of the run
                 event("session_batch_reduced", size=self.size, reason="out of device memory")
                 batch = batch[: self.size]
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                # Which session broke the batch is not known: this one alone, the others at
+                # their turn, so a failure is charged to the session that causes it.
+                event("session_batch_failed", sessions=",".join(s.key for s in batch))
+                batch = [session]
         self.explained.update({s.key: e for s, e in zip(batch[1:], explanations[1:])})
         return explanations[0]
 
@@ -140,16 +145,14 @@ class SessionBatches:
         self.explained.pop(session.key, None)
 
     def _joining(self, session, first):
-        """The sessions after ``session`` that can be explained with it: not yet explained,
-        prepared without error, by the same member with the same method parameters."""
-        if self.size == 1:
-            return []
-        spec = self.job.models.meta["input"]
-        parameters = method_parameters(self.job.options, spec, first.x)
+        """The sessions after ``session`` that can be explained with it: not yet explained, by
+        the same member, prepared without error and with the same method parameters. The search
+        ends when the batch is full or ``size - 1`` candidates of that member could not join, so
+        no more inputs than a batch's are kept ahead of their turn."""
+        joining, turned_away = [], 0
         later = self.sessions[self.sessions.index(session) + 1 :]
-        joining = []
         for candidate in later:
-            if len(joining) == self.size - 1:
+            if len(joining) == self.size - 1 or turned_away == self.size - 1:
                 break
             if candidate.key in self.explained or (
                 member_for(self.job.models.meta, candidate.subject)[0] != first.member
@@ -158,7 +161,10 @@ class SessionBatches:
             try:
                 prepared = self.prepare(candidate)
             except Exception:
-                continue  # it fails at its own turn, with its own error
-            if method_parameters(self.job.options, spec, prepared.x) == parameters:
+                turned_away += 1  # it fails at its own turn, with its own error
+                continue
+            if prepared.parameters == first.parameters:
                 joining.append(candidate)
+            else:  # z-beta's bounds follow a z-scored input's own range
+                turned_away += 1
         return joining
