@@ -62,19 +62,19 @@ def test_sessions_of_one_member_are_explained_together_and_a_failing_one_alone(m
     assert calls == [[0, 4, 6], [1, 3], [5]]
 
 
-def test_a_batch_out_of_device_memory_is_halved_for_the_rest_of_the_run(monkeypatch):
-    calls = []
-    sessions, batches = _batches(monkeypatch, 6, 4, _recorder(calls, fits=2))
+def _explain_all_but_the_failing(sessions, batches):
     for session in sessions:
         if session.subject != "2":
             assert batches.explanation(session) == f"explanation of {session.subject}"
+
+
+def test_a_batch_out_of_device_memory_is_halved_for_the_rest_of_the_run(monkeypatch):
+    calls = []
+    _explain_all_but_the_failing(*_batches(monkeypatch, 6, 4, _recorder(calls, fits=2)))
     assert calls == [[0, 1, 3, 4], [0, 1], [3, 4], [5]]
 
 
 def test_a_batch_that_fails_is_given_up_for_its_sessions_alone(monkeypatch):
     calls = []
-    sessions, batches = _batches(monkeypatch, 6, 3, _recorder(calls, breaks=3))
-    for session in sessions:
-        if session.subject != "2":
-            assert batches.explanation(session) == f"explanation of {session.subject}"
+    _explain_all_but_the_failing(*_batches(monkeypatch, 6, 3, _recorder(calls, breaks=3)))
     assert calls == [[0, 1, 3], [0], [1, 3, 4], [1], [3, 4], [3], [4], [5]]
