@@ -119,9 +119,9 @@ def explain_sessions(model, x, spec, classes, options, layer, targets, template,
             "probabilities": result["slice_probabilities"].cpu().numpy(),
         }
         return explanations
-    if predicted is None:
-        predicted = [classes.index(e.predicted) for e in explanations]
-    predicted = torch.as_tensor(predicted, dtype=torch.long, device=x.device)
+    predicted = torch.as_tensor(
+        probabilities.argmax(1) if predicted is None else predicted, device=x.device
+    )
     cam_methods = [m for m in options.methods if m in CAM_FAMILY]
     if cam_methods:
         mirrored = mirroring(model, x, cam_methods, layer=layer, target=predicted)

@@ -66,8 +66,8 @@ class SessionBatches:
         self.job = job
         self.sessions = list(sessions)
         self.size = 1 if job.models.meta.get("covariates") else size
-        self.prepared = {}  # key -> PreparedSession, or the exception preparing it raised
-        self.explained = {}
+        self.prepared = {}  # key -> PreparedSession
+        self.explained = {}  # key -> SessionExplanation made with an earlier session's batch
 
     def prepare(self, session):
         """The session's ``PreparedSession``; raises its error (a session that could not be
